@@ -1,0 +1,41 @@
+"""Exception types of rftgrad.
+
+Every error the toolkit raises on bad input is one of these, with a one-line message
+that names the problem and the fix. They subclass the built-in type a caller would
+expect (``ValueError`` for bad values, ``RuntimeError`` for an unusable device), so
+``except ValueError`` keeps working.
+"""
+
+from __future__ import annotations
+
+
+class RftgradError(Exception):
+    """Base class of every error rftgrad raises on purpose."""
+
+
+class RewardRangeError(RftgradError, ValueError):
+    """A reward is NaN or outside [-1, 1] (Theorem 1 needs bounded rewards)."""
+
+
+class OutputSpaceError(RftgradError, ValueError):
+    """An output space is invalid: vocabulary size V < 2 or output length L < 1."""
+
+
+class EnumerationLimitError(RftgradError, ValueError):
+    """An output space is too large to enumerate exactly (V**L past the limit)."""
+
+
+class DeviceError(RftgradError, RuntimeError):
+    """An unknown device name, or CUDA asked for where none is present."""
+
+
+class ShapeMismatchError(RftgradError, ValueError):
+    """A policy and an environment (or two tensors) disagree on a shape."""
+
+
+class ConfigError(RftgradError, ValueError):
+    """A configuration value is out of its allowed range (e.g. a fraction outside [0, 1])."""
+
+
+class InitializationError(RftgradError, ValueError):
+    """A policy could not be initialised to the requested output probabilities."""

@@ -1,0 +1,124 @@
+"""Devices, dtypes, seeds and the record of the environment a run happened in.
+
+One place for the choices every computation makes: which device (``cpu``, ``cuda``,
+``auto``), which float dtype (``float32`` or ``float64``), how replica seeds turn into
+random generators, and what is written next to results so a run can be reproduced
+(versions, device, git commit).
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from rftgrad.errors import ConfigError, DeviceError
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """Turn ``"cpu" | "cuda" | "cuda:N" | "auto"`` into a ``torch.device``.
+
+    ``auto`` picks CUDA when present and the CPU otherwise. Asking for CUDA on a
+    machine without it raises :class:`DeviceError` rather than failing later.
+    """
+    if isinstance(device, torch.device):
+        name = str(device)
+    else:
+        name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {name!r} requested but CUDA is not available on this machine; "
+                "use device='cpu' or device='auto'"
+            )
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"device {name!r} requested but only {torch.cuda.device_count()} CUDA "
+                "device(s) exist; pick an index below that or use 'cuda'"
+            )
+        return dev
+    raise DeviceError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def resolve_dtype(dtype: str | torch.dtype = "float32") -> torch.dtype:
+    """Turn ``"float32" | "float64"`` (or the torch dtype itself) into a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise ConfigError(f"unsupported dtype {dtype}; use torch.float32 or torch.float64")
+        return dtype
+    key = str(dtype).strip().lower()
+    if key not in _DTYPES:
+        raise ConfigError(f"unknown dtype {dtype!r}; use 'float32' or 'float64'")
+    return _DTYPES[key]
+
+
+def replica_seeds(seed: int | Sequence[int], num_replicas: int | None = None) -> list[int]:
+    """Seeds of the R replicas: ``seed, seed+1, ..., seed+R-1`` or an explicit list.
+
+    A replica's random draws depend only on its own seed, so replica ``r`` of a batched
+    run equals a single-replica run with ``seed=seeds[r]``.
+    """
+    if isinstance(seed, int):
+        count = 1 if num_replicas is None else num_replicas
+        if count < 1:
+            raise ConfigError(f"num_replicas must be >= 1, got {count}")
+        return [seed + r for r in range(count)]
+    seeds = [int(s) for s in seed]
+    if not seeds:
+        raise ConfigError("seed list is empty; give at least one seed")
+    if num_replicas is not None and num_replicas != len(seeds):
+        raise ConfigError(f"{len(seeds)} seeds given for num_replicas={num_replicas}; give one seed per replica")
+    return seeds
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded with ``seed`` (draw on CPU, then move: same
+    numbers on every device)."""
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def git_commit(path: str | Path | None = None) -> str | None:
+    """The git commit of the working tree at ``path`` (None outside a repository)."""
+    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def environment_info(device: torch.device | str | None = None) -> dict[str, object]:
+    """Versions, device and git commit, as stored next to every result."""
+    packages = {}
+    for name in ("rftgrad", "torch", "numpy", "scipy", "sympy", "pandas", "scikit-learn"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    info: dict[str, object] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": packages,
+        "git_commit": git_commit(),
+        "cuda_available": torch.cuda.is_available(),
+    }
+    if device is not None:
+        dev = torch.device(device)
+        info["device"] = str(dev)
+        if dev.type == "cuda":
+            info["device_name"] = torch.cuda.get_device_name(dev)
+    return info
