@@ -1,0 +1,63 @@
+"""Reward environments: inputs, an output space (V, L), rewards in [-1, 1], targets.
+
+See :mod:`rftgrad.envs.base` for the interface and the enumeration order.
+"""
+
+from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv, validate_rewards
+from rftgrad.envs.classification import (
+    BanditEnv,
+    ClassificationEnv,
+    DataSplit,
+    digits,
+    gaussian_clusters,
+    modify_labels,
+    orthonormal,
+    pretraining_label_sets,
+    with_label_sets,
+)
+from rftgrad.envs.sequence import (
+    REWARDS,
+    CallableReward,
+    ContainsToken,
+    ExactMatch,
+    PositionMatch,
+    RandomRewardNetwork,
+    SequenceEnv,
+    TableReward,
+    random_sequence_env,
+)
+
+#: name -> one-line description, for `rftgrad list`.
+ENVIRONMENTS: dict[str, str] = {
+    "bandit": "one input, K actions, a given reward vector (BanditEnv)",
+    "orthonormal": "orthonormal inputs with +1/-1 label rewards, Theorem 2's setting (orthonormal)",
+    "gaussian": "synthetic Gaussian clusters, seeded train/test split (gaussian_clusters)",
+    "digits": "scikit-learn's bundled 8x8 handwritten digits, no download (digits)",
+    "sequence": "prompts + whole-output rewards: " + ", ".join(REWARDS) + ", table, callable (SequenceEnv)",
+}
+
+__all__ = [
+    "DEFAULT_MAX_OUTPUTS",
+    "ENVIRONMENTS",
+    "REWARDS",
+    "BanditEnv",
+    "CallableReward",
+    "ClassificationEnv",
+    "ContainsToken",
+    "DataSplit",
+    "ExactMatch",
+    "OutputSpace",
+    "PositionMatch",
+    "RandomRewardNetwork",
+    "RewardEnv",
+    "SequenceEnv",
+    "TableReward",
+    "digits",
+    "gaussian_clusters",
+    "modify_labels",
+    "orthonormal",
+    "pretraining_label_sets",
+    "random_sequence_env",
+    "validate_rewards",
+    "with_label_sets",
+]

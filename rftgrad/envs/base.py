@@ -1,0 +1,212 @@
+"""The reward-environment interface (PAPER.md section 1).
+
+An environment is a finite set of inputs ``x_1..x_N``, an output space of sequences
+``y = (y_1..y_L)`` over a vocabulary of size ``V`` (``L = 1`` is classification / a
+contextual bandit), a reward ``r(x, y) ∈ [-1, 1]`` and a target output ``y*`` per input
+(what SFT trains on). Theorem 1 of Razin et al. (ICLR 2024) needs bounded rewards, so
+every reward that leaves an environment is checked to lie in [-1, 1].
+
+Outputs are enumerated in lexicographic order with ``y_1`` the most significant digit:
+output index ``i = Σ_l y_l · V^(L-l)``. A prefix ``u`` of length ``l`` has index
+``Σ_j u_j · V^(l-1-j)`` and its children ``u·a`` have indices ``u·V + a``, so the
+outputs below prefix ``u`` form the contiguous block ``[u·V^(L-l), (u+1)·V^(L-l))``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rftgrad.errors import EnumerationLimitError, OutputSpaceError, RewardRangeError, ShapeMismatchError
+
+#: Largest output space (V**L) that exact enumeration accepts unless told otherwise.
+DEFAULT_MAX_OUTPUTS = 2**20
+
+
+@dataclass(frozen=True)
+class OutputSpace:
+    """Sequences of ``length`` tokens over ``range(vocab_size)``."""
+
+    vocab_size: int  # V >= 2
+    length: int  # L >= 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.vocab_size, int | np.integer) or self.vocab_size < 2:
+            raise OutputSpaceError(f"vocabulary size V={self.vocab_size!r} is invalid; a softmax policy needs V >= 2")
+        if not isinstance(self.length, int | np.integer) or self.length < 1:
+            raise OutputSpaceError(f"output length L={self.length!r} is invalid; use L >= 1 (L = 1 is classification)")
+
+    @property
+    def num_outputs(self) -> int:
+        """``V**L``, the number of distinct outputs."""
+        return self.vocab_size**self.length
+
+    def check_enumerable(self, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> None:
+        """Raise :class:`EnumerationLimitError` when ``V**L`` exceeds ``max_outputs``."""
+        if self.num_outputs > max_outputs:
+            raise EnumerationLimitError(
+                f"output space V^L = {self.vocab_size}^{self.length} = {self.num_outputs} is past "
+                f"the enumeration limit max_outputs={max_outputs}; raise max_outputs if memory "
+                "allows, or estimate by sampling (rftgrad.theory.reinforce_gradient)"
+            )
+
+    def prefixes(self, level: int, device: torch.device | str | None = None) -> torch.Tensor:
+        """All ``V**level`` prefixes of length ``level`` in lexicographic order.
+
+        Returns a long tensor of shape ``(V**level, level)``.
+        """
+        if not 0 <= level <= self.length:
+            raise OutputSpaceError(f"prefix level {level} outside [0, L={self.length}]")
+        index = torch.arange(self.vocab_size**level, device=device)  # (V^l,)
+        powers = self.vocab_size ** torch.arange(level - 1, -1, -1, device=device)  # (l,)
+        return (index[:, None] // powers[None, :]) % self.vocab_size  # (V^l, l)
+
+    def enumerate(
+        self, device: torch.device | str | None = None, max_outputs: int = DEFAULT_MAX_OUTPUTS
+    ) -> torch.Tensor:
+        """All outputs, shape ``(V**L, L)``, in lexicographic order (refuses past the limit)."""
+        self.check_enumerable(max_outputs)
+        return self.prefixes(self.length, device)
+
+    def index(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Enumeration index of each output: ``(..., L) -> (...)``."""
+        self.check_outputs(outputs)
+        powers = self.vocab_size ** torch.arange(self.length - 1, -1, -1, device=outputs.device)  # (L,)
+        return (outputs.long() * powers).sum(-1)
+
+    @property
+    def num_prefix_states(self) -> int:
+        """``Σ_{l<L} V^l``: the number of distinct prefixes a next-token distribution follows."""
+        return sum(self.vocab_size**level for level in range(self.length))
+
+    def prefix_state(self, prefixes: torch.Tensor) -> torch.Tensor:
+        """Index of each prefix among all ``num_prefix_states`` prefixes: ``(..., l) -> (...)``.
+
+        Prefixes of length ``l`` occupy the block ``[Σ_{j<l} V^j, Σ_{j<=l} V^j)`` in
+        lexicographic order (the empty prefix is state 0).
+        """
+        level = prefixes.shape[-1]
+        offset = sum(self.vocab_size**j for j in range(level))
+        powers = self.vocab_size ** torch.arange(level - 1, -1, -1, device=prefixes.device)  # (l,)
+        return offset + (prefixes.long() * powers).sum(-1)
+
+    def check_outputs(self, outputs: torch.Tensor) -> None:
+        """Raise :class:`ShapeMismatchError` unless ``outputs`` is ``(..., L)`` tokens in ``[0, V)``."""
+        if outputs.ndim < 1 or outputs.shape[-1] != self.length:
+            raise ShapeMismatchError(f"outputs have shape {tuple(outputs.shape)}, expected (..., L={self.length})")
+        if outputs.dtype.is_floating_point or outputs.dtype == torch.bool:
+            raise ShapeMismatchError(f"outputs must be integer tokens, got dtype {outputs.dtype}")
+        if outputs.numel() and (int(outputs.min()) < 0 or int(outputs.max()) >= self.vocab_size):
+            raise ShapeMismatchError(
+                f"output tokens must lie in [0, V={self.vocab_size}), got range "
+                f"[{int(outputs.min())}, {int(outputs.max())}]"
+            )
+
+
+def validate_rewards(rewards: torch.Tensor | np.ndarray, what: str = "reward") -> torch.Tensor:
+    """Return ``rewards`` as a float64 tensor, or raise :class:`RewardRangeError`.
+
+    Theorem 1 (Razin et al., 2024) assumes ``r(x, y) ∈ [-1, 1]``; NaN and values outside
+    that range are refused (no silent clipping), naming the first offending entry.
+    """
+    values = torch.as_tensor(rewards)
+    if not (values.dtype.is_floating_point or values.dtype in (torch.int32, torch.int64, torch.int16, torch.int8)):
+        raise RewardRangeError(f"{what} must be numeric, got dtype {values.dtype}")
+    values = values.to(torch.float64)
+    bad = torch.isnan(values) | (values < -1.0) | (values > 1.0)
+    if bool(bad.any()):
+        where = tuple(int(i) for i in torch.nonzero(bad)[0])
+        value = float(values[where])
+        loc = where[0] if len(where) == 1 else where
+        raise RewardRangeError(
+            f"{what} at index {loc} is {value}, outside [-1, 1]; rescale rewards into "
+            "[-1, 1] (e.g. r -> 2r - 1 for r in [0, 1])"
+        )
+    return values
+
+
+class RewardEnv(ABC):
+    """Base class of reward environments.
+
+    Subclasses set ``output_space``, ``features`` (``(N, D)`` float: what a linear or MLP
+    policy reads), optionally ``prompts`` (``(N, P)`` long: what a transformer reads),
+    ``targets`` (``(N, L)`` long: the SFT label of each input), and implement
+    :meth:`_reward`. ``groups`` maps a group name to a ``(N,)`` bool mask (metrics are
+    reported per group; e.g. ``modified`` / ``unmodified``).
+    """
+
+    name: str = "env"
+    output_space: OutputSpace
+    features: torch.Tensor  # (N, D) float64
+    targets: torch.Tensor  # (N, L) long
+    prompts: torch.Tensor | None = None  # (N, P) long, sequence environments only
+    prompt_vocab_size: int = 0  # size of the prompt-token vocabulary (0: no prompts)
+
+    def __init__(self) -> None:
+        self._reward_table: torch.Tensor | None = None
+        self.groups: dict[str, torch.Tensor] = {}
+
+    @property
+    def num_inputs(self) -> int:
+        """N, the number of inputs."""
+        return int(self.features.shape[0])
+
+    @abstractmethod
+    def _reward(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """Unvalidated rewards: ``input_ids (B,)``, ``outputs (B, L)`` -> ``(B,)``."""
+
+    def reward(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
+        """``r(x, y)`` for a batch: ``input_ids (B,)``, ``outputs (B, L)`` -> float64 ``(B,)``.
+
+        Checks shapes and token ranges, and that every reward is in [-1, 1].
+        """
+        input_ids = torch.as_tensor(input_ids).long().reshape(-1)
+        outputs = torch.as_tensor(outputs)
+        self.output_space.check_outputs(outputs)
+        if outputs.ndim != 2 or outputs.shape[0] != input_ids.shape[0]:
+            raise ShapeMismatchError(
+                f"reward() got {input_ids.shape[0]} input ids and outputs of shape "
+                f"{tuple(outputs.shape)}; expected outputs (B={input_ids.shape[0]}, L)"
+            )
+        if input_ids.numel() and (int(input_ids.min()) < 0 or int(input_ids.max()) >= self.num_inputs):
+            raise ShapeMismatchError(
+                f"input ids must lie in [0, N={self.num_inputs}), got range "
+                f"[{int(input_ids.min())}, {int(input_ids.max())}]"
+            )
+        values = torch.as_tensor(self._reward(input_ids, outputs.long()))
+        if values.shape != input_ids.shape:
+            raise ShapeMismatchError(
+                f"reward function returned shape {tuple(values.shape)}, expected ({input_ids.shape[0]},)"
+            )
+        return validate_rewards(values, f"reward of {self.name}")
+
+    def reward_table(self, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> torch.Tensor:
+        """Rewards of every (input, output): float64 ``(N, V**L)`` on the CPU, cached."""
+        if self._reward_table is None:
+            outputs = self.output_space.enumerate(max_outputs=max_outputs)  # (Y, L)
+            num_outputs = outputs.shape[0]
+            ids = torch.arange(self.num_inputs).repeat_interleave(num_outputs)  # (N*Y,)
+            flat = self.reward(ids, outputs.repeat(self.num_inputs, 1))  # (N*Y,)
+            self._reward_table = flat.reshape(self.num_inputs, num_outputs)
+        else:
+            self.output_space.check_enumerable(max_outputs)
+        return self._reward_table
+
+    def target_index(self) -> torch.Tensor:
+        """Enumeration index of each input's target output, ``(N,)``."""
+        return self.output_space.index(self.targets)
+
+    def group_masks(self) -> dict[str, torch.Tensor]:
+        """Input groups for reporting; always contains ``all``."""
+        return {"all": torch.ones(self.num_inputs, dtype=torch.bool), **self.groups}
+
+    def describe(self) -> str:
+        """One line: name, N, V, L."""
+        space = self.output_space
+        return f"{self.name}: N={self.num_inputs} inputs, V={space.vocab_size}, L={space.length}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
