@@ -1,0 +1,114 @@
+"""Linear-softmax policy: ``f_W(x, u) = W φ(x, u)`` (PAPER.md section 3 uses ``φ = x``).
+
+Feature maps ``φ(x, u)`` for an input ``x ∈ R^D`` and a prefix ``u`` of length ``l``:
+
+* ``input``: ``φ = x`` (``D``); every position shares one softmax given ``x``.
+* ``input_position``: ``φ = e_l ⊗ x`` (``L·D``); separate weights per position.
+* ``input_prefix``: ``φ = e_state(u) ⊗ x`` (``S·D``, ``S = Σ_{l<L} V^l``); separate
+  weights per prefix; with one-hot ``x`` this is the tabular policy.
+* ``input_last_token``: ``φ = [x, e_l, e_{y_{l-1}}]`` (``D + L + V + 1``; the last slot
+  marks the empty prefix), a bigram-like model.
+
+``∂f/∂vec(W) = I_V ⊗ φ^T``, whose spectral norm is ``||φ||``, so ``γ = max ||φ(x,u)|| / T``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn.functional import one_hot
+
+from rftgrad.envs.base import RewardEnv
+from rftgrad.errors import ConfigError, ShapeMismatchError
+from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
+
+FEATURE_MAPS = ("input", "input_position", "input_prefix", "input_last_token")
+
+
+class LinearSoftmaxPolicy(SoftmaxPolicy):
+    """Logits ``W φ(x, u)`` with ``W`` of shape ``(R, V, D_φ)``.
+
+    Args:
+        input_dim: ``D``, the environment's feature dimension.
+        vocab_size: ``V``.
+        max_length: ``L``.
+        features: one of ``FEATURE_MAPS``.
+        init_scale: ``W ~ N(0, init_scale² / D_φ)``.
+        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+    """
+
+    name = "linear"
+    readout_keys = ("W", None)
+
+    def __init__(
+        self,
+        input_dim: int,
+        vocab_size: int,
+        max_length: int = 1,
+        features: str = "input",
+        init_scale: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
+        if features not in FEATURE_MAPS:
+            raise ConfigError(f"unknown feature map {features!r}; choose one of {', '.join(FEATURE_MAPS)}")
+        self.input_dim = int(input_dim)
+        self.features = features
+        self.init_scale = float(init_scale)
+        num_states = sum(int(vocab_size) ** level for level in range(int(max_length)))
+        self.feature_dim = {
+            "input": self.input_dim,
+            "input_position": int(max_length) * self.input_dim,
+            "input_prefix": num_states * self.input_dim,
+            "input_last_token": self.input_dim + int(max_length) + int(vocab_size) + 1,
+        }[features]
+        super().__init__(vocab_size, max_length, **kwargs)
+
+    @classmethod
+    def for_env(cls, env: RewardEnv, **kwargs: Any) -> LinearSoftmaxPolicy:
+        """A linear policy sized for ``env`` (reads ``env.features``)."""
+        return cls(env.features.shape[1], env.output_space.vocab_size, env.output_space.length, **kwargs)
+
+    def _init_replica(self, gen: torch.Generator) -> Params:
+        return {"W": init_normal(gen, self.vocab_size, self.feature_dim, scale=self.init_scale)}
+
+    def _check_inputs(self, env: RewardEnv) -> None:
+        if env.features.shape[1] != self.input_dim:
+            raise ShapeMismatchError(
+                f"linear policy expects D={self.input_dim} features but {env.name} has "
+                f"D={env.features.shape[1]}; use LinearSoftmaxPolicy.for_env(env)"
+            )
+
+    def feature_vectors(self, x: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
+        """``φ(x, u)``: ``x (N, D)``, ``prefixes (N, M, l)`` -> ``(N, M, D_φ)``."""
+        num_inputs, num_prefixes, level = prefixes.shape
+        x = x[:, None, :].expand(num_inputs, num_prefixes, self.input_dim)  # (N, M, D)
+        if self.features == "input":
+            return x
+        if self.features == "input_position":
+            slot = one_hot(torch.tensor(level, device=x.device), self.max_length).to(x.dtype)  # (L,)
+            return (slot[:, None] * x[..., None, :]).flatten(-2)  # (N, M, L·D)
+        if self.features == "input_prefix":
+            state = self.output_space.prefix_state(prefixes)  # (N, M)
+            slot = one_hot(state, self.output_space.num_prefix_states).to(x.dtype)  # (N, M, S)
+            return (slot[..., :, None] * x[..., None, :]).flatten(-2)  # (N, M, S·D)
+        position = one_hot(torch.tensor(level, device=x.device), self.max_length).to(x.dtype)
+        last = prefixes[..., -1] if level else torch.full(prefixes.shape[:2], self.vocab_size, device=x.device)
+        return torch.cat(
+            [x, position.expand(num_inputs, num_prefixes, -1), one_hot(last, self.vocab_size + 1).to(x.dtype)], dim=-1
+        )  # (N, M, D + L + V + 1)
+
+    def _readout_features(
+        self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
+    ) -> torch.Tensor:
+        return self.feature_vectors(x, prefixes)
+
+    def _prefix_logits(
+        self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
+    ) -> torch.Tensor:
+        return self.feature_vectors(x, prefixes) @ params["W"].T  # (N, M, V)
+
+    def closed_form_jacobian_norms(self, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
+        """``||I_V ⊗ φ^T||_2 = ||φ(x, u)||``, divided by ``T``."""
+        norms = self.feature_vectors(x, prefixes).norm(dim=-1)  # (N, M)
+        return norms[None] / self.temperature[:, None, None]
