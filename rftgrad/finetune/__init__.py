@@ -1,0 +1,1 @@
+"""Objectives (exact RFT, sampled estimators, SFT) and the batched trainer (Finetuning-engine issue)."""

@@ -1,0 +1,287 @@
+"""Exact expectations by enumerating every output (PAPER.md sections 1-2).
+
+For a policy ``p_θ`` and an environment, per replica and input, exactly:
+
+* ``V(x;θ) = Σ_y p_θ(y|x) r(x,y)`` and ``STD(x;θ) = sqrt(Σ_y p_θ(y|x) (r(x,y) - V)²)``;
+* the per-position terms of the martingale decomposition (past the paper):
+  ``Q_l = E[r | y_≤l]``, ``Var_l = E_{y<l}[Var(Q_l | y_<l)]``, with ``Σ_l Var_l = Var(r)``;
+* the expected gradient ``∇_θ V(x;θ) = E_y[(r - V) ∇_θ log p_θ(y|x)]``
+  (Razin et al., ICLR 2024, eq. for the policy gradient in Section 3), per input and
+  for the mean objective ``(1/N) Σ_n V(x_n;θ)``.
+
+The gradient is assembled in logit space first. Writing ``π_u = softmax(f_θ(x, u)/T)``
+for the next-token distribution after prefix ``u`` and ``P(u)`` for the prefix's
+probability, ``∂ log softmax(z)[a] / ∂z = e_a - π`` turns the expectation into
+
+    ∇_θ V = Σ_l Σ_{|u| = l} J_{x,u}^T g_u,     g_u = P(u) · π_u ⊙ (Q(u·) - Q(u)),
+
+with ``J_{x,u}`` the Jacobian of the (tempered) logits at ``u``. The cotangents ``g_u``
+come from one backward sweep over the prefix tree (``Q(u) = Σ_a π_u(a) Q(u·a)``), then
+a single vector-Jacobian product gives ``∇_θ V``: ``torch.func.vjp`` for the mean
+objective and ``vmap``-ed VJPs (chunked over inputs) for per-input gradients.
+
+``method="tree"`` evaluates the logits once per distinct prefix (``Σ_{l<L} V^l`` logit
+vectors per input); ``method="flat"`` scores every enumerated output by teacher
+forcing (``L·V^L`` logit vectors), the naive baseline kept for cross-checks and
+benchmarks. Both share the backward sweep and give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch.func import vjp, vmap
+
+from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv
+from rftgrad.errors import ConfigError
+from rftgrad.models.base import Params, SoftmaxPolicy
+
+METHODS = ("tree", "flat")
+
+# A single-replica program (params, temperature, ids (n,), x (n, ...)) -> tuple of logit tensors.
+LogitProgram = Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
+
+
+@dataclass
+class ExactResult:
+    """Exact quantities per replica ``R`` and input ``N`` (``Y = V^L`` outputs).
+
+    Attributes:
+        log_probs: ``(R, N, Y)`` log p_θ(y|x) in enumeration order.
+        rewards: ``(N, Y)`` r(x, y).
+        value: ``(R, N)`` V(x;θ).
+        std: ``(R, N)`` STD(x;θ).
+        position_variance: ``(R, N, L)`` E_{y<l}[Var(Q_l | y_<l)]; sums to STD² over l.
+        mean_grad: name -> ``(R, *shape)``, ∇_θ of (1/N) Σ_n V(x_n;θ).
+        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        grad_norm: ``(R, N)`` ||∇_θ V(x_n;θ)|| (None if ``per_input=False``).
+        grads: name -> ``(R, N, *shape)`` per-input gradients (only with ``keep_grads=True``).
+    """
+
+    log_probs: torch.Tensor
+    rewards: torch.Tensor
+    value: torch.Tensor
+    std: torch.Tensor
+    position_variance: torch.Tensor
+    mean_grad: Params
+    mean_grad_norm: torch.Tensor
+    grad_norm: torch.Tensor | None = None
+    grads: Params | None = None
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """``(R, N, Y)`` p_θ(y|x)."""
+        return self.log_probs.exp()
+
+    def to_frame(self, gamma: torch.Tensor | None = None) -> pd.DataFrame:
+        """One row per (replica, input): ``reward_mean``, ``reward_std``, ``grad_norm``,
+        ``gamma`` (if given) and ``var_pos_l`` (the martingale terms, l = 1..L)."""
+        num_replicas, num_inputs = self.value.shape
+        columns: dict[str, torch.Tensor] = {
+            "replica": torch.arange(num_replicas)[:, None].expand(-1, num_inputs),
+            "input": torch.arange(num_inputs)[None, :].expand(num_replicas, -1),
+            "reward_mean": self.value,
+            "reward_std": self.std,
+        }
+        if self.grad_norm is not None:
+            columns["grad_norm"] = self.grad_norm
+        if gamma is not None:
+            columns["gamma"] = gamma
+        for level in range(self.position_variance.shape[-1]):
+            columns[f"var_pos_{level + 1}"] = self.position_variance[..., level]
+        return pd.DataFrame({key: value.detach().cpu().reshape(-1).numpy() for key, value in columns.items()})
+
+
+def params_norm(params: Params, batch_dims: int) -> torch.Tensor:
+    """Euclidean norm over all parameters, keeping the first ``batch_dims`` axes."""
+    squares = [p.flatten(batch_dims).pow(2).sum(-1) for p in params.values()]
+    return torch.stack(squares).sum(0).sqrt()
+
+
+def _tree_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgram, Callable, Callable]:
+    """Logits once per distinct prefix: outputs ``(n, V^l, V)`` for ``l = 0..L-1``."""
+    prefixes = [space.prefixes(level, policy.device) for level in range(space.length)]  # (V^l, l)
+
+    def program(
+        params: Params, temperature: torch.Tensor, ids: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        count = ids.shape[0]
+        return tuple(
+            policy._prefix_logits(params, ids, x, prefix[None].expand(count, -1, -1)) / temperature
+            for prefix in prefixes
+        )
+
+    def levels(outputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        return list(outputs)
+
+    def cotangents(level_cots: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return tuple(level_cots)
+
+    return program, levels, cotangents
+
+
+def _flat_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgram, Callable, Callable]:
+    """Logits at every position of every output: one output ``(n, V^L, L, V)``.
+
+    The logits at position ``l`` depend on ``y_<l`` only; the prefix ``u`` of level
+    ``l`` is read from its first completion ``u·0…0`` (index ``u·V^(L-l)``).
+    """
+    outputs = space.prefixes(space.length, policy.device)  # (Y, L)
+    vocab, length = space.vocab_size, space.length
+    first = [torch.arange(vocab**lvl, device=policy.device) * vocab ** (length - lvl) for lvl in range(length)]
+
+    def program(
+        params: Params, temperature: torch.Tensor, ids: torch.Tensor, x: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        return (policy._sequence_logits(params, ids, x, outputs[None].expand(ids.shape[0], -1, -1)) / temperature,)
+
+    def levels(program_outputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+        (logits,) = program_outputs  # (R, N, Y, L, V)
+        return [logits[:, :, first[lvl], lvl, :] for lvl in range(length)]
+
+    def cotangents(level_cots: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        batch = level_cots[0].shape[:2]
+        flat = level_cots[0].new_zeros(*batch, vocab**length, length, vocab)  # (R, N, Y, L, V)
+        for lvl, cot in enumerate(level_cots):
+            flat[:, :, first[lvl], lvl, :] = cot
+        return (flat,)
+
+    return program, levels, cotangents
+
+
+def _backward_sweep(
+    cond_logp: list[torch.Tensor], rewards: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """From next-token log-probs per level to every exact quantity.
+
+    Args:
+        cond_logp: ``L`` tensors ``(R, N, V^l, V)``: log π_u for each prefix ``u`` of level ``l``.
+        rewards: ``(N, Y)``.
+
+    Returns:
+        log_probs ``(R, N, Y)``, value ``(R, N)``, std ``(R, N)``, position variances
+        ``(R, N, L)`` and the logit cotangents ``g_u`` per level ``(R, N, V^l, V)``.
+    """
+    num_replicas, num_inputs = cond_logp[0].shape[:2]
+    path = [cond_logp[0].new_zeros(num_replicas, num_inputs, 1)]  # log P(u), level 0: the empty prefix
+    for logp in cond_logp:
+        path.append((path[-1][..., None] + logp).reshape(num_replicas, num_inputs, -1))  # (R, N, V^(l+1))
+    log_probs = path[-1]  # (R, N, Y)
+    probs = log_probs.exp()
+    value = (probs * rewards).sum(-1)  # (R, N)
+    std = ((rewards - value[..., None]).pow(2) * probs).sum(-1).sqrt()  # (R, N)
+
+    length = len(cond_logp)
+    position_variance = probs.new_zeros(num_replicas, num_inputs, length)
+    cots: list[torch.Tensor] = [probs] * length  # placeholders, all overwritten below
+    q_next = rewards.expand(num_replicas, -1, -1)  # Q at level L: the reward itself, (R, N, Y)
+    for level in reversed(range(length)):
+        pi = cond_logp[level].exp()  # (R, N, V^l, V)
+        q_children = q_next.reshape(pi.shape)  # Q(u·a), (R, N, V^l, V)
+        q_prefix = (pi * q_children).sum(-1)  # Q(u) = Σ_a π_u(a) Q(u·a), (R, N, V^l)
+        spread = q_children - q_prefix[..., None]  # Q(u·a) - Q(u)
+        prefix_prob = path[level].exp()  # P(u), (R, N, V^l)
+        position_variance[..., level] = (prefix_prob * (pi * spread.pow(2)).sum(-1)).sum(-1)
+        cots[level] = prefix_prob[..., None] * pi * spread  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
+        q_next = q_prefix
+    return log_probs, value, std, position_variance, cots
+
+
+def exact(
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    *,
+    per_input: bool = True,
+    keep_grads: bool = False,
+    method: str = "tree",
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+    input_chunk: int = 64,
+) -> ExactResult:
+    """Exact V, STD, martingale variances and ∇_θ V for every replica and input.
+
+    Args:
+        policy: a softmax policy (``R`` replicas) compatible with ``env``.
+        env: the reward environment.
+        per_input: also compute ``||∇_θ V(x_n;θ)||`` for each input (vmapped VJPs).
+        keep_grads: keep the per-input gradients themselves (``R·N·params`` numbers).
+        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        max_outputs: refuse output spaces with more than this many outputs.
+        input_chunk: inputs per vmapped VJP batch (bounds memory).
+
+    Raises:
+        EnumerationLimitError: ``V^L > max_outputs``.
+        ShapeMismatchError: the policy does not fit the environment.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if input_chunk < 1:
+        raise ConfigError(f"input_chunk must be >= 1, got {input_chunk}")
+    space = env.output_space
+    space.check_enumerable(max_outputs)
+    x = policy.inputs_from(env)  # (N, ...)
+    num_inputs = env.num_inputs
+    ids = torch.arange(num_inputs, device=policy.device)
+    rewards = env.reward_table(max_outputs).to(policy.device, policy.dtype)  # (N, Y)
+    make = _tree_program if method == "tree" else _flat_program
+    program, levels, to_cotangents = make(policy, space)
+
+    def all_replicas(params: Params) -> tuple[torch.Tensor, ...]:
+        return vmap(program, in_dims=(0, 0, None, None))(params, policy.temperature, ids, x)
+
+    outputs, pullback = vjp(all_replicas, policy.params)
+    cond_logp = [torch.log_softmax(level.detach(), dim=-1) for level in levels(outputs)]
+    log_probs, value, std, position_variance, level_cots = _backward_sweep(cond_logp, rewards)
+    cotangents = to_cotangents(level_cots)  # per program output, (R, N, ...)
+
+    (mean_grad,) = pullback(tuple(c / num_inputs for c in cotangents))
+    result = ExactResult(
+        log_probs=log_probs,
+        rewards=rewards,
+        value=value,
+        std=std,
+        position_variance=position_variance,
+        mean_grad=mean_grad,
+        mean_grad_norm=params_norm(mean_grad, 1),
+    )
+    if per_input:
+        result.grad_norm, result.grads = _per_input_grads(policy, program, ids, x, cotangents, keep_grads, input_chunk)
+    return result
+
+
+def _per_input_grads(
+    policy: SoftmaxPolicy,
+    program: LogitProgram,
+    ids: torch.Tensor,
+    x: torch.Tensor,
+    cotangents: tuple[torch.Tensor, ...],
+    keep_grads: bool,
+    input_chunk: int,
+) -> tuple[torch.Tensor, Params | None]:
+    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by vmapped VJPs."""
+
+    def one_input(
+        params: Params,
+        temperature: torch.Tensor,
+        input_id: torch.Tensor,
+        x_n: torch.Tensor,
+        cots_n: tuple[torch.Tensor, ...],
+    ) -> Params:
+        _, pullback = vjp(lambda p: program(p, temperature, input_id[None], x_n[None]), params)
+        return pullback(tuple(c[None] for c in cots_n))[0]
+
+    over_inputs = vmap(one_input, in_dims=(None, None, 0, 0, 0))
+    over_replicas = vmap(over_inputs, in_dims=(0, 0, None, None, 0))
+    norms, kept = [], []
+    for start in range(0, ids.shape[0], input_chunk):
+        chunk = slice(start, start + input_chunk)
+        grads = over_replicas(
+            policy.params, policy.temperature, ids[chunk], x[chunk], tuple(c[:, chunk] for c in cotangents)
+        )
+        norms.append(params_norm(grads, 2))  # (R, n)
+        if keep_grads:
+            kept.append(grads)
+    grads_all = {key: torch.cat([g[key] for g in kept], dim=1) for key in kept[0]} if keep_grads else None
+    return torch.cat(norms, dim=1), grads_all

@@ -1,0 +1,25 @@
+"""Shared test settings: Hypothesis profiles and per-dtype tolerances.
+
+Profiles (pick with ``HYPOTHESIS_PROFILE=name``):
+
+* ``default``: fast, for the everyday run (few examples, no deadline);
+* ``ci``: derandomized (the same examples every run), used by ``.ci/run``;
+* ``thorough``: 10^5 examples per property, for on-demand verification runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("thorough", max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck))
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+#: absolute tolerances for exact-vs-exact comparisons of O(1) quantities, per dtype.
+ATOL = {torch.float64: 1e-10, torch.float32: 1e-5}
