@@ -1,0 +1,155 @@
+"""The ``rftgrad`` command line.
+
+    rftgrad list                 environments, policies and experiments
+    rftgrad exact [options]      exact V, STD, ||∇V|| and γ for a policy on an environment
+
+Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import pandas as pd
+import torch
+
+from rftgrad import __version__
+from rftgrad.envs import (
+    ENVIRONMENTS,
+    REWARDS,
+    BanditEnv,
+    RewardEnv,
+    digits,
+    gaussian_clusters,
+    orthonormal,
+    random_sequence_env,
+)
+from rftgrad.errors import RftgradError
+from rftgrad.experiments import EXPERIMENTS
+from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy
+from rftgrad.results import write_run
+from rftgrad.theory import exact, gamma
+
+
+def _build_env(args: argparse.Namespace) -> RewardEnv:
+    """The environment named by ``--env`` with the size options that apply to it."""
+    if args.env == "bandit":
+        return BanditEnv([float(v) for v in args.rewards.split(",")])
+    if args.env == "orthonormal":
+        return orthonormal(args.inputs, args.vocab, seed=args.seed)
+    if args.env == "gaussian":
+        return gaussian_clusters(num_classes=args.vocab, per_class=args.inputs, seed=args.seed).train
+    if args.env == "digits":
+        return digits(num_train=args.inputs, seed=args.seed).train
+    return random_sequence_env(
+        num_prompts=args.inputs, vocab_size=args.vocab, length=args.length, reward=args.reward, seed=args.seed
+    )
+
+
+def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
+    """The policy named by ``--policy``, sized for ``env``, optionally set to ``--p0`` on the targets."""
+    common = dict(
+        num_replicas=args.replicas, seed=args.seed, device=args.device, dtype=args.dtype, temperature=args.temperature
+    )
+    cls = POLICIES[args.policy][0]
+    extra: dict[str, object] = {}
+    if args.policy == "linear":
+        extra["features"] = args.features
+    elif args.policy == "mlp":
+        extra["hidden"] = tuple(int(h) for h in args.hidden.split(","))
+    elif args.policy == "transformer":
+        extra.update(d_model=args.d_model, num_layers=args.layers)
+    policy = cls.for_env(env, **common, **extra)
+    if args.p0 is not None:
+        policy.set_output_probability(env, args.p0)
+    return policy
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    sections = {
+        "environments": ENVIRONMENTS,
+        "policies": {name: desc for name, (_, desc) in POLICIES.items()},
+        "experiments": EXPERIMENTS,
+    }
+    for title, entries in sections.items():
+        print(f"{title}:")
+        if not entries:
+            print("  (none yet)")
+        for name, desc in entries.items():
+            print(f"  {name:<12} {desc}")
+    return 0
+
+
+def _cmd_exact(args: argparse.Namespace) -> int:
+    env = _build_env(args)
+    policy = _build_policy(args, env)
+    result = exact(policy, env, max_outputs=args.max_outputs)
+    table = result.to_frame(gamma=gamma(policy, env, max_outputs=args.max_outputs))
+    print(env.describe())
+    print(policy.describe())
+    with pd.option_context("display.width", 120, "display.max_rows", 40, "display.float_format", "{:.4g}".format):
+        print(table.drop(columns=[c for c in table if c.startswith("var_pos_")]).to_string(index=False))
+    if args.out:
+        config = {key: value for key, value in vars(args).items() if key != "handler"}
+        records = table.melt(id_vars=["replica", "input"], var_name="metric", value_name="value")
+        out = write_run(args.out, config, {"exact": records}, policy.device)
+        print(f"wrote {out}/config.json, environment.json, exact.csv")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``rftgrad`` (also used to render ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="rftgrad",
+        description="Vanishing gradients in reinforcement finetuning, verified (Razin et al., ICLR 2024).",
+    )
+    parser.add_argument("--version", action="version", version=f"rftgrad {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="list environments, policies and experiments")
+    listing.set_defaults(handler=_cmd_list)
+
+    ex = commands.add_parser("exact", help="exact V, STD, ||grad V|| and gamma for a policy on an environment")
+    ex.add_argument("--env", choices=sorted(ENVIRONMENTS), default="sequence", help="environment (default: sequence)")
+    ex.add_argument("--policy", choices=sorted(POLICIES), default="transformer", help="policy (default: transformer)")
+    ex.add_argument("--inputs", type=int, default=4, help="number of inputs / prompts / per-class points (default 4)")
+    ex.add_argument("--vocab", type=int, default=4, help="V: output vocabulary or number of classes (default 4)")
+    ex.add_argument("--length", type=int, default=3, help="L: output length, sequence env (default 3)")
+    ex.add_argument("--reward", choices=REWARDS, default="exact_match", help="sequence reward (default exact_match)")
+    ex.add_argument("--rewards", default="1,-1,-1,0.5", help="bandit reward vector, comma-separated, in [-1, 1]")
+    ex.add_argument("--features", choices=FEATURE_MAPS, default="input_last_token", help="linear feature map")
+    ex.add_argument("--hidden", default="64", help="MLP hidden widths, comma-separated (default 64)")
+    ex.add_argument("--d-model", type=int, default=32, help="transformer width (default 32)")
+    ex.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
+    ex.add_argument("--replicas", type=int, default=2, help="R, replicas with seeds seed..seed+R-1 (default 2)")
+    ex.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    ex.add_argument("--p0", type=float, default=None, help="initialise to put this probability on each target")
+    ex.add_argument("--temperature", type=float, default=1.0, help="sampling temperature T (default 1)")
+    ex.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
+    ex.add_argument("--dtype", default="float64", help="float32 | float64 (default float64)")
+    ex.add_argument("--max-outputs", type=int, default=2**20, help="enumeration limit on V^L (default 2^20)")
+    ex.add_argument("--out", default=None, help="write config.json, environment.json and exact.csv here")
+    ex.set_defaults(handler=_cmd_exact)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rftgrad`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (RftgradError, ValueError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"rftgrad: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rftgrad: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    torch.set_printoptions(precision=4)
+    raise SystemExit(main())
