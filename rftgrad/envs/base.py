@@ -34,9 +34,13 @@ class OutputSpace:
     length: int  # L >= 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.vocab_size, int | np.integer) or self.vocab_size < 2:
+        if (
+            isinstance(self.vocab_size, bool)
+            or not isinstance(self.vocab_size, int | np.integer)
+            or self.vocab_size < 2
+        ):
             raise OutputSpaceError(f"vocabulary size V={self.vocab_size!r} is invalid; a softmax policy needs V >= 2")
-        if not isinstance(self.length, int | np.integer) or self.length < 1:
+        if isinstance(self.length, bool) or not isinstance(self.length, int | np.integer) or self.length < 1:
             raise OutputSpaceError(f"output length L={self.length!r} is invalid; use L >= 1 (L = 1 is classification)")
 
     @property
@@ -113,7 +117,7 @@ def validate_rewards(rewards: torch.Tensor | np.ndarray, what: str = "reward") -
     that range are refused (no silent clipping), naming the first offending entry.
     """
     values = torch.as_tensor(rewards)
-    if not (values.dtype.is_floating_point or values.dtype in (torch.int32, torch.int64, torch.int16, torch.int8)):
+    if values.dtype == torch.bool or values.dtype.is_complex:  # every other torch dtype is an int or a float
         raise RewardRangeError(f"{what} must be numeric, got dtype {values.dtype}")
     values = values.to(torch.float64)
     bad = torch.isnan(values) | (values < -1.0) | (values > 1.0)
@@ -163,7 +167,10 @@ class RewardEnv(ABC):
 
         Checks shapes and token ranges, and that every reward is in [-1, 1].
         """
-        input_ids = torch.as_tensor(input_ids).long().reshape(-1)
+        input_ids = torch.as_tensor(input_ids)
+        if input_ids.dtype.is_floating_point or input_ids.dtype == torch.bool:
+            raise ShapeMismatchError(f"input ids must be integer indices, got dtype {input_ids.dtype}")
+        input_ids = input_ids.long().reshape(-1)
         outputs = torch.as_tensor(outputs)
         self.output_space.check_outputs(outputs)
         if outputs.ndim != 2 or outputs.shape[0] != input_ids.shape[0]:
@@ -198,6 +205,16 @@ class RewardEnv(ABC):
     def target_index(self) -> torch.Tensor:
         """Enumeration index of each input's target output, ``(N,)``."""
         return self.output_space.index(self.targets)
+
+    def _set_groups(self, groups: dict[str, torch.Tensor] | None) -> None:
+        """Store input groups, each a ``(N,)`` bool mask (raises :class:`ShapeMismatchError`)."""
+        for key, mask in (groups or {}).items():
+            mask = torch.as_tensor(mask, dtype=torch.bool)
+            if mask.shape != (self.num_inputs,):
+                raise ShapeMismatchError(
+                    f"group {key!r} mask has shape {tuple(mask.shape)}, expected (N={self.num_inputs},)"
+                )
+            self.groups[key] = mask
 
     def group_masks(self) -> dict[str, torch.Tensor]:
         """Input groups for reporting; always contains ``all``."""

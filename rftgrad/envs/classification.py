@@ -75,13 +75,7 @@ class ClassificationEnv(RewardEnv):
                 )
         self.table = table  # (N, K)
         self.label_sets = None if label_sets is None else torch.as_tensor(label_sets).long()
-        for key, mask in (groups or {}).items():
-            mask = torch.as_tensor(mask, dtype=torch.bool)
-            if mask.shape != (self.num_inputs,):
-                raise ShapeMismatchError(
-                    f"group {key!r} mask has shape {tuple(mask.shape)}, expected (N={self.num_inputs},)"
-                )
-            self.groups[key] = mask
+        self._set_groups(groups)
 
     @property
     def labels(self) -> torch.Tensor:

@@ -170,8 +170,7 @@ class SequenceEnv(RewardEnv):
         # Float features for linear / MLP policies: one-hot of each prompt position, flattened.
         self.features = torch.nn.functional.one_hot(self.prompts, self.prompt_vocab_size).double().flatten(1)
         self.reward_fn = self._make_reward(reward, seed)
-        for key, mask in (groups or {}).items():
-            self.groups[key] = torch.as_tensor(mask, dtype=torch.bool)
+        self._set_groups(groups)
 
     def _make_reward(self, reward: str | RewardFn | torch.Tensor | np.ndarray, seed: int) -> RewardFn:
         if isinstance(reward, str):
