@@ -84,6 +84,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_exact(args: argparse.Namespace) -> int:
     env = _build_env(args)
+    env.output_space.check_enumerable(args.max_outputs)  # refuse before allocating a policy for it
     policy = _build_policy(args, env)
     result = exact(policy, env, max_outputs=args.max_outputs)
     table = result.to_frame(gamma=gamma(policy, env, max_outputs=args.max_outputs))

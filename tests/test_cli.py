@@ -1,0 +1,74 @@
+"""The command line: help, list, exact with a run directory, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from rftgrad.cli import main
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "exact" in capsys.readouterr().out
+
+
+def test_list_names_environments_and_policies(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("bandit", "orthonormal", "gaussian", "digits", "sequence", "tabular", "linear", "mlp", "transformer"):
+        assert f"  {name} " in out
+
+
+def test_exact_writes_a_reproducible_run_directory(tmp_path, capsys):
+    args = ["exact", "--policy", "tabular", "--inputs", "3", "--vocab", "3", "--length", "2", "--p0", "0.01"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    records = pd.read_csv(tmp_path / "a" / "exact.csv")
+    assert list(records.columns) == ["replica", "input", "metric", "value"]
+    wide = records.pivot_table(index=["replica", "input"], columns="metric", values="value")
+    # p(target) = 0.01 exactly, exact-match reward: V = 2p - 1, STD = 2 sqrt(p(1-p)); tabular γ = 1/T = 1
+    assert wide["reward_mean"].to_numpy() == pytest.approx(-0.98, abs=1e-12)
+    assert wide["reward_std"].to_numpy() == pytest.approx(2 * (0.01 * 0.99) ** 0.5, abs=1e-12)
+    assert wide["gamma"].to_numpy() == pytest.approx(1.0)
+    pd.testing.assert_frame_equal(records, pd.read_csv(tmp_path / "b" / "exact.csv"))  # same config, same numbers
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert config["policy"] == "tabular" and config["seed"] == 0
+    environment = json.loads((tmp_path / "a" / "environment.json").read_text())
+    assert environment["device"] == "cpu" and "torch" in environment["packages"]
+    assert not list((tmp_path / "a").glob(".*.tmp"))  # no temporary files left behind
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vocab", "1"], "V=1 is invalid"),
+        (["--length", "0"], "L=0 is invalid"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--dtype", "float16"], "unknown dtype 'float16'"),
+        (["--env", "bandit", "--policy", "tabular", "--rewards", "1,2"], r"outside \[-1, 1\]"),
+        (["--vocab", "8", "--length", "8", "--policy", "tabular"], "past the enumeration limit"),
+        (["--env", "digits", "--policy", "transformer"], "reads prompts"),
+        (["--p0", "1.5"], r"strictly inside \(0, 1\)"),
+    ],
+)
+def test_bad_input_gives_one_line_error_and_exit_code_2(args, message, capsys, tmp_path):
+    assert main(["exact", *args, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rftgrad: error: ") and "\n" not in err
+    assert re.search(message, err), err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_cuda_absent_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    assert main(["exact", "--device", "cuda"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err

@@ -1,0 +1,54 @@
+"""The README's snippet runs and prints the numbers it promises; CI reads the README's test command."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def block_after(marker: str, language: str) -> str:
+    match = re.search(rf"<!-- {marker} -->\s*```{language}\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)
+    assert match, f"README.md has no ```{language} block after <!-- {marker} -->"
+    return match.group(1)
+
+
+def test_readme_snippet_computes_exact_quantities():
+    namespace: dict[str, object] = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(block_after("readme-snippet", "python"), "README.md", "exec"), namespace)
+    result, policy, env = namespace["result"], namespace["policy"], namespace["env"]
+    p0 = 1e-3
+    # exact-match reward: V = 2p - 1 and STD = 2 sqrt(p(1-p)) (PAPER.md section 3)
+    assert torch.allclose(result.value, torch.full_like(result.value, 2 * p0 - 1), atol=1e-12)
+    assert torch.allclose(result.std, torch.full_like(result.std, 2 * math.sqrt(p0 * (1 - p0))), atol=1e-12)
+    assert torch.allclose(result.position_variance.sum(-1), result.std**2, atol=1e-12)
+    gammas = namespace["gamma"](policy, env)
+    # the sharpened bound ||∇V|| <= γ sqrt(L) STD (PAPER.md section 2) holds, and the gradient is not trivially 0
+    assert bool((result.grad_norm <= gammas * math.sqrt(env.output_space.length) * result.std).all())
+    assert float(result.grad_norm.min()) > 1e-6
+
+
+@pytest.mark.parametrize("marker", ["main-command", "test-command"])
+def test_readme_commands_install_with_constraints(marker):
+    command = block_after(marker, "bash")
+    assert "python3 -m venv .venv" in command
+    assert "pip install -c constraints.txt -e" in command
+
+
+def test_ci_runs_the_readme_test_command():
+    ci_script = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert "<!-- test-command -->" in ci_script  # .ci/run extracts and runs that very block
+    assert "python -m pytest" in block_after("test-command", "bash")
+
+
+def test_constraints_pin_torch_2_13():
+    constraints = (README.parent / "constraints.txt").read_text(encoding="utf-8").split()
+    assert "torch==2.13.0" in constraints
