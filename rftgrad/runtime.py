@@ -8,6 +8,7 @@ random generators, and what is written next to results so a run can be reproduce
 
 from __future__ import annotations
 
+import numbers
 import platform
 import subprocess
 import sys
@@ -70,11 +71,15 @@ def replica_seeds(seed: int | Sequence[int], num_replicas: int | None = None) ->
     A replica's random draws depend only on its own seed, so replica ``r`` of a batched
     run equals a single-replica run with ``seed=seeds[r]``.
     """
-    if isinstance(seed, int):
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
         count = 1 if num_replicas is None else num_replicas
         if count < 1:
             raise ConfigError(f"num_replicas must be >= 1, got {count}")
-        return [seed + r for r in range(count)]
+        return [int(seed) + r for r in range(count)]
+    if not isinstance(seed, Sequence) or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seed
+    ):
+        raise ConfigError(f"seed must be an integer or a list of integers, got {seed!r}")
     seeds = [int(s) for s in seed]
     if not seeds:
         raise ConfigError("seed list is empty; give at least one seed")

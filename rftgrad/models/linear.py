@@ -17,13 +17,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.nn.functional import one_hot
 
 from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
 
 FEATURE_MAPS = ("input", "input_position", "input_prefix", "input_last_token")
+
+
+def one_hot(index: torch.Tensor, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """``e_index`` in ``R^size``: ``(...) -> (..., size)``.
+
+    Built by comparison rather than ``torch.nn.functional.one_hot``, whose range check
+    calls ``.item()`` and fails under ``vmap(jacrev(...))`` (the generic γ path).
+    """
+    return (index[..., None] == torch.arange(size, device=index.device)).to(dtype)
 
 
 class LinearSoftmaxPolicy(SoftmaxPolicy):
@@ -86,16 +94,16 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
         if self.features == "input":
             return x
         if self.features == "input_position":
-            slot = one_hot(torch.tensor(level, device=x.device), self.max_length).to(x.dtype)  # (L,)
+            slot = one_hot(torch.tensor(level, device=x.device), self.max_length, x.dtype)  # (L,)
             return (slot[:, None] * x[..., None, :]).flatten(-2)  # (N, M, L·D)
         if self.features == "input_prefix":
             state = self.output_space.prefix_state(prefixes)  # (N, M)
-            slot = one_hot(state, self.output_space.num_prefix_states).to(x.dtype)  # (N, M, S)
+            slot = one_hot(state, self.output_space.num_prefix_states, x.dtype)  # (N, M, S)
             return (slot[..., :, None] * x[..., None, :]).flatten(-2)  # (N, M, S·D)
-        position = one_hot(torch.tensor(level, device=x.device), self.max_length).to(x.dtype)
+        position = one_hot(torch.tensor(level, device=x.device), self.max_length, x.dtype)
         last = prefixes[..., -1] if level else torch.full(prefixes.shape[:2], self.vocab_size, device=x.device)
         return torch.cat(
-            [x, position.expand(num_inputs, num_prefixes, -1), one_hot(last, self.vocab_size + 1).to(x.dtype)], dim=-1
+            [x, position.expand(num_inputs, num_prefixes, -1), one_hot(last, self.vocab_size + 1, x.dtype)], dim=-1
         )  # (N, M, D + L + V + 1)
 
     def _readout_features(
