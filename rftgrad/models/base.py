@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -147,7 +147,9 @@ class SoftmaxPolicy(ABC):
             raise ShapeMismatchError(f"{self.name} policy reads prompts but {env.name} has none; use a sequence env")
         self._check_inputs(env)
 
-    def _replica_map(self, fn, prefixes: torch.Tensor, batched_prefix_ndim: int):  # noqa: ANN001, ANN202
+    def _replica_map(
+        self, fn: Callable[..., torch.Tensor], prefixes: torch.Tensor, batched_prefix_ndim: int
+    ) -> Callable[..., torch.Tensor]:
         """vmap ``fn(params, ids, x, prefixes)`` over replicas; prefixes may carry their own R axis."""
         prefix_dim = 0 if prefixes.ndim == batched_prefix_ndim + 1 else None
         return vmap(fn, in_dims=(0, None, None, prefix_dim))

@@ -176,7 +176,7 @@ def _backward_sweep(
 
     length = len(cond_logp)
     position_variance = probs.new_zeros(num_replicas, num_inputs, length)
-    cots: list[torch.Tensor] = [probs] * length  # placeholders, all overwritten below
+    cots_from_last: list[torch.Tensor] = []  # filled from level L-1 down to 0
     q_next = rewards.expand(num_replicas, -1, -1)  # Q at level L: the reward itself, (R, N, Y)
     for level in reversed(range(length)):
         pi = cond_logp[level].exp()  # (R, N, V^l, V)
@@ -185,9 +185,9 @@ def _backward_sweep(
         spread = q_children - q_prefix[..., None]  # Q(u·a) - Q(u)
         prefix_prob = path[level].exp()  # P(u), (R, N, V^l)
         position_variance[..., level] = (prefix_prob * (pi * spread.pow(2)).sum(-1)).sum(-1)
-        cots[level] = prefix_prob[..., None] * pi * spread  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
+        cots_from_last.append(prefix_prob[..., None] * pi * spread)  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
         q_next = q_prefix
-    return log_probs, value, std, position_variance, cots
+    return log_probs, value, std, position_variance, cots_from_last[::-1]
 
 
 def exact(
