@@ -2,6 +2,7 @@
 
     rftgrad list                 environments, policies and experiments
     rftgrad exact [options]      exact V, STD, ||∇V|| and γ for a policy on an environment
+    rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
 
 Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
 """
@@ -26,11 +27,13 @@ from rftgrad.envs import (
     orthonormal,
     random_sequence_env,
 )
-from rftgrad.errors import RftgradError
+from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy
 from rftgrad.results import write_run
 from rftgrad.theory import exact, gamma
+from rftgrad.theory.check import run_check
+from rftgrad.theory.instances import POLICY_KINDS, draw_specs
 
 
 def _build_env(args: argparse.Namespace) -> RewardEnv:
@@ -100,6 +103,30 @@ def _cmd_exact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    kinds = tuple(k.strip() for k in args.policy.split(","))
+    unknown = [k for k in kinds if k not in POLICY_KINDS]
+    if unknown:
+        raise ConfigError(f"unknown policy kind(s) {', '.join(unknown)}; choose from {', '.join(POLICY_KINDS)}")
+    if args.examples < 1:
+        raise ConfigError(f"--examples must be >= 1, got {args.examples}")
+    specs = draw_specs(args.examples, seed=args.seed, kinds=kinds, max_length=args.max_len)
+    rows, summary = run_check(specs, progress=not args.no_progress)
+    with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+        print(summary.to_string(index=False))
+    violations = int(summary.loc[summary["kind"] == "all", "violations"].iloc[0])
+    if args.out:
+        config = {key: value for key, value in vars(args).items() if key != "handler"}
+        write_run(args.out, config, {"check_rows": rows, "check_summary": summary}, "cpu")
+        print(f"wrote {args.out}/check_rows.csv, check_summary.csv")
+    print(f"{violations} violation(s) in {len(specs)} examples ({len(rows)} inputs)")
+    if violations:
+        worst = rows[rows["violation"]].iloc[0]
+        fields = ("kind", "vocab_size", "length", "logit_scale", "reward_kind", "temperature", "feature_map", "seed")
+        print("first violating spec: InstanceSpec(" + ", ".join(f"{k}={worst[k]!r}" for k in fields) + ")")
+    return 1 if violations else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rftgrad`` (also used to render ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -133,6 +160,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--max-outputs", type=int, default=2**20, help="enumeration limit on V^L (default 2^20)")
     ex.add_argument("--out", default=None, help="write config.json, environment.json and exact.csv here")
     ex.set_defaults(handler=_cmd_exact)
+
+    ck = commands.add_parser("check", help="check Theorem 1's bounds on random policies (exit 1 on a violation)")
+    ck.add_argument("--examples", type=int, default=200, help="random instances to check (default 200)")
+    ck.add_argument("--policy", default=",".join(POLICY_KINDS), help="policy kinds, comma-separated (default: all)")
+    ck.add_argument("--max-len", type=int, default=5, help="largest output length L (default 5)")
+    ck.add_argument("--seed", type=int, default=0, help="seed of the instance draw (default 0)")
+    ck.add_argument("--out", default=None, help="write config.json, environment.json and the check tables here")
+    ck.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ck.set_defaults(handler=_cmd_check)
     return parser
 
 

@@ -133,6 +133,8 @@ class SequenceEnv(RewardEnv):
         reward: a reward name (see ``REWARDS``), a callable, or a ``(N, V**L)`` table.
         prompt_vocab_size: size of the prompt vocabulary (default ``max(prompts) + 1``).
         groups: optional name -> ``(N,)`` bool mask.
+        features: optional ``(N, D)`` float features for linear / MLP policies (default:
+            the one-hot prompt tokens, flattened).
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class SequenceEnv(RewardEnv):
         groups: dict[str, torch.Tensor] | None = None,
         seed: int = 0,
         name: str = "sequence",
+        features: torch.Tensor | np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -167,8 +170,14 @@ class SequenceEnv(RewardEnv):
             raise ShapeMismatchError(
                 f"prompt token {needed - 1} >= prompt_vocab_size={self.prompt_vocab_size}; raise prompt_vocab_size"
             )
-        # Float features for linear / MLP policies: one-hot of each prompt position, flattened.
-        self.features = torch.nn.functional.one_hot(self.prompts, self.prompt_vocab_size).double().flatten(1)
+        if features is None:  # one-hot of each prompt position, flattened
+            self.features = torch.nn.functional.one_hot(self.prompts, self.prompt_vocab_size).double().flatten(1)
+        else:
+            self.features = torch.as_tensor(features, dtype=torch.float64)
+            if self.features.ndim != 2 or self.features.shape[0] != self.prompts.shape[0]:
+                raise ShapeMismatchError(
+                    f"features have shape {tuple(self.features.shape)}, expected (N={self.prompts.shape[0]}, D)"
+                )
         self.reward_fn = self._make_reward(reward, seed)
         self._set_groups(groups)
 

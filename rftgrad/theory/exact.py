@@ -57,6 +57,10 @@ class ExactResult:
         position_variance: ``(R, N, L)`` E_{y<l}[Var(Q_l | y_<l)]; sums to STD² over l.
         mean_grad: name -> ``(R, *shape)``, ∇_θ of (1/N) Σ_n V(x_n;θ).
         mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        logit_grad_norm: ``(R, N)`` ``sqrt(Σ_u ||g_u||²)``, the norm of ∇V with respect to
+            the tempered logits of every prefix (the per-prefix / logit-space gradient).
+        max_first_token_prob: ``(R, N)`` ``max_a π_∅(a)``, the largest probability of a
+            non-empty prefix (prefix probabilities only shrink as a prefix grows).
         grad_norm: ``(R, N)`` ||∇_θ V(x_n;θ)|| (None if ``per_input=False``).
         grads: name -> ``(R, N, *shape)`` per-input gradients (only with ``keep_grads=True``).
     """
@@ -68,6 +72,8 @@ class ExactResult:
     position_variance: torch.Tensor
     mean_grad: Params
     mean_grad_norm: torch.Tensor
+    logit_grad_norm: torch.Tensor
+    max_first_token_prob: torch.Tensor
     grad_norm: torch.Tensor | None = None
     grads: Params | None = None
 
@@ -245,6 +251,8 @@ def exact(
         position_variance=position_variance,
         mean_grad=mean_grad,
         mean_grad_norm=params_norm(mean_grad, 1),
+        logit_grad_norm=torch.stack([c.pow(2).sum(dim=(-2, -1)) for c in level_cots]).sum(0).sqrt(),  # (R, N)
+        max_first_token_prob=cond_logp[0][:, :, 0, :].exp().amax(-1),  # (R, N)
     )
     if per_input:
         result.grad_norm, result.grads = _per_input_grads(policy, program, ids, x, cotangents, keep_grads, input_chunk)

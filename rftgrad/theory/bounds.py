@@ -1,0 +1,107 @@
+"""Upper bounds on the expected gradient (PAPER.md section 2; proofs in docs/theorem1.md).
+
+For an input ``x`` with reward std ``STD`` under the policy, output length ``L`` and
+``γ = max_l max_{y_<l} ||J_l||_2`` (:func:`rftgrad.theory.gamma`):
+
+* paper (Razin et al., ICLR 2024, Theorem 1):   ``||∇_θ V|| <= 6 · L · γ · STD^(2/3)``;
+* sharpened (past the paper):                   ``||∇_θ V|| <= γ · sqrt(L) · STD``;
+* martingale (the step before Cauchy-Schwarz):  ``||∇_θ V|| <= γ · Σ_l sqrt(Var_l)``,
+  with ``Var_l = E_{y<l}[Var(Q_l | y_<l)]`` and ``Σ_l Var_l = STD²``;
+* logit space / per prefix:                     ``sqrt(Σ_u ||g_u||²) <= sqrt(max_a π_∅(a)) · STD``,
+  where ``g_u`` is the gradient with respect to the tempered logits at prefix ``u``. For
+  ``L = 1`` this is ``||p ⊙ (r - V)|| <= sqrt(max_y p(y)) · STD``; for a tabular policy
+  ``||∇_θ V|| = sqrt(Σ_u ||g_u||²) / T``.
+
+Ordering: martingale <= sharpened <= paper whenever ``STD <= 1`` (rewards in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import torch
+
+from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
+from rftgrad.models.base import SoftmaxPolicy
+from rftgrad.theory.exact import ExactResult, exact
+from rftgrad.theory.gamma import gamma as gamma_of
+
+#: the paper's constant in ``6 L γ STD^(2/3)``.
+PAPER_CONSTANT = 6.0
+#: a gradient counts as violating a bound when ``grad > bound · (1 + REL_SLACK) + ABS_SLACK``
+#: (float64 rounding of quantities of order 1; see tests/theory for the dtype tolerances).
+REL_SLACK, ABS_SLACK = 1e-9, 1e-12
+
+#: bound name -> (gradient column it bounds, bound column).
+BOUNDS: dict[str, tuple[str, str]] = {
+    "paper": ("grad_norm", "paper_bound"),
+    "sharpened": ("grad_norm", "sharpened_bound"),
+    "martingale": ("grad_norm", "martingale_bound"),
+    "logit": ("logit_grad_norm", "logit_bound"),
+}
+
+
+def paper_bound(gamma: torch.Tensor, std: torch.Tensor, length: int) -> torch.Tensor:
+    """Theorem 1 of Razin et al. (2024): ``6 · L · γ · STD^(2/3)``."""
+    return PAPER_CONSTANT * length * gamma * std.clamp_min(0).pow(2.0 / 3.0)
+
+
+def sharpened_bound(gamma: torch.Tensor, std: torch.Tensor, length: int) -> torch.Tensor:
+    """``γ · sqrt(L) · STD`` (martingale decomposition, Jensen, Cauchy-Schwarz; docs/theorem1.md)."""
+    return gamma * math.sqrt(length) * std
+
+
+def martingale_bound(gamma: torch.Tensor, position_variance: torch.Tensor) -> torch.Tensor:
+    """``γ · Σ_l sqrt(Var_l)``; ``position_variance``: ``(..., L)``."""
+    return gamma * position_variance.clamp_min(0).sqrt().sum(-1)
+
+
+def logit_bound(max_first_token_prob: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max_a π_∅(a)) · STD``, bounding the gradient with respect to the logits of every prefix."""
+    return max_first_token_prob.sqrt() * std
+
+
+def ratio(grad_norm: torch.Tensor, bound: torch.Tensor) -> torch.Tensor:
+    """``grad / bound``; where the bound is numerically zero (``<= ABS_SLACK``, e.g. STD = 0 up to
+    rounding) the ratio is 0 if the gradient is numerically zero too, and ``inf`` otherwise."""
+    tiny = bound <= ABS_SLACK
+    safe = torch.where(tiny, torch.ones_like(bound), bound)
+    return torch.where(tiny, torch.where(grad_norm <= ABS_SLACK, 0.0, math.inf), grad_norm / safe)
+
+
+def bound_table(
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    result: ExactResult | None = None,
+    gamma: torch.Tensor | None = None,
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+) -> pd.DataFrame:
+    """Every bound for every replica and input, as one tidy table.
+
+    Columns: ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm,
+    gamma``, ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in
+    ``BOUNDS``, and ``violation`` (True if any ratio exceeds 1 beyond rounding).
+    ``result`` and ``gamma`` are computed when not given.
+    """
+    result = exact(policy, env, max_outputs=max_outputs) if result is None else result
+    gamma = gamma_of(policy, env, max_outputs=max_outputs) if gamma is None else gamma
+    length = env.output_space.length
+    columns: dict[str, torch.Tensor] = {
+        "grad_norm": result.grad_norm,
+        "logit_grad_norm": result.logit_grad_norm,
+        "gamma": gamma,
+        "paper_bound": paper_bound(gamma, result.std, length),
+        "sharpened_bound": sharpened_bound(gamma, result.std, length),
+        "martingale_bound": martingale_bound(gamma, result.position_variance),
+        "logit_bound": logit_bound(result.max_first_token_prob, result.std),
+    }
+    violation = torch.zeros_like(result.std, dtype=torch.bool)
+    for name, (grad_key, bound_key) in BOUNDS.items():
+        columns[f"ratio_{name}"] = ratio(columns[grad_key], columns[bound_key])
+        violation |= columns[grad_key] > columns[bound_key] * (1 + REL_SLACK) + ABS_SLACK
+    frame = result.to_frame()[["replica", "input", "reward_mean", "reward_std"]]
+    for key, value in columns.items():
+        frame[key] = value.detach().double().cpu().reshape(-1).numpy()
+    frame["violation"] = violation.cpu().reshape(-1).numpy()
+    return frame
