@@ -2,8 +2,9 @@
 
 ``f_θ(x_n, u) = θ[n, u] ∈ R^V``, one free logit vector per input and prefix state (all
 ``Σ_{l<L} V^l`` prefixes). The Jacobian of a logit vector with respect to θ selects its
-own block, so ``γ = 1/T`` (PAPER.md section 2: per-prefix parameters give the logit-space
-bound ``||∇V|| <= sqrt(max_y p(y)) · STD``).
+own block, so ``γ = 1/T``. Per-prefix parameters give ``||∇_θ V|| <= sqrt(max_a π_∅(a)) · STD / T``
+(the largest non-empty-prefix probability; ``sqrt(max_y p(y))`` only when ``L = 1``;
+docs/theorem1.md section 4).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from rftgrad.theory.bounds import (
     paper_bound,
     ratio,
     sharpened_bound,
+    tight_bound,
 )
 from rftgrad.theory.exact import METHODS, ExactResult, exact, params_norm
 from rftgrad.theory.gamma import gamma, jacobian_spectral_norms
@@ -24,5 +25,5 @@ from rftgrad.theory.montecarlo import reinforce_gradient
 __all__ = [
     "BOUNDS", "METHODS", "POLICY_KINDS", "REWARD_KINDS", "ExactResult", "InstanceSpec", "bound_table", "draw_specs",
     "exact", "gamma", "jacobian_spectral_norms", "logit_bound", "martingale_bound", "paper_bound", "params_norm",
-    "random_instance", "ratio", "reinforce_gradient", "sharpened_bound", "tightness_witness",
+    "random_instance", "ratio", "reinforce_gradient", "sharpened_bound", "tight_bound", "tightness_witness",
 ]

@@ -7,12 +7,15 @@ For an input ``x`` with reward std ``STD`` under the policy, output length ``L``
 * sharpened (past the paper):                   ``||∇_θ V|| <= γ · sqrt(L) · STD``;
 * martingale (the step before Cauchy-Schwarz):  ``||∇_θ V|| <= γ · Σ_l sqrt(Var_l)``,
   with ``Var_l = E_{y<l}[Var(Q_l | y_<l)]`` and ``Σ_l Var_l = STD²``;
+* tight (past the paper, docs/theorem1.md §3-5):  ``||∇_θ V|| <= γ · Σ_l sqrt(Var_l / 2)``
+  ``<= γ · sqrt(L/2) · STD``, because ``Σ_a π_a² d_a² <= ½ Σ_a π_a d_a²`` whenever
+  ``Σ_a π_a d_a = 0``; the shared-softmax witness attains it with equality;
 * logit space / per prefix:                     ``sqrt(Σ_u ||g_u||²) <= sqrt(max_a π_∅(a)) · STD``,
   where ``g_u`` is the gradient with respect to the tempered logits at prefix ``u``. For
   ``L = 1`` this is ``||p ⊙ (r - V)|| <= sqrt(max_y p(y)) · STD``; for a tabular policy
   ``||∇_θ V|| = sqrt(Σ_u ||g_u||²) / T``.
 
-Ordering: martingale <= sharpened <= paper whenever ``STD <= 1`` (rewards in [-1, 1]).
+Ordering: tight <= martingale <= sharpened <= paper whenever ``STD <= 1`` (rewards in [-1, 1]).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ BOUNDS: dict[str, tuple[str, str]] = {
     "paper": ("grad_norm", "paper_bound"),
     "sharpened": ("grad_norm", "sharpened_bound"),
     "martingale": ("grad_norm", "martingale_bound"),
+    "tight": ("grad_norm", "tight_bound"),
     "logit": ("logit_grad_norm", "logit_bound"),
 }
 
@@ -55,6 +59,12 @@ def sharpened_bound(gamma: torch.Tensor, std: torch.Tensor, length: int) -> torc
 def martingale_bound(gamma: torch.Tensor, position_variance: torch.Tensor) -> torch.Tensor:
     """``γ · Σ_l sqrt(Var_l)``; ``position_variance``: ``(..., L)``."""
     return gamma * position_variance.clamp_min(0).sqrt().sum(-1)
+
+
+def tight_bound(gamma: torch.Tensor, position_variance: torch.Tensor) -> torch.Tensor:
+    """``γ · Σ_l sqrt(Var_l / 2)``: the martingale bound with the factor ½ of
+    ``||π ⊙ d||² <= ½ Σ_a π_a d_a²`` (``Σ_a π_a d_a = 0``); equality for the witness at p = ½."""
+    return martingale_bound(gamma, position_variance) / math.sqrt(2.0)
 
 
 def logit_bound(max_first_token_prob: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
@@ -94,6 +104,7 @@ def bound_table(
         "paper_bound": paper_bound(gamma, result.std, length),
         "sharpened_bound": sharpened_bound(gamma, result.std, length),
         "martingale_bound": martingale_bound(gamma, result.position_variance),
+        "tight_bound": tight_bound(gamma, result.position_variance),
         "logit_bound": logit_bound(result.max_first_token_prob, result.std),
     }
     violation = torch.zeros_like(result.std, dtype=torch.bool)
