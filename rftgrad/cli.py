@@ -3,6 +3,7 @@
     rftgrad list                 environments, policies and experiments
     rftgrad exact [options]      exact V, STD, ||∇V|| and γ for a policy on an environment
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
+    rftgrad run NAME [options]   run an experiment: records, score and figures in --out
 
 Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
 """
@@ -10,6 +11,7 @@ Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -29,6 +31,7 @@ from rftgrad.envs import (
 )
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS
+from rftgrad.experiments.base import run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy
 from rftgrad.results import write_run
 from rftgrad.theory import exact, gamma
@@ -127,6 +130,14 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    out = args.out or f"runs/{args.experiment}"
+    _, score, figures = run_experiment(args.experiment, out, args.config, args.set, args.full, not args.no_progress)
+    print(json.dumps(score, indent=2, default=float))
+    print(f"wrote {out}: config.json, environment.json, records, score.json, " + ", ".join(p.name for p in figures))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rftgrad`` (also used to render ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -169,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--out", default=None, help="write config.json, environment.json and the check tables here")
     ck.add_argument("--no-progress", action="store_true", help="no progress bar")
     ck.set_defaults(handler=_cmd_check)
+
+    rn = commands.add_parser("run", help="run an experiment (records, score and figures)")
+    rn.add_argument("experiment", choices=sorted(EXPERIMENTS), help="experiment name (see `rftgrad list`)")
+    rn.add_argument("--config", default=None, help="JSON file of config values")
+    rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    rn.add_argument("--full", action="store_true", help="the paper-scale budget instead of the quick one")
+    rn.add_argument("--out", default=None, help="run directory (default runs/<experiment>)")
+    rn.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rn.set_defaults(handler=_cmd_run)
     return parser
 
 

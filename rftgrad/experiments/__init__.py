@@ -3,4 +3,7 @@
 ``EXPERIMENTS`` maps a name to a one-line description; it fills up as experiments land.
 """
 
-EXPERIMENTS: dict[str, str] = {}
+EXPERIMENTS: dict[str, str] = {
+    "bound": "Theorem 1's bounds vs the exact gradient on thousands of random policies per class",
+    "tightness": "the sqrt(L) witness against L, and an adversarial search for the worst-case constant",
+}

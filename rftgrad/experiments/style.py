@@ -1,0 +1,31 @@
+"""One look for every figure: a seaborn theme, fixed colours for RFT and SFT, panel grids."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+#: RFT and SFT keep these colours in every figure.
+COLORS = {"RFT": "#c0392b", "SFT": "#2471a3"}
+
+
+def figure_grid(panels: int, levels: Sequence[Any], panel_size: float = 4.0) -> tuple[Any, list[Any], dict[Any, Any]]:
+    """A figure with ``panels`` axes (two per row) and a colour for each of ``levels``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper")
+    columns = min(2, panels)
+    rows = math.ceil(panels / columns)
+    fig, axes = plt.subplots(
+        rows, columns, figsize=(panel_size * columns * 1.2, panel_size * rows), squeeze=False, layout="constrained"
+    )
+    flat = list(axes.ravel())
+    for extra in flat[panels:]:
+        extra.set_visible(False)
+    palette = dict(zip(levels, sns.color_palette("viridis", len(levels)), strict=True))
+    return fig, flat[:panels], palette
