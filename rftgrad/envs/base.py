@@ -202,6 +202,10 @@ class RewardEnv(ABC):
             self.output_space.check_enumerable(max_outputs)
         return self._reward_table
 
+    def with_rewards(self, rewards: torch.Tensor | np.ndarray) -> RewardEnv:
+        """The same inputs, targets and groups with the reward table ``rewards`` ``(N, V^L)``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot swap its reward table")
+
     def target_index(self) -> torch.Tensor:
         """Enumeration index of each input's target output, ``(N,)``."""
         return self.output_space.index(self.targets)

@@ -85,6 +85,18 @@ class ClassificationEnv(RewardEnv):
     def _reward(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         return self.table[input_ids, outputs[:, 0]]
 
+    def with_rewards(self, rewards: torch.Tensor | np.ndarray) -> ClassificationEnv:
+        """The same inputs, labels, label sets and groups with the reward table ``rewards`` ``(N, K)``."""
+        return ClassificationEnv(
+            self.features,
+            self.labels,
+            self.output_space.vocab_size,
+            reward_table=rewards,
+            label_sets=self.label_sets,
+            groups=self.groups,
+            name=self.name,
+        )
+
     def subset(self, index: torch.Tensor | np.ndarray, name: str | None = None) -> ClassificationEnv:
         """The environment restricted to inputs ``index`` (tables, sets and groups follow)."""
         index = torch.as_tensor(index).long()

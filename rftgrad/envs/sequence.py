@@ -206,6 +206,19 @@ class SequenceEnv(RewardEnv):
     def _reward(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         return self.reward_fn(input_ids, outputs)
 
+    def with_rewards(self, rewards: torch.Tensor | np.ndarray) -> SequenceEnv:
+        """The same prompts, targets, features and groups with the reward table ``rewards`` ``(N, V^L)``."""
+        return SequenceEnv(
+            self.prompts,
+            self.targets,
+            self.output_space.vocab_size,
+            reward=rewards,
+            prompt_vocab_size=self.prompt_vocab_size,
+            groups=self.groups,
+            name=self.name,
+            features=self.features,
+        )
+
 
 def random_sequence_env(
     num_prompts: int = 8,

@@ -355,3 +355,15 @@ def test_modify_labels_rejects_full_label_sets():
 def test_modify_labels_rejects_wrong_reward(base_env):
     with pytest.raises(RewardRangeError, match=r"wrong_reward at index 0 is 2.0, outside \[-1, 1\]"):
         modify_labels(base_env, wrong_reward=2.0)
+
+
+def test_with_rewards_swaps_only_the_reward_table():
+    env = modify_labels(with_label_sets(gaussian_clusters(num_classes=4, per_class=5, seed=0).train, 2), 0.5)
+    table = torch.linspace(-1, 1, env.num_inputs * 4, dtype=torch.float64).reshape(env.num_inputs, 4)
+    swapped = env.with_rewards(table)
+    assert torch.equal(swapped.reward_table(), table)
+    assert torch.equal(swapped.features, env.features) and torch.equal(swapped.targets, env.targets)
+    assert torch.equal(swapped.label_sets, env.label_sets)
+    assert torch.equal(swapped.groups["modified"], env.groups["modified"])
+    with pytest.raises(RewardRangeError, match=r"outside \[-1, 1\]"):
+        env.with_rewards(table * 2)

@@ -288,3 +288,13 @@ def test_registry_lists_rewards():
     assert REWARDS == ("exact_match", "position_match", "contains_token", "random_network")
     assert set(ENVIRONMENTS) == {"bandit", "orthonormal", "gaussian", "digits", "sequence"}
     assert all(name in ENVIRONMENTS["sequence"] for name in REWARDS)
+
+
+def test_sequence_with_rewards_swaps_only_the_reward_table():
+    env = random_sequence_env(num_prompts=3, vocab_size=2, length=2, reward="exact_match", seed=4)
+    table = torch.tensor([[0.1, 0.2, 0.3, 0.4]] * 3, dtype=torch.float64)
+    swapped = env.with_rewards(table)
+    assert torch.equal(swapped.reward_table(), table)
+    assert torch.equal(swapped.prompts, env.prompts) and torch.equal(swapped.features, env.features)
+    with pytest.raises(ShapeMismatchError, match="expected"):
+        env.with_rewards(table[:, :3])

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from rftgrad.envs import BanditEnv, SequenceEnv, digits, orthonormal, random_sequence_env
+from rftgrad.envs import BanditEnv, digits, orthonormal, random_sequence_env
 from rftgrad.errors import ConfigError, EnumerationLimitError
 from rftgrad.models import LinearSoftmaxPolicy, MLPPolicy, TabularPolicy, TinyTransformerPolicy
 from rftgrad.theory import exact, gamma, params_norm, reinforce_gradient
@@ -133,13 +133,7 @@ def test_martingale_variances_sum_to_reward_variance(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_zero_std_gives_zero_gradient(kind):
     env, policy = sequence_case(kind)
-    constant = torch.full((env.num_inputs, env.output_space.num_outputs), 0.3, dtype=torch.float64)
-    if kind == "mlp":
-        from rftgrad.envs import ClassificationEnv
-
-        env = ClassificationEnv(env.features, env.labels, 10, reward_table=constant[:, :10])
-    else:
-        env = SequenceEnv(env.prompts, env.targets, 3, reward=constant, prompt_vocab_size=env.prompt_vocab_size)
+    env = env.with_rewards(torch.full((env.num_inputs, env.output_space.num_outputs), 0.3, dtype=torch.float64))
     result = exact(policy, env)
     assert torch.allclose(result.std, torch.zeros_like(result.std), atol=1e-15)
     assert float(result.grad_norm.max()) <= 1e-15
@@ -151,10 +145,7 @@ def test_constant_shift_of_reward_leaves_gradient_unchanged(kind):
     """Baselines do not change the expected gradient: r -> r + c (kept in [-1, 1])."""
     env, policy = sequence_case(kind)
     table = (env.reward_table() * 0.5).clone()  # in [-0.5, 0.5]
-    shifted = [
-        SequenceEnv(env.prompts, env.targets, 3, reward=table + c, prompt_vocab_size=env.prompt_vocab_size)
-        for c in (0.0, 0.4, -0.5)
-    ]
+    shifted = [env.with_rewards(table + c) for c in (0.0, 0.4, -0.5)]
     results = [exact(policy, e, keep_grads=True) for e in shifted]
     for other in results[1:]:
         for key in results[0].grads:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from rftgrad.envs import ClassificationEnv, RewardEnv, SequenceEnv
+from rftgrad.envs import RewardEnv
 from rftgrad.experiments.tightness.config import Config
 from rftgrad.models import SoftmaxPolicy
 from rftgrad.theory.bounds import bound_table
@@ -42,21 +42,6 @@ def witness_rows(config: Config) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(rows)
-
-
-def with_rewards(env: RewardEnv, table: torch.Tensor) -> RewardEnv:
-    """``env`` with its reward table replaced by ``table`` ``(N, V^L)``."""
-    if isinstance(env, ClassificationEnv):
-        return ClassificationEnv(env.features, env.labels, env.output_space.vocab_size, reward_table=table)
-    assert isinstance(env, SequenceEnv)
-    return SequenceEnv(
-        env.prompts,
-        env.targets,
-        env.output_space.vocab_size,
-        reward=table,
-        prompt_vocab_size=env.prompt_vocab_size,
-        features=env.features,
-    )
 
 
 def sharpened_ratio(
@@ -109,7 +94,7 @@ def search(kind: str, config: Config, progress: bool) -> tuple[pd.DataFrame, dic
         optimizer.step()
     best = int(ratio.detach().argmax())
     check_env, check_policy = random_instance(spec, num_replicas=1)
-    check_env = with_rewards(check_env, torch.tanh(rho[best : best + 1]).detach())
+    check_env = check_env.with_rewards(torch.tanh(rho[best : best + 1]).detach())
     check_policy.params = {key: value[best : best + 1].detach().clone() for key, value in params.items()}
     verified = bound_table(check_policy, check_env).iloc[0]
     summary = {
