@@ -33,8 +33,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.func import jacrev
 
-from rftgrad.envs import ClassificationEnv, SequenceEnv
-from rftgrad.envs.base import RewardEnv
 from rftgrad.models import FEATURE_MAPS
 from rftgrad.theory import exact, params_norm, reinforce_gradient
 from rftgrad.theory.bounds import ABS_SLACK, BOUNDS, GAMMA_SLACK, REL_SLACK, bound_table
@@ -108,22 +106,6 @@ def instance_specs(
         temperature=draw(st.sampled_from(TEMPERATURES)),
         feature_map=draw(st.sampled_from(FEATURE_MAPS)) if kind == "linear" else "input_last_token",
         seed=draw(st.integers(0, 2**31 - 1)),
-    )
-
-
-def with_rewards(env: RewardEnv, table: torch.Tensor) -> RewardEnv:
-    """``env`` (built by :func:`random_instance`) with its reward table replaced by ``table``."""
-    vocab = env.output_space.vocab_size
-    if isinstance(env, ClassificationEnv):
-        return ClassificationEnv(env.features, env.targets[:, 0], vocab, reward_table=table, name=env.name)
-    return SequenceEnv(
-        env.prompts,
-        env.targets,
-        vocab,
-        reward=table,
-        prompt_vocab_size=env.prompt_vocab_size,
-        features=env.features,
-        name=env.name,
     )
 
 
@@ -267,8 +249,8 @@ def test_constant_reward_shift_leaves_gradients_unchanged(spec, shift):
     """
     env, policy = random_instance(spec)
     table = env.reward_table() * 0.5
-    base = exact(policy, with_rewards(env, table), keep_grads=True)
-    moved = exact(policy, with_rewards(env, table + shift), keep_grads=True)
+    base = exact(policy, env.with_rewards(table), keep_grads=True)
+    moved = exact(policy, env.with_rewards(table + shift), keep_grads=True)
     assert torch.allclose(moved.value, base.value + shift, atol=TOL, rtol=0)
     assert torch.allclose(moved.std, base.std, atol=TOL, rtol=0)
     for key in base.grads:
