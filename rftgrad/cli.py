@@ -73,6 +73,11 @@ def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
     return policy
 
 
+def _run_config(args: argparse.Namespace) -> dict[str, object]:
+    """The command's options, as stored in a run directory's config.json."""
+    return {key: value for key, value in vars(args).items() if key != "handler"}
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     sections = {
         "environments": ENVIRONMENTS,
@@ -99,9 +104,8 @@ def _cmd_exact(args: argparse.Namespace) -> int:
     with pd.option_context("display.width", 120, "display.max_rows", 40, "display.float_format", "{:.4g}".format):
         print(table.drop(columns=[c for c in table if c.startswith("var_pos_")]).to_string(index=False))
     if args.out:
-        config = {key: value for key, value in vars(args).items() if key != "handler"}
         records = table.melt(id_vars=["replica", "input"], var_name="metric", value_name="value")
-        out = write_run(args.out, config, {"exact": records}, policy.device)
+        out = write_run(args.out, _run_config(args), {"exact": records}, policy.device)
         print(f"wrote {out}/config.json, environment.json, exact.csv")
     return 0
 
@@ -119,8 +123,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(summary.to_string(index=False))
     violations = int(summary.loc[summary["kind"] == "all", "violations"].iloc[0])
     if args.out:
-        config = {key: value for key, value in vars(args).items() if key != "handler"}
-        write_run(args.out, config, {"check_rows": rows, "check_summary": summary}, "cpu")
+        write_run(args.out, _run_config(args), {"check_rows": rows, "check_summary": summary}, "cpu")
         print(f"wrote {args.out}/check_rows.csv, check_summary.csv")
     print(f"{violations} violation(s) in {len(specs)} examples ({len(rows)} inputs)")
     if violations:
