@@ -41,6 +41,9 @@ from rftgrad.models.base import Params, SoftmaxPolicy
 
 METHODS = ("tree", "flat")
 
+# Maps log p_θ(y|x) (R, N, Y) to the per-replica function f(y) whose expectation is differentiated.
+RewardFn = Callable[[torch.Tensor], torch.Tensor]
+
 # A single-replica program (params, temperature, ids (n,), x (n, ...)) -> tuple of logit tensors.
 LogitProgram = Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 
@@ -159,13 +162,16 @@ def _flat_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgr
 
 
 def _backward_sweep(
-    cond_logp: list[torch.Tensor], rewards: torch.Tensor
+    cond_logp: list[torch.Tensor], rewards: torch.Tensor, reward_fn: RewardFn | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """From next-token log-probs per level to every exact quantity.
 
     Args:
         cond_logp: ``L`` tensors ``(R, N, V^l, V)``: log π_u for each prefix ``u`` of level ``l``.
         rewards: ``(N, Y)``.
+        reward_fn: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
+            ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
+            (value, std and the martingale terms stay those of the reward).
 
     Returns:
         log_probs ``(R, N, Y)``, value ``(R, N)``, std ``(R, N)``, position variances
@@ -180,10 +186,21 @@ def _backward_sweep(
     value = (probs * rewards).sum(-1)  # (R, N)
     std = ((rewards - value[..., None]).pow(2) * probs).sum(-1).sqrt()  # (R, N)
 
+    position_variance, cotangents = _martingale_sweep(cond_logp, path, rewards.expand(num_replicas, -1, -1))
+    if reward_fn is not None:
+        _, cotangents = _martingale_sweep(cond_logp, path, reward_fn(log_probs))
+    return log_probs, value, std, position_variance, cotangents
+
+
+def _martingale_sweep(
+    cond_logp: list[torch.Tensor], path: list[torch.Tensor], rewards: torch.Tensor
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``Q(u) = Σ_a π_u(a) Q(u·a)`` from the leaves up: martingale variances ``(R, N, L)``
+    and logit cotangents ``g_u = P(u) π_u ⊙ (Q(u·) - Q(u))`` per level (``rewards``: ``(R, N, Y)``)."""
     length = len(cond_logp)
-    position_variance = probs.new_zeros(num_replicas, num_inputs, length)
+    position_variance = rewards.new_zeros(*rewards.shape[:2], length)
     cots_from_last: list[torch.Tensor] = []  # filled from level L-1 down to 0
-    q_next = rewards.expand(num_replicas, -1, -1)  # Q at level L: the reward itself, (R, N, Y)
+    q_next = rewards  # Q at level L: the reward itself, (R, N, Y)
     for level in reversed(range(length)):
         pi = cond_logp[level].exp()  # (R, N, V^l, V)
         q_children = q_next.reshape(pi.shape)  # Q(u·a), (R, N, V^l, V)
@@ -193,7 +210,7 @@ def _backward_sweep(
         position_variance[..., level] = (prefix_prob * (pi * spread.pow(2)).sum(-1)).sum(-1)
         cots_from_last.append(prefix_prob[..., None] * pi * spread)  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
         q_next = q_prefix
-    return log_probs, value, std, position_variance, cots_from_last[::-1]
+    return position_variance, cots_from_last[::-1]
 
 
 def exact(
@@ -205,8 +222,16 @@ def exact(
     method: str = "tree",
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
     input_chunk: int = 64,
+    input_weights: torch.Tensor | None = None,
+    reward_fn: RewardFn | None = None,
 ) -> ExactResult:
     """Exact V, STD, martingale variances and ∇_θ V for every replica and input.
+
+    ``mean_grad`` is ``∇_θ Σ_n w_n E_y[f(y)]`` with ``w_n = 1/N`` and ``f = r`` by default.
+    ``reward_fn`` turns it into the gradient of a regularised objective: because
+    ``E_y[∇_θ log p_θ(y|x)] = 0``, the gradient of ``E_y[f_θ(y)]`` for
+    ``f_θ = r - β log p_θ`` (entropy bonus) or ``f_θ = r - κ (log p_θ - log p_ref)``
+    (KL penalty) is the policy gradient with ``f_θ`` held fixed as the reward.
 
     Args:
         policy: a softmax policy (``R`` replicas) compatible with ``env``.
@@ -216,6 +241,10 @@ def exact(
         method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
         max_outputs: refuse output spaces with more than this many outputs.
         input_chunk: inputs per vmapped VJP batch (bounds memory).
+        input_weights: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad`` (e.g. a
+            minibatch mask divided by its size); default ``1/N``.
+        reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
+            ``mean_grad`` and the per-input gradients differentiate (default: the reward).
 
     Raises:
         EnumerationLimitError: ``V^L > max_outputs``.
@@ -239,10 +268,14 @@ def exact(
 
     outputs, pullback = vjp(all_replicas, policy.params)
     cond_logp = [torch.log_softmax(level.detach(), dim=-1) for level in levels(outputs)]
-    log_probs, value, std, position_variance, level_cots = _backward_sweep(cond_logp, rewards)
+    log_probs, value, std, position_variance, level_cots = _backward_sweep(cond_logp, rewards, reward_fn)
     cotangents = to_cotangents(level_cots)  # per program output, (R, N, ...)
 
-    (mean_grad,) = pullback(tuple(c / num_inputs for c in cotangents))
+    if input_weights is None:
+        weights = torch.full(value.shape, 1.0 / num_inputs, dtype=value.dtype, device=value.device)
+    else:
+        weights = torch.as_tensor(input_weights, dtype=value.dtype, device=value.device).expand(value.shape)
+    (mean_grad,) = pullback(tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in cotangents))
     result = ExactResult(
         log_probs=log_probs,
         rewards=rewards,
