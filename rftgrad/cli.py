@@ -4,6 +4,7 @@
     rftgrad exact [options]      exact V, STD, ||∇V|| and γ for a policy on an environment
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
     rftgrad run NAME [options]   run an experiment: records, score and figures in --out
+                                 (--config FILE.toml, --set key=value, --device, --seeds, --show-config)
 
 Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
 """
@@ -19,19 +20,16 @@ import pandas as pd
 import torch
 
 from rftgrad import __version__
+from rftgrad.configs import describe_config
 from rftgrad.envs import (
     ENVIRONMENTS,
     REWARDS,
-    BanditEnv,
     RewardEnv,
-    digits,
-    gaussian_clusters,
-    orthonormal,
-    random_sequence_env,
 )
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS
-from rftgrad.experiments.base import run_experiment
+from rftgrad.experiments.base import experiment_module, run_experiment
+from rftgrad.experiments.builders import build_env, build_policy
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy
 from rftgrad.results import write_run
 from rftgrad.theory import exact, gamma
@@ -40,34 +38,26 @@ from rftgrad.theory.instances import POLICY_KINDS, draw_specs
 
 
 def _build_env(args: argparse.Namespace) -> RewardEnv:
-    """The environment named by ``--env`` with the size options that apply to it."""
-    if args.env == "bandit":
-        return BanditEnv([float(v) for v in args.rewards.split(",")])
-    if args.env == "orthonormal":
-        return orthonormal(args.inputs, args.vocab, seed=args.seed)
-    if args.env == "gaussian":
-        return gaussian_clusters(num_classes=args.vocab, per_class=args.inputs, seed=args.seed).train
-    if args.env == "digits":
-        return digits(num_train=args.inputs, seed=args.seed).train
-    return random_sequence_env(
-        num_prompts=args.inputs, vocab_size=args.vocab, length=args.length, reward=args.reward, seed=args.seed
-    )
+    """The training environment named by ``--env`` with the size options that apply to it."""
+    rewards = [float(v) for v in args.rewards.split(",")]
+    return build_env(args.env, args.inputs, args.vocab, args.length, args.reward, args.seed, rewards)[0]
 
 
 def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
     """The policy named by ``--policy``, sized for ``env``, optionally set to ``--p0`` on the targets."""
-    common = dict(
-        num_replicas=args.replicas, seed=args.seed, device=args.device, dtype=args.dtype, temperature=args.temperature
+    policy = build_policy(
+        args.policy,
+        env,
+        args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        temperature=args.temperature,
+        features=args.features,
+        hidden=tuple(int(h) for h in args.hidden.split(",")),
+        d_model=args.d_model,
+        num_layers=args.layers,
+        num_replicas=args.replicas,
     )
-    cls = POLICIES[args.policy][0]
-    extra: dict[str, object] = {}
-    if args.policy == "linear":
-        extra["features"] = args.features
-    elif args.policy == "mlp":
-        extra["hidden"] = tuple(int(h) for h in args.hidden.split(","))
-    elif args.policy == "transformer":
-        extra.update(d_model=args.d_model, num_layers=args.layers)
-    policy = cls.for_env(env, **common, **extra)
     if args.p0 is not None:
         policy.set_output_probability(env, args.p0)
     return policy
@@ -134,8 +124,18 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.show_config:
+        config_cls = experiment_module(args.experiment, "config").Config
+        print(f"{args.experiment} config (key, type, default, meaning); set with --set key=value or --config FILE:")
+        print(describe_config(config_cls))
+        return 0
+    sets = list(args.set)
+    if args.device is not None:
+        sets.append(f"device={args.device}")
+    if args.seeds is not None:
+        sets.append(f"seeds={args.seeds}")
     out = args.out or f"runs/{args.experiment}"
-    _, score, figures = run_experiment(args.experiment, out, args.config, args.set, args.full, not args.no_progress)
+    _, score, figures = run_experiment(args.experiment, out, args.config, sets, args.full, not args.no_progress)
     print(json.dumps(score, indent=2, default=float))
     print(f"wrote {out}: config.json, environment.json, records, score.json, " + ", ".join(p.name for p in figures))
     return 0
@@ -186,11 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     rn = commands.add_parser("run", help="run an experiment (records, score and figures)")
     rn.add_argument("experiment", choices=sorted(EXPERIMENTS), help="experiment name (see `rftgrad list`)")
-    rn.add_argument("--config", default=None, help="JSON file of config values")
+    rn.add_argument("--config", default=None, help="TOML (or JSON) file of config values, e.g. a run's config.toml")
     rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     rn.add_argument("--full", action="store_true", help="the paper-scale budget instead of the quick one")
     rn.add_argument("--out", default=None, help="run directory (default runs/<experiment>)")
+    rn.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (training experiments)")
+    rn.add_argument("--seeds", type=int, default=None, help="seeds per setting (training experiments)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bars")
+    rn.add_argument("--show-config", action="store_true", help="list the config keys, types and defaults, then exit")
     rn.set_defaults(handler=_cmd_run)
     return parser
 

@@ -2,15 +2,19 @@
 
 An experiment is a folder ``rftgrad/experiments/<name>/`` with
 
-* ``config.py``: a dataclass ``Config`` (one-line doc per field; defaults are the quick
-  budget) and ``FULL``, a dict of overrides for the paper-scale budget;
-* ``run.py``: ``run(config, out_dir, progress) -> dict[str, DataFrame]`` computes tidy
-  records (it never plots);
+* ``config.py``: a frozen dataclass ``Config`` (typed fields, one-line comment each;
+  defaults are the quick budget; see :mod:`rftgrad.configs`) and ``FULL``, a dict of
+  overrides for the paper-scale budget;
+* ``run.py``: ``run(config, context) -> dict[str, DataFrame]`` computes tidy records (it
+  never plots); ``context`` (:class:`RunContext`) says where checkpoints go and whether to
+  show progress;
 * ``analysis.py``: ``score(tables) -> dict`` and ``make_figures(tables, out_dir) -> list[Path]``
   (it never trains; it reads what ``run`` wrote).
 
-:func:`run_experiment` ties them together: config (file, ``--full``, ``--set key=value``) ->
-records written atomically with ``config.json`` and ``environment.json`` -> figures.
+:func:`run_experiment` ties them together: config (defaults, ``--full``, a TOML/JSON file,
+``--set key=value``), checked before anything is written -> records written atomically
+with ``config.json``, ``config.toml`` (re-runnable with ``--config``) and
+``environment.json`` -> score and figures.
 """
 
 from __future__ import annotations
@@ -18,15 +22,32 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pandas as pd
 
-from rftgrad.errors import ConfigError
+from rftgrad import configs
+from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.results import atomic_write_text, write_run
+from rftgrad.runtime import resolve_device
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a running experiment may know about its run besides the config."""
+
+    out_dir: Path  # the run directory
+    progress: bool = True  # show progress bars
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where training checkpoints live while the run is unfinished (removed when it finishes)."""
+        return self.out_dir / "checkpoints"
 
 
 def experiment_module(name: str, part: str) -> ModuleType:
@@ -38,22 +59,6 @@ def experiment_module(name: str, part: str) -> ModuleType:
     return importlib.import_module(f"rftgrad.experiments.{name}.{part}")
 
 
-def _coerce(field: dataclasses.Field, text: str) -> Any:  # noqa: ANN401 - the field's own type
-    """Parse ``text`` as the type of ``field`` (int, float, bool, str, or a tuple of ints/floats/strs)."""
-    default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-    try:
-        if isinstance(default, bool):
-            if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError(text)
-            return text.lower() in ("true", "1")
-        if isinstance(default, tuple):
-            item_type = type(default[0]) if default else str
-            return tuple(item_type(part) for part in text.split(",") if part.strip())
-        return type(default)(text)
-    except ValueError as err:
-        raise ConfigError(f"cannot read {field.name}={text!r} as {type(default).__name__}") from err
-
-
 def load_config(
     config_cls: type,
     full_overrides: Mapping[str, Any],
@@ -61,26 +66,8 @@ def load_config(
     sets: Sequence[str] = (),
     full: bool = False,
 ) -> Any:  # noqa: ANN401 - an instance of config_cls
-    """Defaults, then ``full_overrides`` (if ``full``), then a JSON file, then ``key=value`` strings."""
-    fields = {f.name: f for f in dataclasses.fields(config_cls)}
-    values: dict[str, Any] = dict(full_overrides) if full else {}
-    if config_file is not None:
-        try:
-            loaded = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read config file {config_file}: {err}") from err
-        values.update({k: tuple(v) if isinstance(v, list) else v for k, v in loaded.items()})
-    for item in sets:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        if key not in fields:
-            raise ConfigError(f"unknown config key {key!r}; known keys: {', '.join(fields)}")
-        values[key] = _coerce(fields[key], text)
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; known keys: {', '.join(fields)}")
-    return config_cls(**values)
+    """Defaults, then ``full_overrides`` (if ``full``), then a TOML/JSON file, then ``key=value`` strings."""
+    return configs.load_config(config_cls, full_overrides if full else None, config_file, sets)
 
 
 def run_experiment(
@@ -91,11 +78,28 @@ def run_experiment(
     full: bool = False,
     progress: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
-    """Run experiment ``name`` into ``out_dir``: records, then score and figures from those records."""
+    """Run experiment ``name`` into ``out_dir``: records, then score and figures from those records.
+
+    The config and the device are checked first, so bad values raise before anything is
+    written. If the run then fails with an :class:`RftgradError` in a directory it created,
+    the directory is removed; an interruption (Ctrl-C) keeps its checkpoints, and running
+    the same command again resumes from them.
+    """
     config_module = experiment_module(name, "config")
     config = load_config(config_module.Config, config_module.FULL, config_file, sets, full)
-    tables = experiment_module(name, "run").run(config, progress=progress)
-    out = write_run(out_dir, {"experiment": name, **dataclasses.asdict(config)}, tables, "cpu")
+    device = resolve_device(getattr(config, "device", "cpu"))
+    run_module = experiment_module(name, "run")
+    out = Path(out_dir)
+    created = not out.exists()
+    try:
+        tables = run_module.run(config, RunContext(out, progress))
+    except RftgradError:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    write_run(out, {"experiment": name, **dataclasses.asdict(config)}, tables, device)
+    atomic_write_text(out / "config.toml", configs.to_toml(config, f"rftgrad run {name} --config config.toml"))
+    shutil.rmtree(RunContext(out).checkpoint_dir, ignore_errors=True)
     return analyse(name, out)
 
 

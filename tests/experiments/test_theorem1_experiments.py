@@ -80,7 +80,7 @@ def test_config_loading_rejects_bad_keys_and_values(tmp_path):
     assert load_config(Config, FULL, sets=["lengths=1,2"]).lengths == (1, 2)
     with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
         load_config(Config, FULL, sets=["bogus=1"])
-    with pytest.raises(ConfigError, match="cannot read steps='many' as int"):
+    with pytest.raises(ConfigError, match="config key 'steps' expects an integer, got 'many'"):
         load_config(Config, FULL, sets=["steps=many"])
     with pytest.raises(ConfigError, match="expects key=value"):
         load_config(Config, FULL, sets=["steps"])
@@ -92,7 +92,7 @@ def test_config_loading_rejects_bad_keys_and_values(tmp_path):
 
 def test_run_cli_errors_exit_2(tmp_path, capsys):
     assert main(["run", "tightness", "--set", "steps=x", "--out", str(tmp_path / "r")]) == 2
-    assert "cannot read steps='x' as int" in capsys.readouterr().err
+    assert "config key 'steps' expects an integer, got 'x'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

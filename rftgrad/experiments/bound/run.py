@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.bound.config import Config
 from rftgrad.theory.check import check_specs
 from rftgrad.theory.instances import draw_specs
 
 
-def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
+def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     """One row per (instance, input): spec fields, STD, gradient norms, γ, bounds and ratios."""
     specs = [
         spec
@@ -22,4 +23,4 @@ def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
             max_outputs=config.max_outputs,
         )
     ]
-    return {"bound_rows": check_specs(specs, progress=progress)}
+    return {"bound_rows": check_specs(specs, progress=context.progress)}

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rftgrad.envs import RewardEnv
+from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.tightness.config import Config
 from rftgrad.models import SoftmaxPolicy
 from rftgrad.theory.bounds import bound_table
@@ -111,11 +112,11 @@ def search(kind: str, config: Config, progress: bool) -> tuple[pd.DataFrame, dic
     return pd.DataFrame(trajectory), summary
 
 
-def run(config: Config, progress: bool = True) -> dict[str, pd.DataFrame]:
+def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     """Tables ``witness``, ``search_trajectory`` and ``search_best``."""
     trajectories, bests = [], []
     for kind in config.search_kinds:
-        trajectory, best = search(kind, config, progress)
+        trajectory, best = search(kind, config, context.progress)
         trajectories.append(trajectory)
         bests.append(best)
     return {
