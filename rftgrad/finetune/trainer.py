@@ -1,0 +1,334 @@
+"""The batched trainer: R replicas, arms of phases, exact evaluation, checkpoints.
+
+:func:`train` trains each arm of a :class:`~rftgrad.finetune.config.TrainConfig` (e.g.
+``rft:200`` and ``sft:200`` side by side) from the same initial policy. All replicas
+(seeds x hyperparameter settings, :func:`~rftgrad.finetune.config.replica_grid`) are one
+tensor program: the policy carries them on its leading axis and the optimiser keeps one
+state per replica.
+
+Randomness is stateless: the minibatch, the SFT subset and the samples of step ``t`` are
+drawn from generators keyed by ``(replica seed, t)``, so replica ``r`` equals a single run
+with its seed and settings, and a run resumed from a checkpoint draws exactly what an
+uninterrupted run would.
+
+Evaluation (every ``eval_every`` steps, the first and the last) is exact: per input,
+V (``reward_mean``), STD (``reward_std``), ``||∇_θ V||`` (``grad_norm``), ``accuracy`` (the
+most likely output earns the input's best reward), ``target_prob`` and ``target_nll`` of the
+SFT target, averaged within input groups: the environment's groups, ``all``, and
+``small_std`` / ``large_std`` (STD at the start below / at or above ``std_threshold``).
+Step metrics of the estimator (``split = "batch"``: sampled ``reward_mean``,
+``reward_std``, ``frac_reward_zero_std``, ``grad_norm`` of the update, ...) are averaged
+over the steps since the previous evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from rftgrad.envs.base import RewardEnv
+from rftgrad.errors import ConfigError
+from rftgrad.finetune.config import Phase, ReplicaSettings, TrainConfig, replica_grid
+from rftgrad.finetune.objectives import make_objective
+from rftgrad.finetune.optim import make_optimizer
+from rftgrad.models.base import Params, SoftmaxPolicy
+from rftgrad.runtime import generator, resolve_device, resolve_dtype
+from rftgrad.theory.exact import exact
+
+#: builds the initial policy: (settings, device, dtype) -> SoftmaxPolicy with one replica per
+#: ``settings.seeds`` entry and temperatures ``settings.temperature`` (set before any
+#: initialisation that depends on them, e.g. ``set_output_probability``).
+PolicyFactory = Callable[[ReplicaSettings, torch.device, torch.dtype], SoftmaxPolicy]
+
+RECORD_COLUMNS = ("arm", "phase", "step", "replica", "split", "group", "metric", "value")
+_STREAM_BATCH, _STREAM_SUBSET, _STREAM_SAMPLE = 1, 2, 3
+
+
+def replica_uniform(seeds: Sequence[int], key: tuple[int, ...], size: int) -> torch.Tensor:
+    """``(R, size)`` float64 uniforms; row ``r`` depends only on ``seeds[r]`` and ``key``."""
+    rows = [torch.rand(size, generator=generator(hash((seed, *key)) & 0x7FFF_FFFF_FFFF_FFFF)) for seed in seeds]
+    return torch.stack(rows).to(torch.float64)
+
+
+def choose_inputs(eligible: torch.Tensor, count: int, seeds: Sequence[int], key: tuple[int, ...]) -> torch.Tensor:
+    """Per replica, ``count`` random inputs among ``eligible`` ``(R, N)`` (all if ``count`` is 0 or
+    larger): a bool mask ``(R, N)``, drawn from keys seeded by ``(seed, *key)``."""
+    if count <= 0 or count >= int(eligible.sum(-1).min()):
+        return eligible.clone()
+    keys = replica_uniform(seeds, key, eligible.shape[1]).to(eligible.device)
+    keys = keys.masked_fill(~eligible, 2.0)  # never before an eligible input
+    chosen = keys.argsort(dim=-1)[:, :count]  # (R, count)
+    return torch.zeros_like(eligible).scatter_(1, chosen, True)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: tidy records, the replica settings, final parameters per arm."""
+
+    records: pd.DataFrame  # columns RECORD_COLUMNS
+    replicas: pd.DataFrame  # replica, seed, lr, temperature, entropy_coef, kl_coef
+    params: dict[str, Params]  # arm -> final parameters (R, ...) on the CPU
+
+
+class _Recorder:
+    """Collects long-format rows ``(arm, phase, step, replica, split, group, metric, value)``."""
+
+    def __init__(self, rows: dict[str, list[Any]] | None = None) -> None:
+        self.rows: dict[str, list[Any]] = rows or {column: [] for column in RECORD_COLUMNS}
+
+    def add(self, arm: str, phase: str, step: int, split: str, group: str, metric: str, values: torch.Tensor) -> None:
+        """Append one row per replica from ``values`` ``(R,)``; NaN entries (empty groups) are skipped."""
+        for replica, value in enumerate(values.detach().double().cpu().tolist()):
+            if value == value:  # not NaN
+                row = (arm, phase, step, replica, split, group, metric, value)
+                for column, item in zip(RECORD_COLUMNS, row, strict=True):
+                    self.rows[column].append(item)
+
+    def frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame."""
+        return pd.DataFrame(self.rows, columns=list(RECORD_COLUMNS))
+
+
+def per_input_metrics(policy: SoftmaxPolicy, env: RewardEnv, with_grad_norm: bool) -> dict[str, torch.Tensor]:
+    """Exact per-input metrics ``(R, N)``: reward_mean, reward_std, grad_norm, accuracy, target_prob, target_nll."""
+    result = exact(policy, env, per_input=with_grad_norm)
+    rewards = result.rewards  # (N, Y)
+    best = result.log_probs.argmax(-1)  # (R, N) most likely output
+    best_reward = rewards.gather(1, best.T).T  # (R, N)
+    target_logp = result.log_probs[:, torch.arange(env.num_inputs), env.target_index().to(policy.device)]  # (R, N)
+    metrics = {
+        "reward_mean": result.value,
+        "reward_std": result.std,
+        "accuracy": (best_reward >= rewards.max(-1).values - 1e-12).to(result.value.dtype),
+        "target_prob": target_logp.exp(),
+        "target_nll": -target_logp,
+    }
+    if with_grad_norm:
+        metrics["grad_norm"] = result.grad_norm
+    return metrics
+
+
+def group_means(values: torch.Tensor, groups: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Mean of ``values`` ``(R, N)`` over each group mask ``(R, N)`` -> ``(R,)`` (NaN where a group is empty)."""
+    out = {}
+    for name, mask in groups.items():
+        weights = mask.to(values.dtype)
+        count = weights.sum(-1)
+        out[name] = torch.where(count > 0, (values * weights).sum(-1) / count.clamp_min(1), torch.nan)
+    return out
+
+
+class _ArmRun:
+    """Training state of one arm; :meth:`run` trains it to the end, checkpointing on the way."""
+
+    def __init__(
+        self,
+        arm: str,
+        phases: tuple[Phase, ...],
+        policy: SoftmaxPolicy,
+        envs: Mapping[str, RewardEnv],
+        config: TrainConfig,
+        settings: ReplicaSettings,
+        checkpoint: Path | None,
+        fingerprint: str,
+    ) -> None:
+        self.arm, self.phases, self.policy, self.envs = arm, phases, policy, envs
+        self.config, self.settings, self.checkpoint, self.fingerprint = config, settings, checkpoint, fingerprint
+        self.train_env = envs["train"]
+        as_tensor = dict(device=policy.device, dtype=policy.dtype)
+        self.lr = torch.tensor(settings.lr, **as_tensor)
+        self.entropy_coef = torch.tensor(settings.entropy_coef, **as_tensor)
+        self.kl_coef = torch.tensor(settings.kl_coef, **as_tensor)
+        self.ref_params = {key: value.clone() for key, value in policy.params.items()}
+        self.step = 0  # global step across phases
+        self.phase_index = 0
+        self.phase_step = 0
+        self.optimizer_state: dict[str, object] | None = None
+        self.groups: dict[str, dict[str, torch.Tensor]] = {}
+        self.recorder = _Recorder()
+        self.batch_sums: dict[str, torch.Tensor] = {}
+        self.batch_count = 0
+
+    # ------------------------------------------------------------ checkpoints
+    def save(self) -> None:
+        """Write the state atomically (a temporary file renamed into place)."""
+        if self.checkpoint is None:
+            return
+        state = {
+            "fingerprint": self.fingerprint,
+            "step": self.step,
+            "phase_index": self.phase_index,
+            "phase_step": self.phase_step,
+            "params": self.policy.params,
+            "optimizer": self.optimizer_state,
+            "groups": self.groups,
+            "records": self.recorder.rows,
+            "batch_sums": self.batch_sums,
+            "batch_count": self.batch_count,
+        }
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint)
+
+    def load(self) -> bool:
+        """Restore the state from the checkpoint if there is one (False otherwise)."""
+        if self.checkpoint is None or not self.checkpoint.exists():
+            return False
+        state = torch.load(self.checkpoint, map_location=self.policy.device, weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            raise ConfigError(
+                f"checkpoint {self.checkpoint} was written by a run with a different config; "
+                "use a new --out directory or delete that checkpoint"
+            )
+        self.step, self.phase_index, self.phase_step = state["step"], state["phase_index"], state["phase_step"]
+        self.policy.params = state["params"]
+        self.optimizer_state, self.groups = state["optimizer"], state["groups"]
+        self.recorder = _Recorder(state["records"])
+        self.batch_sums, self.batch_count = state["batch_sums"], state["batch_count"]
+        return True
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, phase: str) -> None:
+        """Exact metrics on every split, per group; the averaged step metrics since the last evaluation."""
+        for split, env in self.envs.items():
+            metrics = per_input_metrics(self.policy, env, self.config.eval_grad_norm)
+            if split not in self.groups:  # the first evaluation fixes the groups
+                shape = metrics["reward_std"].shape
+                groups = {name: mask.to(self.policy.device).expand(shape) for name, mask in env.group_masks().items()}
+                small = metrics["reward_std"] < self.config.std_threshold
+                self.groups[split] = {**groups, "small_std": small, "large_std": ~small}
+            for metric, values in metrics.items():
+                for group, means in group_means(values, self.groups[split]).items():
+                    self.recorder.add(self.arm, phase, self.step, split, group, metric, means)
+        if self.batch_count:
+            for metric, total in self.batch_sums.items():
+                self.recorder.add(self.arm, phase, self.step, "batch", "all", metric, total / self.batch_count)
+        self.batch_sums, self.batch_count = {}, 0
+
+    # ------------------------------------------------------------ training
+    def phase_inputs(self, index: int, phase: Phase) -> torch.Tensor:
+        """The inputs a phase trains on, ``(R, N)`` bool: a seeded ``fraction`` per replica (at least one)."""
+        num_inputs = self.train_env.num_inputs
+        eligible = torch.ones(self.settings.num_replicas, num_inputs, dtype=torch.bool, device=self.policy.device)
+        if phase.fraction >= 1.0:
+            return eligible
+        count = max(1, round(phase.fraction * num_inputs))
+        return choose_inputs(eligible, count, self.settings.seeds, (_STREAM_SUBSET, index))
+
+    def run(self, advance: Callable[[int], object], callback: Callable[[int], None] | None) -> None:
+        """Train every remaining phase; evaluate and checkpoint on the way (``advance(k)``: k steps done)."""
+        if self.load():
+            advance(self.step)  # steps restored from the checkpoint
+        else:
+            self.evaluate(self.phases[0].label)
+            self.save()
+        config = self.config
+        while self.phase_index < len(self.phases):
+            phase = self.phases[self.phase_index]
+            objective = make_objective(
+                phase.objective,
+                self.policy,
+                self.train_env,
+                config,
+                self.entropy_coef,
+                self.kl_coef,
+                self.ref_params,
+            )
+            optimizer = make_optimizer(config.optimizer, self.lr, config.adam_beta1, config.adam_beta2, config.adam_eps)
+            if self.optimizer_state is not None:
+                optimizer.load_state_dict(self.optimizer_state)
+            eligible = self.phase_inputs(self.phase_index, phase)
+            while self.phase_step < phase.steps:
+                chosen = choose_inputs(eligible, config.batch_size, self.settings.seeds, (_STREAM_BATCH, self.step))
+                weights = chosen.to(self.policy.dtype) / chosen.sum(-1, keepdim=True)  # (R, N)
+                batch = objective.prepare(weights, seed=hash((_STREAM_SAMPLE, self.step)) & 0xFFFF_FFFF)
+                for _ in range(batch.updates):
+                    ascent, metrics = objective.ascent(batch)
+                    optimizer.step(self.policy.params, ascent)
+                    for name, values in metrics.items():
+                        self.batch_sums[name] = self.batch_sums.get(name, 0) + values.detach() / batch.updates
+                self.batch_count += 1
+                self.step += 1
+                self.phase_step += 1
+                last = self.phase_step == phase.steps
+                if last or self.step % config.eval_every == 0:
+                    self.evaluate(phase.label)
+                if not last and self.step % config.checkpoint_every == 0:
+                    self.optimizer_state = optimizer.state_dict()
+                    self.save()
+                advance(1)
+                if callback is not None:
+                    callback(self.step)
+            self.phase_index, self.phase_step, self.optimizer_state = self.phase_index + 1, 0, None
+            self.save()
+
+
+def _check_policy(policy: SoftmaxPolicy, settings: ReplicaSettings) -> None:
+    """Raise :class:`ConfigError` unless the factory's policy has the settings' seeds and temperatures."""
+    temperature = torch.tensor(settings.temperature, dtype=policy.dtype, device=policy.device)
+    if list(policy.seeds) != list(settings.seeds) or not torch.allclose(policy.temperature, temperature):
+        raise ConfigError(
+            f"make_policy built seeds {policy.seeds} at temperatures {policy.temperature.tolist()}; build it with "
+            "seed=list(settings.seeds) and temperature=list(settings.temperature)"
+        )
+
+
+def train(
+    make_policy: PolicyFactory,
+    env: RewardEnv,
+    config: TrainConfig,
+    *,
+    eval_envs: Mapping[str, RewardEnv] | None = None,
+    checkpoint_dir: str | Path | None = None,
+    run_key: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    callback: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train every arm of ``config`` on ``env`` (split ``train``) from ``make_policy``'s policy.
+
+    Args:
+        make_policy: ``(settings, device, dtype) -> policy`` with one replica per
+            ``settings.seeds`` entry at temperatures ``settings.temperature``; called once
+            per arm, so every arm starts from the same parameters.
+        env: the training environment.
+        config: trainer settings (arms, estimator, optimiser, replicas, schedule).
+        eval_envs: more splits to evaluate on (e.g. ``{"test": test_env}``).
+        checkpoint_dir: where to keep one checkpoint per arm; an existing checkpoint of
+            the same run resumes it (and a finished arm is not retrained).
+        run_key: what identifies the run (default: the config); a checkpoint written under
+            another key is refused with :class:`ConfigError`.
+        progress: show a progress bar.
+        callback: called with the global step after each step (e.g. live plots).
+
+    Returns:
+        :class:`TrainResult` with the records of every arm.
+    """
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype)
+    settings = replica_grid(config)
+    envs = {"train": env, **(eval_envs or {})}
+    key = json.dumps(dict(run_key) if run_key is not None else dataclasses.asdict(config), sort_keys=True, default=str)
+    frames, params = [], {}
+    total = sum(phase.steps for phases in config.phases().values() for phase in phases)
+    with tqdm(total=total, disable=not progress, desc="train", unit="step", dynamic_ncols=True) as bar:
+        for index, (arm, phases) in enumerate(config.phases().items()):
+            policy = make_policy(settings, device, dtype)
+            _check_policy(policy, settings)
+            checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"arm{index}.pt"
+            arm_run = _ArmRun(arm, phases, policy, envs, config, settings, checkpoint, f"{key}|{arm}")
+            bar.set_description(arm)
+            arm_run.run(bar.update, callback)
+            frames.append(arm_run.recorder.frame())
+            params[arm] = {name: value.detach().cpu() for name, value in policy.params.items()}
+    replicas = pd.DataFrame(settings.rows())
+    return TrainResult(pd.concat(frames, ignore_index=True), replicas, params)
