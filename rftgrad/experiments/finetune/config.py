@@ -1,0 +1,49 @@
+"""Settings of the ``finetune`` experiment: the trainer's fields plus environment and policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rftgrad.errors import ConfigError
+from rftgrad.finetune.config import TrainConfig
+from rftgrad.models import POLICIES
+
+ENVS = ("orthonormal", "gaussian", "digits", "sequence")
+
+
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    """Train ``arms`` (default RFT and SFT) on one environment and policy; see TrainConfig for the trainer."""
+
+    env: str = "orthonormal"  # environment: orthonormal, gaussian, digits or sequence
+    num_inputs: int = 32  # inputs (orthonormal), prompts (sequence), training images (digits), points/class (gaussian)
+    vocab_size: int = 10  # V: classes, or the output vocabulary of the sequence env
+    length: int = 1  # L: output length (sequence env)
+    reward: str = "exact_match"  # sequence reward: exact_match, position_match, contains_token, random_network
+    policy: str = "linear"  # tabular, linear, mlp or transformer
+    features: str = "input_last_token"  # linear policy feature map
+    hidden: int = 64  # MLP hidden width (one layer)
+    p0: float = 1e-3  # start a share of the inputs with probability p0 on their target (0: random init only)
+    p0_fraction: float = 0.25  # that share (seeded by data_seed); the others keep their initial target probability
+    data_seed: int = 0  # seed of the data (split, prompts, targets)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.env not in ENVS:
+            raise ConfigError(f"unknown env {self.env!r}; choose one of {', '.join(ENVS)}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
+        if not 0.0 <= self.p0 < 1.0:
+            raise ConfigError(f"p0 must lie in [0, 1) (0: random initialisation), got {self.p0}")
+        if not 0.0 <= self.p0_fraction <= 1.0:
+            raise ConfigError(f"p0_fraction must lie in [0, 1], got {self.p0_fraction}")
+        for name in ("num_inputs", "vocab_size", "length", "hidden"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+#: a longer budget (`--full`): more steps and seeds.
+FULL = {"arms": ("rft:2000", "sft:2000"), "seeds": 8, "eval_every": 50}
+
+#: a budget the test suite runs in seconds.
+TESTING = {"arms": ("rft:20", "sft:20"), "seeds": 2, "eval_every": 5}
