@@ -6,4 +6,5 @@
 EXPERIMENTS: dict[str, str] = {
     "bound": "Theorem 1's bounds vs the exact gradient on thousands of random policies per class",
     "tightness": "the sqrt(L) witness against L, and an adversarial search for the worst-case constant",
+    "finetune": "RFT (exact or a sampled estimator) and SFT trained side by side on one environment and policy",
 }
