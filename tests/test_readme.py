@@ -52,3 +52,13 @@ def test_ci_runs_the_readme_test_command():
 def test_constraints_pin_torch_2_13():
     constraints = (README.parent / "constraints.txt").read_text(encoding="utf-8").split()
     assert "torch==2.13.0" in constraints
+
+
+def test_readme_finetune_snippet_shows_rft_stalling_where_sft_succeeds():
+    namespace: dict[str, object] = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(block_after("finetune-snippet", "python"), "README.md", "exec"), namespace)
+    final = namespace["final"].set_index("arm")["value"]
+    # RFT's logit gradient is 2p(e_y - π) ~ 2e-4: 200 unit steps move p by about 4%
+    assert 1e-4 < final["rft:200"] < 1.1e-4
+    assert final["sft:200"] > 0.9
