@@ -84,7 +84,9 @@ def advantages(
             mean = (rewards * in_batch).sum(dim=(1, 2)) / count
             var = ((rewards - mean[:, None, None]).pow(2) * in_batch).sum(dim=(1, 2)) / (count - 1).clamp_min(1)
             scale = var.sqrt()[:, None, None]
-        return centred / (scale + std_eps)
+        denominator = scale + std_eps
+        # an all-equal group (or batch) has centred = 0 and carries no signal: 0, not 0/0, when std_eps = 0
+        return torch.where(denominator > 0, centred / denominator.clamp_min(torch.finfo(centred.dtype).tiny), 0.0)
     raise ConfigError(f"unknown advantage estimator {kind!r}")
 
 
