@@ -1,0 +1,54 @@
+"""Typed configs: parsing --set strings, checking file values, TOML round trips, field docs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from rftgrad.configs import coerce, describe_config, field_docs, load_config, to_toml
+from rftgrad.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Example:
+    steps: int = 10  # optimisation steps
+    lr: tuple[float, ...] = (0.1,)  # learning rates
+    name: str = "a"  # a label
+    exact: bool = True  # use the exact gradient
+    scale: float = 1.0  # a scale
+
+
+def test_set_strings_are_parsed_by_field_type():
+    config = load_config(Example, sets=["steps=3", "lr=0.5,1e-3", "name=x y", "exact=false", "scale=2"])
+    assert config == Example(steps=3, lr=(0.5, 1e-3), name="x y", exact=False, scale=2.0)
+
+
+def test_file_values_are_checked_not_converted():
+    assert coerce(Example, "scale", 3) == 3.0  # an integer is a number
+    assert coerce(Example, "lr", 0.2) == (0.2,)  # one value for a list
+    for key, value in [("steps", 2.5), ("steps", True), ("exact", "yes"), ("name", 3), ("lr", ["x"])]:
+        with pytest.raises(ConfigError, match=f"config key '{key}' expects"):
+            coerce(Example, key, value)
+    with pytest.raises(ConfigError, match="unknown config key 'stepz'; valid keys: steps .an integer., lr"):
+        coerce(Example, "stepz", 1)
+
+
+def test_toml_round_trip_keeps_values_and_writes_docs(tmp_path):
+    config = Example(steps=7, lr=(0.5, 2.0), name='quote " and \\ backslash', exact=False, scale=1e-300)
+    text = to_toml(config, header="saved by a test")
+    assert text.startswith("# saved by a test\n") and "steps = 7  # optimisation steps" in text
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert load_config(Example, config_file=path) == config
+
+
+def test_field_docs_and_description_come_from_the_comments():
+    assert field_docs(Example) == {
+        "steps": "optimisation steps",
+        "lr": "learning rates",
+        "name": "a label",
+        "exact": "use the exact gradient",
+        "scale": "a scale",
+    }
+    assert "lr                 a list of numbers" in describe_config(Example)
