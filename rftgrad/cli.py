@@ -125,17 +125,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.show_config:
-        config_cls = experiment_module(args.experiment, "config").Config
+        module = experiment_module(args.experiment, "config")
         print(f"{args.experiment} config (key, type, default, meaning); set with --set key=value or --config FILE:")
-        print(describe_config(config_cls))
+        print(describe_config(module.Config))
+        for variant, overrides in getattr(module, "VARIANTS", {}).items():
+            print(f"--variant {variant}: " + ", ".join(f"{key}={value}" for key, value in overrides.items()))
         return 0
     sets = list(args.set)
     if args.device is not None:
         sets.append(f"device={args.device}")
     if args.seeds is not None:
         sets.append(f"seeds={args.seeds}")
-    out = args.out or f"runs/{args.experiment}"
-    _, score, figures = run_experiment(args.experiment, out, args.config, sets, args.full, not args.no_progress)
+    out = args.out or f"runs/{args.experiment}" + (f"-{args.variant}" if args.variant else "")
+    _, score, figures = run_experiment(
+        args.experiment, out, args.config, sets, args.full, not args.no_progress, args.variant
+    )
     print(json.dumps(score, indent=2, default=float))
     print(f"wrote {out}: config.json, environment.json, records, score.json, " + ", ".join(p.name for p in figures))
     return 0
@@ -190,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     rn.add_argument("--full", action="store_true", help="the paper-scale budget instead of the quick one")
     rn.add_argument("--out", default=None, help="run directory (default runs/<experiment>)")
+    rn.add_argument("--variant", default=None, help="named variant of the experiment (see --show-config)")
     rn.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (training experiments)")
     rn.add_argument("--seeds", type=int, default=None, help="seeds per setting (training experiments)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bars")

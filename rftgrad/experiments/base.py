@@ -70,6 +70,45 @@ def load_config(
     return configs.load_config(config_cls, full_overrides if full else None, config_file, sets)
 
 
+def experiment_config(
+    name: str,
+    config_file: str | Path | None = None,
+    sets: Sequence[str] = (),
+    full: bool = False,
+    variant: str | None = None,
+) -> Any:  # noqa: ANN401 - an instance of the experiment's Config
+    """The checked config of experiment ``name``.
+
+    Experiments with named variants define ``VARIANTS`` (variant -> overrides of the
+    defaults) and ``FULL_VARIANTS`` (variant -> the paper-scale budget) in ``config.py`` and a
+    ``variant`` field. The variant comes from ``variant`` (``--variant``), else a ``--set
+    variant=...`` or the config file, else the field's default; its overrides apply before the
+    file and the ``--set`` values.
+    """
+    module = experiment_module(name, "config")
+    variants: Mapping[str, Mapping[str, Any]] = getattr(module, "VARIANTS", {})
+    overrides: dict[str, Any] = {}
+    if variants:
+        chosen = variant
+        for item in sets:
+            key, _, text = item.partition("=")
+            if key.strip() == "variant":
+                chosen = chosen or text.strip()
+        if chosen is None and config_file is not None:
+            chosen = configs.read_config_file(config_file).get("variant")
+        chosen = chosen or module.Config.variant
+        if chosen not in variants:
+            raise ConfigError(f"unknown variant {chosen!r} of {name}; choose one of {', '.join(variants)}")
+        overrides = {**variants[chosen], "variant": chosen}
+        if full:
+            overrides.update(getattr(module, "FULL_VARIANTS", {}).get(chosen, {}))
+    elif variant is not None:
+        raise ConfigError(f"experiment {name} has no variants; drop --variant")
+    if full:
+        overrides.update(module.FULL)
+    return configs.load_config(module.Config, overrides, config_file, sets)
+
+
 def run_experiment(
     name: str,
     out_dir: str | Path,
@@ -77,6 +116,7 @@ def run_experiment(
     sets: Sequence[str] = (),
     full: bool = False,
     progress: bool = True,
+    variant: str | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
     """Run experiment ``name`` into ``out_dir``: records, then score and figures from those records.
 
@@ -85,8 +125,7 @@ def run_experiment(
     the directory is removed; an interruption (Ctrl-C) keeps its checkpoints, and running
     the same command again resumes from them.
     """
-    config_module = experiment_module(name, "config")
-    config = load_config(config_module.Config, config_module.FULL, config_file, sets, full)
+    config = experiment_config(name, config_file, sets, full, variant)
     device = resolve_device(getattr(config, "device", "cpu"))
     run_module = experiment_module(name, "run")
     out = Path(out_dir)
