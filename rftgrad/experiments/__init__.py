@@ -7,5 +7,6 @@ EXPERIMENTS: dict[str, str] = {
     "bound": "Theorem 1's bounds vs the exact gradient on thousands of random policies per class",
     "tightness": "the sqrt(L) witness against L, and an adversarial search for the worst-case constant",
     "finetune": "RFT (exact or a sampled estimator) and SFT trained side by side on one environment and policy",
+    "controlled": "paper Section 4.2: RFT stalls on modified (small-STD) inputs, SFT fits them (4 variants)",
     "dynamics": "Theorem 2: gradient-flow time to a target reward, RFT ~ 1/STD0^2 vs SFT ~ ln(1/STD0)",
 }

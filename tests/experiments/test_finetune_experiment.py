@@ -11,13 +11,12 @@ import torch
 from rftgrad.cli import main
 from rftgrad.configs import load_config, to_toml
 from rftgrad.experiments.finetune.config import TESTING, Config
+from tests.experiments.cli_args import set_args
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
 
 def budget_sets(**extra):
-    values = {**TESTING, **extra}
-    pairs = [f"{key}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for key, v in values.items()]
-    return [part for pair in pairs for part in ("--set", pair)]
+    return set_args({**TESTING, **extra})
 
 
 def test_finetune_trains_rft_and_sft_and_rft_stalls_on_small_std_inputs(tmp_path, capsys):

@@ -1,0 +1,174 @@
+"""Run ``controlled``: data, pretraining to uniform sets, label modification, RFT vs SFT.
+
+Steps (PAPER.md section 4):
+
+1. data: digits (1,437 training images, 360 test) or Gaussian clusters (classification),
+   or prompts in groups (sequence; each group owns a set of k outputs and each prompt's
+   target is one of them);
+2. pretrain every replica to the uniform distribution over its input's set (k labels of
+   its class, or k outputs of its prompt group) with :func:`rftgrad.finetune.pretrain`;
+3. modify: a ``modify_fraction`` of the training inputs get a target outside their set
+   (groups ``modified`` / ``unmodified``); test inputs keep theirs;
+4. finetune from the pretrained weights with each arm (exact RFT, SFT) and record, per
+   group, reward mean, STD, gradient norm and accuracy over training (train and test
+   splits), plus the per-input (reward mean, STD) cloud before and after.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rftgrad.envs import (
+    RewardEnv,
+    SequenceEnv,
+    digits,
+    gaussian_clusters,
+    modify_labels,
+    with_label_sets,
+)
+from rftgrad.errors import ConfigError
+from rftgrad.experiments.base import RunContext
+from rftgrad.experiments.builders import build_policy
+from rftgrad.experiments.controlled.config import Config
+from rftgrad.finetune import ReplicaSettings, replica_grid, train
+from rftgrad.finetune.pretrain import pretrain
+from rftgrad.finetune.trainer import per_input_metrics
+from rftgrad.models import Params, SoftmaxPolicy
+from rftgrad.runtime import resolve_device, resolve_dtype
+
+PROMPT_LENGTH, PROMPT_VOCAB = 4, 16
+
+
+@dataclasses.dataclass
+class Task:
+    """What the variant trains on: environments and each training input's pretraining set."""
+
+    train: RewardEnv  # modified training inputs (groups modified / unmodified)
+    test: RewardEnv | None  # untouched test inputs (classification only)
+    pretrain_outputs: torch.Tensor  # (N, k, L) the outputs each training input is pretrained toward
+
+
+def classification_task(config: Config) -> Task:
+    """Digits or Gaussian clusters with k-label sets and a modified share of the training labels."""
+    if config.variant.startswith("digits"):
+        split = digits(num_train=config.num_train or None, seed=config.data_seed)
+    else:
+        split = gaussian_clusters(
+            num_classes=10,
+            per_class=config.num_train or 40,
+            dim=config.cluster_dim,
+            noise=config.cluster_noise,
+            seed=config.data_seed,
+        )
+    with_sets = with_label_sets(split.train, config.label_set_size, seed=config.data_seed)
+    train_env = modify_labels(with_sets, config.modify_fraction, config.data_seed, config.wrong_reward)
+    assert with_sets.label_sets is not None
+    return Task(train_env, split.test, with_sets.label_sets[:, :, None])
+
+
+def sequence_task(config: Config) -> Task:
+    """Prompts in groups; group g owns k distinct outputs; 10% of prompts get a target outside theirs."""
+    rng = np.random.default_rng(config.data_seed)
+    vocab, length, k = config.vocab_size, config.length, config.label_set_size
+    if k >= vocab**length:
+        raise ConfigError(f"label_set_size k={k} must be below V^L={vocab**length}")
+    prompts = rng.integers(0, PROMPT_VOCAB, size=(config.num_prompts, PROMPT_LENGTH))
+    group = np.arange(config.num_prompts) % config.num_prompt_groups
+    group_sets = np.stack([rng.choice(vocab**length, size=k, replace=False) for _ in range(config.num_prompt_groups)])
+    target_index = group_sets[group, rng.integers(0, k, size=config.num_prompts)]  # one of its group's outputs
+    modified = np.zeros(config.num_prompts, dtype=bool)
+    num_modified = round(config.modify_fraction * config.num_prompts)
+    modified[rng.choice(config.num_prompts, size=num_modified, replace=False)] = True
+    for n in np.flatnonzero(modified):
+        outside = np.setdiff1d(np.arange(vocab**length), group_sets[group[n]])
+        target_index[n] = rng.choice(outside)
+    digits_of = vocab ** np.arange(length - 1, -1, -1)
+
+    def to_tokens(index: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor((index[..., None] // digits_of) % vocab, dtype=torch.long)
+
+    masks = {"modified": torch.as_tensor(modified), "unmodified": torch.as_tensor(~modified)}
+    env = SequenceEnv(
+        prompts, to_tokens(target_index), vocab, config.reward, PROMPT_VOCAB, groups=masks, name="sequence-modified"
+    )
+    return Task(env, None, to_tokens(group_sets[group]))
+
+
+def make_task(config: Config) -> Task:
+    """The variant's task."""
+    return sequence_task(config) if config.variant == "sequence" else classification_task(config)
+
+
+def cloud_rows(policy: SoftmaxPolicy, params: Params, env: RewardEnv, arm: str, when: str) -> list[dict[str, object]]:
+    """Per (replica, input): exact reward mean and STD under ``params``, with the input's group."""
+    policy.params = {key: value.to(policy.device) for key, value in params.items()}
+    metrics = per_input_metrics(policy, env, with_grad_norm=False)
+    modified = env.groups["modified"]
+    rows = []
+    for replica in range(policy.num_replicas):
+        for n in range(env.num_inputs):
+            rows.append(
+                {
+                    "arm": arm,
+                    "when": when,
+                    "replica": replica,
+                    "input": n,
+                    "group": "modified" if bool(modified[n]) else "unmodified",
+                    "reward_mean": float(metrics["reward_mean"][replica, n]),
+                    "reward_std": float(metrics["reward_std"][replica, n]),
+                }
+            )
+    return rows
+
+
+def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
+    """``records`` (training curves), ``replicas``, ``cloud`` (per-input before/after) and ``pretraining``."""
+    task = make_task(config)
+    pretrained: dict[tuple[int, ...], Params] = {}
+    losses: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def make_policy(settings: ReplicaSettings, device: torch.device, dtype: torch.dtype) -> SoftmaxPolicy:
+        policy = build_policy(
+            config.policy, task.train, settings.seeds, device, dtype, temperature=settings.temperature,
+            features="input", hidden=(config.hidden,),
+        )  # fmt: skip
+        key = tuple(settings.seeds)
+        if key not in pretrained:  # the same pretrained weights start every arm
+            losses[key] = pretrain(
+                policy, task.train, task.pretrain_outputs, None, config.pretrain_steps, config.pretrain_lr,
+                progress=context.progress,
+            )  # fmt: skip
+            pretrained[key] = {name: value.clone() for name, value in policy.params.items()}
+        policy.params = {name: value.clone() for name, value in pretrained[key].items()}
+        return policy
+
+    result = train(
+        make_policy,
+        task.train,
+        config,
+        eval_envs={} if task.test is None else {"test": task.test},
+        checkpoint_dir=context.checkpoint_dir,
+        run_key=dataclasses.asdict(config),
+        progress=context.progress,
+    )
+    settings = replica_grid(config)
+    policy = make_policy(settings, resolve_device(config.device), resolve_dtype(config.dtype))
+    start = {name: value.clone() for name, value in policy.params.items()}
+    rows = cloud_rows(policy, start, task.train, "pretrained", "before")
+    for arm, params in result.params.items():
+        rows += cloud_rows(policy, params, task.train, arm, "after")
+    key = tuple(settings.seeds)
+    pretraining = pd.DataFrame(
+        {"replica": range(settings.num_replicas), "loss": losses[key].double().cpu().numpy(),
+         "uniform_set_loss": np.log(config.label_set_size)}
+    )  # fmt: skip
+    return {
+        "records": result.records,
+        "replicas": result.replicas,
+        "cloud": pd.DataFrame(rows),
+        "pretraining": pretraining,
+    }
