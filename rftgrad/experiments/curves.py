@@ -33,10 +33,15 @@ def final_values(records: pd.DataFrame, metric: str, split: str = "train", group
     return {arm: float(value) for arm, value in last.groupby("arm")["value"].mean().items()}
 
 
+def arm_objective(arm: str) -> str:
+    """``RFT`` or ``SFT`` for an arm of one objective (``"rft:200"``); the arm itself when it mixes them."""
+    objectives = {phase.split(":")[0].upper() for phase in arm.split("+")}
+    return objectives.pop() if len(objectives) == 1 else arm
+
+
 def arm_color(arm: str, palette: dict[str, Any]) -> Any:  # noqa: ANN401 - a matplotlib colour
     """RFT red and SFT blue for single-objective arms; the palette's colour for mixed ones."""
-    objectives = {phase.split(":")[0].upper() for phase in arm.split("+")}
-    return COLORS[objectives.pop()] if len(objectives) == 1 else palette[arm]
+    return COLORS.get(arm_objective(arm)) or palette[arm]
 
 
 def plot_curves(

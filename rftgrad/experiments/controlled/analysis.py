@@ -14,16 +14,10 @@ import numpy as np
 import pandas as pd
 
 from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.curves import arm_color, plot_curves, select
+from rftgrad.experiments.curves import arm_color, arm_objective, plot_curves, select
 from rftgrad.experiments.style import figure_grid
 
 GROUPS = ("modified", "unmodified")
-
-
-def objective_of(arm: str) -> str:
-    """``RFT``, ``SFT`` or the arm itself when it mixes phases."""
-    objectives = {phase.split(":")[0].upper() for phase in arm.split("+")}
-    return objectives.pop() if len(objectives) == 1 else arm
 
 
 def reward_summary(records: pd.DataFrame, group: str, split: str = "train") -> dict[str, dict[str, float]]:
@@ -33,7 +27,7 @@ def reward_summary(records: pd.DataFrame, group: str, split: str = "train") -> d
     for arm, table in rows.groupby("arm"):
         start = table[table["step"] == table["step"].min()]["value"]
         end = table[table["step"] == table["step"].max()]["value"]
-        out[objective_of(str(arm))] = {
+        out[arm_objective(str(arm))] = {
             "start": float(start.mean()),
             "end": float(end.mean()),
             "end_std_over_seeds": float(end.std(ddof=1)) if len(end) > 1 else 0.0,
@@ -50,7 +44,7 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     for split in sorted(set(records["split"]) - {"batch"}):
         rows = select(records, "accuracy", split, "all")
         last = rows[rows["step"] == rows.groupby("arm")["step"].transform("max")]
-        accuracy[split] = {objective_of(str(arm)): float(v) for arm, v in last.groupby("arm")["value"].mean().items()}
+        accuracy[split] = {arm_objective(str(arm)): float(v) for arm, v in last.groupby("arm")["value"].mean().items()}
     modified = summary["modified"]
     line = ", ".join(f"{arm} {values['end']:+.3f}" for arm, values in modified.items())
     return {
