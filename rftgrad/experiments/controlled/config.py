@@ -106,7 +106,8 @@ FULL_VARIANTS: dict[str, dict[str, object]] = {
     "digits-mlp": {"arms": ("rft:4000", "sft:4000"), "lr": (1e-3,), "seeds": 5, "eval_every": 100},
     "digits-mlp-high-init": {"arms": ("rft:4000", "sft:4000"), "lr": (1e-3,), "seeds": 5, "eval_every": 100},
     "gaussian-linear": {"arms": ("rft:3000", "sft:3000"), "lr": (1e-3,), "seeds": 5, "eval_every": 50},
-    "sequence": {"arms": ("rft:3000", "sft:3000"), "lr": (1e-3,), "seeds": 5, "eval_every": 100},
+    # float32: the transformer's exact step over 100 prompts x 21 prefixes takes 0.3 s at R = 5 (0.8 s in float64)
+    "sequence": {"arms": ("rft:1000", "sft:1000"), "lr": (3e-3,), "seeds": 5, "eval_every": 50, "dtype": "float32"},
 }
 FULL: dict[str, object] = {}
 
