@@ -80,7 +80,7 @@ def _valid_keys(config_cls: type) -> str:
     return ", ".join(f"{name} ({_type_name(*kind)})" for name, kind in field_types(config_cls).items())
 
 
-def _scalar(key: str, scalar: type, value: Any, from_text: bool) -> Any:  # noqa: ANN401 - one of _SCALARS
+def _scalar(scalar: type, value: Any, from_text: bool) -> Any:  # noqa: ANN401 - one of _SCALARS
     """Check (typed input) or parse (``from_text``) one scalar; raise ValueError if it does not fit."""
     if from_text:
         text = str(value).strip()
@@ -111,8 +111,8 @@ def coerce(config_cls: type, key: str, value: Any, from_text: bool = False) -> A
                 items = list(value)
             else:
                 items = [value]
-            return tuple(_scalar(key, scalar, item, from_text) for item in items)
-        return _scalar(key, scalar, value, from_text)
+            return tuple(_scalar(scalar, item, from_text) for item in items)
+        return _scalar(scalar, value, from_text)
     except (ValueError, TypeError):
         raise ConfigError(
             f"config key {key!r} expects {_type_name(scalar, is_tuple)}, got {value!r}; "

@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from rftgrad.envs import (
+    OutputSpace,
     RewardEnv,
     SequenceEnv,
     digits,
@@ -86,16 +87,11 @@ def sequence_task(config: Config) -> Task:
     for n in np.flatnonzero(modified):
         outside = np.setdiff1d(np.arange(vocab**length), group_sets[group[n]])
         target_index[n] = rng.choice(outside)
-    digits_of = vocab ** np.arange(length - 1, -1, -1)
-
-    def to_tokens(index: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor((index[..., None] // digits_of) % vocab, dtype=torch.long)
-
+    outputs = OutputSpace(vocab, length).enumerate()  # (V^L, L): output index -> tokens
     masks = {"modified": torch.as_tensor(modified), "unmodified": torch.as_tensor(~modified)}
-    env = SequenceEnv(
-        prompts, to_tokens(target_index), vocab, config.reward, PROMPT_VOCAB, groups=masks, name="sequence-modified"
-    )
-    return Task(env, None, to_tokens(group_sets[group]))
+    targets = outputs[torch.as_tensor(target_index)]  # (N, L)
+    env = SequenceEnv(prompts, targets, vocab, config.reward, PROMPT_VOCAB, groups=masks, name="sequence-modified")
+    return Task(env, None, outputs[torch.as_tensor(group_sets[group])])  # (N, k, L)
 
 
 def make_task(config: Config) -> Task:
@@ -103,26 +99,23 @@ def make_task(config: Config) -> Task:
     return sequence_task(config) if config.variant == "sequence" else classification_task(config)
 
 
-def cloud_rows(policy: SoftmaxPolicy, params: Params, env: RewardEnv, arm: str, when: str) -> list[dict[str, object]]:
+def cloud_rows(policy: SoftmaxPolicy, params: Params, env: RewardEnv, arm: str, when: str) -> pd.DataFrame:
     """Per (replica, input): exact reward mean and STD under ``params``, with the input's group."""
     policy.params = {key: value.to(policy.device) for key, value in params.items()}
     metrics = per_input_metrics(policy, env, with_grad_norm=False)
-    modified = env.groups["modified"]
-    rows = []
-    for replica in range(policy.num_replicas):
-        for n in range(env.num_inputs):
-            rows.append(
-                {
-                    "arm": arm,
-                    "when": when,
-                    "replica": replica,
-                    "input": n,
-                    "group": "modified" if bool(modified[n]) else "unmodified",
-                    "reward_mean": float(metrics["reward_mean"][replica, n]),
-                    "reward_std": float(metrics["reward_std"][replica, n]),
-                }
-            )
-    return rows
+    num_replicas, num_inputs = metrics["reward_mean"].shape
+    modified = env.groups["modified"].numpy()
+    return pd.DataFrame(
+        {
+            "arm": arm,
+            "when": when,
+            "replica": np.repeat(np.arange(num_replicas), num_inputs),
+            "input": np.tile(np.arange(num_inputs), num_replicas),
+            "group": np.tile(np.where(modified, "modified", "unmodified"), num_replicas),
+            "reward_mean": metrics["reward_mean"].double().cpu().numpy().ravel(),
+            "reward_std": metrics["reward_std"].double().cpu().numpy().ravel(),
+        }
+    )
 
 
 def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
@@ -156,12 +149,10 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
         progress=context.progress,
     )
     settings = replica_grid(config)
-    policy = make_policy(settings, resolve_device(config.device), resolve_dtype(config.dtype))
-    start = {name: value.clone() for name, value in policy.params.items()}
-    rows = cloud_rows(policy, start, task.train, "pretrained", "before")
-    for arm, params in result.params.items():
-        rows += cloud_rows(policy, params, task.train, arm, "after")
     key = tuple(settings.seeds)
+    policy = make_policy(settings, resolve_device(config.device), resolve_dtype(config.dtype))
+    clouds = [cloud_rows(policy, pretrained[key], task.train, "pretrained", "before")]
+    clouds += [cloud_rows(policy, params, task.train, arm, "after") for arm, params in result.params.items()]
     pretraining = pd.DataFrame(
         {"replica": range(settings.num_replicas), "loss": losses[key].double().cpu().numpy(),
          "uniform_set_loss": np.log(config.label_set_size)}
@@ -169,6 +160,6 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     return {
         "records": result.records,
         "replicas": result.replicas,
-        "cloud": pd.DataFrame(rows),
+        "cloud": pd.concat(clouds, ignore_index=True),
         "pretraining": pretraining,
     }
