@@ -69,7 +69,8 @@ class Objective:
         self.ref_params = ref_params
         self.ids = torch.arange(env.num_inputs, device=policy.device)
         self.x = policy.inputs_from(env)
-        self.regularised = bool((entropy_coef != 0).any() or (kl_coef != 0).any())
+        self.has_kl = bool((kl_coef != 0).any())
+        self.regularised = self.has_kl or bool((entropy_coef != 0).any())
 
     def prepare(self, weights: torch.Tensor, seed: int) -> StepBatch:
         """Draw the step's batch for input weights ``(R, N)``; ``seed`` keys its randomness."""
@@ -105,7 +106,7 @@ class ExactRFT(Objective):
         """``f = r - β log p - κ (log p - log p_ref)``, ``(R, N, Y)``."""
         rewards = self.env.reward_table().to(log_probs.device, log_probs.dtype)  # (N, Y)
         shaped = rewards - self.entropy_coef[:, None, None] * log_probs
-        if bool((self.kl_coef != 0).any()):
+        if self.has_kl:
             shaped = shaped - self.kl_coef[:, None, None] * (log_probs - self._reference_log_probs())
         return shaped
 
@@ -163,7 +164,7 @@ class SampledRFT(Objective):
         with torch.no_grad():
             if config.estimator == "ppo":
                 batch.old_log_prob = policy.log_prob(self.ids, self.x, outputs)  # (R, N, G)
-            if bool((self.kl_coef != 0).any()):
+            if self.has_kl:
                 batch.ref_logits = policy.sequence_logits(self.ids, self.x, outputs, self.ref_params)
         return batch
 
