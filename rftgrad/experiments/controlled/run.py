@@ -118,27 +118,48 @@ def cloud_rows(policy: SoftmaxPolicy, params: Params, env: RewardEnv, arm: str, 
     )
 
 
-def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
-    """``records`` (training curves), ``replicas``, ``cloud`` (per-input before/after) and ``pretraining``."""
-    task = make_task(config)
-    pretrained: dict[tuple[int, ...], Params] = {}
-    losses: dict[tuple[int, ...], torch.Tensor] = {}
+class PretrainedPolicies:
+    """Policy factory for :func:`rftgrad.finetune.train`: every arm starts from the same pretrained weights.
 
-    def make_policy(settings: ReplicaSettings, device: torch.device, dtype: torch.dtype) -> SoftmaxPolicy:
+    The first call for a set of seeds builds the policy (``config.policy`` sized for
+    ``env``) and pretrains it toward ``pretrain_outputs`` ``(N, k, L)`` (uniform over each
+    input's set); later calls with those seeds get a fresh policy holding a copy of the
+    cached weights. ``losses[seeds]`` holds the final pretraining loss per replica.
+    """
+
+    def __init__(self, config: Config, env: RewardEnv, pretrain_outputs: torch.Tensor, progress: bool) -> None:
+        self.config, self.env, self.pretrain_outputs, self.progress = config, env, pretrain_outputs, progress
+        self.weights: dict[tuple[int, ...], Params] = {}  # seeds -> pretrained params
+        self.losses: dict[tuple[int, ...], torch.Tensor] = {}  # seeds -> (R,) final pretraining loss
+
+    def __call__(self, settings: ReplicaSettings, device: torch.device, dtype: torch.dtype) -> SoftmaxPolicy:
+        config = self.config
         policy = build_policy(
-            config.policy, task.train, settings.seeds, device, dtype, temperature=settings.temperature,
+            config.policy, self.env, settings.seeds, device, dtype, temperature=settings.temperature,
             features="input", hidden=(config.hidden,),
         )  # fmt: skip
         key = tuple(settings.seeds)
-        if key not in pretrained:  # the same pretrained weights start every arm
-            losses[key] = pretrain(
-                policy, task.train, task.pretrain_outputs, None, config.pretrain_steps, config.pretrain_lr,
-                progress=context.progress,
+        if key not in self.weights:
+            self.losses[key] = pretrain(
+                policy, self.env, self.pretrain_outputs, None, config.pretrain_steps, config.pretrain_lr,
+                progress=self.progress,
             )  # fmt: skip
-            pretrained[key] = {name: value.clone() for name, value in policy.params.items()}
-        policy.params = {name: value.clone() for name, value in pretrained[key].items()}
+            self.weights[key] = {name: value.clone() for name, value in policy.params.items()}
+        policy.params = {name: value.clone() for name, value in self.weights[key].items()}
         return policy
 
+    def pretraining_table(self, settings: ReplicaSettings) -> pd.DataFrame:
+        """Per replica: the final pretraining loss next to ln k, the loss of the uniform set."""
+        losses = self.losses[tuple(settings.seeds)].double().cpu().numpy()
+        uniform_set_loss = np.log(self.config.label_set_size)
+        replicas = range(settings.num_replicas)
+        return pd.DataFrame({"replica": replicas, "loss": losses, "uniform_set_loss": uniform_set_loss})
+
+
+def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
+    """``records`` (training curves), ``replicas``, ``cloud`` (per-input before/after) and ``pretraining``."""
+    task = make_task(config)
+    make_policy = PretrainedPolicies(config, task.train, task.pretrain_outputs, context.progress)
     result = train(
         make_policy,
         task.train,
@@ -149,17 +170,12 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
         progress=context.progress,
     )
     settings = replica_grid(config)
-    key = tuple(settings.seeds)
     policy = make_policy(settings, resolve_device(config.device), resolve_dtype(config.dtype))
-    clouds = [cloud_rows(policy, pretrained[key], task.train, "pretrained", "before")]
+    clouds = [cloud_rows(policy, make_policy.weights[tuple(settings.seeds)], task.train, "pretrained", "before")]
     clouds += [cloud_rows(policy, params, task.train, arm, "after") for arm, params in result.params.items()]
-    pretraining = pd.DataFrame(
-        {"replica": range(settings.num_replicas), "loss": losses[key].double().cpu().numpy(),
-         "uniform_set_loss": np.log(config.label_set_size)}
-    )  # fmt: skip
     return {
         "records": result.records,
         "replicas": result.replicas,
         "cloud": pd.concat(clouds, ignore_index=True),
-        "pretraining": pretraining,
+        "pretraining": make_policy.pretraining_table(settings),
     }
