@@ -76,16 +76,24 @@ class MLPPolicy(SoftmaxPolicy):
                 "use MLPPolicy.for_env(env)"
             )
 
-    def _readout_features(
-        self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
-    ) -> torch.Tensor:
+    def _hidden(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer ``(N, H)`` of inputs ``x`` ``(N, D)``."""
         act = ACTIVATIONS[self.activation]
         h = x  # (N, D)
         for i in range(len(self.hidden)):
             h = act(h @ params[f"w{i}"].T + params[f"b{i}"])  # (N, H_i)
+        return h
+
+    def _readout_features(
+        self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
+    ) -> torch.Tensor:
+        h = self._hidden(params, x)  # (N, H)
         return h[:, None, :].expand(h.shape[0], prefixes.shape[1], h.shape[1])  # (N, M, H)
 
     def _prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
-        return self._readout_features(params, ids, x, prefixes) @ params["out_w"].T + params["out_b"]  # (N, M, V)
+        # the readout once per input, then broadcast over the M prefixes (a matmul on the expanded
+        # (N, M, H) features is many times slower under vmap)
+        logits = self._hidden(params, x) @ params["out_w"].T + params["out_b"]  # (N, V)
+        return logits[:, None, :].expand(prefixes.shape[0], prefixes.shape[1], self.vocab_size)
