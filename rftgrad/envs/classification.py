@@ -13,6 +13,7 @@ Razin et al. 2024, Section 4.2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,13 +184,30 @@ def gaussian_clusters(
     separation: float = 3.0,
     test_fraction: float = 0.2,
     seed: int = 0,
+    family_size: int = 0,
+    family_weight: float = 0.8,
 ) -> DataSplit:
     """Synthetic classification: class ``c`` is ``N(μ_c, noise² I)`` with random centres
-    ``μ_c ~ N(0, (separation²/dim) I)`` (so ``||μ_c|| ≈ separation``)."""
+    ``μ_c ~ N(0, (separation²/dim) I)`` (so ``||μ_c|| ≈ separation``).
+
+    A *family* of classes shares structure: the centres of classes ``0..family_size-1`` are
+    ``sqrt(1 - w²) μ_c + w u`` with one common random direction ``u`` (``||u|| ≈ separation``,
+    ``w = family_weight``), so what a model learns along ``u`` from one family member
+    transfers to the others (the shared structure of language that lets a little SFT
+    generalise, PAPER.md section 6).
+    """
     if noise < 0 or separation < 0:
         raise ConfigError(f"noise={noise} and separation={separation} must be >= 0")
+    if not 0 <= family_size <= num_classes or not 0.0 <= family_weight <= 1.0:
+        raise ConfigError(
+            f"family_size={family_size} must lie in [0, num_classes={num_classes}] and "
+            f"family_weight={family_weight} in [0, 1]"
+        )
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((num_classes, dim)) * separation / np.sqrt(dim)
+    if family_size:
+        shared = rng.standard_normal(dim) * separation / np.sqrt(dim)  # u
+        centres[:family_size] = np.sqrt(1 - family_weight**2) * centres[:family_size] + family_weight * shared
     labels = np.repeat(np.arange(num_classes), per_class)
     features = centres[labels] + noise * rng.standard_normal((labels.size, dim))
     return _split(features, labels, num_classes, test_fraction, seed, "gaussian")
@@ -244,8 +262,28 @@ def with_label_sets(env: ClassificationEnv, k: int, seed: int = 0) -> Classifica
     )
 
 
+def with_num_outputs(env: ClassificationEnv, num_outputs: int) -> ClassificationEnv:
+    """The same inputs and labels with ``num_outputs`` output tokens (reward +1 for the label, -1 else).
+
+    Outputs past the labels in use are answers no input asks for, like most tokens of a
+    large vocabulary: a policy spreads probability over them (PAPER.md section 6, how the
+    heuristics behave as the output space grows). Label sets and groups are dropped; add
+    them after widening.
+    """
+    if num_outputs < env.output_space.vocab_size:
+        raise ConfigError(
+            f"num_outputs={num_outputs} is below the {env.output_space.vocab_size} outputs {env.name} has; "
+            "give at least that many"
+        )
+    return ClassificationEnv(env.features, env.labels, num_outputs, name=env.name)
+
+
 def modify_labels(
-    env: ClassificationEnv, fraction: float = 0.1, seed: int = 0, wrong_reward: float = -1.0
+    env: ClassificationEnv,
+    fraction: float = 0.1,
+    seed: int = 0,
+    wrong_reward: float = -1.0,
+    used_labels_only: bool = False,
 ) -> ClassificationEnv:
     """Relabel a random ``fraction`` of inputs outside their label set (PAPER.md section 4, step 2).
 
@@ -255,6 +293,10 @@ def modify_labels(
     label, ``-1`` otherwise, except that a wrong answer on a modified input earns
     ``wrong_reward`` (0.5 gives the paper's "high initial reward" variant).
     Groups ``modified`` / ``unmodified`` mark the two kinds of input.
+
+    ``used_labels_only`` draws the new label among the labels some input's set contains
+    (so other inputs train that output, as with a token of a shared vocabulary), not among
+    outputs nothing else uses.
     """
     fraction = _check_fraction(fraction, "label-modification fraction")
     validate_rewards(torch.tensor([wrong_reward]), "wrong_reward")
@@ -270,19 +312,64 @@ def modify_labels(
     num_modified = int(round(fraction * env.num_inputs))
     chosen = rng.choice(env.num_inputs, size=num_modified, replace=False)
     labels = env.labels.clone()
+    candidates = np.unique(env.label_sets.numpy()) if used_labels_only else np.arange(num_classes)
     for i in chosen:
-        outside = np.setdiff1d(np.arange(num_classes), env.label_sets[i].numpy())
+        outside = np.setdiff1d(candidates, env.label_sets[i].numpy())
+        if outside.size == 0:
+            raise ConfigError(f"input {i}: every label in use is in its set; use a smaller label-set size k")
         labels[i] = int(rng.choice(outside))
     modified = torch.zeros(env.num_inputs, dtype=torch.bool)
     modified[torch.as_tensor(chosen, dtype=torch.long)] = True
-    table = correct_label_rewards(labels, num_classes)
+    return _relabelled(env, labels, modified, wrong_reward)
+
+
+def _relabelled(
+    env: ClassificationEnv, labels: torch.Tensor, modified: torch.Tensor, wrong_reward: float
+) -> ClassificationEnv:
+    """``env`` with new ``labels`` ``(N,)``; a wrong answer on a ``modified`` ``(N,)`` input earns ``wrong_reward``."""
+    table = correct_label_rewards(labels, env.output_space.vocab_size)
     table[modified[:, None] & (table != 1.0)] = float(wrong_reward)  # wrong answers on modified inputs
     return ClassificationEnv(
         env.features,
         labels,
-        num_classes,
+        env.output_space.vocab_size,
         reward_table=table,
         label_sets=env.label_sets,
         groups={"modified": modified, "unmodified": ~modified},
         name=f"{env.name}-modified",
     )
+
+
+def family_label(label_sets: torch.Tensor, family: Sequence[int], seed: int = 0) -> int:
+    """A label outside the pretraining sets ``(C, k)`` of every class in ``family`` that other classes' sets use.
+
+    Other inputs train that output (its head gets large gradients), as with a token of a
+    shared vocabulary; the family's inputs give it probability about 0.
+    """
+    family_sets = label_sets[list(family)].numpy()
+    others = np.delete(label_sets.numpy(), list(family), axis=0)
+    candidates = np.setdiff1d(np.unique(others), family_sets)
+    if candidates.size == 0:
+        raise ConfigError(
+            f"every label the other classes use is in a family class's set (family {list(family)}); "
+            "use a smaller family or label-set size"
+        )
+    return int(np.random.default_rng(seed).choice(candidates))
+
+
+def relabel_family(
+    env: ClassificationEnv, family: Sequence[int], new_label: int, wrong_reward: float = -1.0
+) -> ClassificationEnv:
+    """A consistent relabelling rule: every input of a class in ``family`` gets label ``new_label``.
+
+    Unlike :func:`modify_labels` (random inputs, each its own new label), the rule is shared
+    by a family of inputs, so learning it on a few inputs transfers to the rest (PAPER.md
+    section 6: a short SFT phase on 1% of the inputs). Groups ``modified`` (the family) and
+    ``unmodified``.
+    """
+    num_outputs = env.output_space.vocab_size
+    if not 0 <= new_label < num_outputs:
+        raise ConfigError(f"new_label={new_label} outside [0, {num_outputs})")
+    modified = torch.isin(env.labels, torch.as_tensor(list(family), dtype=torch.long))
+    labels = torch.where(modified, torch.tensor(new_label), env.labels)
+    return _relabelled(env, labels, modified, wrong_reward)

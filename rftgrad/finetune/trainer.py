@@ -14,8 +14,9 @@ uninterrupted run would.
 Evaluation (every ``eval_every`` steps, the first and the last) is exact: per input,
 V (``reward_mean``), STD (``reward_std``), ``||∇_θ V||`` (``grad_norm``), ``accuracy`` (the
 most likely output earns the input's best reward), ``target_prob`` and ``target_nll`` of the
-SFT target, averaged within input groups: the environment's groups, ``all``, and
-``small_std`` / ``large_std`` (STD at the start below / at or above ``std_threshold``).
+SFT target, ``stalled`` (STD below ``std_threshold`` with V far from the best reward),
+averaged within input groups: the environment's groups, ``all``, and ``small_std`` /
+``large_std`` (STD at the start below / at or above ``std_threshold``).
 Step metrics of the estimator (``split = "batch"``: sampled ``reward_mean``,
 ``reward_std``, ``frac_reward_zero_std``, ``grad_norm`` of the update, ...) are averaged
 over the steps since the previous evaluation.
@@ -98,8 +99,15 @@ class _Recorder:
         return pd.DataFrame(self.rows, columns=list(RECORD_COLUMNS))
 
 
-def per_input_metrics(policy: SoftmaxPolicy, env: RewardEnv, with_grad_norm: bool) -> dict[str, torch.Tensor]:
-    """Exact per-input metrics ``(R, N)``: reward_mean, reward_std, grad_norm, accuracy, target_prob, target_nll."""
+def per_input_metrics(
+    policy: SoftmaxPolicy, env: RewardEnv, with_grad_norm: bool, std_threshold: float | None = None
+) -> dict[str, torch.Tensor]:
+    """Exact per-input metrics ``(R, N)``: reward_mean, reward_std, grad_norm, accuracy, target_prob, target_nll.
+
+    With ``std_threshold``, also ``stalled``: 1 where the input is in the vanishing-gradient
+    regime, STD below the threshold while V is more than half the reward range below the
+    input's best reward (PAPER.md section 2); its group mean is the share of such inputs.
+    """
     result = exact(policy, env, per_input=with_grad_norm)
     rewards = result.rewards  # (N, Y)
     best = result.log_probs.argmax(-1)  # (R, N) most likely output
@@ -112,6 +120,10 @@ def per_input_metrics(policy: SoftmaxPolicy, env: RewardEnv, with_grad_norm: boo
         "target_prob": target_logp.exp(),
         "target_nll": -target_logp,
     }
+    if std_threshold is not None:
+        best, worst = rewards.max(-1).values, rewards.min(-1).values  # (N,)
+        far = result.value < best - (best - worst) / 2
+        metrics["stalled"] = ((result.std < std_threshold) & far).to(result.value.dtype)
     if with_grad_norm:
         metrics["grad_norm"] = result.grad_norm
     return metrics
@@ -201,7 +213,7 @@ class _ArmRun:
     def evaluate(self, phase: str) -> None:
         """Exact metrics on every split, per group; the averaged step metrics since the last evaluation."""
         for split, env in self.envs.items():
-            metrics = per_input_metrics(self.policy, env, self.config.eval_grad_norm)
+            metrics = per_input_metrics(self.policy, env, self.config.eval_grad_norm, self.config.std_threshold)
             if split not in self.groups:  # the first evaluation fixes the groups
                 shape = metrics["reward_std"].shape
                 groups = {name: mask.to(self.policy.device).expand(shape) for name, mask in env.group_masks().items()}

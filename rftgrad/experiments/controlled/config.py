@@ -27,6 +27,7 @@ class Config(TrainConfig):
     num_train: int = 0  # digits: training images kept (0: all 1,437); gaussian: points per class
     cluster_dim: int = 512  # gaussian: feature dimension (>= training points, so a linear model can fit any labels)
     cluster_noise: float = 0.1  # gaussian: within-cluster noise per coordinate (cluster centres 3 apart)
+    num_outputs: int = 0  # classification: output tokens (0: one per class, 10); more add outputs no input asks for
     label_set_size: int = 5  # k: outputs per pretraining set
     modify_fraction: float = 0.1  # share of training inputs whose target moves outside their set
     wrong_reward: float = -1.0  # reward of a wrong answer on a modified input (0.5: high initial reward)
@@ -67,6 +68,8 @@ class Config(TrainConfig):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.cluster_noise >= 0:
             raise ConfigError(f"cluster_noise must be >= 0, got {self.cluster_noise}")
+        if self.num_outputs and self.num_outputs < 10:
+            raise ConfigError(f"num_outputs must be 0 (one per class) or >= the 10 classes, got {self.num_outputs}")
         if self.num_train < 0:
             raise ConfigError(f"num_train must be >= 0 (0: all), got {self.num_train}")
 

@@ -30,6 +30,7 @@ from rftgrad.envs import (
     gaussian_clusters,
     modify_labels,
     with_label_sets,
+    with_num_outputs,
 )
 from rftgrad.errors import ConfigError
 from rftgrad.experiments.base import RunContext
@@ -54,7 +55,11 @@ class Task:
 
 
 def classification_task(config: Config) -> Task:
-    """Digits or Gaussian clusters with k-label sets and a modified share of the training labels."""
+    """Digits or Gaussian clusters with k-label sets and a modified share of the training labels.
+
+    With ``num_outputs`` above the 10 classes the output space grows (answers no input asks
+    for); a modified input's new label is then drawn among the labels the sets use.
+    """
     if config.variant.startswith("digits"):
         split = digits(num_train=config.num_train or None, seed=config.data_seed)
     else:
@@ -65,10 +70,16 @@ def classification_task(config: Config) -> Task:
             noise=config.cluster_noise,
             seed=config.data_seed,
         )
-    with_sets = with_label_sets(split.train, config.label_set_size, seed=config.data_seed)
-    train_env = modify_labels(with_sets, config.modify_fraction, config.data_seed, config.wrong_reward)
+    train, test = split.train, split.test
+    if config.num_outputs:
+        train, test = with_num_outputs(train, config.num_outputs), with_num_outputs(test, config.num_outputs)
+    with_sets = with_label_sets(train, config.label_set_size, seed=config.data_seed)
+    widened = bool(config.num_outputs)
+    train_env = modify_labels(
+        with_sets, config.modify_fraction, config.data_seed, config.wrong_reward, used_labels_only=widened
+    )
     assert with_sets.label_sets is not None
-    return Task(train_env, split.test, with_sets.label_sets[:, :, None])
+    return Task(train_env, test, with_sets.label_sets[:, :, None])
 
 
 def sequence_task(config: Config) -> Task:
@@ -122,9 +133,11 @@ class PretrainedPolicies:
     """Policy factory for :func:`rftgrad.finetune.train`: every arm starts from the same pretrained weights.
 
     The first call for a set of seeds builds the policy (``config.policy`` sized for
-    ``env``) and pretrains it toward ``pretrain_outputs`` ``(N, k, L)`` (uniform over each
-    input's set); later calls with those seeds get a fresh policy holding a copy of the
-    cached weights. ``losses[seeds]`` holds the final pretraining loss per replica.
+    ``env``) and pretrains it at temperature 1 toward ``pretrain_outputs`` ``(N, k, L)``
+    (uniform over each input's set); every call returns a fresh policy holding a copy of
+    the cached weights, sampling at the replicas' temperatures (a higher temperature
+    flattens the pretrained distribution, as when sampling a pretrained model hotter).
+    ``losses[seeds]`` holds the final pretraining loss per replica.
     """
 
     def __init__(self, config: Config, env: RewardEnv, pretrain_outputs: torch.Tensor, progress: bool) -> None:
@@ -135,9 +148,8 @@ class PretrainedPolicies:
     def __call__(self, settings: ReplicaSettings, device: torch.device, dtype: torch.dtype) -> SoftmaxPolicy:
         config = self.config
         policy = build_policy(
-            config.policy, self.env, settings.seeds, device, dtype, temperature=settings.temperature,
-            features="input", hidden=(config.hidden,),
-        )  # fmt: skip
+            config.policy, self.env, settings.seeds, device, dtype, features="input", hidden=(config.hidden,)
+        )
         key = tuple(settings.seeds)
         if key not in self.weights:
             self.losses[key] = pretrain(
@@ -146,6 +158,7 @@ class PretrainedPolicies:
             )  # fmt: skip
             self.weights[key] = {name: value.clone() for name, value in policy.params.items()}
         policy.params = {name: value.clone() for name, value in self.weights[key].items()}
+        policy.set_temperature(settings.temperature)
         return policy
 
     def pretraining_table(self, settings: ReplicaSettings) -> pd.DataFrame:
