@@ -5,6 +5,8 @@
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
     rftgrad run NAME [options]   run an experiment: records, score and figures in --out
                                  (--config FILE.toml, --set key=value, --device, --seeds, --show-config)
+    rftgrad diagnose FILE        which prompts of a rollout log (JSONL/CSV) are in the vanishing-gradient
+                                 regime: per-prompt reward mean/STD, frac_reward_zero_std, a scatter in --out
 
 Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
 """
@@ -15,12 +17,14 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 import torch
 
 from rftgrad import __version__
 from rftgrad.configs import describe_config
+from rftgrad.diagnose import GROUP_SIZES, default_out_dir, diagnose, format_summary
 from rftgrad.envs import (
     ENVIRONMENTS,
     REWARDS,
@@ -145,6 +149,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str | None, option: str, count: int | None = None) -> tuple[float, ...] | None:
+    """Comma-separated numbers of ``option`` (``count`` of them if given), or None when absent."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
+    if count is not None and len(values) != count:
+        raise ConfigError(f"{option} takes {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    reward_range = _floats(args.reward_range, "--reward-range", count=2)
+    sizes = _floats(args.group_sizes, "--group-sizes")
+    if sizes is None or any(g < 1 or g != int(g) for g in sizes):
+        raise ConfigError(f"--group-sizes takes integers >= 1, got {args.group_sizes!r}")
+    out = Path(args.out) if args.out else default_out_dir(args.file)
+    diagnosis, written = diagnose(
+        args.file,
+        out,
+        fmt=args.format,
+        prompt_col=args.prompt_col,
+        reward_col=args.reward_col,
+        reward_weights=_floats(args.reward_weights, "--reward-weights"),
+        step_col=args.step_col,
+        reward_range=reward_range,
+        max_reward=args.max_reward,
+        std_threshold=args.std_threshold,
+        gap=args.gap,
+        group_sizes=tuple(int(g) for g in sizes),
+        skip_singletons=args.skip_singletons,
+    )
+    print(format_summary(diagnosis))
+    print(f"wrote {out}/: " + ", ".join(p.name for p in written) + " (+ .pdf)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rftgrad`` (also used to render ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -200,6 +243,38 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--no-progress", action="store_true", help="no progress bars")
     rn.add_argument("--show-config", action="store_true", help="list the config keys, types and defaults, then exit")
     rn.set_defaults(handler=_cmd_run)
+
+    dg = commands.add_parser("diagnose", help="which prompts of a rollout log are in the vanishing-gradient regime")
+    dg.add_argument("file", help="rollout log: .jsonl, .json, .csv, .tsv or .parquet, one row per sample or group")
+    dg.add_argument(
+        "--format",
+        default="auto",
+        choices=["auto", "jsonl", "json", "csv", "tsv", "parquet"],
+        help="file format (default: from the suffix)",
+    )
+    dg.add_argument("--prompt-col", default=None, help="prompt column (default: prompt_id, prompt, query, ...)")
+    dg.add_argument(
+        "--reward-col", default=None, help="reward column(s), comma-separated to sum (default: reward, ...)"
+    )
+    dg.add_argument("--reward-weights", default=None, help="one weight per --reward-col, comma-separated (default 1)")
+    dg.add_argument("--step-col", default=None, help="step column, or 'none' to pool steps (default: step, ...)")
+    dg.add_argument(
+        "--reward-range",
+        default=None,
+        metavar="LO,HI",
+        help="rewards lie in [LO, HI] (negative LO: --reward-range=-1,1)",
+    )
+    dg.add_argument("--max-reward", type=float, default=None, help="best reward (default: HI, else the largest seen)")
+    dg.add_argument("--std-threshold", type=float, default=None, help="vanishing if STD < this (default 0.1 x range)")
+    dg.add_argument("--gap", type=float, default=None, help="... and mean < max reward - gap (default 0.5 x range)")
+    dg.add_argument(
+        "--group-sizes",
+        default=",".join(map(str, GROUP_SIZES)),
+        help="G values for the predicted frac_reward_zero_std (default 2,4,8,16,32,64)",
+    )
+    dg.add_argument("--skip-singletons", action="store_true", help="drop prompts with one sample instead of failing")
+    dg.add_argument("--out", default=None, help="output folder (default diagnose_<file stem>)")
+    dg.set_defaults(handler=_cmd_diagnose)
     return parser
 
 

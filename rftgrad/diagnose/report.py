@@ -1,0 +1,221 @@
+"""The diagnosis of a rollout log: the mean-vs-STD scatter, the printed summary, the files written.
+
+:func:`diagnose` reads the log, computes everything in memory and only then writes (each file
+atomically), so a bad file leaves nothing behind:
+
+    OUT/prompts.csv      one row per group (see :func:`rftgrad.diagnose.stats.prompt_table`)
+    OUT/steps.csv        one row per step (logs with a step column only)
+    OUT/summary.json     :func:`rftgrad.diagnose.stats.summarize`
+    OUT/mean_vs_std.png  (and .pdf) x = reward STD, y = reward mean, the vanishing region shaded
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from rftgrad.diagnose.readers import RolloutLog, read_rollouts
+from rftgrad.diagnose.stats import GROUP_SIZES, Regime, make_regime, prompt_table, summarize
+from rftgrad.experiments.base import save_figure
+from rftgrad.experiments.style import COLORS, figure_grid
+from rftgrad.results import atomic_write_text
+
+#: the figure's file name (without suffix) inside the output folder.
+FIGURE_NAME = "mean_vs_std"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What :func:`diagnose_log` finds: the per-group table, the groups left out, the summary."""
+
+    log: RolloutLog
+    regime: Regime
+    table: pd.DataFrame
+    skipped: pd.DataFrame
+    summary: dict[str, Any]
+
+    def steps(self) -> pd.DataFrame:
+        """One row per step (empty without a step column): groups, mean reward, zero-STD and regime shares."""
+        return pd.DataFrame(self.summary["frac_reward_zero_std"]["per_step"])
+
+
+def diagnose_log(
+    log: RolloutLog,
+    reward_range: tuple[float, float] | None = None,
+    max_reward: float | None = None,
+    std_threshold: float | None = None,
+    gap: float | None = None,
+    group_sizes: Sequence[int] = GROUP_SIZES,
+    skip_singletons: bool = False,
+) -> Diagnosis:
+    """Per-group statistics and the summary of ``log`` (nothing written); options as in :func:`diagnose`."""
+    regime = make_regime(log, reward_range, max_reward, std_threshold, gap)
+    table, skipped = prompt_table(log, regime, group_sizes, skip_singletons)
+    return Diagnosis(log, regime, table, skipped, summarize(log, table, regime, group_sizes, skipped))
+
+
+def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotlib Figure
+    """Reward mean (y) against reward STD (x), one marker per group, the vanishing region shaded.
+
+    Marker area grows with the group's number of samples; groups at the same point are drawn
+    once and labelled ``×k``. The dashed arc ``STD = sqrt((mean - lo)(hi - mean))`` is the largest
+    STD a reward in ``[lo, hi]`` can have at that mean (two-point distributions on ``lo``, ``hi``).
+    """
+    regime, table = diagnosis.regime, diagnosis.table
+    lo, hi = regime.reward_range
+    width = hi - lo
+    fig, (ax,), _ = figure_grid(1, [], panel_size=5.0)
+    points = (
+        table.assign(x=table["reward_std"].round(9), y=table["reward_mean"].round(9))
+        .groupby(["x", "y", "vanishing"], as_index=False)
+        .agg(groups=("n", "size"), n=("n", "mean"))
+    )
+    x_max = max(width / 2, float(points["x"].max())) * 1.08
+    ax.fill_between(
+        [0.0, regime.std_threshold],
+        lo - 0.05 * width,
+        regime.mean_below,
+        color=COLORS["RFT"],
+        alpha=0.12,
+        label=f"vanishing regime: STD < {regime.std_threshold:.3g}, mean < {regime.mean_below:.3g}",
+    )
+    means = np.linspace(lo, hi, 201)
+    ax.plot(np.sqrt((means - lo) * (hi - means)), means, "--", color="0.5", lw=1, label="largest STD at a mean")
+    ax.axhline(regime.max_reward, color="0.3", lw=0.8, ls=":", label=f"max reward {regime.max_reward:.3g}")
+    sizes = 15 + 185 * points["n"] / points["n"].max()
+    for vanishing, color, label in ((False, COLORS["SFT"], "other groups"), (True, COLORS["RFT"], "vanishing")):
+        mine = points["vanishing"] == vanishing
+        if mine.any():
+            ax.scatter(
+                points.loc[mine, "x"],
+                points.loc[mine, "y"],
+                s=sizes[mine],
+                color=color,
+                alpha=0.6,
+                label=label,
+                rasterized=len(points) > 2000,  # a bitmap inside the PDF: many markers stay quick to save
+            )
+    for row in points[points["groups"] > 1].itertuples():
+        ax.annotate(f"×{row.groups}", (row.x, row.y), xytext=(6, 4), textcoords="offset points", fontsize=7)
+    ax.set(
+        xlim=(-0.02 * x_max, x_max),
+        ylim=(lo - 0.05 * width, hi + 0.05 * width),
+        xlabel="reward STD over a group's samples",
+        ylabel="reward mean",
+        title=f"{diagnosis.log.path.name}: {diagnosis.summary['vanishing']['share']:.1%} of "
+        f"{len(table)} groups vanishing (area ∝ samples, ×k = k groups)",
+    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, markerscale=0.5)
+    return fig
+
+
+def format_summary(diagnosis: Diagnosis, max_steps: int = 8, max_examples: int = 3) -> str:
+    """The human-readable summary printed by ``rftgrad diagnose``."""
+    s, regime = diagnosis.summary, diagnosis.regime
+    cols = s["columns"]
+    reward = " + ".join(
+        name if weight == 1 else f"{weight:g}·{name}"
+        for name, weight in zip(cols["reward"], cols["reward_weights"], strict=True)
+    )
+    per_group = s["samples_per_group"]
+    where = f"{s['prompts']} prompts" + (f" over {s['steps']} steps" if s["steps"] is not None else "")
+    lines = [
+        f"{s['file']}: {s['rows']} {s['format']} rows, {s['shape']}; prompt={cols['prompt']!r}, reward={reward!r}, "
+        f"step={cols['step']!r}",
+        f"{s['samples']} samples in {s['groups']} groups ({where}); samples per group: min {per_group['min']}, "
+        f"median {per_group['median']:g}, max {per_group['max']}"
+        + (f"; {s['skipped_single_sample_groups']} single-sample groups skipped" if len(diagnosis.skipped) else ""),
+        f"reward range [{regime.reward_range[0]:g}, {regime.reward_range[1]:g}] ({regime.range_source}), "
+        f"max reward {regime.max_reward:g} ({regime.max_source}); mean reward {s['reward_mean']:.3f}, "
+        f"mean reward STD {s['reward_std_mean']:.3f} (population STD)",
+        f"vanishing regime (STD < {regime.std_threshold:g} and mean < {regime.mean_below:g}): "
+        f"{s['vanishing']['count']} of {s['groups']} groups ({s['vanishing']['share']:.1%})",
+    ]
+    zero = s["frac_reward_zero_std"]
+    lines.append(f"frac_reward_zero_std observed: {zero['observed']:.3f} ± {zero['standard_error']:.3f} (SE)")
+    if zero["per_step"]:
+        shown = ", ".join(f"{row['step']}: {row['frac_reward_zero_std']:.3f}" for row in zero["per_step"][:max_steps])
+        more = f", ... ({len(zero['per_step'])} steps)" if len(zero["per_step"]) > max_steps else ""
+        lines.append(f"  per step: {shown}{more}")
+    lines.append("predicted frac_reward_zero_std for groups of G (mean over groups of Σ_j q_j^G):")
+    lines.append(f"  {'G':>4}  {'plug-in':>8}  {'unbiased':>8}")
+    for row in s["predicted_frac_reward_zero_std"]:
+        unbiased = "-" if row["unbiased"] is None else f"{row['unbiased']:.3f}"
+        partial = f"  ({row['unbiased_groups']} groups with n >= G)" if 0 < row["unbiased_groups"] < s["groups"] else ""
+        lines.append(f"  {row['group_size']:>4}  {row['plugin']:>8.3f}  {unbiased:>8}{partial}")
+    worst = diagnosis.table[diagnosis.table["vanishing"]].sort_values("reward_mean", kind="stable")
+    if len(worst):
+        examples = "; ".join(
+            f"{_clip(row.prompt)} (mean {row.reward_mean:.3g}, STD {row.reward_std:.3g}, n {row.n}, {row.first_row})"
+            for row in worst.head(max_examples).itertuples()
+        )
+        lines.append(f"lowest-mean vanishing groups: {examples}")
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int = 32) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def write_report(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
+    """Write ``prompts.csv``, ``steps.csv`` (with steps), ``summary.json`` and the figure; returns the paths."""
+    figure = plot_mean_vs_std(diagnosis)  # drawn before anything is written
+    out = Path(out_dir)
+    written = [atomic_write_text(out / "prompts.csv", diagnosis.table.to_csv(index=False))]
+    if diagnosis.summary["frac_reward_zero_std"]["per_step"]:
+        written.append(atomic_write_text(out / "steps.csv", diagnosis.steps().to_csv(index=False)))
+    summary = json.dumps(diagnosis.summary, indent=2, default=str) + "\n"
+    written.append(atomic_write_text(out / "summary.json", summary))
+    written.append(save_figure(figure, out / FIGURE_NAME))
+    return written
+
+
+def default_out_dir(path: str | Path) -> Path:
+    """``diagnose_<file stem>`` in the working directory."""
+    return Path(f"diagnose_{Path(path).stem}")
+
+
+def diagnose(
+    path: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    fmt: str | None = None,
+    prompt_col: str | None = None,
+    reward_col: str | Sequence[str] | None = None,
+    reward_weights: Sequence[float] | None = None,
+    step_col: str | None = None,
+    reward_range: tuple[float, float] | None = None,
+    max_reward: float | None = None,
+    std_threshold: float | None = None,
+    gap: float | None = None,
+    group_sizes: Sequence[int] = GROUP_SIZES,
+    skip_singletons: bool = False,
+) -> tuple[Diagnosis, list[Path]]:
+    """Read the rollout log at ``path``, diagnose it and write the report to ``out_dir``.
+
+    Args:
+        path: a JSONL / JSON / CSV / TSV / parquet rollout log (:func:`rftgrad.diagnose.read_rollouts`).
+        out_dir: output folder (default ``diagnose_<file stem>``).
+        fmt, prompt_col, reward_col, reward_weights, step_col: passed to :func:`read_rollouts`.
+        reward_range: ``(lo, hi)`` every reward must lie in (default: the observed range).
+        max_reward: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
+        std_threshold: vanishing when a group's STD is below this (default ``0.1·(hi - lo)``).
+        gap: vanishing needs a mean below ``max_reward - gap`` (default ``0.5·(hi - lo)``).
+        group_sizes: ``G`` values for the predicted ``frac_reward_zero_std``.
+        skip_singletons: leave out groups with one sample instead of raising.
+
+    Returns:
+        The diagnosis and the files written.
+
+    Raises:
+        RolloutLogError: a file that cannot be read or analysed (the message names the row); nothing is written.
+    """
+    log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col)
+    diagnosis = diagnose_log(log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons)
+    return diagnosis, write_report(diagnosis, default_out_dir(path) if out_dir is None else out_dir)

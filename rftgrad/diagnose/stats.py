@@ -1,0 +1,295 @@
+"""Per-prompt reward statistics of a rollout log: mean, STD, zero-STD groups, the vanishing regime.
+
+A *group* is the set of samples of one prompt at one step (one prompt when the log has no step
+column): the ``G`` outputs a group-based trainer (GRPO, RLOO, ...) compares with each other.
+
+* Reward STD of a group of ``n`` samples ``r_1..r_n``: the population (plug-in) STD
+  ``sqrt(1/n Σ_i (r_i - r̄)²)``, the STD of the empirical reward distribution, i.e. PAPER.md
+  section 1's ``STD(x;θ)`` with the policy replaced by the samples. It is never larger than
+  ``sqrt((r̄ - lo)(hi - r̄))`` for rewards in ``[lo, hi]``, the envelope drawn in the scatter.
+  (TRL logs the Bessel STD, larger by ``sqrt(n/(n-1))``: 1.069 at ``n = 8``.)
+* Vanishing regime (Theorem 1, PAPER.md section 2: ``||∇V(x;θ)|| <= 6·L·γ·STD^(2/3)``, and
+  ``<= γ·sqrt(L)·STD`` sharpened): ``STD < std_threshold`` while ``r̄ < max_reward - gap``,
+  i.e. the expected gradient is small although the prompt is far from solved. Defaults:
+  ``std_threshold = 0.1·R`` and ``gap = 0.5·R`` for the reward range ``R = hi - lo``.
+* Zero-STD groups: with reward values ``v_j`` taken with probabilities ``q_j``, a group of ``G``
+  i.i.d. samples has all-equal rewards, hence no GRPO/RLOO signal, with probability
+  ``Σ_j q_j^G`` (binary reward: ``p^G + (1-p)^G``; PAPER.md section 7). Two estimates per
+  group from its ``n`` samples with value counts ``n_j``:
+
+  - plug-in ``Σ_j (n_j/n)^G`` (any ``G``; biased upwards for ``G >= 2`` by Jensen);
+  - unbiased ``Σ_j C(n_j, G) / C(n, G)`` for ``G <= n``: the chance that ``G`` of the ``n``
+    samples drawn without replacement share one value. A random ``G``-subset of i.i.d. samples
+    is ``G`` i.i.d. samples, so its expectation is exactly ``Σ_j q_j^G`` (a U-statistic);
+    at ``G = n`` it is the observed indicator "all ``n`` rewards equal".
+
+  The predicted ``frac_reward_zero_std`` for group size ``G`` is the average over groups.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from rftgrad.diagnose.readers import RolloutLog, RolloutLogError
+from rftgrad.errors import ConfigError
+from rftgrad.theory.estimators import prob_all_equal
+
+#: group sizes G for the predicted frac_reward_zero_std.
+GROUP_SIZES = (2, 4, 8, 16, 32, 64)
+#: rewards equal to this many decimals count as one value (sums of float reward terms jitter).
+VALUE_DECIMALS = 12
+#: defaults as fractions of the reward range R: STD threshold and gap below the maximum.
+STD_THRESHOLD_FRACTION = 0.1
+GAP_FRACTION = 0.5
+
+
+def plugin_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
+    """Plug-in ``Σ_j (n_j/n)^G``: ``P(all equal)`` of a group of ``G`` under the empirical distribution.
+
+    Args:
+        counts: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
+        group_size: ``G >= 1``.
+
+    Returns:
+        ``(...)`` probabilities; ``(k/n)^G + (1 - k/n)^G`` for a binary reward with ``k`` successes.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    return prob_all_equal(counts / counts.sum(-1, keepdims=True), group_size)
+
+
+def unbiased_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
+    """Unbiased ``Σ_j C(n_j, G) / C(n, G)`` of ``Σ_j q_j^G`` from ``n`` samples; NaN where ``n < G``.
+
+    Computed as ``Σ_j Π_{i<G} (n_j - i)/(n - i)`` (no overflow for large ``n``).
+
+    Args:
+        counts: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
+        group_size: ``G >= 1``.
+
+    Returns:
+        ``(...)`` estimates in ``[0, 1]``.
+    """
+    if group_size < 1:
+        raise ConfigError(f"group size must be >= 1, got {group_size}")
+    counts = np.asarray(counts, dtype=np.float64)
+    n = counts.sum(-1)  # (...)
+    product = np.ones_like(counts)  # (..., K)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(group_size):
+            product *= np.clip(counts - i, 0.0, None) / (n - i)[..., None]
+    return np.where(n >= group_size, product.sum(-1), np.nan)
+
+
+def value_counts(group_ids: np.ndarray, rewards: np.ndarray, num_groups: int) -> np.ndarray:
+    """``(P, K)`` counts of each distinct reward value per group (rows zero-padded to ``K`` values).
+
+    Args:
+        group_ids: ``(S,)`` group index of each sample in ``[0, P)``.
+        rewards: ``(S,)`` rewards; values equal to :data:`VALUE_DECIMALS` decimals are one value.
+        num_groups: ``P``.
+    """
+    pairs = pd.DataFrame({"group": group_ids, "value": np.round(rewards, VALUE_DECIMALS)})
+    counted = pairs.groupby(["group", "value"]).size().reset_index(name="count")
+    slot = counted.groupby("group").cumcount().to_numpy()
+    counts = np.zeros((num_groups, int(slot.max()) + 1))  # (P, K)
+    counts[counted["group"].to_numpy(), slot] = counted["count"].to_numpy()
+    return counts
+
+
+@dataclass(frozen=True)
+class Regime:
+    """Where the vanishing regime lies: ``reward_std < std_threshold`` and ``reward_mean < max_reward - gap``.
+
+    Attributes:
+        reward_range: ``(lo, hi)``, given or observed.
+        range_source: ``"--reward-range"`` or ``"observed"``.
+        max_reward: the best reward a prompt can reach.
+        max_source: ``"--max-reward"``, ``"--reward-range"`` or ``"observed"``.
+        std_threshold: STD below which the expected gradient is small (Theorem 1).
+        gap: how far below ``max_reward`` a mean must be to count as far from optimal.
+    """
+
+    reward_range: tuple[float, float]
+    range_source: str
+    max_reward: float
+    max_source: str
+    std_threshold: float
+    gap: float
+
+    @property
+    def mean_below(self) -> float:
+        """``max_reward - gap``: means below this are far from optimal."""
+        return self.max_reward - self.gap
+
+
+def _check_bound(log: RolloutLog, bad: np.ndarray, message: str) -> None:
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        reward = log.samples["reward"].iat[index]
+        raise RolloutLogError(f"{log.path}: {log.samples['where'].iat[index]}: reward {reward:g} {message}")
+
+
+def make_regime(
+    log: RolloutLog,
+    reward_range: tuple[float, float] | None = None,
+    max_reward: float | None = None,
+    std_threshold: float | None = None,
+    gap: float | None = None,
+) -> Regime:
+    """The regime's thresholds, defaults filled in from the rewards of ``log``; checks rewards against them.
+
+    Raises:
+        RolloutLogError: a reward outside ``reward_range`` or above ``max_reward`` (naming its row),
+            or a reward range of zero width.
+        ConfigError: a negative threshold or gap, or ``lo >= hi``.
+    """
+    rewards = log.samples["reward"].to_numpy()
+    if reward_range is not None:
+        lo, hi = (float(v) for v in reward_range)
+        if not lo < hi:
+            raise ConfigError(f"--reward-range needs LO < HI, got {lo:g},{hi:g}")
+        _check_bound(log, (rewards < lo) | (rewards > hi), f"is outside --reward-range [{lo:g}, {hi:g}]; fix the row")
+        range_source = "--reward-range"
+    else:
+        lo, hi = float(rewards.min()), float(rewards.max())
+        if lo == hi:
+            raise RolloutLogError(
+                f"{log.path}: every reward is {lo:g}, so the observed reward range is empty; pass --reward-range LO,HI"
+            )
+        range_source = "observed"
+    if max_reward is not None:
+        max_source = "--max-reward"
+        _check_bound(log, rewards > max_reward, f"is above --max-reward {max_reward:g}; raise --max-reward")
+    else:
+        max_reward, max_source = (hi, range_source) if reward_range is not None else (float(rewards.max()), "observed")
+    width = hi - lo
+    std_threshold = STD_THRESHOLD_FRACTION * width if std_threshold is None else float(std_threshold)
+    gap = GAP_FRACTION * width if gap is None else float(gap)
+    if std_threshold < 0 or gap < 0:
+        raise ConfigError(f"--std-threshold and --gap must be >= 0, got {std_threshold:g} and {gap:g}")
+    return Regime((lo, hi), range_source, float(max_reward), max_source, std_threshold, gap)
+
+
+def prompt_table(
+    log: RolloutLog,
+    regime: Regime,
+    group_sizes: Sequence[int] = GROUP_SIZES,
+    skip_singletons: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per group (prompt, or step and prompt) and the groups left out for having one sample.
+
+    Columns: ``[step], prompt, n, reward_mean, reward_std`` (population), ``reward_min, reward_max,
+    num_values`` (distinct rewards), ``zero_std`` (all rewards equal), ``vanishing`` (in the regime),
+    ``p_all_equal_G{G}`` (plug-in) and ``p_all_equal_unbiased_G{G}`` (NaN where ``G > n``) for each
+    ``G`` in ``group_sizes``, ``first_row`` (where the group's first sample is in the file).
+
+    Raises:
+        RolloutLogError: a group with a single sample (STD undefined), unless ``skip_singletons``.
+    """
+    if any(int(g) < 1 for g in group_sizes):
+        raise ConfigError(f"group sizes must be >= 1, got {list(group_sizes)}")
+    samples = log.samples
+    keys = ["step", "prompt"] if "step" in samples else ["prompt"]
+    groups = samples.groupby(keys, sort=False)
+    table = groups.agg(
+        n=("reward", "size"),
+        reward_mean=("reward", "mean"),
+        reward_min=("reward", "min"),
+        reward_max=("reward", "max"),
+        first_row=("where", "first"),
+    ).reset_index()
+    table.insert(len(keys) + 2, "reward_std", groups["reward"].std(ddof=0).to_numpy())  # population STD
+    single = table["n"] < 2
+    if single.any() and not skip_singletons:
+        row = table[single].iloc[0]
+        step = f" at step {row['step']}" if "step" in table else ""
+        raise RolloutLogError(
+            f"{log.path}: {row['first_row']}: prompt {_short(row['prompt'])}{step} has only 1 sample, so its reward "
+            "STD is undefined; log every sampled output of a group (TRL: wandb_log_unique_prompts=False) "
+            "or pass --skip-singletons"
+        )
+    skipped = table[single].reset_index(drop=True)
+    if len(skipped) == len(table):
+        raise RolloutLogError(f"{log.path}: no prompt has 2 or more samples; nothing to diagnose")
+    counts = value_counts(groups.ngroup().to_numpy(), samples["reward"].to_numpy(), len(table))[~single.to_numpy()]
+    table = table[~single].reset_index(drop=True)
+    table["num_values"] = (counts > 0).sum(-1)
+    table["zero_std"] = table["num_values"] == 1
+    table["vanishing"] = (table["reward_std"] < regime.std_threshold) & (table["reward_mean"] < regime.mean_below)
+    for g in group_sizes:
+        table[f"p_all_equal_G{g}"] = plugin_prob_all_equal(counts, int(g))
+    for g in group_sizes:
+        table[f"p_all_equal_unbiased_G{g}"] = unbiased_prob_all_equal(counts, int(g))
+    table.insert(len(table.columns) - 1, "first_row", table.pop("first_row"))
+    return table, skipped
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def summarize(
+    log: RolloutLog, table: pd.DataFrame, regime: Regime, group_sizes: Sequence[int], skipped: pd.DataFrame
+) -> dict[str, Any]:
+    """The overall numbers (what ``summary.json`` holds): counts, regime share, observed and predicted
+    ``frac_reward_zero_std`` (per step too when the log has steps)."""
+    predicted = []
+    for g in group_sizes:
+        unbiased = table[f"p_all_equal_unbiased_G{g}"].dropna()
+        predicted.append(
+            {
+                "group_size": int(g),
+                "plugin": float(table[f"p_all_equal_G{g}"].mean()),
+                "unbiased": float(unbiased.mean()) if len(unbiased) else None,
+                "unbiased_groups": len(unbiased),
+            }
+        )
+    per_step = []
+    if "step" in table:
+        for step, rows in table.groupby("step", sort=True):
+            per_step.append(
+                {
+                    "step": step.item() if isinstance(step, np.generic) else step,
+                    "groups": len(rows),
+                    "reward_mean": float(rows["reward_mean"].mean()),
+                    "frac_reward_zero_std": float(rows["zero_std"].mean()),
+                    "vanishing_share": float(rows["vanishing"].mean()),
+                }
+            )
+    n = table["n"]
+    share = float(table["zero_std"].mean())
+    return {
+        "file": str(log.path),
+        "format": log.fmt,
+        "shape": log.shape,
+        "columns": {
+            "prompt": log.prompt_col,
+            "reward": list(log.reward_cols),
+            "reward_weights": list(log.reward_weights),
+            "step": log.step_col,
+        },
+        "rows": log.rows,
+        "samples": int(n.sum()),
+        "groups": len(table),
+        "prompts": int(table["prompt"].nunique()),
+        "steps": int(table["step"].nunique()) if "step" in table else None,
+        "samples_per_group": {"min": int(n.min()), "median": float(n.median()), "max": int(n.max())},
+        "skipped_single_sample_groups": len(skipped),
+        "std": "population (ddof=0): sqrt(mean((r - mean r)^2)) over a group's samples",
+        "regime": {**asdict(regime), "mean_below": regime.mean_below},
+        "reward_mean": float(table["reward_mean"].mean()),
+        "reward_std_mean": float(table["reward_std"].mean()),
+        "vanishing": {"count": int(table["vanishing"].sum()), "share": float(table["vanishing"].mean())},
+        "frac_reward_zero_std": {
+            "observed": share,
+            "standard_error": float(np.sqrt(share * (1 - share) / len(table))),
+            "per_step": per_step,
+        },
+        "predicted_frac_reward_zero_std": predicted,
+    }
