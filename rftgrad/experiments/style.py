@@ -10,8 +10,10 @@ from typing import Any
 COLORS = {"RFT": "#c0392b", "SFT": "#2471a3"}
 
 
-def figure_grid(panels: int, levels: Sequence[Any], panel_size: float = 4.0) -> tuple[Any, list[Any], dict[Any, Any]]:
-    """A figure with ``panels`` axes (two per row) and a colour for each of ``levels``."""
+def figure_grid(
+    panels: int, levels: Sequence[Any], panel_size: float = 4.0, columns: int = 2
+) -> tuple[Any, list[Any], dict[Any, Any]]:
+    """A figure with ``panels`` axes (``columns`` per row) and a colour for each of ``levels``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -19,7 +21,7 @@ def figure_grid(panels: int, levels: Sequence[Any], panel_size: float = 4.0) -> 
     import seaborn as sns
 
     sns.set_theme(style="whitegrid", context="paper")
-    columns = min(2, panels)
+    columns = min(columns, panels)
     rows = math.ceil(panels / columns)
     fig, axes = plt.subplots(
         rows, columns, figsize=(panel_size * columns * 1.2, panel_size * rows), squeeze=False, layout="constrained"

@@ -71,6 +71,17 @@ def choose_inputs(eligible: torch.Tensor, count: int, seeds: Sequence[int], key:
     return torch.zeros_like(eligible).scatter_(1, chosen, True)
 
 
+def phase_subset(num_inputs: int, fraction: float, seeds: Sequence[int], phase_index: int) -> torch.Tensor:
+    """The inputs phase ``phase_index`` of an arm trains on: ``(R, N)`` bool, a seeded share ``fraction`` of the
+    ``N`` inputs per replica seed (at least one; all when ``fraction`` is 1). Public so that an experiment can
+    say which inputs an ``sft:S@f`` phase saw."""
+    eligible = torch.ones(len(seeds), num_inputs, dtype=torch.bool)
+    if fraction >= 1.0:
+        return eligible
+    count = max(1, round(fraction * num_inputs))
+    return choose_inputs(eligible, count, seeds, (_STREAM_SUBSET, phase_index))
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns: tidy records, the replica settings, final parameters per arm."""
@@ -229,13 +240,9 @@ class _ArmRun:
 
     # ------------------------------------------------------------ training
     def phase_inputs(self, index: int, phase: Phase) -> torch.Tensor:
-        """The inputs a phase trains on, ``(R, N)`` bool: a seeded ``fraction`` per replica (at least one)."""
-        num_inputs = self.train_env.num_inputs
-        eligible = torch.ones(self.settings.num_replicas, num_inputs, dtype=torch.bool, device=self.policy.device)
-        if phase.fraction >= 1.0:
-            return eligible
-        count = max(1, round(phase.fraction * num_inputs))
-        return choose_inputs(eligible, count, self.settings.seeds, (_STREAM_SUBSET, index))
+        """The inputs a phase trains on, ``(R, N)`` bool (see :func:`phase_subset`)."""
+        subset = phase_subset(self.train_env.num_inputs, phase.fraction, self.settings.seeds, index)
+        return subset.to(self.policy.device)
 
     def run(self, advance: Callable[[int], object], callback: Callable[[int], None] | None) -> None:
         """Train every remaining phase; evaluate and checkpoint on the way (``advance(k)``: k steps done)."""

@@ -1,0 +1,90 @@
+"""Settings of the ``heuristics`` experiment (paper Section 5.1, PAPER.md section 6).
+
+Protocol: the controlled task (pretrain to uniform k-label sets, modify 10% of the labels
+to an answer outside the set: small STD, reward far from optimal), then exact-expectation
+RFT with one heuristic turned up at a time, each sweep's values as replicas of one run:
+
+* learning rate ``lr`` (the first value is the baseline; default x1, x10, x100),
+* sampling temperature ``temperature`` (the policy samples, and RFT optimises, at T),
+* entropy bonus ``entropy_coef`` (objective ``V + β H``),
+
+the other two held at their first (baseline) values; the ``lr`` sweep also trains SFT at
+each learning rate for reference. Everything is repeated for output spaces of growing
+size (``output_sizes``): outputs past the 10 classes are answers no input asks for, like
+most tokens of a large vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rftgrad.errors import ConfigError
+from rftgrad.experiments.controlled.config import Config as ControlledConfig
+
+#: the replica-valued fields swept one at a time; the first value of each is the baseline.
+SWEEPS = ("lr", "temperature", "entropy_coef")
+
+
+@dataclass(frozen=True)
+class Config(ControlledConfig):
+    """Heuristics against the vanishing gradient, one at a time, for several output-space sizes."""
+
+    output_sizes: tuple[int, ...] = (10, 100, 1000)  # output-space sizes to repeat the sweeps for (>= 10)
+    sft_reference: bool = True  # the lr sweep also trains SFT at each learning rate
+    arms: tuple[str, ...] = ("rft:300",)  # RFT arms (phases objective:steps joined by +)
+    lr: tuple[float, ...] = (0.01, 0.1, 1.0)  # learning rates: baseline x1, x10, x100
+    temperature: tuple[float, ...] = (1.0, 1.5, 2.0)  # sampling temperatures (baseline 1)
+    entropy_coef: tuple[float, ...] = (0.0, 0.01, 0.1)  # entropy bonus β (baseline 0)
+    num_train: int = 16  # gaussian: points per class, 80% train (digits: training images kept, 0: all)
+    cluster_dim: int = 160  # gaussian: feature dimension (>= training points, so a linear model can fit any labels)
+    eval_grad_norm: bool = False  # per-input ||∇V|| costs a VJP per input (10 s per evaluation at 1,000 outputs)
+    pretrain_lr: float = 0.1  # pretraining learning rate
+    eval_every: int = 25  # steps between exact evaluations
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant == "sequence":
+            raise ConfigError("heuristics runs on the classification variants (gaussian-linear, digits-mlp)")
+        if not self.output_sizes or min(self.output_sizes) < 10:
+            raise ConfigError(f"output_sizes must be non-empty, each >= the 10 classes, got {self.output_sizes}")
+
+
+#: variant -> overrides of the defaults (the quick budget, minutes on a 2-core CPU).
+VARIANTS: dict[str, dict[str, object]] = {
+    "gaussian-linear": {},
+    "digits-mlp": {
+        "policy": "mlp",
+        "num_train": 0,
+        "pretrain_steps": 400,
+        "pretrain_lr": 0.01,
+        "lr": (3e-3, 3e-2, 3e-1),
+        "arms": ("rft:400",),
+        "output_sizes": (10, 100),
+        "eval_every": 40,
+    },
+}
+
+#: variant -> the paper-scale budget (`--full`).
+FULL_VARIANTS: dict[str, dict[str, object]] = {
+    "gaussian-linear": {
+        "num_train": 40,
+        "cluster_dim": 512,
+        "arms": ("rft:1000",),
+        "lr": (1e-3, 1e-2, 1e-1),
+        "seeds": 3,
+        "eval_every": 50,
+    },
+    "digits-mlp": {"arms": ("rft:2000",), "lr": (1e-3, 1e-2, 1e-1), "seeds": 3, "eval_every": 100},
+}
+FULL: dict[str, object] = {}
+
+#: a budget the test suite runs in seconds.
+TESTING: dict[str, object] = {
+    "num_train": 10,
+    "cluster_dim": 128,
+    "output_sizes": (10, 100),
+    "arms": ("rft:40",),
+    "pretrain_steps": 150,
+    "eval_every": 10,
+    "seeds": 1,
+}
