@@ -66,15 +66,8 @@ VARIANTS: dict[str, dict[str, object]] = {
 
 #: variant -> the paper-scale budget (`--full`).
 FULL_VARIANTS: dict[str, dict[str, object]] = {
-    "gaussian-linear": {
-        "num_train": 40,
-        "cluster_dim": 512,
-        "arms": ("rft:1000",),
-        "lr": (1e-3, 1e-2, 1e-1),
-        "seeds": 3,
-        "eval_every": 50,
-    },
-    "digits-mlp": {"arms": ("rft:2000",), "lr": (1e-3, 1e-2, 1e-1), "seeds": 3, "eval_every": 100},
+    "gaussian-linear": {"arms": ("rft:1000",), "seeds": 3, "eval_every": 50},
+    "digits-mlp": {"arms": ("rft:2000",), "lr": (1e-3, 1e-2, 1e-1), "output_sizes": (10, 100, 1000), "seeds": 3},
 }
 FULL: dict[str, object] = {}
 
