@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rftgrad.cli import main
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -62,3 +64,16 @@ def test_readme_finetune_snippet_shows_rft_stalling_where_sft_succeeds():
     # RFT's logit gradient is 2p(e_y - π) ~ 2e-4: 200 unit steps move p by about 4%
     assert 1e-4 < final["rft:200"] < 1.1e-4
     assert final["sft:200"] > 0.9
+
+
+def test_readme_diagnose_command_prints_the_numbers_the_readme_quotes(tmp_path, capsys):
+    """The README's `rftgrad diagnose` line runs on the shipped example and gives the quoted numbers."""
+    command = block_after("diagnose-command", "bash").strip().split()
+    assert command[:3] == ["rftgrad", "diagnose", "examples/rollouts.jsonl"]
+    out = tmp_path / "diagnose"
+    assert main(["diagnose", str(README.parent / command[2]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    text = README.read_text()
+    assert "63 of 200 groups (31.5%)" in printed and "31.5% of the groups" in text
+    assert "0.405 ± 0.035" in printed and "0.405 ± 0.035" in text
+    assert (out / "mean_vs_std.png").exists()
