@@ -86,10 +86,10 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     cheapest = None if enough.empty else enough.iloc[0]
     summary = (
         f"small-STD inputs: RFT alone {rft_alone['small_std_change']:+.3f}, "
-        f"SFT on {best_small['fraction']:.0%} ({int(best_small['sft_steps'])} steps) then RFT "
+        f"SFT on {100 * best_small['fraction']:g}% ({int(best_small['sft_steps'])} steps) then RFT "
         f"{best_small['small_std_change']:+.3f}, full SFT + RFT {reference['small_std_change']:+.3f}; "
         + (
-            f"cheapest SFT reaching {ENOUGH:.0%} of full SFT + RFT's gain: {cheapest['fraction']:.0%} x "
+            f"cheapest SFT reaching {ENOUGH:.0%} of full SFT + RFT's gain: {100 * cheapest['fraction']:g}% x "
             f"{int(cheapest['sft_steps'])} steps"
             if cheapest is not None
             else f"no SFT budget of the grid reached {ENOUGH:.0%} of full SFT + RFT's gain"
@@ -132,7 +132,7 @@ def heatmap(ax: Any, grid: pd.DataFrame, column: str, title: str, vmin: float, v
     import seaborn as sns
 
     pivot = grid.pivot_table(index="fraction", columns="sft_steps", values=column)
-    pivot.index = [f"{f:.0%}" for f in pivot.index]
+    pivot.index = [f"{100 * f:g}%" for f in pivot.index]
     sns.heatmap(pivot, ax=ax, annot=True, fmt=".2f", vmin=vmin, vmax=vmax, cmap=cmap, cbar=False, annot_kws={"size": 7})
     ax.set(title=title, xlabel="SFT steps", ylabel="share of inputs in SFT")
 
@@ -145,7 +145,8 @@ def plot_heatmaps(table: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     title = f"final reward, all inputs\n(RFT alone {before['end_all']:+.2f}, full SFT + RFT {after['end_all']:+.2f})"
     heatmap(axes[0], grid, "end_all", title, -1, 1, "RdBu")
     title = (
-        f"final reward, small-STD family (RFT alone {before['end_small_std']:+.2f}, full {after['end_small_std']:+.2f})"
+        f"final reward, small-STD family\n(RFT alone {before['end_small_std']:+.2f}, full SFT + RFT "
+        f"{after['end_small_std']:+.2f})"
     )
     heatmap(axes[1], grid, "end_small_std", title, -1, 1, "RdBu")
     heatmap(axes[2], grid, "gain", f"gain / gain of full SFT + RFT\n(≥ {ENOUGH:.0%}: enough)", 0, 1, "viridis")
