@@ -120,6 +120,9 @@ def environment_info(device: torch.device | str | None = None) -> dict[str, obje
         "packages": packages,
         "git_commit": git_commit(),
         "cuda_available": torch.cuda.is_available(),
+        # float32 CPU reductions split work by thread, so results can differ in the last bits between thread
+        # counts: the same config and seed reproduce exactly at the same count (set OMP_NUM_THREADS to pin it)
+        "cpu_threads": torch.get_num_threads(),
     }
     if device is not None:
         dev = torch.device(device)

@@ -11,6 +11,11 @@ joined by ``+``; a phase is ``objective:steps`` or ``objective:steps@fraction``,
 share of training inputs the phase trains on. ``"sft:20@0.01+rft:200"`` is 20 SFT steps on
 1% of the inputs, then 200 RFT steps on all (PAPER.md section 6).
 
+pass@k. ``pass_k = k > 1`` trains on ``E[max of k samples]`` instead of the expected reward
+(PAPER.md section 7): exactly (``estimator="exact"``, binary rewards) or with the unbiased
+leave-one-out estimator (``estimator="rloo"``, ``num_generations > pass_k``); see
+:mod:`rftgrad.finetune.objectives`.
+
 Replicas. ``lr``, ``temperature``, ``entropy_coef`` and ``kl_coef`` take one value or
 several: the replicas are every combination of them times ``seeds`` seeds, trained as one
 batched program (:func:`replica_grid`).
@@ -101,6 +106,7 @@ class TrainConfig:
     scale_rewards: str = "group"  # GRPO/DAPO std normalisation: group, batch or none
     std_eps: float = 1e-4  # epsilon added to the std in GRPO/DAPO advantages
     max_resample: int = 4  # DAPO: tries per input before an all-equal group is dropped
+    pass_k: int = 1  # k of the pass@k objective E[max of k samples] (1: the expected reward); exact or rloo
     ppo_epochs: int = 4  # PPO: optimiser updates per sampled batch
     clip_eps: float = 0.2  # PPO: ratio clipping range 1 ± clip_eps
     ppo_advantage: str = "rloo"  # PPO: advantage estimator (reinforce, reinforce_baseline, rloo, grpo, dr_grpo)
@@ -139,6 +145,15 @@ class TrainConfig:
                 f"num_generations must be >= {minimum} for estimator {self.estimator!r}"
                 + (" (a group baseline needs G >= 2)" if group else "")
                 + f", got {self.num_generations}"
+            )
+        if self.pass_k < 1:
+            raise ConfigError(f"pass_k must be >= 1 (1: the plain expected reward), got {self.pass_k}")
+        if self.pass_k > 1 and self.estimator not in ("exact", "rloo"):
+            raise ConfigError(f"pass_k > 1 supports estimator exact or rloo, got {self.estimator!r}")
+        if self.pass_k > 1 and self.estimator == "rloo" and self.num_generations <= self.pass_k:
+            raise ConfigError(
+                f"pass_k={self.pass_k} with rloo needs num_generations > pass_k (the leave-one-out baseline "
+                f"uses k of the other G-1 samples), got num_generations={self.num_generations}"
             )
         for name in ("lr", "temperature", "entropy_coef", "kl_coef"):
             if not getattr(self, name):

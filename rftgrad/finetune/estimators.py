@@ -24,13 +24,25 @@ baselines do not change the expected gradient; PAPER.md section 7 for the group 
 * ``ppo``: the clipped surrogate ``min(ρ_i A_i, clip(ρ_i, 1-ε, 1+ε) A_i)``,
   ``ρ_i = p_θ(y_i)/p_θold(y_i)`` (Schulman et al., 2017), with any advantage above;
   at ``θ = θ_old`` its gradient is ``A_i ∇ log p_θ(y_i)``, the plain estimator.
+* pass@k (``pass_k = k > 1``, RLOO-style): ``A_i = G s_i - k b_i``, the unbiased gradient of
+  ``E[max of k samples]`` (:func:`pass_k_advantages`; PAPER.md section 7).
+
+:func:`binary_update_draws` runs these formulas on simulated binary rewards and returns each
+draw's update along the correct output, the Monte Carlo side of
+:mod:`rftgrad.theory.estimators`' closed forms.
 """
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+from functools import cache
+from typing import NamedTuple
+
 import torch
 
 from rftgrad.errors import ConfigError
+from rftgrad.runtime import generator
 
 
 def group_std(rewards: torch.Tensor) -> torch.Tensor:
@@ -105,6 +117,15 @@ def first_informative_group(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.
     return first, degenerate.all(dim=-1)
 
 
+def dapo_samples_per_input(first: torch.Tensor, dropped: torch.Tensor, group_size: int, tries: int) -> torch.Tensor:
+    """Outputs real DAPO draws per input: ``G (first + 1)``, or ``G B`` when the group is dropped.
+
+    ``first``, ``dropped``: ``(R, N)`` from :func:`first_informative_group` (the tries after the
+    first informative one are never drawn). In expectation ``G (1 - d^B)/(1 - d)``
+    (:func:`rftgrad.theory.estimators.expected_samples`)."""
+    return torch.where(dropped, tries, first + 1).to(torch.float64) * group_size
+
+
 def clipped_surrogate(
     log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor, clip_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,3 +134,204 @@ def clipped_surrogate(
     clipped_ratio = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
     surrogate = torch.minimum(ratio * advantage, clipped_ratio * advantage)
     return surrogate, (ratio * advantage > clipped_ratio * advantage)
+
+
+# ----------------------------------------------------------------------------- pass@k
+def _comb(n: int, r: int) -> int:
+    """``C(n, r)``, 0 outside ``0 <= r <= n``."""
+    return math.comb(n, r) if 0 <= r <= n else 0
+
+
+@cache
+def _pass_k_weights(group_size: int, k: int) -> tuple[tuple[float, ...], ...]:
+    """``W`` ``(G, G)`` with ``A_(m) = Σ_j W[m, j] r_(j)`` over rewards sorted ascending (0-based ranks).
+
+    For the sample of rank ``m``, the ``k``-subsets ``S ∋ m`` whose maximum has rank ``j`` number
+    ``C(m, k-1)`` (``j = m``: the others all rank below) and ``C(j-1, k-2)`` (``j > m``), so
+    ``G s_(m) = (G/C(G,k)) [C(m,k-1) r_(m) + Σ_{j>m} C(j-1,k-2) r_(j)]``; the leave-one-out
+    U-statistic over the ``G-1`` others is ``b_(m) = [Σ_{j<m} C(j,k-1) r_(j) + Σ_{j>m} C(j-1,k-1) r_(j)]
+    / C(G-1,k)``. Exact fractions, rounded once.
+    """
+    own, others = Fraction(group_size, _comb(group_size, k)), Fraction(k, _comb(group_size - 1, k))
+    rows = []
+    for m in range(group_size):
+        row = []
+        for j in range(group_size):
+            if j == m:
+                weight = own * _comb(m, k - 1)
+            elif j > m:
+                weight = own * _comb(j - 1, k - 2) - others * _comb(j - 1, k - 1)
+            else:
+                weight = -others * _comb(j, k - 1)
+            row.append(float(weight))
+        rows.append(tuple(row))
+    return tuple(rows)
+
+
+def _check_pass_k(rewards: torch.Tensor, k: int) -> int:
+    group_size = rewards.shape[-1]
+    if int(k) != k or k < 1 or group_size <= k:
+        raise ConfigError(
+            f"pass@k needs 1 <= k < G (the leave-one-out baseline uses k of the other G-1 samples), "
+            f"got k={k}, G={group_size}; raise num_generations or lower pass_k"
+        )
+    return int(k)
+
+
+def pass_k_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """Unbiased pass@k advantages ``(R, N, G) -> (R, N, G)`` for real rewards (ties allowed).
+
+    The objective is ``J = E[max_{j≤k} r(y_j)]`` over ``k`` i.i.d. samples: for a binary reward,
+    ``r⁻ + (r⁺ - r⁻)(1 - (1-p)^k)``, whose gradient ``k(1-p)^(k-1) ∇V`` amplifies hard inputs
+    (PAPER.md section 7; Walder & Karkhanis 2025, "Pass@K Policy Optimization"). With
+
+        s_i = (1/C(G,k)) Σ_{|S|=k, S∋i} max_{j∈S} r_j,
+        b_i = (1/C(G-1,k)) Σ_{|S|=k, S⊆[G]∖{i}} max_{j∈S} r_j     (unbiased pass@k of the others),
+        A_i = G s_i - k b_i,
+
+    ``ĝ = (1/G) Σ_i A_i ∇ log p(y_i)`` has ``E ĝ = ∇J``: averaging ``max(S) Σ_{j∈S} ∇log p(y_j)``
+    (the score-function gradient of one ``k``-subset) over all subsets gives ``Σ_i s_i ∇log p(y_i)``,
+    and ``b_i`` does not depend on ``y_i`` so ``E[b_i ∇log p(y_i)] = 0``. ``k = 1`` gives RLOO,
+    ``A_i = r_i - mean_{j≠i} r_j``. Computed from the sorted rewards with binomial weights
+    (:func:`_pass_k_weights`), vectorised over ``(R, N)``. Needs ``G > k``.
+    """
+    k = _check_pass_k(rewards, k)
+    weights = torch.tensor(_pass_k_weights(rewards.shape[-1], k), dtype=rewards.dtype, device=rewards.device)
+    ordered, order = rewards.sort(dim=-1)  # (R, N, G) ascending, and where each came from
+    sorted_advantages = ordered @ weights.T  # (R, N, G): A_(m) = Σ_j W[m, j] r_(j)
+    return torch.empty_like(rewards).scatter_(-1, order, sorted_advantages)
+
+
+def pass_k_estimate(rewards: torch.Tensor, k: int) -> torch.Tensor:
+    """Unbiased estimate of ``E[max of k samples]`` from ``G >= k`` samples, ``(R, N, G) -> (R, N)``:
+    the U-statistic ``(1/C(G,k)) Σ_{|S|=k} max_S r = (1/C(G,k)) Σ_j C(j, k-1) r_(j)`` over the sorted
+    rewards (0-based ranks; for a binary reward, the pass@k estimator of Chen et al. 2021)."""
+    group_size = rewards.shape[-1]
+    if int(k) != k or not 1 <= k <= group_size:
+        raise ConfigError(f"pass@k estimate needs 1 <= k <= G, got k={k}, G={group_size}")
+    weights = [Fraction(_comb(j, int(k) - 1), _comb(group_size, int(k))) for j in range(group_size)]
+    weight = torch.tensor([float(w) for w in weights], dtype=rewards.dtype, device=rewards.device)
+    return rewards.sort(dim=-1).values @ weight
+
+
+# ----------------------------------------------------------------------------- binary-reward simulation
+class BinaryDraws(NamedTuple):
+    """Per draw ``(D,)``: the update along the correct output, whether the (first) group had
+    all-equal rewards, and the outputs sampled (DAPO: what real dynamic sampling draws)."""
+
+    update: torch.Tensor  # (D,) float64: (1/G) Σ_i A_i (1[y_i = c] - p)
+    zero_std: torch.Tensor  # (D,) bool
+    samples: torch.Tensor  # (D,) float64
+
+
+def binary_update_draws(
+    success_prob: float,
+    group_size: int,
+    kind: str,
+    num_draws: int,
+    gen: torch.Generator,
+    *,
+    success: float = 1.0,
+    failure: float = -1.0,
+    std_eps: float = 1e-4,
+    max_resample: int = 4,
+) -> BinaryDraws:
+    """Simulate one input with a binary reward and run this module's estimator on it.
+
+    Setting of :mod:`rftgrad.theory.estimators`: a flat softmax over outputs, correct output
+    ``c`` with ``p = π_c``; a sample is a success (``y = c``, reward ``r⁺``) with probability ``p``,
+    else ``r⁻``, and ``(∇_z log π(y))_c = 1[y = c] - p``. Each draw is an independent batch of
+    one input: rewards ``(D, 1, G)`` (DAPO: ``(D, 1, B, G)``, the kept try chosen by
+    :func:`first_informative_group`), advantages from :func:`advantages` (``scale_rewards="group"``;
+    the batch-mean baseline thus averages ``M = G`` samples), and the component along ``z_c``
+    ``u = (1/G) Σ_i A_i (1[y_i = c] - p)``.
+
+    Args:
+        success_prob: ``p ∈ [0, 1]``.
+        group_size: ``G``.
+        kind: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
+        num_draws: ``D``.
+        gen: a CPU generator (the draws are float64 uniforms).
+        max_resample: DAPO's tries ``B``.
+    """
+    if not 0.0 <= success_prob <= 1.0:
+        raise ConfigError(f"success probability must lie in [0, 1], got {success_prob}")
+    if num_draws < 1 or group_size < 1 or max_resample < 1:
+        raise ConfigError(
+            f"num_draws, group_size and max_resample must be >= 1, got {num_draws}, {group_size}, {max_resample}"
+        )
+    tries = max_resample if kind == "dapo" else 1
+    hits = torch.rand(num_draws, 1, tries, group_size, generator=gen, dtype=torch.float64) < success_prob
+    values = torch.tensor([failure, success], dtype=torch.float64)
+    rewards = values[hits.long()]  # (D, 1, B, G)
+    zero_std = zero_std_groups(rewards[:, :, 0])[:, 0]  # (D,) the first try, as SampledRFT logs it
+    samples = torch.full((num_draws,), float(group_size), dtype=torch.float64)
+    if kind == "dapo":
+        first, dropped = first_informative_group(rewards)  # (D, 1)
+        index = first[..., None, None].expand(-1, -1, 1, group_size)
+        rewards, hits = rewards.gather(2, index), hits.gather(2, index)
+        samples = dapo_samples_per_input(first, dropped, group_size, tries)[:, 0]
+    rewards, hits = rewards[:, :, 0], hits[:, :, 0]  # (D, 1, G)
+    weights = torch.ones(num_draws, 1, dtype=torch.float64)
+    adv = advantages(rewards, kind, weights, "group", std_eps)  # (D, 1, G)
+    update = (adv * (hits.to(torch.float64) - success_prob)).mean(-1)[:, 0]  # (D,)
+    return BinaryDraws(update, zero_std, samples)
+
+
+class MonteCarloUpdate(NamedTuple):
+    """Means and standard errors over ``num_draws`` i.i.d. draws of :func:`binary_update_draws`."""
+
+    mean: float  # E u estimate
+    sem: float  # its standard error, std(u)/sqrt(D)
+    frac_zero_std: float  # measured frac_reward_zero_std
+    frac_zero_std_sem: float  # its binomial standard error
+    samples_per_input: float  # mean outputs sampled per input
+    samples_sem: float  # its standard error
+    num_draws: int
+
+
+def monte_carlo_update(
+    success_prob: float,
+    group_size: int,
+    kind: str,
+    num_draws: int,
+    seed: int,
+    *,
+    success: float = 1.0,
+    failure: float = -1.0,
+    std_eps: float = 1e-4,
+    max_resample: int = 4,
+    chunk: int = 1 << 21,
+) -> MonteCarloUpdate:
+    """:func:`binary_update_draws` over ``num_draws`` draws in chunks of at most ``chunk`` rewards,
+    summarised, seeded by ``seed``."""
+    gen = generator(seed)
+    tries = max_resample if kind == "dapo" else 1
+    setting = dict(success=success, failure=failure, std_eps=std_eps, max_resample=max_resample)
+    per_chunk = max(1, chunk // (group_size * tries))
+    total = square = zero = samples = samples_square = 0.0
+    done = 0
+    while done < num_draws:
+        size = min(per_chunk, num_draws - done)
+        draws = binary_update_draws(success_prob, group_size, kind, size, gen, **setting)
+        total += float(draws.update.sum())
+        square += float(draws.update.square().sum())
+        zero += float(draws.zero_std.sum())
+        samples += float(draws.samples.sum())
+        samples_square += float(draws.samples.square().sum())
+        done += size
+
+    def sem(first: float, second: float) -> float:  # standard error of a mean from Σx and Σx²
+        variance = max(second / num_draws - (first / num_draws) ** 2, 0.0) * num_draws / max(num_draws - 1, 1)
+        return math.sqrt(variance / num_draws)
+
+    rate = zero / num_draws
+    return MonteCarloUpdate(
+        mean=total / num_draws,
+        sem=sem(total, square),
+        frac_zero_std=rate,
+        frac_zero_std_sem=math.sqrt(rate * (1.0 - rate) / num_draws),
+        samples_per_input=samples / num_draws,
+        samples_sem=sem(samples, samples_square),
+        num_draws=num_draws,
+    )

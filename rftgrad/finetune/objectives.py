@@ -17,6 +17,19 @@ Objectives (Razin et al., ICLR 2024, Section 3; PAPER.md sections 1 and 7):
   over the sampled prefixes of ``y_i`` (the per-token regularisers production trainers
   use; in expectation they equal the sequence entropy and KL).
 * SFT: ``d = ∇_θ Σ_n w_n log p_θ(y*_n | x_n)`` (cross-entropy on the targets).
+
+pass@k (``pass_k = k > 1``; PAPER.md section 7): the objective per input is ``E[max of k
+samples]``. For a binary reward (values ``r⁻ < r⁺``, success probability ``p_n = (V_n - r⁻)/(r⁺ - r⁻)``)
+it is ``r⁻ + (r⁺ - r⁻)(1 - (1 - p_n)^k)``, whose gradient is ``k (1 - p_n)^(k-1) ∇V_n``: hard inputs
+(``p_n → 0``) get ``k`` times their plain gradient, solved ones (``p_n → 1``) almost nothing.
+
+* exact: the reward of input ``n`` is scaled by ``c_n = k (1 - p_n)^(k-1)`` (held fixed in the
+  step, ``p_n`` from the enumerated log-probs), so ``∇ Σ_n w_n E[c_n r] = Σ_n w_n c_n ∇V_n``: the
+  exact engine's gradient with input weights ``w_n c_n`` (regularisers are not scaled).
+* sampled (``rloo``): the unbiased leave-one-out estimator
+  :func:`rftgrad.finetune.estimators.pass_k_advantages` (``k = 1`` is RLOO).
+
+Both log the step metric ``pass_at_k`` (exact value, or the unbiased U-statistic of the samples).
 """
 
 from __future__ import annotations
@@ -27,8 +40,17 @@ from dataclasses import dataclass, field
 import torch
 
 from rftgrad.envs.base import RewardEnv
+from rftgrad.errors import ConfigError
 from rftgrad.finetune.config import TrainConfig
-from rftgrad.finetune.estimators import advantages, clipped_surrogate, first_informative_group, zero_std_groups
+from rftgrad.finetune.estimators import (
+    advantages,
+    clipped_surrogate,
+    dapo_samples_per_input,
+    first_informative_group,
+    pass_k_advantages,
+    pass_k_estimate,
+    zero_std_groups,
+)
 from rftgrad.models.base import Params, SoftmaxPolicy
 from rftgrad.theory.exact import exact, params_norm
 
@@ -71,6 +93,10 @@ class Objective:
         self.x = policy.inputs_from(env)
         self.has_kl = bool((kl_coef != 0).any())
         self.regularised = self.has_kl or bool((entropy_coef != 0).any())
+        self.setup()
+
+    def setup(self) -> None:
+        """Objective-specific checks and precomputation, run once at construction (before any step)."""
 
     def prepare(self, weights: torch.Tensor, seed: int) -> StepBatch:
         """Draw the step's batch for input weights ``(R, N)``; ``seed`` keys its randomness."""
@@ -88,10 +114,46 @@ class Objective:
         return {key: grad.detach() for key, grad in zip(params, grads, strict=True)}, value.detach()
 
 
+def binary_reward_values(env: RewardEnv) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(r⁻, r⁺)`` per input ``(N,)`` from the reward table; :class:`ConfigError` unless every
+    input's rewards take at most two values (pass@k's closed form needs a binary reward)."""
+    table = env.reward_table()  # (N, Y)
+    low, high = table.min(-1).values, table.max(-1).values
+    binary = ((table == low[:, None]) | (table == high[:, None])).all(-1)
+    if not bool(binary.all()):
+        bad = int((~binary).nonzero()[0, 0])
+        count = len(torch.unique(table[bad]))
+        raise ConfigError(
+            f"pass_k > 1 with estimator exact needs a binary reward, but input {bad} of {env.name} has {count} "
+            "distinct reward values; use a binary reward (e.g. exact_match) or estimator rloo"
+        )
+    return low, high
+
+
 class ExactRFT(Objective):
-    """The exact expected RFT gradient (optionally regularised), by enumeration."""
+    """The exact expected RFT gradient (optionally regularised, or of pass@k), by enumeration."""
 
     _ref_log_probs: torch.Tensor | None = None
+
+    def setup(self) -> None:
+        self.reward_values: tuple[torch.Tensor, torch.Tensor] | None = None  # (r⁻, r⁺) per input (N,), pass@k
+        if self.config.pass_k > 1:
+            low, high = binary_reward_values(self.env)  # refuses a non-binary reward before any step
+            as_policy = dict(device=self.policy.device, dtype=self.policy.dtype)
+            self.reward_values = (low.to(**as_policy), high.to(**as_policy))
+
+    def _success_prob(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``p_n = (V_n - r⁻)/(r⁺ - r⁻)`` ``(R, N)`` (0 where ``r⁺ = r⁻``) and ``(r⁻, r⁺)`` ``(N,)`` (pass@k)."""
+        assert self.reward_values is not None
+        low, high = self.reward_values
+        spread = high - low
+        p = torch.where(spread > 0, (value - low) / spread.clamp_min(torch.finfo(value.dtype).tiny), 0.0)
+        return p.clamp(0.0, 1.0), low, high
+
+    def _pass_k_value(self, value: torch.Tensor) -> torch.Tensor:
+        """pass@k ``r⁻ + (r⁺ - r⁻)(1 - (1 - p)^k)`` per input ``(R, N)``."""
+        p, low, high = self._success_prob(value)
+        return low + (high - low) * (1.0 - (1.0 - p).pow(self.config.pass_k))
 
     def _reference_log_probs(self) -> torch.Tensor:
         """``log p_ref(y|x)`` of every output under the initial policy, ``(R, N, Y)`` (computed once)."""
@@ -103,8 +165,13 @@ class ExactRFT(Objective):
         return self._ref_log_probs
 
     def _shaped(self, log_probs: torch.Tensor) -> torch.Tensor:
-        """``f = r - β log p - κ (log p - log p_ref)``, ``(R, N, Y)``."""
+        """``f = c r - β log p - κ (log p - log p_ref)``, ``(R, N, Y)``; ``c_n = k (1 - p_n)^(k-1)`` for
+        pass@k (held fixed: ``∇ E[c_n r] = c_n ∇V_n``), else 1."""
         rewards = self.env.reward_table().to(log_probs.device, log_probs.dtype)  # (N, Y)
+        k = self.config.pass_k
+        if k > 1:
+            p, _, _ = self._success_prob((log_probs.exp() * rewards).sum(-1))  # (R, N)
+            rewards = (k * (1.0 - p).pow(k - 1))[..., None] * rewards  # (R, N, Y)
         shaped = rewards - self.entropy_coef[:, None, None] * log_probs
         if self.has_kl:
             shaped = shaped - self.kl_coef[:, None, None] * (log_probs - self._reference_log_probs())
@@ -116,13 +183,15 @@ class ExactRFT(Objective):
             self.env,
             per_input=False,
             input_weights=batch.weights,
-            reward_fn=self._shaped if self.regularised else None,
+            reward_fn=self._shaped if self.regularised or self.config.pass_k > 1 else None,
         )
         metrics = {
             "reward_mean": weighted(result.value, batch.weights),
             "reward_std": weighted(result.std, batch.weights),
             "grad_norm": result.mean_grad_norm,
         }
+        if self.config.pass_k > 1:
+            metrics["pass_at_k"] = weighted(self._pass_k_value(result.value), batch.weights)
         return result.mean_grad, metrics
 
 
@@ -152,13 +221,23 @@ class SampledRFT(Objective):
             outputs = outputs.gather(2, first[..., None, None, None].expand(-1, -1, 1, generations, length))
             metrics["num_resampled_groups"] = ((first > 0) | dropped).logical_and(in_batch).sum(-1).to(weights.dtype)
             metrics["num_dropped_groups"] = dropped.logical_and(in_batch).sum(-1).to(weights.dtype)
+            # what real DAPO draws: G per try up to the first informative one (B tries if dropped)
+            samples = dapo_samples_per_input(first, dropped, generations, tries).to(weights.dtype)  # (R, N)
+            metrics["samples_per_input"] = weighted(samples, weights)
+        else:
+            metrics["samples_per_input"] = torch.full_like(metrics["reward_mean"], float(generations))
         rewards, outputs = rewards[:, :, 0], outputs[:, :, 0]  # (R, N, G), (R, N, G, L)
         kind = config.ppo_advantage if config.estimator == "ppo" else config.estimator
+        if config.pass_k > 1:  # rloo only (TrainConfig checks)
+            advantage = pass_k_advantages(rewards, config.pass_k)
+            metrics["pass_at_k"] = weighted(pass_k_estimate(rewards, config.pass_k), weights)
+        else:
+            advantage = advantages(rewards, kind, weights, config.scale_rewards, config.std_eps)
         batch = StepBatch(
             weights,
             updates=config.ppo_epochs if config.estimator == "ppo" else 1,
             outputs=outputs,
-            advantages=advantages(rewards, kind, weights, config.scale_rewards, config.std_eps),
+            advantages=advantage,
             metrics=metrics,
         )
         with torch.no_grad():

@@ -1,4 +1,4 @@
-"""The paper's objects as math: exact V, STD, ∇V, martingale variances, γ, bounds, estimators."""
+"""The paper's objects as math: exact V, STD, ∇V, martingale variances, γ, bounds, group-estimator closed forms."""
 
 from rftgrad.theory.bounds import (
     BOUNDS,
@@ -9,6 +9,15 @@ from rftgrad.theory.bounds import (
     ratio,
     sharpened_bound,
     tight_bound,
+)
+from rftgrad.theory.estimators import (
+    ESTIMATOR_FORMS,
+    Asymptote,
+    asymptotic_update,
+    expected_samples,
+    expected_update,
+    frac_reward_zero_std,
+    prob_all_equal,
 )
 from rftgrad.theory.exact import METHODS, ExactResult, exact, params_norm
 from rftgrad.theory.gamma import gamma, jacobian_spectral_norms
@@ -23,7 +32,9 @@ from rftgrad.theory.instances import (
 from rftgrad.theory.montecarlo import reinforce_gradient
 
 __all__ = [
-    "BOUNDS", "METHODS", "POLICY_KINDS", "REWARD_KINDS", "ExactResult", "InstanceSpec", "bound_table", "draw_specs",
-    "exact", "gamma", "jacobian_spectral_norms", "logit_bound", "martingale_bound", "paper_bound", "params_norm",
-    "random_instance", "ratio", "reinforce_gradient", "sharpened_bound", "tight_bound", "tightness_witness",
+    "BOUNDS", "ESTIMATOR_FORMS", "METHODS", "POLICY_KINDS", "REWARD_KINDS", "Asymptote", "ExactResult", "InstanceSpec",
+    "asymptotic_update", "bound_table", "draw_specs", "exact", "expected_samples", "expected_update",
+    "frac_reward_zero_std", "gamma", "jacobian_spectral_norms", "logit_bound", "martingale_bound", "paper_bound",
+    "params_norm", "prob_all_equal", "random_instance", "ratio", "reinforce_gradient", "sharpened_bound",
+    "tight_bound", "tightness_witness",
 ]
