@@ -18,6 +18,16 @@ from rftgrad.envs.classification import (
     with_label_sets,
     with_num_outputs,
 )
+from rftgrad.envs.language import (
+    DEFAULT_COVERAGE,
+    LANGUAGE_REWARDS,
+    TASKS,
+    LearnedReward,
+    Mixture,
+    language_env,
+    pretraining_mixture,
+    reference,
+)
 from rftgrad.envs.sequence import (
     REWARDS,
     CallableReward,
@@ -40,6 +50,14 @@ ENVIRONMENTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT_COVERAGE",
+    "LANGUAGE_REWARDS",
+    "TASKS",
+    "LearnedReward",
+    "Mixture",
+    "language_env",
+    "pretraining_mixture",
+    "reference",
     "DEFAULT_MAX_OUTPUTS",
     "ENVIRONMENTS",
     "REWARDS",

@@ -1,0 +1,169 @@
+"""A pretrained tiny transformer for the synthetic language, cached on disk.
+
+:func:`pretrained_transformer` fits a :class:`TinyTransformerPolicy` to a pretraining
+mixture (:func:`rftgrad.envs.language.pretraining_mixture`) with
+:func:`rftgrad.finetune.pretrain.pretrain`: full-batch Adam on
+
+    ℓ(θ) = −(1/N) Σ_n Σ_s q_ns · log p_θ(y_ns | x_n),
+
+deterministic from the seed. The weights are cached as ``<key>.pt`` with its sha256 in
+``<key>.pt.sha256``, where ``key`` hashes everything that determines them: the prompts,
+targets and sizes of the environment, the mixture, steps, lr, seed, model sizes, dtype,
+device type and the torch version (the reward does not enter: pretraining never reads it).
+Both files are written atomically (a temporary file renamed into place). On load the
+checksum is verified; a missing checksum, a mismatch or an unreadable file means a
+warning and a fresh pretraining, never a crash.
+
+Cache folder: the ``cache_dir`` argument, else ``$RFTGRAD_CACHE``, else
+``~/.cache/rftgrad``; files go to its ``pretrained/`` subfolder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rftgrad.envs.base import RewardEnv
+from rftgrad.envs.language import Mixture
+from rftgrad.finetune import pretrain as pretrain_module
+from rftgrad.finetune.trainer import group_means, per_input_metrics
+from rftgrad.models.transformer import TinyTransformerPolicy
+from rftgrad.results import atomic_write_text
+from rftgrad.runtime import resolve_device, resolve_dtype
+
+#: bump when the cache format or the pretraining recipe changes (invalidates old files).
+CACHE_VERSION = 1
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir`` if given, else ``$RFTGRAD_CACHE``, else ``~/.cache/rftgrad``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    return Path(os.environ.get("RFTGRAD_CACHE") or Path.home() / ".cache" / "rftgrad")
+
+
+def _digest(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's dtype, shape and values (CPU, contiguous)."""
+    t = tensor.detach().cpu().contiguous()
+    head = f"{t.dtype}{tuple(t.shape)}".encode()
+    return hashlib.sha256(head + t.numpy().tobytes()).hexdigest()
+
+
+def cache_key(env: RewardEnv, mixture: Mixture, **settings: object) -> str:
+    """sha256 (hex) of the environment's prompts/targets/sizes, the mixture and ``settings``."""
+    spec = {
+        "version": CACHE_VERSION,
+        "torch": torch.__version__,
+        "prompts": _digest(env.prompts),
+        "targets": _digest(env.targets),
+        "vocab_size": env.output_space.vocab_size,
+        "prompt_vocab_size": env.prompt_vocab_size,
+        "outputs": _digest(torch.as_tensor(mixture.outputs).long()),
+        "weights": _digest(torch.as_tensor(mixture.weights, dtype=torch.float64)),
+        **{key: str(value) for key, value in settings.items()},
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _load_cached(path: Path, policy: TinyTransformerPolicy) -> bool:
+    """Load verified weights from ``path`` into ``policy``; False (with a warning) if unusable."""
+    checksum = path.with_name(path.name + ".sha256")
+    if not path.exists():
+        return False
+    try:
+        data = path.read_bytes()
+        expected = checksum.read_text(encoding="utf-8").strip() if checksum.exists() else None
+        if expected != hashlib.sha256(data).hexdigest():
+            raise ValueError("missing checksum" if expected is None else "sha256 checksum mismatch")
+        params = torch.load(io.BytesIO(data), map_location=policy.device, weights_only=True)
+        if set(params) != set(policy.params) or any(params[k].shape != policy.params[k].shape for k in params):
+            raise ValueError("parameter names or shapes differ from the model")
+    except Exception as error:  # noqa: BLE001 - any unusable cache file means: recompute
+        warnings.warn(f"pretrained cache {path} unusable ({error}); pretraining again", RuntimeWarning, stacklevel=3)
+        return False
+    policy.params = {key: value.to(policy.device, policy.dtype) for key, value in params.items()}
+    return True
+
+
+def pretrained_transformer(
+    env: RewardEnv,
+    mixture: Mixture,
+    steps: int = 1500,
+    lr: float = 0.01,
+    seed: int = 0,
+    d_model: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    dtype: str | torch.dtype = "float32",
+    device: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool = False,
+) -> TinyTransformerPolicy:
+    """A one-replica transformer pretrained on ``mixture`` (loaded from the cache when present).
+
+    Args:
+        env: a sequence environment (e.g. :func:`rftgrad.envs.language.language_env`).
+        mixture: targets ``outputs (N, S, L)`` and weights ``(N, S)`` of each prompt.
+        steps, lr: full-batch Adam steps and learning rate.
+        seed: initialisation seed (pretraining itself is deterministic).
+        d_model, num_layers, num_heads: model sizes.
+        dtype, device: where the model lives (both enter the cache key).
+        cache_dir: cache folder (default ``$RFTGRAD_CACHE`` or ``~/.cache/rftgrad``).
+        progress: show a progress bar while pretraining.
+    """
+    dtype, device = resolve_dtype(dtype), resolve_device(device)
+    policy = TinyTransformerPolicy.for_env(
+        env, d_model=d_model, num_heads=num_heads, num_layers=num_layers, seed=int(seed), dtype=dtype, device=device
+    )
+    key = cache_key(
+        env,
+        mixture,
+        steps=int(steps),
+        lr=float(lr),
+        seed=int(seed),
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        dtype=dtype,
+        device=device.type,
+    )
+    path = cache_root(cache_dir) / "pretrained" / f"transformer-{key}.pt"
+    if _load_cached(path, policy):
+        return policy
+    pretrain_module.pretrain(policy, env, mixture.outputs, mixture.weights, steps=steps, lr=lr, progress=progress)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in policy.params.items()}, buffer)
+    data = buffer.getvalue()
+    atomic_write_text(path, data)
+    atomic_write_text(path.with_name(path.name + ".sha256"), hashlib.sha256(data).hexdigest() + "\n")
+    return policy
+
+
+def task_summary(policy: TinyTransformerPolicy, env: RewardEnv, std_threshold: float = 0.1) -> pd.DataFrame:
+    """Exact per-group (task) ``reward_mean``, ``reward_std`` and ``frac_stalled`` of replica 0.
+
+    ``frac_stalled`` is the share of inputs with ``STD < std_threshold`` and ``V`` more than
+    half the reward range below the input's best reward
+    (:func:`rftgrad.finetune.trainer.per_input_metrics`).
+    """
+    metrics = per_input_metrics(policy, env, with_grad_norm=False, std_threshold=std_threshold)  # (R, N) each
+    masks = {name: mask[None, :].to(policy.device) for name, mask in env.group_masks().items()}  # (1, N)
+    rows = {
+        name: {
+            column: float(group_means(metrics[metric], {name: masks[name]})[name][0])
+            for column, metric in (
+                ("reward_mean", "reward_mean"),
+                ("reward_std", "reward_std"),
+                ("frac_stalled", "stalled"),
+            )
+        }
+        for name in masks
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group").reset_index()
