@@ -58,6 +58,7 @@ def test_budget_arms_cover_the_grid():
         (["sft_steps=0"], "sft_steps"),
         (["family_size=10"], "family_size"),
         (["policy=mlp"], "gaussian-linear"),
+        (["arms=rft:10"], "derives its arms"),
     ],
 )
 def test_bad_settings_are_refused(sets, message):

@@ -49,6 +49,11 @@ class Config(ControlledConfig):
             raise ConfigError(f"sft_steps must be non-empty, each >= 1, got {self.sft_steps}")
         if self.rft_steps < 1 or self.full_sft_steps < 1:
             raise ConfigError("rft_steps and full_sft_steps must be >= 1")
+        if self.arms not in (Config.arms, self.budget_arms()):
+            raise ConfigError(
+                "sft_budget derives its arms from sft_fractions, sft_steps, rft_steps and full_sft_steps; "
+                "set those instead of arms"
+            )
 
     def budget_arms(self) -> tuple[str, ...]:
         """RFT alone, every ``sft:S@f+rft:N`` of the grid, and full SFT + RFT (the reference)."""
