@@ -17,6 +17,7 @@ Steps (PAPER.md section 4):
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,8 +38,9 @@ from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.builders import build_policy
 from rftgrad.experiments.controlled.config import Config
 from rftgrad.finetune import ReplicaSettings, replica_grid, train
+from rftgrad.finetune.config import TrainConfig
 from rftgrad.finetune.pretrain import pretrain
-from rftgrad.finetune.trainer import per_input_metrics
+from rftgrad.finetune.trainer import TrainResult, per_input_metrics
 from rftgrad.models import Params, SoftmaxPolicy
 from rftgrad.runtime import resolve_device, resolve_dtype
 
@@ -161,6 +163,21 @@ class PretrainedPolicies:
         policy.set_temperature(settings.temperature)
         return policy
 
+    def finetune(
+        self, config: TrainConfig, checkpoint_dir: Path, eval_envs: dict[str, RewardEnv] | None = None
+    ) -> TrainResult:
+        """Train ``config``'s arms on the pretraining environment from the cached pretrained weights
+        (:func:`rftgrad.finetune.train`; the config is the run key of the checkpoints in ``checkpoint_dir``)."""
+        return train(
+            self,
+            self.env,
+            config,
+            eval_envs=eval_envs,
+            checkpoint_dir=checkpoint_dir,
+            run_key=dataclasses.asdict(config),
+            progress=self.progress,
+        )
+
     def pretraining_table(self, settings: ReplicaSettings) -> pd.DataFrame:
         """Per replica: the final pretraining loss next to ln k, the loss of the uniform set."""
         losses = self.losses[tuple(settings.seeds)].double().cpu().numpy()
@@ -173,15 +190,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     """``records`` (training curves), ``replicas``, ``cloud`` (per-input before/after) and ``pretraining``."""
     task = make_task(config)
     make_policy = PretrainedPolicies(config, task.train, task.pretrain_outputs, context.progress)
-    result = train(
-        make_policy,
-        task.train,
-        config,
-        eval_envs={} if task.test is None else {"test": task.test},
-        checkpoint_dir=context.checkpoint_dir,
-        run_key=dataclasses.asdict(config),
-        progress=context.progress,
-    )
+    result = make_policy.finetune(config, context.checkpoint_dir, {} if task.test is None else {"test": task.test})
     settings = replica_grid(config)
     policy = make_policy(settings, resolve_device(config.device), resolve_dtype(config.dtype))
     clouds = [cloud_rows(policy, make_policy.weights[tuple(settings.seeds)], task.train, "pretrained", "before")]

@@ -24,7 +24,7 @@ from rftgrad.experiments.controlled.config import Config as ControlledConfig
 from rftgrad.experiments.controlled.run import PretrainedPolicies, make_task
 from rftgrad.experiments.dynamics.run import p0_grid
 from rftgrad.experiments.estimators.config import Config
-from rftgrad.finetune import replica_grid, train
+from rftgrad.finetune import replica_grid
 from rftgrad.finetune.estimators import monte_carlo_update
 from rftgrad.theory.estimators import expected_samples, expected_update, frac_reward_zero_std, informative_prob
 
@@ -90,14 +90,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     make_policy = PretrainedPolicies(config, task.train, task.pretrain_outputs, context.progress)
     frames = []
     for index, (label, run_config) in enumerate(run_configs(config).items()):
-        result = train(
-            make_policy,
-            task.train,
-            run_config,
-            checkpoint_dir=context.checkpoint_dir / f"run{index}",
-            run_key=dataclasses.asdict(run_config),
-            progress=context.progress,
-        )
+        result = make_policy.finetune(run_config, context.checkpoint_dir / f"run{index}")
         frames.append(result.records.assign(run=label, estimator=run_config.estimator, pass_k=run_config.pass_k))
     return {
         "updates": updates,

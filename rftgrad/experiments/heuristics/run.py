@@ -18,7 +18,7 @@ from rftgrad.envs import RewardEnv
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.controlled.run import PretrainedPolicies, make_task
 from rftgrad.experiments.heuristics.config import SWEEPS, Config
-from rftgrad.finetune import replica_grid, train
+from rftgrad.finetune import replica_grid
 from rftgrad.finetune.config import parse_arm
 from rftgrad.finetune.trainer import group_means, per_input_metrics
 from rftgrad.runtime import resolve_device, resolve_dtype
@@ -62,14 +62,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
         for sweep in SWEEPS:
             sweep_cfg = sweep_config(config, sweep, num_outputs)
             tag = {"num_outputs": num_outputs, "sweep": sweep}
-            result = train(
-                make_policy,
-                task.train,
-                sweep_cfg,
-                checkpoint_dir=context.checkpoint_dir / f"C{num_outputs}-{sweep}",
-                run_key=dataclasses.asdict(sweep_cfg),
-                progress=context.progress,
-            )
+            result = make_policy.finetune(sweep_cfg, context.checkpoint_dir / f"C{num_outputs}-{sweep}")
             records.append(result.records.assign(**tag))
             replicas.append(result.replicas.assign(**tag))
             finals.append(final_at_temperature_one(make_policy, sweep_cfg, result.params, task.train).assign(**tag))

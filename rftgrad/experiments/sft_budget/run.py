@@ -23,7 +23,7 @@ from rftgrad.envs import family_label, gaussian_clusters, pretraining_label_sets
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.controlled.run import PretrainedPolicies, Task
 from rftgrad.experiments.sft_budget.config import Config
-from rftgrad.finetune import replica_grid, train
+from rftgrad.finetune import replica_grid
 from rftgrad.finetune.trainer import phase_subset
 
 
@@ -53,15 +53,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     config = dataclasses.replace(config, arms=config.budget_arms())
     task = family_task(config)
     make_policy = PretrainedPolicies(config, task.train, task.pretrain_outputs, context.progress)
-    result = train(
-        make_policy,
-        task.train,
-        config,
-        eval_envs={"test": task.test},
-        checkpoint_dir=context.checkpoint_dir,
-        run_key=dataclasses.asdict(config),
-        progress=context.progress,
-    )
+    result = make_policy.finetune(config, context.checkpoint_dir, {"test": task.test})
     return {
         "records": result.records,
         "replicas": result.replicas,
