@@ -119,7 +119,7 @@ def per_input_metrics(
     regime, STD below the threshold while V is more than half the reward range below the
     input's best reward (PAPER.md section 2); its group mean is the share of such inputs.
     """
-    result = exact(policy, env, per_input=with_grad_norm)
+    result = exact(policy, env, per_input=with_grad_norm, gradient=with_grad_norm)
     rewards = result.rewards  # (N, Y)
     best = result.log_probs.argmax(-1)  # (R, N) most likely output
     best_reward = rewards.gather(1, best.T).T  # (R, N)

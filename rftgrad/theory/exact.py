@@ -58,8 +58,8 @@ class ExactResult:
         value: ``(R, N)`` V(x;θ).
         std: ``(R, N)`` STD(x;θ).
         position_variance: ``(R, N, L)`` E_{y<l}[Var(Q_l | y_<l)]; sums to STD² over l.
-        mean_grad: name -> ``(R, *shape)``, ∇_θ of (1/N) Σ_n V(x_n;θ).
-        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        mean_grad: name -> ``(R, *shape)``, ∇_θ of (1/N) Σ_n V(x_n;θ) (None if ``gradient=False``).
+        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters (None if ``gradient=False``).
         logit_grad_norm: ``(R, N)`` ``sqrt(Σ_u ||g_u||²)``, the norm of ∇V with respect to
             the tempered logits of every prefix (the per-prefix / logit-space gradient).
         max_first_token_prob: ``(R, N)`` ``max_a π_∅(a)``, the largest probability of a
@@ -73,8 +73,8 @@ class ExactResult:
     value: torch.Tensor
     std: torch.Tensor
     position_variance: torch.Tensor
-    mean_grad: Params
-    mean_grad_norm: torch.Tensor
+    mean_grad: Params | None
+    mean_grad_norm: torch.Tensor | None
     logit_grad_norm: torch.Tensor
     max_first_token_prob: torch.Tensor
     grad_norm: torch.Tensor | None = None
@@ -224,6 +224,7 @@ def exact(
     input_chunk: int = 64,
     input_weights: torch.Tensor | None = None,
     reward_fn: RewardFn | None = None,
+    gradient: bool = True,
 ) -> ExactResult:
     """Exact V, STD, martingale variances and ∇_θ V for every replica and input.
 
@@ -245,6 +246,8 @@ def exact(
             minibatch mask divided by its size); default ``1/N``.
         reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
             ``mean_grad`` and the per-input gradients differentiate (default: the reward).
+        gradient: compute ``mean_grad``; ``False`` evaluates the logits without autograd
+            (V, STD and the log-probabilities only, about 3x faster; needs ``per_input=False``).
 
     Raises:
         EnumerationLimitError: ``V^L > max_outputs``.
@@ -254,6 +257,8 @@ def exact(
         raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if input_chunk < 1:
         raise ConfigError(f"input_chunk must be >= 1, got {input_chunk}")
+    if per_input and not gradient:
+        raise ConfigError("per_input=True needs the gradient; pass gradient=True or per_input=False")
     space = env.output_space
     space.check_enumerable(max_outputs)
     x = policy.inputs_from(env)  # (N, ...)
@@ -266,7 +271,11 @@ def exact(
     def all_replicas(params: Params) -> tuple[torch.Tensor, ...]:
         return vmap(program, in_dims=(0, 0, None, None))(params, policy.temperature, ids, x)
 
-    outputs, pullback = vjp(all_replicas, policy.params)
+    if gradient:
+        outputs, pullback = vjp(all_replicas, policy.params)
+    else:
+        with torch.no_grad():
+            outputs = all_replicas(policy.params)
     cond_logp = [torch.log_softmax(level.detach(), dim=-1) for level in levels(outputs)]
     log_probs, value, std, position_variance, level_cots = _backward_sweep(cond_logp, rewards, reward_fn)
     cotangents = to_cotangents(level_cots)  # per program output, (R, N, ...)
@@ -275,7 +284,9 @@ def exact(
         weights = torch.full(value.shape, 1.0 / num_inputs, dtype=value.dtype, device=value.device)
     else:
         weights = torch.as_tensor(input_weights, dtype=value.dtype, device=value.device).expand(value.shape)
-    (mean_grad,) = pullback(tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in cotangents))
+    mean_grad = None
+    if gradient:
+        (mean_grad,) = pullback(tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in cotangents))
     result = ExactResult(
         log_probs=log_probs,
         rewards=rewards,
@@ -283,7 +294,7 @@ def exact(
         std=std,
         position_variance=position_variance,
         mean_grad=mean_grad,
-        mean_grad_norm=params_norm(mean_grad, 1),
+        mean_grad_norm=None if mean_grad is None else params_norm(mean_grad, 1),
         logit_grad_norm=torch.stack([c.pow(2).sum(dim=(-2, -1)) for c in level_cots]).sum(0).sqrt(),  # (R, N)
         max_first_token_prob=cond_logp[0][:, :, 0, :].exp().amax(-1),  # (R, N)
     )

@@ -173,6 +173,18 @@ def test_per_input_chunking_does_not_change_results():
     assert torch.allclose(whole.grad_norm, pieces.grad_norm, atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["transformer", "mlp"])
+def test_values_without_gradient_equal_values_with_it(kind):
+    env, policy = sequence_case(kind)
+    full = exact(policy, env, per_input=False)
+    forward_only = exact(policy, env, per_input=False, gradient=False)
+    assert forward_only.mean_grad is None and forward_only.mean_grad_norm is None
+    for name in ("log_probs", "value", "std", "position_variance"):
+        assert torch.allclose(getattr(full, name), getattr(forward_only, name), atol=TOL, rtol=0), name
+    with pytest.raises(ConfigError, match="per_input=True needs the gradient"):
+        exact(policy, env, gradient=False)
+
+
 def test_float32_agrees_with_float64():
     env, policy64 = sequence_case("transformer")
     policy32 = TinyTransformerPolicy.for_env(env, d_model=8, num_layers=1, num_replicas=2, seed=0, dtype="float32")
