@@ -1,0 +1,313 @@
+"""Analysis of ``prevalence``: how common is the vanishing regime per task, and does it predict RFT's lag?
+
+Paper Section 4.1 (PAPER.md section 5) on GRUE: many inputs have a small reward STD and a
+far-from-optimal reward under the pretrained model; tasks where they are common are the
+tasks where RFT falls furthest behind SFT; an input's gain under RFT correlates with its
+initial STD, its gain under SFT does not. Here, per reward:
+
+* ``share``: per task, the share of *stalled* prompts (STD below ``std_threshold`` and
+  ``V`` more than ``far_fraction`` of the reward range below the best), exact and from
+  ``num_samples`` samples (mean over the draws);
+* the 10-sample STD's error: its mean minus the exact STD (bias; the ``ddof = 0`` sample
+  STD of ``K`` samples is biased low, ``E[s²] = (K-1)/K·STD²``) and its root-mean-square error;
+* per trained reward, each method at its best learning rate (highest final mean reward
+  over all prompts): the final reward per task, the per-prompt gain ``V_end - V_0``, and
+  the Pearson and Spearman correlations of the initial STD with the gain, over prompts
+  (and with the share of the gap closed, past the paper); across tasks, Spearman's ρ
+  (permutation p-value: there are only a few tasks) between the stalled share and SFT - RFT.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rftgrad.experiments.base import save_figure
+from rftgrad.experiments.style import COLORS, figure_grid
+from rftgrad.results import atomic_write_text
+
+METHODS = {"rft": "RFT", "sft": "SFT"}
+
+#: prompts starting within this share of the reward range of their best are left out of ``gap_closed``.
+MIN_GAP = 0.05
+
+
+def method(arm: str) -> str:
+    """``"rft:400"`` -> ``"RFT"``."""
+    return METHODS[arm.split(":")[0]]
+
+
+def task_order(prompts: pd.DataFrame) -> list[str]:
+    """Tasks in the order they appear in the records (the config's order)."""
+    return list(dict.fromkeys(prompts["task"]))
+
+
+def shares(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per (reward, task): prompts, covered share, mean V and STD, stalled share exact and from samples."""
+    prompts, samples = tables["prompts"], tables["samples"]
+    sampled = samples.merge(prompts[["reward", "input", "task"]], on=["reward", "input"])
+    sampled_share = sampled.groupby(["reward", "task"])["stalled"].mean().rename("stalled_sampled")
+    exact = prompts.groupby(["reward", "task"]).agg(
+        prompts=("input", "size"),
+        covered=("covered", "mean"),
+        reward_mean=("reward_mean", "mean"),
+        reward_std=("reward_std", "mean"),
+        stalled_exact=("stalled", "mean"),
+    )
+    return exact.join(sampled_share).reset_index()
+
+
+def std_error(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per reward: bias and RMSE of the sampled STD against the exact STD, and the stalled-flag agreement."""
+    both = tables["samples"].merge(
+        tables["prompts"][["reward", "input", "reward_std", "stalled"]], on=["reward", "input"], suffixes=("", "_exact")
+    )
+    error = both["sample_std"] - both["reward_std"]
+    return (
+        both.assign(
+            error=error, squared=error**2, agree=both["stalled"] == both["stalled_exact"], zero=both["sample_std"] == 0
+        )  # fmt: skip
+        .groupby("reward")
+        .agg(
+            bias=("error", "mean"),
+            rmse=("squared", "mean"),
+            stalled_agreement=("agree", "mean"),
+            share_zero_sample_std=("zero", "mean"),
+        )  # fmt: skip
+        .assign(rmse=lambda frame: np.sqrt(frame["rmse"]))
+        .reset_index()
+    )
+
+
+def best_lr(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per (reward, arm): the learning rate with the highest final mean reward over all prompts (mean over seeds)."""
+    final = tables["final"].merge(tables["replicas"][["replica", "lr"]], on="replica")
+    by_lr = final.groupby(["reward", "arm", "lr"])["reward_mean"].mean().rename("final_reward").reset_index()
+    best = by_lr.loc[by_lr.groupby(["reward", "arm"])["final_reward"].idxmax()]
+    return best.reset_index(drop=True)
+
+
+def gains(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per (reward, arm, prompt) at the arm's best lr: initial V and STD, final V (mean over seeds), gain."""
+    best = best_lr(tables)[["reward", "arm", "lr"]]
+    final = tables["final"].merge(tables["replicas"][["replica", "lr"]], on="replica").merge(best)
+    end = final.groupby(["reward", "arm", "input", "task"])["reward_mean"].mean().rename("final_mean").reset_index()
+    columns = ["reward", "input", "reward_mean", "reward_std", "stalled", "best_reward", "worst_reward"]
+    start = tables["prompts"][columns]
+    merged = end.merge(start, on=["reward", "input"])
+    gap = merged["best_reward"] - merged["reward_mean"]  # what is left to gain
+    enough = gap > MIN_GAP * (merged["best_reward"] - merged["worst_reward"])
+    gain = merged["final_mean"] - merged["reward_mean"]
+    return merged.assign(
+        gain=gain, gap_closed=(gain / gap).where(enough), method=merged["arm"].map(method)
+    )  # gap_closed: NaN where the prompt starts within MIN_GAP of its best
+
+
+def correlations(gain_table: pd.DataFrame, column: str = "gain") -> pd.DataFrame:
+    """Per (reward, method): Pearson r (95% CI) and Spearman ρ of the initial STD with ``column``, over prompts.
+
+    ``column`` is ``gain`` (the paper's statistic) or ``gap_closed`` (the gain over what
+    was left to gain, ``(V_end - V_0) / (best - V_0)``, on prompts starting at least
+    ``MIN_GAP`` of the range below their best: it removes the ceiling effect of prompts
+    that were already solved).
+    """
+    rows = []
+    for (reward, name), frame in gain_table.dropna(subset=[column]).groupby(["reward", "method"]):
+        pearson = stats.pearsonr(frame["reward_std"], frame[column])
+        low, high = pearson.confidence_interval(0.95)
+        spearman = stats.spearmanr(frame["reward_std"], frame[column])
+        rows.append(
+            {
+                "reward": reward,
+                "method": name,
+                "statistic": column,
+                "prompts": len(frame),
+                "pearson": pearson.statistic,
+                "pearson_low": low,
+                "pearson_high": high,
+                "pearson_p": pearson.pvalue,
+                "spearman": spearman.statistic,
+                "spearman_p": spearman.pvalue,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def task_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per trained reward and task, ordered by the exact stalled share: pretrained, RFT and SFT reward, SFT - RFT."""
+    gain_table = gains(tables)
+    ends = gain_table.pivot_table(index=["reward", "task"], columns="method", values="final_mean").reset_index()
+    share = shares(tables)[["reward", "task", "stalled_exact", "stalled_sampled", "reward_mean"]]
+    table = ends.merge(share.rename(columns={"reward_mean": "pretrained"}), on=["reward", "task"])
+    table["sft_minus_rft"] = table["SFT"] - table["RFT"]
+    return table.sort_values(["reward", "stalled_exact"], ascending=[True, False]).reset_index(drop=True)
+
+
+def rank_correlation(x: pd.Series, y: pd.Series) -> dict[str, float]:
+    """Spearman ρ with a permutation p-value (exact, every pairing enumerated, while n! <= 9999: a handful of tasks)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    rho = stats.spearmanr(x, y).statistic
+    test = stats.permutation_test(
+        (x,), lambda a: stats.spearmanr(a, y).statistic, permutation_type="pairings", n_resamples=9999, random_state=0
+    )
+    return {"spearman": float(rho), "p_permutation": float(test.pvalue)}
+
+
+def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """Shares per task, the sampled STD's error, the RFT-vs-SFT task table, per-prompt and per-task correlations."""
+    table, gain_table = task_table(tables), gains(tables)
+    across_tasks = {}
+    for reward, frame in table.groupby("reward"):
+        across_tasks[reward] = {**rank_correlation(frame["stalled_exact"], frame["sft_minus_rft"]), "tasks": len(frame)}
+    return {
+        "shares": shares(tables).to_dict("records"),
+        "std_error": std_error(tables).to_dict("records"),
+        "best_lr": best_lr(tables).to_dict("records"),
+        "task_table": table.to_dict("records"),
+        "gain_correlations": pd.concat(
+            [correlations(gain_table, column) for column in ("gain", "gap_closed")], ignore_index=True
+        ).to_dict("records"),
+        "share_vs_gap": across_tasks,
+    }
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """The task table as Markdown, one block per trained reward."""
+    lines = []
+    for reward, frame in table.groupby("reward", sort=False):
+        header = "| task | stalled (exact) | stalled (10 samples) | pretrained | RFT | SFT | SFT - RFT |"
+        lines += [f"### {reward}", "", header, "|---|---:|---:|---:|---:|---:|---:|"]
+        for row in frame.itertuples():
+            lines.append(
+                f"| {row.task} | {row.stalled_exact:.2f} | {row.stalled_sampled:.2f} | {row.pretrained:+.3f} "
+                f"| {row.RFT:+.3f} | {row.SFT:+.3f} | {row.sft_minus_rft:+.3f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
+    """Mean-vs-STD scatters (exact and 10-sample), the STD estimator's error, the task bars, gain vs STD."""
+    out = Path(out_dir)
+    table = task_table(tables)
+    atomic_write_text(out / "prevalence_table.md", markdown_table(table))
+    return [
+        scatter_figure(tables, out / "prevalence_scatter"),
+        std_error_figure(tables, out / "prevalence_std_error"),
+        tasks_figure(table, out / "prevalence_tasks"),
+        gain_figure(gains(tables), out / "prevalence_gain_vs_std"),
+        out / "prevalence_table.md",
+    ]
+
+
+def scatter_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Rows: rewards; columns: tasks. Exact (V, STD) per prompt and one 10-sample estimate of each."""
+    prompts = tables["prompts"]
+    draw0 = tables["samples"][tables["samples"]["draw"] == 0]
+    tasks, rewards = task_order(prompts), list(dict.fromkeys(prompts["reward"]))
+    fig, axes, _ = figure_grid(len(tasks) * len(rewards), ["x"], panel_size=2.2, columns=len(tasks))
+    threshold = _std_threshold(tables)
+    grid = np.linspace(-1, 1, 201)
+    for index, (reward, task) in enumerate((r, t) for r in rewards for t in tasks):
+        ax = axes[index]
+        exact = prompts[(prompts["reward"] == reward) & (prompts["task"] == task)]
+        sampled = draw0.merge(exact[["input"]], on="input").query("reward == @reward")
+        ax.plot(grid, np.sqrt(1 - grid**2), color="0.6", lw=0.8, ls="--")  # largest STD for rewards in [-1, 1]
+        ax.axhline(threshold, color="0.3", lw=0.8, ls=":")
+        ax.scatter(sampled["sample_mean"], sampled["sample_std"], s=14, facecolors="none", edgecolors="0.45",
+                   lw=0.6, label="10 samples")  # fmt: skip
+        for covered, colour in ((True, "#1e8449"), (False, "#b9770e")):
+            part = exact[exact["covered"] == covered]
+            ax.scatter(part["reward_mean"], part["reward_std"], s=10, color=colour,
+                       label="exact, " + ("covered" if covered else "not covered"))  # fmt: skip
+        share = exact["stalled"].mean()
+        ax.set_title(f"{task} · {reward}\nstalled {share:.0%}", fontsize=8)
+        ax.set_xlim(-1.05, 1.05)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("reward mean V (reward units)" if index >= len(axes) - len(tasks) else "")
+        ax.set_ylabel("reward STD" if index % len(tasks) == 0 else "")
+    axes[0].legend(fontsize=6, loc="upper left")
+    fig.suptitle(f"Per-prompt reward mean vs STD under the pretrained model (dotted: STD = {threshold:g})")
+    return save_figure(fig, path)
+
+
+def _std_threshold(tables: dict[str, pd.DataFrame]) -> float:
+    """The run's ``std_threshold`` (a column of the ``prompts`` table)."""
+    return float(tables["prompts"]["std_threshold"].iloc[0])
+
+
+def std_error_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+    """Exact STD (x) vs the STD of 10 samples (y): every draw (faint) and the mean over draws, per reward."""
+    both = tables["samples"].merge(tables["prompts"][["reward", "input", "reward_std"]], on=["reward", "input"])
+    errors = std_error(tables).set_index("reward")
+    rewards = list(dict.fromkeys(tables["prompts"]["reward"]))
+    fig, axes, _ = figure_grid(len(rewards), ["x"], panel_size=3.0, columns=len(rewards))
+    for ax, reward in zip(axes, rewards, strict=True):
+        frame = both[both["reward"] == reward]
+        ax.scatter(frame["reward_std"], frame["sample_std"], s=3, alpha=0.15, color="0.5", label="one draw")
+        mean = frame.groupby("input")[["reward_std", "sample_std"]].mean()
+        ax.scatter(mean["reward_std"], mean["sample_std"], s=8, color=COLORS["RFT"], label="mean over draws")
+        top = max(frame["reward_std"].max(), frame["sample_std"].max()) * 1.05 + 1e-3
+        ax.plot([0, top], [0, top], color="k", lw=0.8)
+        row = errors.loc[reward]
+        ax.set_title(f"{reward}: bias {row['bias']:+.3f}, RMSE {row['rmse']:.3f}\n"
+                     f"zero sample STD {row['share_zero_sample_std']:.0%}", fontsize=8)  # fmt: skip
+        ax.set_xlabel("exact reward STD")
+        ax.set_ylabel("STD of 10 samples")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Estimating the STD from 10 samples per prompt, as the paper did")
+    return save_figure(fig, path)
+
+
+def tasks_figure(table: pd.DataFrame, path: Path) -> Path:
+    """Per trained reward: tasks ordered by the stalled share, reward pretrained / after RFT / after SFT."""
+    rewards = list(dict.fromkeys(table["reward"]))
+    fig, axes, _ = figure_grid(len(rewards), ["x"], panel_size=3.2, columns=len(rewards))
+    for ax, reward in zip(axes, rewards, strict=True):
+        frame = table[table["reward"] == reward].reset_index(drop=True)
+        x = np.arange(len(frame))
+        ax.bar(x - 0.27, frame["pretrained"], width=0.27, color="0.7", label="pretrained")
+        ax.bar(x, frame["RFT"], width=0.27, color=COLORS["RFT"], label="RFT")
+        ax.bar(x + 0.27, frame["SFT"], width=0.27, color=COLORS["SFT"], label="SFT")
+        ax.set_xticks(x, [f"{t}\n{s:.0%} stalled" for t, s in zip(frame["task"], frame["stalled_exact"], strict=True)],
+                      fontsize=7)  # fmt: skip
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_ylim(-1.05, 1.05)
+        ax.set_ylabel("mean reward")
+        ax.set_title(f"trained on {reward} (equal steps)", fontsize=9)
+    axes[0].legend(fontsize=7, loc="lower left")
+    fig.suptitle("Tasks ordered by their share of stalled prompts")
+    return save_figure(fig, path)
+
+
+def gain_figure(gain_table: pd.DataFrame, path: Path) -> Path:
+    """Rows: trained rewards; columns RFT, SFT: per-prompt initial STD vs reward gain, coloured by task."""
+    rewards = list(dict.fromkeys(gain_table["reward"]))
+    tasks = list(dict.fromkeys(gain_table["task"]))
+    corr = correlations(gain_table).set_index(["reward", "method"])
+    closed = correlations(gain_table, "gap_closed").set_index(["reward", "method"])
+    fig, axes, palette = figure_grid(2 * len(rewards), tasks, panel_size=3.0, columns=2)
+    for index, (reward, name) in enumerate((r, m) for r in rewards for m in ("RFT", "SFT")):
+        ax = axes[index]
+        frame = gain_table[(gain_table["reward"] == reward) & (gain_table["method"] == name)]
+        for task in tasks:
+            part = frame[frame["task"] == task]
+            ax.scatter(part["reward_std"], part["gain"], s=10, color=palette[task], label=task)
+        row = corr.loc[(reward, name)]
+        interval = f"[{row['pearson_low']:.2f}, {row['pearson_high']:.2f}]"
+        gap_r = closed.loc[(reward, name), "pearson"] if (reward, name) in closed.index else float("nan")
+        ax.set_title(
+            f"{name} on {reward}: r = {row['pearson']:.2f} {interval}\nr with the gap closed = {gap_r:.2f}",
+            fontsize=8,
+            color=COLORS[name],
+        )
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("initial reward STD")
+        ax.set_ylabel("reward gain V_end - V_0")
+    axes[0].legend(fontsize=6)
+    fig.suptitle("Per-prompt gain vs initial STD (each method at its best learning rate)")
+    return save_figure(fig, path)

@@ -1,0 +1,103 @@
+"""Settings of the ``prevalence`` experiment (paper Section 4.1, PAPER.md section 5).
+
+A tiny causal transformer is pretrained on an uneven mixture of the synthetic language's
+tasks (:mod:`rftgrad.envs.language`, :mod:`rftgrad.finetune.pretrained`; cached on disk).
+Under it, per task and reward, each prompt's reward mean and STD are measured exactly and
+from ``num_samples`` samples (the paper's 10), the latter ``sample_draws`` times to show
+the estimator's error. Then, for each reward in ``train_rewards``, RFT (the sampled
+``estimator``) and SFT (toward the reference outputs) train for the same ``steps`` from the
+pretrained weights, at every learning rate in ``lr`` (replicas); the analysis reports each
+method at its best learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rftgrad.envs.language import DEFAULT_COVERAGE, LANGUAGE_REWARDS, TASKS
+from rftgrad.errors import ConfigError
+from rftgrad.finetune.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class Config(TrainConfig):
+    """Prevalence of small-STD, far-from-optimal prompts per task, and RFT vs SFT from a pretrained transformer."""
+
+    tasks: tuple[str, ...] = tuple(TASKS)  # tasks of the language (copy, reverse, sort, add, keyword)
+    coverage: tuple[float, ...] = tuple(DEFAULT_COVERAGE.values())  # pretraining coverage per task (same order)
+    prompts_per_task: int = 32  # prompts per task
+    vocab_size: int = 6  # V, output symbols
+    length: int = 4  # L, output length (V^L outputs are enumerated exactly)
+    noise: float = 0.01  # pretraining mass on a random output per prompt
+    data_seed: int = 0  # seed of the prompts, the coverage draw and the learned reward
+    pretrain_steps: int = 1500  # full-batch Adam steps of pretraining (cached on disk afterwards)
+    pretrain_lr: float = 0.01  # pretraining learning rate
+    d_model: int = 32  # transformer width
+    num_layers: int = 2  # transformer blocks
+    num_heads: int = 2  # attention heads
+    rewards: tuple[str, ...] = LANGUAGE_REWARDS  # rewards of the mean-vs-STD measurement
+    train_rewards: tuple[str, ...] = ("exact_match", "position_match")  # rewards RFT and SFT are trained on
+    num_samples: int = 10  # samples per prompt of the sampled estimate (the paper's 10)
+    sample_draws: int = 20  # independent num_samples-draws per prompt (the spread is the estimator's error)
+    sample_seed: int = 0  # seed of those draws
+    far_fraction: float = 0.5  # "far from optimal": V more than this share of the reward range below the best
+    steps: int = 400  # RFT and SFT steps (equal budgets)
+    arms: tuple[str, ...] = ("rft:400", "sft:400")  # derived from steps at run time; not set by hand
+    estimator: str = "rloo"  # RFT gradient estimator (sampled, as the paper's PPO)
+    num_generations: int = 8  # samples per prompt and RFT step
+    lr: tuple[float, ...] = (0.001, 0.003)  # Adam learning rates (replicas); each method reported at its best
+    seeds: int = 1  # seeds per learning rate
+    eval_every: int = 400  # steps between exact evaluations (the first and last always)
+    eval_grad_norm: bool = False  # per-input gradient norms are not needed here
+    checkpoint_every: int = 100  # steps between checkpoints
+    dtype: str = "float32"  # float32 (the pretrained model's dtype)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.tasks or any(t not in TASKS for t in self.tasks) or len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"tasks {self.tasks!r} invalid; give distinct names from {', '.join(TASKS)}")
+        if len(self.coverage) != len(self.tasks) or any(not 0 <= c <= 1 for c in self.coverage):
+            raise ConfigError(
+                f"coverage needs one value in [0, 1] per task ({len(self.tasks)} tasks), got {self.coverage}"
+            )
+        for name in ("rewards", "train_rewards"):
+            chosen = getattr(self, name)
+            if not chosen or any(r not in LANGUAGE_REWARDS for r in chosen):
+                raise ConfigError(f"{name} {chosen!r} invalid; choose from {', '.join(LANGUAGE_REWARDS)}")
+        if not set(self.train_rewards) <= set(self.rewards):
+            raise ConfigError(f"train_rewards {self.train_rewards} must be among rewards {self.rewards}")
+        if self.num_samples < 2 or self.sample_draws < 1:
+            raise ConfigError("num_samples must be >= 2 (a sample STD needs two samples) and sample_draws >= 1")
+        if not 0 < self.far_fraction < 1:
+            raise ConfigError(f"far_fraction must lie in (0, 1), got {self.far_fraction}")
+        if self.steps < 1 or self.pretrain_steps < 1:
+            raise ConfigError("steps and pretrain_steps must be >= 1")
+        if self.arms not in (Config.arms, self.equal_arms()):
+            raise ConfigError("prevalence derives its arms from steps (rft:steps and sft:steps); set steps instead")
+
+    def equal_arms(self) -> tuple[str, str]:
+        """RFT and SFT for the same number of steps."""
+        return f"rft:{self.steps}", f"sft:{self.steps}"
+
+
+#: the paper-scale budget (`--full`): longer training, every reward, two seeds per learning rate.
+FULL: dict[str, object] = {
+    "steps": 1000,
+    "eval_every": 250,
+    "train_rewards": LANGUAGE_REWARDS,
+    "seeds": 2,
+}
+
+#: a budget the test suite runs in seconds (small model, few prompts and steps).
+TESTING: dict[str, object] = {
+    "prompts_per_task": 6,
+    "vocab_size": 4,
+    "length": 3,
+    "pretrain_steps": 150,
+    "d_model": 16,
+    "num_layers": 1,
+    "steps": 20,
+    "eval_every": 20,
+    "sample_draws": 3,
+    "train_rewards": ("exact_match",),
+}

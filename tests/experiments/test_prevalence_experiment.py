@@ -1,0 +1,176 @@
+"""`rftgrad run prevalence` (paper Section 4.1, PAPER.md section 5): per-task prevalence of stalled prompts
+under a pretrained transformer, the 10-sample STD estimate, and RFT vs SFT from the same weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rftgrad.cli import main
+from rftgrad.errors import ConfigError
+from rftgrad.experiments.base import experiment_config
+from rftgrad.experiments.prevalence import analysis
+from rftgrad.experiments.prevalence.config import TESTING
+from rftgrad.experiments.prevalence.run import pretrained, sampled_rows, task_env
+from rftgrad.finetune.trainer import per_input_metrics
+from tests.experiments.cli_args import set_args
+from tests.experiments.test_theorem1_experiments import assert_valid_png
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RFTGRAD_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def testing_run(cache_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prevalence") / "run"
+    assert main(["run", "prevalence", "--out", str(out), "--no-progress", *set_args(TESTING)]) == 0
+    tables = {name: pd.read_csv(out / f"{name}.csv") for name in ("prompts", "samples", "final", "replicas")}
+    return out, json.loads((out / "score.json").read_text()), tables
+
+
+def test_writes_figures_table_and_per_prompt_records(testing_run):
+    out, score, tables = testing_run
+    for name in ("prevalence_scatter", "prevalence_std_error", "prevalence_tasks", "prevalence_gain_vs_std"):
+        assert_valid_png(out / f"{name}.png")
+    table = (out / "prevalence_table.md").read_text()
+    assert "| task | stalled (exact)" in table and "### exact_match" in table
+    prompts = tables["prompts"]
+    num_prompts = 5 * TESTING["prompts_per_task"]
+    assert len(prompts) == 3 * num_prompts  # three rewards
+    assert len(tables["samples"]) == 3 * num_prompts * TESTING["sample_draws"]
+    assert len(tables["final"]) == 2 * 2 * num_prompts  # two arms x two learning rates
+    assert {row["reward"] for row in score["task_table"]} == {"exact_match"}
+    order = [row["stalled_exact"] for row in score["task_table"]]
+    assert order == sorted(order, reverse=True)  # tasks ordered by the stalled share
+
+
+def test_stalled_share_follows_pretraining_coverage_under_exact_match(testing_run):
+    """Covered prompts are answered right; uncovered ones confidently wrong (STD about 0, reward about -1).
+    Allowed slack: one prompt per task, where the small test model generalises partly."""
+    _, score, _ = testing_run
+    for row in score["shares"]:
+        if row["reward"] == "exact_match":
+            assert row["stalled_exact"] == pytest.approx(1 - row["covered"], abs=1 / TESTING["prompts_per_task"] + 1e-9)
+    copy = next(r for r in score["shares"] if r["reward"] == "exact_match" and r["task"] == "copy")
+    assert copy["stalled_exact"] == 0 and copy["reward_mean"] > 0.9
+
+
+def test_stalled_flag_matches_its_definition(testing_run):
+    _, _, tables = testing_run
+    prompts = tables["prompts"]
+    far = prompts["reward_mean"] < prompts["best_reward"] - 0.5 * (prompts["best_reward"] - prompts["worst_reward"])
+    assert (prompts["stalled"] == ((prompts["reward_std"] < 0.1) & far)).all()
+    assert prompts["stalled"].any() and not prompts["stalled"].all()
+
+
+def test_ten_sample_std_has_the_expected_bias(cache_dir):
+    """E[s²] = (K-1)/K · STD² for the ddof-0 STD s of K samples. Per reward, the mean over the N prompts of the
+    mean of s² over D = 300 independent draws has standard error sqrt(Σ_n Var(s²_n) / D) / N; 4.5 standard
+    errors bound each of the 2 comparisons (a false alarm has probability below 1e-4)."""
+    draws = 300
+    config = experiment_config("prevalence", sets=set_args(TESTING)[1::2] + [f"sample_draws={draws}"])
+    envs = {reward: task_env(config, reward) for reward in ("exact_match", "position_match")}
+    policy, _ = pretrained(config, envs["exact_match"], progress=False)  # from the cache of the run
+    samples = sampled_rows(policy, envs, config)
+    k = config.num_samples
+    for reward, env in envs.items():
+        exact_std = per_input_metrics(policy, env, with_grad_norm=False)["reward_std"][0].double().numpy()  # (N,)
+        by_prompt = (
+            samples[samples["reward"] == reward].assign(s2=lambda f: f["sample_std"] ** 2).groupby("input")["s2"]
+        )
+        measured = by_prompt.mean().to_numpy()  # (N,)
+        standard_error = np.sqrt(by_prompt.var().sum() / draws) / len(measured)
+        expected = (k - 1) / k * exact_std**2
+        assert abs(measured.mean() - expected.mean()) <= 4.5 * standard_error, reward
+
+
+def test_pretrained_weights_come_from_the_cache(testing_run, cache_dir):
+    files = list((cache_dir / "pretrained").glob("*.pt"))
+    assert len(files) == 1  # the run pretrained once; the test above loaded the same file
+
+
+def test_analysis_on_tables_with_known_answers():
+    """Correlations, best learning rate, STD error and task order on hand-made tables."""
+    std = np.linspace(0.0, 0.5, 10)
+    prompts = pd.DataFrame(
+        {
+            "reward": "r",
+            "replica": 0,
+            "input": range(10),
+            "task": ["a"] * 5 + ["b"] * 5,
+            "reward_mean": -0.5,
+            "reward_std": std,
+            "best_reward": 1.0,
+            "worst_reward": -1.0,
+            "std_threshold": 0.1,
+            "stalled": std < 0.1,
+            "covered": [False] * 5 + [True] * 5,
+        }
+    )
+    replicas = pd.DataFrame({"replica": [0, 1], "lr": [0.1, 0.2]})
+    rft_gain = {0: 2 * std, 1: std}  # lr 0.1 is better for RFT; gain = 2 STD: Pearson r = 1
+    sft_gain = {0: np.full(10, 0.1), 1: np.full(10, 1.0) + 0.01 * np.sin(np.arange(10))}  # lr 0.2 better
+    final = pd.concat(
+        [
+            prompts[["reward", "input", "task"]].assign(arm=arm, replica=r, reward_mean=-0.5 + gain[r], reward_std=0.0)
+            for arm, gain in (("rft:5", rft_gain), ("sft:5", sft_gain))
+            for r in (0, 1)
+        ],
+        ignore_index=True,
+    )
+    samples = prompts[["reward", "input"]].assign(draw=0, sample_mean=-0.5, sample_std=std - 0.02, stalled=std < 0.1)
+    tables = {"prompts": prompts, "replicas": replicas, "final": final, "samples": samples, "records": pd.DataFrame()}
+    best = analysis.best_lr(tables).set_index("arm")["lr"]
+    assert best["rft:5"] == 0.1 and best["sft:5"] == 0.2
+    corr = analysis.correlations(analysis.gains(tables)).set_index("method")
+    assert corr.loc["RFT", "pearson"] == pytest.approx(1.0)
+    assert abs(corr.loc["SFT", "pearson"]) < 0.5
+    error = analysis.std_error(tables).iloc[0]
+    assert error["bias"] == pytest.approx(-0.02) and error["rmse"] == pytest.approx(0.02)
+    table = analysis.task_table(tables)
+    assert list(table["task"]) == ["a", "b"]  # a holds the two stalled prompts
+    assert table.loc[0, "stalled_exact"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("arms=rft:10,sft:20", "derives its arms from steps"),
+        ("coverage=1,0.5", "one value in \\[0, 1\\] per task"),
+        ("train_rewards=learned", "must be among rewards"),
+        ("rewards=bleu", "rewards .* invalid"),
+        ("num_samples=1", "num_samples must be >= 2"),
+        ("far_fraction=1.5", "far_fraction must lie in"),
+    ],
+)
+def test_bad_settings_are_refused(setting, message):
+    sets = [setting] + (["rewards=exact_match"] if setting.startswith("train_rewards") else [])
+    with pytest.raises(ConfigError, match=message):
+        experiment_config("prevalence", sets=sets)
+
+
+def test_cli_exits_2_on_a_bad_setting(tmp_path, capsys):
+    assert main(["run", "prevalence", "--out", str(tmp_path / "x"), "--set", "coverage=2,0,0,0,0"]) == 2
+    assert "coverage" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_default_budget_reproduces_the_papers_picture_under_exact_match(cache_dir, tmp_path):
+    """The default budget (about 5 minutes): the measured claims of docs/experiments.md under exact match."""
+    out = tmp_path / "run"
+    assert main(["run", "prevalence", "--out", str(out), "--no-progress"]) == 0
+    score = json.loads((out / "score.json").read_text())
+    corr = {(r["reward"], r["method"], r["statistic"]): r for r in score["gain_correlations"]}
+    assert corr[("exact_match", "RFT", "gap_closed")]["pearson_low"] > 0.5  # RFT closes gaps only where STD is large
+    assert abs(corr[("exact_match", "SFT", "gap_closed")]["pearson"]) < 0.3  # SFT closes them everywhere
+    assert score["share_vs_gap"]["exact_match"]["spearman"] > 0.8  # more stalled prompts, larger SFT - RFT
+    keyword = next(r for r in score["task_table"] if r["reward"] == "exact_match" and r["task"] == "keyword")
+    assert keyword["stalled_exact"] == 1.0 and keyword["RFT"] < -0.9 < 0.9 < keyword["SFT"]
