@@ -5,6 +5,7 @@
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
     rftgrad run NAME [options]   run an experiment: records, score and figures in --out
                                  (--config FILE.toml, --set key=value, --device, --seeds, --show-config)
+    rftgrad figures [options]    run what is missing and draw every figure of paper_figures/ (--only, --full)
     rftgrad diagnose FILE        which prompts of a rollout log (JSONL/CSV) are in the vanishing-gradient
                                  regime: per-prompt reward mean/STD, frac_reward_zero_std, a scatter in --out
 
@@ -149,6 +150,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from rftgrad import figures as paper
+
+    found = paper.load_figures(args.figures_dir)
+    if args.list:
+        for figure in found.values():
+            print(f"{figure.name:<14} {figure.experiment:<12} {figure.paper}: {figure.shows}")
+        return 0
+    chosen = paper.select(found, args.only)
+    budget = "full" if args.full else "tiny" if args.tiny else "quick"
+    out = Path(args.out) if args.out else paper.figures_dir(args.figures_dir)
+    results = []
+    with tqdm(chosen, desc="figures", unit="figure", disable=args.no_progress, dynamic_ncols=True) as bar:
+        for figure in bar:
+            bar.set_description(f"{figure.name} ({figure.experiment})")
+            results.append(paper.make_figure(figure, budget, out, args.runs, args.device, not args.no_progress))
+            paper.write_manifest(found, out)
+    print(paper.summary_table(results))
+    print(f"wrote {out}: " + ", ".join(f"{r.name}.png" for r in results) + ", README.md")
+    return 0
+
+
 def _floats(text: str | None, option: str, count: int | None = None) -> tuple[float, ...] | None:
     """Comma-separated numbers of ``option`` (``count`` of them if given), or None when absent."""
     if text is None:
@@ -243,6 +268,20 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--no-progress", action="store_true", help="no progress bars")
     rn.add_argument("--show-config", action="store_true", help="list the config keys, types and defaults, then exit")
     rn.set_defaults(handler=_cmd_run)
+
+    fg = commands.add_parser("figures", help="run what is missing and draw every figure of paper_figures/")
+    budget = fg.add_mutually_exclusive_group()
+    budget.add_argument("--quick", action="store_true", help="the quick budget (default; under 15 min on 2 CPU cores)")
+    budget.add_argument("--full", action="store_true", help="the paper-scale budget of every experiment")
+    budget.add_argument("--tiny", action="store_true", help="seconds per figure, for tests (numbers mean nothing)")
+    fg.add_argument("--only", nargs="+", default=None, metavar="NAME", help="draw only these figures (see --list)")
+    fg.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (training experiments)")
+    fg.add_argument("--out", default=None, help="where the figures and the manifest go (default paper_figures/)")
+    fg.add_argument("--runs", default="runs/figures", help="where experiment runs go (default runs/figures)")
+    fg.add_argument("--figures-dir", default=None, help="folder of the figure scripts (default ./paper_figures)")
+    fg.add_argument("--list", action="store_true", help="list the figures and exit")
+    fg.add_argument("--no-progress", action="store_true", help="no progress bars")
+    fg.set_defaults(handler=_cmd_figures)
 
     dg = commands.add_parser("diagnose", help="which prompts of a rollout log are in the vanishing-gradient regime")
     dg.add_argument("file", help="rollout log: .jsonl, .json, .csv, .tsv or .parquet, one row per sample or group")

@@ -31,3 +31,31 @@ def figure_grid(
         extra.set_visible(False)
     palette = dict(zip(levels, sns.color_palette("viridis", len(levels)), strict=True))
     return fig, flat[:panels], palette
+
+
+#: width of a paper figure in inches: about 1,050 pixels at the 150 dpi of save_figure, the README's width.
+README_WIDTH = 7.0
+
+
+def paper_figure(
+    columns: int = 1, rows: int = 1, height: float = 3.0, width: float = README_WIDTH, **subplot_kw: Any
+) -> tuple[Any, list[Any]]:
+    """A figure for ``paper_figures/`` in the project's one look: the seaborn ``whitegrid`` theme with
+    fonts sized for the README's width; ``columns x rows`` axes (a flat list). RFT and SFT take
+    :data:`COLORS`; other categories take :func:`palette`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+    fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False, layout="constrained", **subplot_kw)
+    return fig, list(axes.ravel())
+
+
+def palette(levels: Sequence[Any]) -> dict[Any, Any]:
+    """A colour per level (seaborn's colour-blind palette) for categories other than RFT and SFT."""
+    import seaborn as sns
+
+    return dict(zip(levels, sns.color_palette("colorblind", len(levels)), strict=True))

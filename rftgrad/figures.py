@@ -1,0 +1,253 @@
+"""Paper figures: one script per figure in ``paper_figures/``, drawn by ``rftgrad figures``.
+
+A figure script ``paper_figures/<name>.py`` defines ``FIGURE``, a :class:`PaperFigure`: the
+experiment whose results it reads, its budgets (``--set`` overrides of the experiment's
+quick, full and tiny budgets), what it shows, the paper's counterpart, the claim it
+supports, and ``draw``, which turns the experiment's records into a matplotlib figure and
+the one measured number that matters. Scripts never train: :func:`make_figure` runs the
+experiment first when its results are absent (or were made with another config), then
+draws. The same run serves every figure that asks for the same experiment and settings.
+
+Outputs, in ``out`` (default ``paper_figures/``): ``<name>.png`` and ``<name>.pdf``,
+``<name>.json`` (the key number, seconds, budget, commit) and the manifest ``README.md``
+with one row per figure, rebuilt from the scripts and the ``.json`` files each time.
+Runs go to ``runs/figures/<budget>/<experiment>[-<variant>][-<settings hash>]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rftgrad.errors import ConfigError
+from rftgrad.experiments.base import experiment_config, run_experiment, save_figure
+from rftgrad.results import atomic_write_text
+from rftgrad.runtime import git_commit
+
+#: budgets of ``rftgrad figures``: quick (default, under 15 minutes on 2 CPU cores), full (paper scale),
+#: tiny (seconds; for tests, the numbers mean nothing).
+BUDGETS = ("quick", "full", "tiny")
+
+MANIFEST_HEADER = """# Paper figures
+
+Every figure below is drawn by the script of the same name from an experiment's records;
+`rftgrad figures` regenerates all of them (`--only NAME` for one, `--full` for the paper-scale
+budget). This file is rebuilt by that command: do not edit it by hand.
+
+"""
+
+
+@dataclass(frozen=True)
+class ExperimentRun:
+    """What a figure reads: an experiment's run directory, its tables, score and config."""
+
+    out_dir: Path
+    tables: dict[str, pd.DataFrame]
+    score: dict[str, Any]
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """One figure: where its data come from, what it claims, and how to draw it."""
+
+    name: str  # file stem of the figure (paper_figures/<name>.png)
+    experiment: str  # experiment whose run it reads (see `rftgrad list`)
+    shows: str  # one line: what the figure shows
+    paper: str  # the paper's counterpart (figure / section), or "past the paper"
+    claim: str  # the claim it supports
+    draw: Callable[[ExperimentRun], tuple[Any, str]]  # run -> (matplotlib Figure, key number as text)
+    variant: str | None = None  # the experiment's variant, if it has variants
+    quick: tuple[str, ...] = ()  # `--set key=value` overrides of the experiment's default budget
+    full: tuple[str, ...] = ()  # overrides on top of the experiment's --full budget
+    tiny: tuple[str, ...] = ()  # overrides of the default budget that run in seconds (tests)
+    extra: dict[str, Any] = field(default_factory=dict)  # anything else the script wants to keep
+
+    def sets(self, budget: str) -> tuple[str, ...]:
+        """The ``--set`` overrides of ``budget``."""
+        return {"quick": self.quick, "full": self.full, "tiny": self.tiny}[budget]
+
+    def command(self) -> str:
+        """The command that regenerates this figure."""
+        return f"rftgrad figures --only {self.name}"
+
+
+@dataclass(frozen=True)
+class FigureResult:
+    """What :func:`make_figure` did: the image, the seconds spent running and drawing, the key number."""
+
+    name: str
+    path: Path
+    run_seconds: float
+    draw_seconds: float
+    reused_run: bool
+    key_number: str
+
+
+def as_sets(values: dict[str, Any]) -> tuple[str, ...]:
+    """``{"lr": (0.1, 0.2), "seeds": 2}`` -> ``("lr=0.1,0.2", "seeds=2")``: a config dict as ``--set`` strings."""
+    joined = {key: ",".join(map(str, v)) if isinstance(v, tuple | list) else v for key, v in values.items()}
+    return tuple(f"{key}={value}" for key, value in joined.items())
+
+
+def figures_dir(path: str | Path | None = None) -> Path:
+    """``path``, else ``./paper_figures``, else ``paper_figures/`` next to the installed package (a checkout)."""
+    candidates = [Path(path)] if path is not None else [Path.cwd() / "paper_figures"]
+    if path is None:
+        candidates.append(Path(__file__).resolve().parents[1] / "paper_figures")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(f"no paper_figures folder at {candidates[0]}; run from the repository root or pass --figures-dir")
+
+
+def load_figures(directory: str | Path | None = None) -> dict[str, PaperFigure]:
+    """Every ``FIGURE`` of the scripts ``<directory>/*.py`` (names starting with ``_`` are helpers), by name."""
+    folder = figures_dir(directory)
+    found: dict[str, PaperFigure] = {}
+    for script in sorted(folder.glob("[!_]*.py")):
+        spec = importlib.util.spec_from_file_location(f"rftgrad_paper_figure_{script.stem}", script)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        figure = getattr(module, "FIGURE", None)
+        if not isinstance(figure, PaperFigure):
+            raise ConfigError(f"{script} defines no FIGURE = PaperFigure(...)")
+        if figure.name != script.stem:
+            raise ConfigError(f"{script} names its figure {figure.name!r}; name it {script.stem!r} like the file")
+        found[figure.name] = figure
+    if not found:
+        raise ConfigError(f"no figure scripts in {folder}")
+    return found
+
+
+def select(figures: dict[str, PaperFigure], only: Sequence[str] | None) -> list[PaperFigure]:
+    """The figures named in ``only`` (all if empty), in manifest order; unknown names raise :class:`ConfigError`."""
+    if not only:
+        return list(figures.values())
+    unknown = [name for name in only if name not in figures]
+    if unknown:
+        raise ConfigError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(figures)}")
+    return [figures[name] for name in figures if name in only]
+
+
+def _settings(figure: PaperFigure, budget: str, device: str | None) -> tuple[str, ...]:
+    sets = figure.sets(budget)
+    config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
+    if device is not None and hasattr(config, "device"):
+        sets = (*sets, f"device={device}")
+    return sets
+
+
+def run_dir(figure: PaperFigure, budget: str, runs_root: str | Path, device: str | None = None) -> Path:
+    """``<runs_root>/<budget>/<experiment>[-<variant>][-<hash of the settings>]``: one run per distinct setting."""
+    sets = _settings(figure, budget, device)
+    name = figure.experiment + (f"-{figure.variant}" if figure.variant else "")
+    if sets:
+        name += "-" + hashlib.sha256("\n".join(sets).encode()).hexdigest()[:8]
+    return Path(runs_root) / budget / name
+
+
+def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any config value
+    return json.loads(json.dumps(value, default=str))
+
+
+def ensure_run(
+    figure: PaperFigure, budget: str, runs_root: str | Path, device: str | None = None, progress: bool = True
+) -> tuple[ExperimentRun, bool]:
+    """The figure's experiment run, reused when its directory holds a finished run of the same config,
+    else (re)run there. Returns the run and whether it was reused."""
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    sets = _settings(figure, budget, device)
+    config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
+    expected = _jsonable({"experiment": figure.experiment, **dataclasses.asdict(config)})
+    out = run_dir(figure, budget, runs_root, device)
+    reused = False
+    if (out / "score.json").exists() and (out / "config.json").exists():
+        reused = _jsonable(json.loads((out / "config.json").read_text(encoding="utf-8"))) == expected
+    if not reused:
+        if out.exists() and not (out / "checkpoints").exists():
+            shutil.rmtree(out)  # a finished run of another config (an unfinished one resumes from its checkpoints)
+        run_experiment(figure.experiment, out, sets=sets, full=budget == "full", progress=progress,
+                       variant=figure.variant)  # fmt: skip
+    tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
+    score = json.loads((out / "score.json").read_text(encoding="utf-8"))
+    stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    return ExperimentRun(out, tables, score, stored), reused
+
+
+def make_figure(
+    figure: PaperFigure,
+    budget: str = "quick",
+    out_dir: str | Path = "paper_figures",
+    runs_root: str | Path = "runs/figures",
+    device: str | None = None,
+    progress: bool = True,
+) -> FigureResult:
+    """Run the figure's experiment if needed, draw it, save ``<name>.png`` / ``.pdf`` / ``.json`` in ``out_dir``."""
+    start = time.perf_counter()
+    run, reused = ensure_run(figure, budget, runs_root, device, progress)
+    ran = time.perf_counter()
+    fig, key_number = figure.draw(run)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_figure(fig, out / figure.name)
+    drawn = time.perf_counter()
+    result = FigureResult(figure.name, path, ran - start, drawn - ran, reused, key_number)
+    record = {
+        "name": figure.name,
+        "key_number": key_number,
+        "budget": budget,
+        "run_seconds": round(result.run_seconds, 1),
+        "draw_seconds": round(result.draw_seconds, 1),
+        "reused_run": reused,
+        "run_dir": str(run.out_dir),
+        "git_commit": git_commit(),
+    }
+    atomic_write_text(out / f"{figure.name}.json", json.dumps(record, indent=2) + "\n")
+    return result
+
+
+def write_manifest(figures: dict[str, PaperFigure], out_dir: str | Path) -> Path:
+    """``<out_dir>/README.md``: one row per figure drawn into ``out_dir`` (file, shows, paper, claim, command,
+    measured number), in script order."""
+    out = Path(out_dir)
+    rows = ["| figure | what it shows | paper | claim | command | measured |", "| --- | --- | --- | --- | --- | --- |"]
+    for figure in figures.values():
+        record_path = out / f"{figure.name}.json"
+        if not record_path.exists():
+            continue
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        cells = [
+            f"[`{figure.name}.png`]({figure.name}.png)",
+            figure.shows,
+            figure.paper,
+            figure.claim,
+            f"`{figure.command()}`" + (" `--full`" if record["budget"] == "full" else ""),
+            f"{record['key_number']} ({record['budget']} budget)",
+        ]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return atomic_write_text(out / "README.md", MANIFEST_HEADER + "\n".join(rows) + "\n")
+
+
+def summary_table(results: Sequence[FigureResult]) -> str:
+    """The closing table of ``rftgrad figures``: figure, seconds (run + draw), key number."""
+    width = max([len("figure"), *(len(r.name) for r in results)])
+    lines = [f"{'figure':<{width}}  {'seconds':>8}  key number"]
+    for r in results:
+        seconds = f"{r.run_seconds + r.draw_seconds:8.1f}" + ("*" if r.reused_run else " ")
+        lines.append(f"{r.name:<{width}}  {seconds}  {r.key_number}")
+    total = sum(r.run_seconds + r.draw_seconds for r in results)
+    lines.append(f"{'total':<{width}}  {total:8.1f}   (* results reused from an earlier run)")
+    return "\n".join(lines)
