@@ -23,7 +23,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,7 @@ class PaperFigure:
     quick: tuple[str, ...] = ()  # `--set key=value` overrides of the experiment's default budget
     full: tuple[str, ...] = ()  # overrides on top of the experiment's --full budget
     tiny: tuple[str, ...] = ()  # overrides of the default budget that run in seconds (tests)
-    extra: dict[str, Any] = field(default_factory=dict)  # anything else the script wants to keep
+    order: int = 100  # place in the gallery and the manifest (then by name): the paper's order
 
     def sets(self, budget: str) -> tuple[str, ...]:
         """The ``--set`` overrides of ``budget``."""
@@ -128,7 +128,7 @@ def load_figures(directory: str | Path | None = None) -> dict[str, PaperFigure]:
         found[figure.name] = figure
     if not found:
         raise ConfigError(f"no figure scripts in {folder}")
-    return found
+    return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
 
 
 def select(figures: dict[str, PaperFigure], only: Sequence[str] | None) -> list[PaperFigure]:
