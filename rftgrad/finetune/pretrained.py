@@ -6,7 +6,8 @@ mixture (:func:`rftgrad.envs.language.pretraining_mixture`) with
 
     ℓ(θ) = −(1/N) Σ_n Σ_s q_ns · log p_θ(y_ns | x_n),
 
-deterministic from the seed. The weights are cached as ``<key>.pt`` with its sha256 in
+deterministic from the seed (on the CPU it runs on one thread, so the weights do not depend on
+the machine's thread count, which changes float32 sums). The weights are cached as ``<key>.pt`` with its sha256 in
 ``<key>.pt.sha256``, where ``key`` hashes everything that determines them: the prompts,
 targets and sizes of the environment, the mixture, steps, lr, seed, model sizes, dtype,
 device type and the torch version (the reward does not enter: pretraining never reads it).
@@ -39,7 +40,7 @@ from rftgrad.results import atomic_write_text
 from rftgrad.runtime import resolve_device, resolve_dtype
 
 #: bump when the cache format or the pretraining recipe changes (invalidates old files).
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -137,7 +138,13 @@ def pretrained_transformer(
     path = cache_root(cache_dir) / "pretrained" / f"transformer-{key}.pt"
     if _load_cached(path, policy):
         return policy
-    pretrain_module.pretrain(policy, env, mixture.outputs, mixture.weights, steps=steps, lr=lr, progress=progress)
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # float32 sums depend on the thread count: one thread gives every CPU the same weights
+    try:
+        pretrain_module.pretrain(policy, env, mixture.outputs, mixture.weights, steps=steps, lr=lr, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in policy.params.items()}, buffer)
     data = buffer.getvalue()

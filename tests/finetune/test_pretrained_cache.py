@@ -105,3 +105,21 @@ def test_task_summary_matches_exact_values(setup, tmp_path):
         assert summary.loc[task, "reward_mean"] == pytest.approx(float(mean[mask].mean()), abs=1e-10)
         assert summary.loc[task, "reward_std"] == pytest.approx(float(std[mask].mean()), abs=1e-10)
     assert 0.0 <= summary.loc["all", "frac_stalled"] <= 1.0
+
+
+def test_pretraining_does_not_depend_on_the_thread_count(setup, tmp_path):
+    """Pretraining runs on one thread, so the weights are bit-identical whatever torch's thread count is
+    (and the caller's thread count is restored)."""
+    env, mix = setup
+    settings = {**TINY, "steps": 30, "dtype": "float32", "d_model": 16, "num_heads": 2}
+    before = torch.get_num_threads()
+    weights = []
+    for threads, folder in ((1, "one"), (2, "two")):
+        torch.set_num_threads(threads)
+        try:
+            policy = pretrained_transformer(env, mix, cache_dir=tmp_path / folder, **settings)
+            assert torch.get_num_threads() == threads
+        finally:
+            torch.set_num_threads(before)
+        weights.append(policy.params)
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
