@@ -55,5 +55,5 @@ FIGURE = PaperFigure(
     claim="RFT barely moves inputs with small reward STD although their reward is far from optimal; SFT fits them",
     draw=draw,
     tiny=as_sets(TESTING["digits-mlp"]),
-    order=4,
+    order=5,
 )

@@ -179,8 +179,15 @@ def ensure_run(
     if not reused:
         if out.exists() and not (out / "checkpoints").exists():
             shutil.rmtree(out)  # a finished run of another config (an unfinished one resumes from its checkpoints)
-        run_experiment(figure.experiment, out, sets=sets, full=budget == "full", progress=progress,
-                       variant=figure.variant)  # fmt: skip
+        run_experiment(
+            figure.experiment,
+            out,
+            sets=sets,
+            full=budget == "full",
+            progress=progress,
+            variant=figure.variant,
+            figures=False,
+        )  # fmt: skip (the figure script draws)
     tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
     score = json.loads((out / "score.json").read_text(encoding="utf-8"))
     stored = json.loads((out / "config.json").read_text(encoding="utf-8"))

@@ -117,8 +117,9 @@ def run_experiment(
     full: bool = False,
     progress: bool = True,
     variant: str | None = None,
+    figures: bool = True,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
-    """Run experiment ``name`` into ``out_dir``: records, then score and figures from those records.
+    """Run experiment ``name`` into ``out_dir``: records, then score and (unless ``figures=False``) figures.
 
     The config and the device are checked first, so bad values raise before anything is
     written. If the run then fails with an :class:`RftgradError` in a directory it created,
@@ -139,17 +140,19 @@ def run_experiment(
     write_run(out, {"experiment": name, **dataclasses.asdict(config)}, tables, device)
     atomic_write_text(out / "config.toml", configs.to_toml(config, f"rftgrad run {name} --config config.toml"))
     shutil.rmtree(RunContext(out).checkpoint_dir, ignore_errors=True)
-    return analyse(name, out)
+    return analyse(name, out, figures)
 
 
-def analyse(name: str, out_dir: str | Path) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
-    """Read a run directory's records, write ``score.json`` and the figures."""
+def analyse(
+    name: str, out_dir: str | Path, figures: bool = True
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
+    """Read a run directory's records, write ``score.json`` and (unless ``figures=False``) the figures."""
     analysis = experiment_module(name, "analysis")
     out = Path(out_dir)
     tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
     score = analysis.score(tables)
     atomic_write_text(out / "score.json", json.dumps(score, indent=2, default=float) + "\n")
-    return tables, score, analysis.make_figures(tables, out)
+    return tables, score, analysis.make_figures(tables, out) if figures else []
 
 
 def save_figure(figure: Any, path: Path) -> Path:  # noqa: ANN401 - a matplotlib Figure
