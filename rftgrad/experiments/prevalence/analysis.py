@@ -137,6 +137,13 @@ def correlations(gain_table: pd.DataFrame, column: str = "gain") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def gap_closed_by_regime(gain_table: pd.DataFrame) -> pd.DataFrame:
+    """Per (reward, method, stalled at the start): prompts and the mean share of the gap to the best closed."""
+    usable = gain_table.dropna(subset=["gap_closed"])
+    grouped = usable.groupby(["reward", "method", "stalled"])["gap_closed"]
+    return grouped.agg(prompts="size", mean_gap_closed="mean", median_gap_closed="median").reset_index()
+
+
 def task_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Per trained reward and task, ordered by the exact stalled share: pretrained, RFT and SFT reward, SFT - RFT."""
     gain_table = gains(tables)
@@ -172,6 +179,7 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
             [correlations(gain_table, column) for column in ("gain", "gap_closed")], ignore_index=True
         ).to_dict("records"),
         "share_vs_gap": across_tasks,
+        "gap_closed_by_regime": gap_closed_by_regime(gain_table).to_dict("records"),
     }
 
 
