@@ -47,8 +47,8 @@ def mean_std_panel(ax: Any, run: ExperimentRun, log_floor: float) -> dict[str, f
     best, worst = float(prompts["best_reward"].median()), float(prompts["worst_reward"].median())
     far = best - float(run.config.get("far_fraction", 0.5)) * (best - worst)
 
-    ax.fill_between([log_floor, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=4)
-    ax.text(log_floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3")
+    ax.fill_between([log_floor, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=0)  # behind the points
+    ax.text(log_floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3", zorder=1)
     stalled = {}
     for task in tasks:
         part = prompts[prompts["task"] == task]
@@ -59,7 +59,7 @@ def mean_std_panel(ax: Any, run: ExperimentRun, log_floor: float) -> dict[str, f
             label += f" ({coverage[task]:.0%} covered)"
         label += f": {stalled[task]:.0%} / {sampled:.0%}"
         ax.scatter(part["reward_std"].clip(lower=log_floor), part["reward_mean"], s=12, color=colors[task],
-                   alpha=0.8, lw=0, label=label)  # fmt: skip
+                   alpha=0.8, lw=0, label=label, zorder=3)  # fmt: skip
     ax.axvline(threshold, color="0.4", ls=":", lw=0.9)
     ax.set(
         xscale="log",
