@@ -43,6 +43,7 @@ from rftgrad.finetune.objectives import make_objective
 from rftgrad.finetune.optim import make_optimizer
 from rftgrad.models.base import Params, SoftmaxPolicy
 from rftgrad.runtime import generator, resolve_device, resolve_dtype
+from rftgrad.theory.bounds import stalled
 from rftgrad.theory.exact import exact
 
 #: builds the initial policy: (settings, device, dtype) -> SoftmaxPolicy with one replica per
@@ -133,8 +134,7 @@ def per_input_metrics(
     }
     if std_threshold is not None:
         best, worst = rewards.max(-1).values, rewards.min(-1).values  # (N,)
-        far = result.value < best - (best - worst) / 2
-        metrics["stalled"] = ((result.std < std_threshold) & far).to(result.value.dtype)
+        metrics["stalled"] = stalled(result.value, result.std, best, worst, std_threshold).to(result.value.dtype)
     if with_grad_norm:
         metrics["grad_norm"] = result.grad_norm
     return metrics

@@ -8,6 +8,7 @@ from rftgrad.theory.bounds import (
     paper_bound,
     ratio,
     sharpened_bound,
+    stalled,
     tight_bound,
 )
 from rftgrad.theory.estimators import (
@@ -36,5 +37,5 @@ __all__ = [
     "asymptotic_update", "bound_table", "draw_specs", "exact", "expected_samples", "expected_update",
     "frac_reward_zero_std", "gamma", "jacobian_spectral_norms", "logit_bound", "martingale_bound", "paper_bound",
     "params_norm", "prob_all_equal", "random_instance", "ratio", "reinforce_gradient", "sharpened_bound",
-    "tight_bound", "tightness_witness",
+    "stalled", "tight_bound", "tightness_witness",
 ]

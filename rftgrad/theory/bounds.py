@@ -21,6 +21,7 @@ Ordering: tight <= martingale <= sharpened <= paper whenever ``STD <= 1`` (rewar
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import pandas as pd
 import torch
@@ -29,6 +30,24 @@ from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
 from rftgrad.models.base import SoftmaxPolicy
 from rftgrad.theory.exact import ExactResult, exact
 from rftgrad.theory.gamma import gamma as gamma_of
+
+T = TypeVar("T")  # a tensor, an array or a Series
+
+#: "far from optimal": a reward more than this share of the input's reward range below its best.
+FAR_FRACTION = 0.5
+
+
+def stalled(mean: T, std: T, best: T, worst: T, std_threshold: float, far_fraction: float = FAR_FRACTION) -> T:
+    """The vanishing-gradient regime of an input (PAPER.md section 2), elementwise:
+
+        STD < std_threshold   and   V < best - far_fraction · (best - worst)
+
+    (by the bounds above ``||∇V||`` is then small although ``V`` is far from optimal). Works on
+    torch tensors, numpy arrays and pandas Series alike; returns booleans of the same kind.
+    """
+    far = mean < best - far_fraction * (best - worst)
+    return (std < std_threshold) & far
+
 
 #: the paper's constant in ``6 L γ STD^(2/3)``.
 PAPER_CONSTANT = 6.0

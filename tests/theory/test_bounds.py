@@ -47,3 +47,18 @@ def test_rounding_noise_of_a_near_deterministic_transformer_is_not_a_violation()
     assert (table["grad_norm"] > 1e-15).all()  # the noise is real: well above the true gradient
     assert not table["violation"].any()
     assert torch.allclose(gamma(policy, env)[0].double(), torch.tensor(table["gamma"].to_numpy()), rtol=1e-12)
+
+
+def test_stalled_regime_is_strict_and_works_on_tensors_and_series():
+    """STD < threshold and V < best - ½(best - worst); both inequalities strict; same answer for torch and pandas."""
+    import pandas as pd
+
+    from rftgrad.theory import stalled
+
+    mean = [-1.0, 0.0, -0.01, -0.9, 0.5]
+    std = [0.01, 0.01, 0.01, 0.1, 0.0]
+    expected = [True, False, True, False, False]  # the midpoint 0 is not far; STD = 0.1 is not below 0.1
+    as_tensor = stalled(torch.tensor(mean), torch.tensor(std), torch.tensor(1.0), torch.tensor(-1.0), 0.1)
+    as_series = stalled(pd.Series(mean), pd.Series(std), 1.0, -1.0, 0.1)
+    assert as_tensor.tolist() == expected and as_series.tolist() == expected
+    assert stalled(pd.Series([0.2]), pd.Series([0.0]), 1.0, 0.0, 0.1, far_fraction=0.75).tolist() == [True]

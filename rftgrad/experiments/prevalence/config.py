@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from rftgrad.envs.language import DEFAULT_COVERAGE, LANGUAGE_REWARDS, TASKS
 from rftgrad.errors import ConfigError
 from rftgrad.finetune.config import TrainConfig
+from rftgrad.theory.bounds import FAR_FRACTION
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class Config(TrainConfig):
     num_samples: int = 10  # samples per prompt of the sampled estimate (the paper's 10)
     sample_draws: int = 20  # independent num_samples-draws per prompt (the spread is the estimator's error)
     sample_seed: int = 0  # seed of those draws
-    far_fraction: float = 0.5  # "far from optimal": V more than this share of the reward range below the best
+    far_fraction: float = FAR_FRACTION  # "far from optimal": V more than this share of the reward range below the best
     steps: int = 400  # RFT and SFT steps (equal budgets)
     arms: tuple[str, ...] = ("rft:400", "sft:400")  # derived from steps at run time; not set by hand
     estimator: str = "rloo"  # RFT gradient estimator (sampled, as the paper's PPO)

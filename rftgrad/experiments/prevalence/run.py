@@ -33,6 +33,7 @@ from rftgrad.finetune.pretrained import pretrained_transformer
 from rftgrad.finetune.trainer import per_input_metrics
 from rftgrad.models.base import Params
 from rftgrad.models.transformer import TinyTransformerPolicy
+from rftgrad.theory.bounds import stalled
 
 
 def task_env(config: Config, reward: str) -> SequenceEnv:
@@ -79,14 +80,14 @@ def prompt_rows(policy: TinyTransformerPolicy, env: SequenceEnv, config: Config,
             "worst_reward": np.tile(rewards.min(-1).values.numpy(), num_replicas),
             "std_threshold": config.std_threshold,
         }
-    ).assign(stalled=lambda frame: stalled(frame, "reward_mean", "reward_std", config))
+    ).assign(stalled=lambda frame: stalled_rows(frame, "reward_mean", "reward_std", config))
 
 
-def stalled(frame: pd.DataFrame, mean: str, std: str, config: Config) -> pd.Series:
-    """The vanishing-gradient regime (PAPER.md section 2): ``STD < std_threshold`` while
-    ``V < best - far_fraction·(best - worst)`` (columns ``mean``, ``std``, ``best_reward``, ``worst_reward``)."""
-    far = frame[mean] < frame["best_reward"] - config.far_fraction * (frame["best_reward"] - frame["worst_reward"])
-    return (frame[std] < config.std_threshold) & far
+def stalled_rows(frame: pd.DataFrame, mean: str, std: str, config: Config) -> pd.Series:
+    """:func:`rftgrad.theory.bounds.stalled` on columns ``mean`` and ``std`` of ``frame`` with its
+    ``best_reward`` and ``worst_reward`` (the config's ``std_threshold`` and ``far_fraction``)."""
+    bounds = frame["best_reward"], frame["worst_reward"]
+    return stalled(frame[mean], frame[std], *bounds, config.std_threshold, config.far_fraction)
 
 
 def sampled_rows(policy: TinyTransformerPolicy, envs: dict[str, SequenceEnv], config: Config) -> pd.DataFrame:
@@ -161,7 +162,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
             finals.append(prompt_rows(policy, env, config, reward=reward, arm=arm))
     bounds = prompts[["reward", "input", "best_reward", "worst_reward"]]
     samples = sampled_rows(base, envs, config).merge(bounds, on=["reward", "input"])
-    samples["stalled"] = stalled(samples, "sample_mean", "sample_std", config)
+    samples["stalled"] = stalled_rows(samples, "sample_mean", "sample_std", config)
     return {
         "prompts": prompts,
         "samples": samples,
