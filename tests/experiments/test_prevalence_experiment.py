@@ -135,7 +135,7 @@ def test_analysis_on_tables_with_known_answers():
     assert abs(corr.loc["SFT", "pearson"]) < 0.5
     error = analysis.std_error(tables).iloc[0]
     assert error["bias"] == pytest.approx(-0.02) and error["rmse"] == pytest.approx(0.02)
-    table = analysis.task_table(tables)
+    table = analysis.task_table(analysis.gains(tables), analysis.shares(tables))
     assert list(table["task"]) == ["a", "b"]  # a holds the two stalled prompts
     assert table.loc[0, "stalled_exact"] == pytest.approx(0.4)
 

@@ -144,11 +144,13 @@ def gap_closed_by_regime(gain_table: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(prompts="size", mean_gap_closed="mean", median_gap_closed="median").reset_index()
 
 
-def task_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Per trained reward and task, ordered by the exact stalled share: pretrained, RFT and SFT reward, SFT - RFT."""
-    gain_table = gains(tables)
+def task_table(gain_table: pd.DataFrame, share_table: pd.DataFrame) -> pd.DataFrame:
+    """Per trained reward and task, ordered by the exact stalled share: pretrained, RFT and SFT reward, SFT - RFT.
+
+    ``gain_table`` and ``share_table`` are :func:`gains` and :func:`shares` of the run's tables.
+    """
     ends = gain_table.pivot_table(index=["reward", "task"], columns="method", values="final_mean").reset_index()
-    share = shares(tables)[["reward", "task", "stalled_exact", "stalled_sampled", "reward_mean"]]
+    share = share_table[["reward", "task", "stalled_exact", "stalled_sampled", "reward_mean"]]
     table = ends.merge(share.rename(columns={"reward_mean": "pretrained"}), on=["reward", "task"])
     table["sft_minus_rft"] = table["SFT"] - table["RFT"]
     return table.sort_values(["reward", "stalled_exact"], ascending=[True, False]).reset_index(drop=True)
@@ -166,12 +168,13 @@ def rank_correlation(x: pd.Series, y: pd.Series) -> dict[str, float]:
 
 def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Shares per task, the sampled STD's error, the RFT-vs-SFT task table, per-prompt and per-task correlations."""
-    table, gain_table = task_table(tables), gains(tables)
+    gain_table, share_table = gains(tables), shares(tables)
+    table = task_table(gain_table, share_table)
     across_tasks = {}
     for reward, frame in table.groupby("reward"):
         across_tasks[reward] = {**rank_correlation(frame["stalled_exact"], frame["sft_minus_rft"]), "tasks": len(frame)}
     return {
-        "shares": shares(tables).to_dict("records"),
+        "shares": share_table.to_dict("records"),
         "std_error": std_error(tables).to_dict("records"),
         "best_lr": best_lr(tables).to_dict("records"),
         "task_table": table.to_dict("records"),
@@ -201,13 +204,14 @@ def markdown_table(table: pd.DataFrame) -> str:
 def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
     """Mean-vs-STD scatters (exact and 10-sample), the STD estimator's error, the task bars, gain vs STD."""
     out = Path(out_dir)
-    table = task_table(tables)
+    gain_table = gains(tables)
+    table = task_table(gain_table, shares(tables))
     atomic_write_text(out / "prevalence_table.md", markdown_table(table))
     return [
         scatter_figure(tables, out / "prevalence_scatter"),
         std_error_figure(tables, out / "prevalence_std_error"),
         tasks_figure(table, out / "prevalence_tasks"),
-        gain_figure(gains(tables), out / "prevalence_gain_vs_std"),
+        gain_figure(gain_table, out / "prevalence_gain_vs_std"),
         out / "prevalence_table.md",
     ]
 
