@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from rftgrad.errors import ConfigError
-from rftgrad.experiments.base import experiment_config, run_experiment, save_figure
+from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment, save_figure
 from rftgrad.results import atomic_write_text
 from rftgrad.runtime import git_commit
 
@@ -142,20 +142,20 @@ def select(figures: dict[str, PaperFigure], only: Sequence[str] | None) -> list[
 
 
 def _settings(figure: PaperFigure, budget: str, device: str | None) -> tuple[str, ...]:
+    """The budget's ``--set`` overrides, plus ``device=...`` for experiments whose config has a device."""
     sets = figure.sets(budget)
-    config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
-    if device is not None and hasattr(config, "device"):
-        sets = (*sets, f"device={device}")
-    return sets
+    config_fields = {field.name for field in dataclasses.fields(experiment_module(figure.experiment, "config").Config)}
+    return (*sets, f"device={device}") if device is not None and "device" in config_fields else sets
+
+
+def _run_name(figure: PaperFigure, sets: Sequence[str]) -> str:
+    name = figure.experiment + (f"-{figure.variant}" if figure.variant else "")
+    return name + ("-" + hashlib.sha256("\n".join(sets).encode()).hexdigest()[:8] if sets else "")
 
 
 def run_dir(figure: PaperFigure, budget: str, runs_root: str | Path, device: str | None = None) -> Path:
     """``<runs_root>/<budget>/<experiment>[-<variant>][-<hash of the settings>]``: one run per distinct setting."""
-    sets = _settings(figure, budget, device)
-    name = figure.experiment + (f"-{figure.variant}" if figure.variant else "")
-    if sets:
-        name += "-" + hashlib.sha256("\n".join(sets).encode()).hexdigest()[:8]
-    return Path(runs_root) / budget / name
+    return Path(runs_root) / budget / _run_name(figure, _settings(figure, budget, device))
 
 
 def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any config value
@@ -172,7 +172,7 @@ def ensure_run(
     sets = _settings(figure, budget, device)
     config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
     expected = _jsonable({"experiment": figure.experiment, **dataclasses.asdict(config)})
-    out = run_dir(figure, budget, runs_root, device)
+    out = Path(runs_root) / budget / _run_name(figure, sets)
     reused = False
     if (out / "score.json").exists() and (out / "config.json").exists():
         reused = _jsonable(json.loads((out / "config.json").read_text(encoding="utf-8"))) == expected
