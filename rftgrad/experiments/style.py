@@ -10,17 +10,25 @@ from typing import Any
 COLORS = {"RFT": "#c0392b", "SFT": "#2471a3"}
 
 
-def figure_grid(
-    panels: int, levels: Sequence[Any], panel_size: float = 4.0, columns: int = 2
-) -> tuple[Any, list[Any], dict[Any, Any]]:
-    """A figure with ``panels`` axes (``columns`` per row) and a colour for each of ``levels``."""
+def _themed_pyplot(font_scale: float) -> Any:  # noqa: ANN401 - the matplotlib.pyplot module
+    """``matplotlib.pyplot`` on the Agg backend with the project's seaborn theme (whitegrid, paper context)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="paper")
+    sns.set_theme(style="whitegrid", context="paper", font_scale=font_scale)
+    return plt
+
+
+def figure_grid(
+    panels: int, levels: Sequence[Any], panel_size: float = 4.0, columns: int = 2
+) -> tuple[Any, list[Any], dict[Any, Any]]:
+    """A figure with ``panels`` axes (``columns`` per row) and a colour for each of ``levels``."""
+    import seaborn as sns
+
+    plt = _themed_pyplot(font_scale=1.0)
     columns = min(columns, panels)
     rows = math.ceil(panels / columns)
     fig, axes = plt.subplots(
@@ -43,13 +51,7 @@ def paper_figure(
     """A figure for ``paper_figures/`` in the project's one look: the seaborn ``whitegrid`` theme with
     fonts sized for the README's width; ``columns x rows`` axes (a flat list). RFT and SFT take
     :data:`COLORS`; other categories take :func:`palette`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    sns.set_theme(style="whitegrid", context="paper", font_scale=1.1)
+    plt = _themed_pyplot(font_scale=1.1)
     fig, axes = plt.subplots(rows, columns, figsize=(width, height), squeeze=False, layout="constrained", **subplot_kw)
     return fig, list(axes.ravel())
 
