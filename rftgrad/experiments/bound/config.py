@@ -20,3 +20,6 @@ class Config:
 
 #: the paper-scale budget (`--full`): thousands of random policies per class.
 FULL = {"examples_per_kind": 2500}
+
+#: a budget the test suite runs in seconds.
+TESTING: dict[str, object] = {"examples_per_kind": 6, "max_length": 3}

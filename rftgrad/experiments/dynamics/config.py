@@ -68,3 +68,14 @@ FULL = {
     "adam_step_sizes": (0.1, 0.03, 0.01, 0.003),
     "trajectory_points": 300,
 }
+
+#: a budget the test suite runs in seconds.
+TESTING: dict[str, object] = {
+    "num_labels": (2, 10),
+    "points_per_decade": 1,
+    "gd_p0_min": 1e-3,
+    "gd_step_sizes": (1.0, 0.25),
+    "adam_step_sizes": (0.1,),
+    "correlated_p0": 1e-3,
+    "trajectory_points": 30,
+}

@@ -25,3 +25,6 @@ class Config:
 
 #: the paper-scale budget (`--full`).
 FULL = {"lengths": tuple(range(1, 13)), "restarts": 32, "steps": 1000}
+
+#: a budget the test suite runs in seconds.
+TESTING: dict[str, object] = {"steps": 20, "restarts": 3, "gamma_every": 5, "probs": (0.5, 0.2)}
