@@ -1175,7 +1175,7 @@ LESSON_4 = Lesson(
 
             from rftgrad.envs import gaussian_clusters, modify_labels, with_label_sets
             from rftgrad.finetune import ReplicaSettings, TrainConfig, replica_grid, train
-            from rftgrad.finetune.pretrain import pretrain
+            from rftgrad.finetune.pretraining import pretrain
             from rftgrad.models import LinearSoftmaxPolicy
             from rftgrad.theory import ExactResult, exact
 
@@ -1186,7 +1186,7 @@ LESSON_4 = Lesson(
         ),
         md(
             r"""
-            ## The protocol (paper Section 4.2; PAPER.md section 4)
+            ## The protocol (paper Section 4.2; docs/paper.md §4)
 
             1. **Pretrain.** Each class $c$ gets a set of $k = 5$ labels ($c$ and four random others); the model
                is trained with cross-entropy toward the uniform distribution over its input's set. Like a language
@@ -1448,10 +1448,10 @@ LESSON_5 = Lesson(
             from rftgrad.experiments.sft_budget.config import Config as BudgetConfig
             from rftgrad.experiments.sft_budget.run import family_task
             from rftgrad.finetune import replica_grid, train
-            from rftgrad.finetune.estimators import monte_carlo_update
+            from rftgrad.finetune.advantages import monte_carlo_update
             from rftgrad.finetune.trainer import phase_subset
             from rftgrad.theory import asymptotic_update, exact, expected_samples, expected_update, frac_reward_zero_std
-            from rftgrad.theory.estimators import fit_power
+            from rftgrad.theory.group_updates import fit_power
 
             {QUICK_LINE}
             WORK_DIR = tempfile.TemporaryDirectory(prefix="rftgrad-lesson5-")  # removed when the kernel stops

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rftgrad.experiments.style import palette, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.theory.bounds import PAPER_CONSTANT
 
 #: inputs whose STD is numerically zero (gradient zero too) cannot sit on log axes: counted, not drawn.

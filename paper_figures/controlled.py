@@ -14,7 +14,7 @@ from typing import Any
 from rftgrad.experiments.controlled.config import TESTING
 from rftgrad.experiments.curves import arm_objective, curves, final_values
 from rftgrad.experiments.style import COLORS, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
 
 GROUP_STYLE = {"modified": "-", "unmodified": ":"}
 

@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from rftgrad.experiments.style import COLORS, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.theory.dynamics import asymptotic_constant, closed_form_hitting_time, loglog_slope, std_from_p0
 
 #: markers of the step sizes, largest first.

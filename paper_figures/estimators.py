@@ -1,6 +1,6 @@
 """Today's group estimators do not escape the vanishing gradient: their expected update is ∝ p (past the paper).
 
-Reads ``rftgrad run estimators`` (PAPER.md section 7). Left: one input, a softmax over outputs,
+Reads ``rftgrad run estimators`` (docs/paper.md §7). Left: one input, a softmax over outputs,
 one correct output of probability p, reward ±1, G sampled outputs per group: the expected update
 along the correct output's logit against p, log-log, for REINFORCE, RLOO, Dr. GRPO, GRPO and DAPO
 (B tries of dynamic sampling); lines are closed forms, markers Monte Carlo means of the library's
@@ -26,8 +26,8 @@ from rftgrad.experiments.curves import select
 from rftgrad.experiments.estimators.analysis import budget, curve_runs, fit_table, reward_vs_samples
 from rftgrad.experiments.estimators.config import TESTING
 from rftgrad.experiments.style import palette, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure, as_sets
-from rftgrad.theory.estimators import expected_update
+from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
+from rftgrad.theory.group_updates import expected_update
 
 #: markers of the estimators in the sweep, in order.
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")

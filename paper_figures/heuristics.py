@@ -21,7 +21,7 @@ from rftgrad.experiments.curves import select
 from rftgrad.experiments.heuristics.analysis import per_replica, summary_table
 from rftgrad.experiments.heuristics.config import TESTING
 from rftgrad.experiments.style import COLORS, palette, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
 
 #: marker of each output-space size (in increasing order).
 SIZE_MARKERS = ("o", "s", "^", "D", "v")

@@ -22,7 +22,7 @@ import numpy as np
 from rftgrad.experiments.prevalence.analysis import MIN_GAP, gains
 from rftgrad.experiments.prevalence.config import TESTING
 from rftgrad.experiments.style import COLORS, palette, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
 
 #: the reward both panels show (the sparse one, where the paper's stall appears).
 REWARD = "exact_match"

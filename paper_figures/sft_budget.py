@@ -21,7 +21,7 @@ from rftgrad.experiments.curves import select
 from rftgrad.experiments.sft_budget.analysis import ENOUGH, arm_table
 from rftgrad.experiments.sft_budget.config import TESTING
 from rftgrad.experiments.style import COLORS, palette, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
 
 #: the SFT phase the left panel follows per seed: this share of the inputs for this many steps (or the nearest).
 SHOWN_FRACTION, SHOWN_STEPS = 0.01, 10

@@ -1,6 +1,6 @@
 """The √L of the sharpened bound cannot be dropped, and nothing found beats its constant (Theorem 1, Section 2).
 
-Reads ``rftgrad run tightness``. Left: the witness of PAPER.md section 2 (one shared softmax over
+Reads ``rftgrad run tightness``. Left: the witness of docs/paper.md §2 (one shared softmax over
 V = 2 tokens at every position, reward = rescaled share of token 0, γ = 1): its exact
 ``‖∇V‖ / (γ·STD)`` against the output length L, log-log, for three probabilities p of token 0,
 on the closed form ``sqrt(2Lp(1-p))``; at p = 1/2 it is ``sqrt(L/2)``, so no bound ``C·γ·STD``
@@ -19,7 +19,7 @@ import pandas as pd
 from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
 from rftgrad.experiments.style import palette, paper_figure
-from rftgrad.figures import ExperimentRun, PaperFigure
+from rftgrad.gallery import ExperimentRun, PaperFigure
 
 #: markers of the witness probabilities, in order.
 MARKERS = ("o", "s", "^", "D", "v")

@@ -153,7 +153,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_figures(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from rftgrad import figures as paper
+    from rftgrad import gallery as paper
 
     found = paper.load_figures(args.figures_dir)
     if args.list:

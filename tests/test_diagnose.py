@@ -29,7 +29,7 @@ from rftgrad.diagnose import (
     unbiased_prob_all_equal,
 )
 from rftgrad.errors import RftgradError
-from rftgrad.theory.estimators import frac_reward_zero_std
+from rftgrad.theory.group_updates import frac_reward_zero_std
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -11,7 +11,7 @@ import pytest
 
 from rftgrad.cli import main
 from rftgrad.errors import ConfigError
-from rftgrad.figures import PaperFigure, load_figures, select, summary_table
+from rftgrad.gallery import PaperFigure, load_figures, select, summary_table
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +77,7 @@ def test_unknown_figure_and_missing_folder_are_clear_errors(tmp_path, capsys):
 
 
 def test_summary_table_totals_the_seconds():
-    from rftgrad.figures import FigureResult
+    from rftgrad.gallery import FigureResult
 
     results = [
         FigureResult("a", Path("a.png"), 1.0, 0.5, False, "x 1"),

@@ -28,12 +28,12 @@ def test_readme_snippet_computes_exact_quantities():
         exec(compile(block_after("readme-snippet", "python"), "README.md", "exec"), namespace)
     result, policy, env = namespace["result"], namespace["policy"], namespace["env"]
     p0 = 1e-3
-    # exact-match reward: V = 2p - 1 and STD = 2 sqrt(p(1-p)) (PAPER.md section 3)
+    # exact-match reward: V = 2p - 1 and STD = 2 sqrt(p(1-p)) (docs/paper.md §3)
     assert torch.allclose(result.value, torch.full_like(result.value, 2 * p0 - 1), atol=1e-12)
     assert torch.allclose(result.std, torch.full_like(result.std, 2 * math.sqrt(p0 * (1 - p0))), atol=1e-12)
     assert torch.allclose(result.position_variance.sum(-1), result.std**2, atol=1e-12)
     gammas = namespace["gamma"](policy, env)
-    # the sharpened bound ||∇V|| <= γ sqrt(L) STD (PAPER.md section 2) holds, and the gradient is not trivially 0
+    # the sharpened bound ||∇V|| <= γ sqrt(L) STD (docs/paper.md §2) holds, and the gradient is not trivially 0
     assert bool((result.grad_norm <= gammas * math.sqrt(env.output_space.length) * result.std).all())
     assert float(result.grad_norm.min()) > 1e-6
 

@@ -1,14 +1,14 @@
 """Which prompts of a rollout log sit in the vanishing-gradient regime (``rftgrad diagnose FILE``).
 
-Theorem 1 (PAPER.md section 2) says an input's expected policy gradient is small when its
+Theorem 1 (docs/paper.md §2) says an input's expected policy gradient is small when its
 reward STD under the model is small, whatever its expected reward. Rollout logs (one row per
 sampled output, with a prompt and a reward) estimate both per prompt, so this package reports:
 
 * per prompt (per step and prompt when the log has steps): reward mean, population STD, sample count;
 * the share of prompts in the vanishing regime: STD below a threshold while the mean is far below
-  the maximum reward (PAPER.md section 5's mean-vs-STD picture, as a number);
+  the maximum reward (docs/paper.md §5's mean-vs-STD picture, as a number);
 * the observed ``frac_reward_zero_std`` and its prediction ``Σ_j q_j^G`` for other group sizes
-  (PAPER.md section 7), plug-in and unbiased;
+  (docs/paper.md §7), plug-in and unbiased;
 * a mean-vs-STD scatter, ``prompts.csv`` and ``summary.json``.
 
 Modules: :mod:`~rftgrad.diagnose.readers` (formats, shapes, column detection),

@@ -4,17 +4,17 @@ A *group* is the set of samples of one prompt at one step (one prompt when the l
 column): the ``G`` outputs a group-based trainer (GRPO, RLOO, ...) compares with each other.
 
 * Reward STD of a group of ``n`` samples ``r_1..r_n``: the population (plug-in) STD
-  ``sqrt(1/n Σ_i (r_i - r̄)²)``, the STD of the empirical reward distribution, i.e. PAPER.md
+  ``sqrt(1/n Σ_i (r_i - r̄)²)``, the STD of the empirical reward distribution, i.e. docs/paper.md
   section 1's ``STD(x;θ)`` with the policy replaced by the samples. It is never larger than
   ``sqrt((r̄ - lo)(hi - r̄))`` for rewards in ``[lo, hi]``, the envelope drawn in the scatter.
   (TRL logs the Bessel STD, larger by ``sqrt(n/(n-1))``: 1.069 at ``n = 8``.)
-* Vanishing regime (Theorem 1, PAPER.md section 2: ``||∇V(x;θ)|| <= 6·L·γ·STD^(2/3)``, and
+* Vanishing regime (Theorem 1, docs/paper.md §2: ``||∇V(x;θ)|| <= 6·L·γ·STD^(2/3)``, and
   ``<= γ·sqrt(L)·STD`` sharpened): ``STD < std_threshold`` while ``r̄ < max_reward - gap``,
   i.e. the expected gradient is small although the prompt is far from solved. Defaults:
   ``std_threshold = 0.1·R`` and ``gap = 0.5·R`` for the reward range ``R = hi - lo``.
 * Zero-STD groups: with reward values ``v_j`` taken with probabilities ``q_j``, a group of ``G``
   i.i.d. samples has all-equal rewards, hence no GRPO/RLOO signal, with probability
-  ``Σ_j q_j^G`` (binary reward: ``p^G + (1-p)^G``; PAPER.md section 7). Two estimates per
+  ``Σ_j q_j^G`` (binary reward: ``p^G + (1-p)^G``; docs/paper.md §7). Two estimates per
   group from its ``n`` samples with value counts ``n_j``:
 
   - plug-in ``Σ_j (n_j/n)^G`` (any ``G``; biased upwards for ``G >= 2`` by Jensen);
@@ -38,7 +38,7 @@ import pandas as pd
 
 from rftgrad.diagnose.readers import RolloutLog, RolloutLogError
 from rftgrad.errors import ConfigError
-from rftgrad.theory.estimators import prob_all_equal
+from rftgrad.theory.group_updates import prob_all_equal
 
 #: group sizes G for the predicted frac_reward_zero_std.
 GROUP_SIZES = (2, 4, 8, 16, 32, 64)

@@ -1,4 +1,4 @@
-"""The reward-environment interface (PAPER.md section 1).
+"""The reward-environment interface (docs/paper.md §1).
 
 An environment is a finite set of inputs ``x_1..x_N``, an output space of sequences
 ``y = (y_1..y_L)`` over a vocabulary of size ``V`` (``L = 1`` is classification / a

@@ -3,11 +3,11 @@
 * :class:`BanditEnv`: one input, ``K`` actions, a given reward vector.
 * :class:`ClassificationEnv`: ``N`` inputs with features and labels; reward ``+1`` for
   the label and ``-1`` otherwise (expected reward ``2p - 1``, STD ``2 sqrt(p(1-p))`` with
-  ``p`` the probability of the label; PAPER.md section 3), or any per-input table.
+  ``p`` the probability of the label; docs/paper.md §3), or any per-input table.
 
 Constructors: :func:`orthonormal` (Theorem 2's setting), :func:`gaussian_clusters`
 (synthetic), :func:`digits` (scikit-learn's bundled 8x8 digits, no download), and the
-label sets / label modification of the controlled experiments (PAPER.md section 4,
+label sets / label modification of the controlled experiments (docs/paper.md §4,
 Razin et al. 2024, Section 4.2).
 """
 
@@ -163,7 +163,7 @@ def orthonormal(
 
     Features are the first ``N`` rows of a Haar-random orthogonal ``dim x dim`` matrix
     (``dim`` defaults to ``N``), so ``x_i · x_j = δ_ij`` and, for a linear policy, each
-    input's logits evolve on their own (PAPER.md section 3).
+    input's logits evolve on their own (docs/paper.md §3).
     """
     dim = num_inputs if dim is None else dim
     if dim < num_inputs:
@@ -194,7 +194,7 @@ def gaussian_clusters(
     ``sqrt(1 - w²) μ_c + w u`` with one common random direction ``u`` (``||u|| ≈ separation``,
     ``w = family_weight``), so what a model learns along ``u`` from one family member
     transfers to the others (the shared structure of language that lets a little SFT
-    generalise, PAPER.md section 6).
+    generalise, docs/paper.md §6).
     """
     if noise < 0 or separation < 0:
         raise ConfigError(f"noise={noise} and separation={separation} must be >= 0")
@@ -233,7 +233,7 @@ def digits(test_fraction: float = 0.2, num_train: int | None = None, seed: int =
 
 
 def pretraining_label_sets(num_classes: int, k: int, seed: int = 0) -> torch.Tensor:
-    """Label set of each class for pretraining (PAPER.md section 4, step 1).
+    """Label set of each class for pretraining (docs/paper.md §4, step 1).
 
     Class ``c`` gets ``{c}`` plus ``k - 1`` distinct other labels drawn at random.
     Returns ``(num_classes, k)`` long, row ``c`` starting with ``c``.
@@ -266,7 +266,7 @@ def with_num_outputs(env: ClassificationEnv, num_outputs: int) -> Classification
     """The same inputs and labels with ``num_outputs`` output tokens (reward +1 for the label, -1 else).
 
     Outputs past the labels in use are answers no input asks for, like most tokens of a
-    large vocabulary: a policy spreads probability over them (PAPER.md section 6, how the
+    large vocabulary: a policy spreads probability over them (docs/paper.md §6, how the
     heuristics behave as the output space grows). Label sets and groups are dropped; add
     them after widening.
     """
@@ -285,7 +285,7 @@ def modify_labels(
     wrong_reward: float = -1.0,
     used_labels_only: bool = False,
 ) -> ClassificationEnv:
-    """Relabel a random ``fraction`` of inputs outside their label set (PAPER.md section 4, step 2).
+    """Relabel a random ``fraction`` of inputs outside their label set (docs/paper.md §4, step 2).
 
     Each chosen input gets a label drawn uniformly from the labels *not* in its
     pretraining set, so a model pretrained on the sets starts with probability about 0
@@ -363,7 +363,7 @@ def relabel_family(
     """A consistent relabelling rule: every input of a class in ``family`` gets label ``new_label``.
 
     Unlike :func:`modify_labels` (random inputs, each its own new label), the rule is shared
-    by a family of inputs, so learning it on a few inputs transfers to the rest (PAPER.md
+    by a family of inputs, so learning it on a few inputs transfers to the rest (docs/paper.md
     section 6: a short SFT phase on 1% of the inputs). Groups ``modified`` (the family) and
     ``unmodified``.
     """

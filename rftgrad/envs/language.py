@@ -1,9 +1,9 @@
-"""A synthetic multi-task language: the analog of a text benchmark (PAPER.md section 5).
+"""A synthetic multi-task language: the analog of a text benchmark (docs/paper.md §5).
 
 The paper measures, on pretrained GPT-2/T5 and seven GRUE tasks, how many inputs have a
 small reward std and a far-from-optimal reward. Pretrained weights cannot be downloaded
 here, so this module builds a tiny language with several tasks; a transformer pretrained
-on an uneven mixture of them (:mod:`rftgrad.finetune.pretrained`) plays the pretrained LM.
+on an uneven mixture of them (:mod:`rftgrad.finetune.pretraining`) plays the pretrained LM.
 
 Tokens. Outputs are ``L`` symbols over ``0..V-1``. A prompt is ``[task marker, a_1..a_L]``:
 the arguments ``a`` are symbols ``0..V-1`` and the marker of task ``k`` (its index in

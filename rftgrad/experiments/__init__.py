@@ -6,7 +6,7 @@
 EXPERIMENTS: dict[str, str] = {
     "bound": "Theorem 1's bounds vs the exact gradient on thousands of random policies per class",
     "tightness": "the sqrt(L) witness against L, and an adversarial search for the worst-case constant",
-    "finetune": "RFT (exact or a sampled estimator) and SFT trained side by side on one environment and policy",
+    "compare": "RFT (exact or a sampled estimator) and SFT trained side by side on one environment and policy",
     "controlled": "paper Section 4.2: RFT stalls on modified (small-STD) inputs, SFT fits them (4 variants)",
     "heuristics": "paper Section 5.1: larger lr, temperature, entropy bonus vs the stall, as the output space grows",
     "sft_budget": "paper Section 5.2: a short SFT phase on 1-100% of the inputs, then RFT, vs RFT alone and full SFT",

@@ -9,10 +9,10 @@ Schedule. ``arms`` lists the runs trained side by side. Each arm is a sequence o
 joined by ``+``; a phase is ``objective:steps`` or ``objective:steps@fraction``, with
 ``objective`` ``rft`` (the configured ``estimator``) or ``sft`` and ``fraction`` the seeded
 share of training inputs the phase trains on. ``"sft:20@0.01+rft:200"`` is 20 SFT steps on
-1% of the inputs, then 200 RFT steps on all (PAPER.md section 6).
+1% of the inputs, then 200 RFT steps on all (docs/paper.md §6).
 
 pass@k. ``pass_k = k > 1`` trains on ``E[max of k samples]`` instead of the expected reward
-(PAPER.md section 7): exactly (``estimator="exact"``, binary rewards) or with the unbiased
+(docs/paper.md §7): exactly (``estimator="exact"``, binary rewards) or with the unbiased
 leave-one-out estimator (``estimator="rloo"``, ``num_generations > pass_k``); see
 :mod:`rftgrad.finetune.objectives`.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from rftgrad.errors import ConfigError
 
-#: estimator name -> one line (formulas in rftgrad.finetune.estimators).
+#: estimator name -> one line (formulas in rftgrad.finetune.advantages).
 ESTIMATORS = {
     "exact": "the exact expected gradient ∇V by enumeration (no sampling)",
     "reinforce": "REINFORCE without baseline: A = r",

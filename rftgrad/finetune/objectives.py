@@ -6,19 +6,19 @@ the inputs with weight ``w_n > 0``, and :meth:`Objective.ascent` returns the asc
 direction ``d`` (``θ ← θ + lr·d`` for SGD) at the current parameters, ``batch.updates``
 times per step. Every tensor carries the replica axis ``R`` first.
 
-Objectives (Razin et al., ICLR 2024, Section 3; PAPER.md sections 1 and 7):
+Objectives (Razin et al., ICLR 2024, Section 3; docs/paper.md §1 and §7):
 
 * RFT, exact: ``d = ∇_θ Σ_n w_n E_y[f(x_n, y)]`` from :func:`rftgrad.theory.exact`, with
   ``f = r - β log p_θ - κ (log p_θ - log p_ref)`` (entropy bonus ``β H``, KL penalty
   ``κ KL(p_θ ‖ p_ref)`` to the initial policy; both exact, sequence level).
 * RFT, sampled: ``d = ∇_θ Σ_n w_n (1/G) Σ_i [A_i log p_θ(y_i|x_n) + β H_i - κ KL_i]`` with
-  advantages from :mod:`rftgrad.finetune.estimators` (PPO: the clipped surrogate), where
+  advantages from :mod:`rftgrad.finetune.advantages` (PPO: the clipped surrogate), where
   ``H_i = Σ_l H(π_θ(·|y_<l))`` and ``KL_i = Σ_l KL(π_θ(·|y_<l) ‖ π_ref(·|y_<l))`` are summed
   over the sampled prefixes of ``y_i`` (the per-token regularisers production trainers
   use; in expectation they equal the sequence entropy and KL).
 * SFT: ``d = ∇_θ Σ_n w_n log p_θ(y*_n | x_n)`` (cross-entropy on the targets).
 
-pass@k (``pass_k = k > 1``; PAPER.md section 7): the objective per input is ``E[max of k
+pass@k (``pass_k = k > 1``; docs/paper.md §7): the objective per input is ``E[max of k
 samples]``. For a binary reward (values ``r⁻ < r⁺``, success probability ``p_n = (V_n - r⁻)/(r⁺ - r⁻)``)
 it is ``r⁻ + (r⁺ - r⁻)(1 - (1 - p_n)^k)``, whose gradient is ``k (1 - p_n)^(k-1) ∇V_n``: hard inputs
 (``p_n → 0``) get ``k`` times their plain gradient, solved ones (``p_n → 1``) almost nothing.
@@ -27,7 +27,7 @@ it is ``r⁻ + (r⁺ - r⁻)(1 - (1 - p_n)^k)``, whose gradient is ``k (1 - p_n)
   step, ``p_n`` from the enumerated log-probs), so ``∇ Σ_n w_n E[c_n r] = Σ_n w_n c_n ∇V_n``: the
   exact engine's gradient with input weights ``w_n c_n`` (regularisers are not scaled).
 * sampled (``rloo``): the unbiased leave-one-out estimator
-  :func:`rftgrad.finetune.estimators.pass_k_advantages` (``k = 1`` is RLOO).
+  :func:`rftgrad.finetune.advantages.pass_k_advantages` (``k = 1`` is RLOO).
 
 Both log the step metric ``pass_at_k`` (exact value, or the unbiased U-statistic of the samples).
 """
@@ -41,8 +41,7 @@ import torch
 
 from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError
-from rftgrad.finetune.config import TrainConfig
-from rftgrad.finetune.estimators import (
+from rftgrad.finetune.advantages import (
     advantages,
     clipped_surrogate,
     dapo_samples_per_input,
@@ -51,6 +50,7 @@ from rftgrad.finetune.estimators import (
     pass_k_estimate,
     zero_std_groups,
 )
+from rftgrad.finetune.config import TrainConfig
 from rftgrad.models.base import Params, SoftmaxPolicy
 from rftgrad.theory.exact import exact, params_norm
 
@@ -196,7 +196,7 @@ class ExactRFT(Objective):
 
 
 class SampledRFT(Objective):
-    """Policy-gradient estimators from ``G`` samples per input (see rftgrad.finetune.estimators)."""
+    """Policy-gradient estimators from ``G`` samples per input (see rftgrad.finetune.advantages)."""
 
     def prepare(self, weights: torch.Tensor, seed: int) -> StepBatch:
         config, policy = self.config, self.policy

@@ -118,7 +118,7 @@ def per_input_metrics(
 
     With ``std_threshold``, also ``stalled``: 1 where the input is in the vanishing-gradient
     regime, STD below the threshold while V is more than half the reward range below the
-    input's best reward (PAPER.md section 2); its group mean is the share of such inputs.
+    input's best reward (docs/paper.md §2); its group mean is the share of such inputs.
     """
     result = exact(policy, env, per_input=with_grad_norm, gradient=with_grad_norm)
     rewards = result.rewards  # (N, Y)

@@ -1,4 +1,4 @@
-"""Softmax policies with a leading replica axis (PAPER.md section 1).
+"""Softmax policies with a leading replica axis (docs/paper.md §1).
 
 A policy defines next-token logits ``f_θ(x, y_<l) ∈ R^V`` and the autoregressive
 distribution ``p_θ(y|x) = Π_l softmax(f_θ(x, y_<l) / T)[y_l]`` (``T``: sampling

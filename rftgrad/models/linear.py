@@ -1,4 +1,4 @@
-"""Linear-softmax policy: ``f_W(x, u) = W φ(x, u)`` (PAPER.md section 3 uses ``φ = x``).
+"""Linear-softmax policy: ``f_W(x, u) = W φ(x, u)`` (docs/paper.md §3 uses ``φ = x``).
 
 Feature maps ``φ(x, u)`` for an input ``x ∈ R^D`` and a prefix ``u`` of length ``l``:
 

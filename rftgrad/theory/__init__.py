@@ -11,7 +11,9 @@ from rftgrad.theory.bounds import (
     stalled,
     tight_bound,
 )
-from rftgrad.theory.estimators import (
+from rftgrad.theory.exact import METHODS, ExactResult, exact, params_norm
+from rftgrad.theory.gamma import gamma, jacobian_spectral_norms
+from rftgrad.theory.group_updates import (
     ESTIMATOR_FORMS,
     Asymptote,
     asymptotic_update,
@@ -20,8 +22,6 @@ from rftgrad.theory.estimators import (
     frac_reward_zero_std,
     prob_all_equal,
 )
-from rftgrad.theory.exact import METHODS, ExactResult, exact, params_norm
-from rftgrad.theory.gamma import gamma, jacobian_spectral_norms
 from rftgrad.theory.instances import (
     POLICY_KINDS,
     REWARD_KINDS,

@@ -1,4 +1,4 @@
-"""Upper bounds on the expected gradient (PAPER.md section 2; proofs in docs/theorem1.md).
+"""Upper bounds on the expected gradient (docs/paper.md §2; proofs in docs/theorem1.md).
 
 For an input ``x`` with reward std ``STD`` under the policy, output length ``L`` and
 ``γ = max_l max_{y_<l} ||J_l||_2`` (:func:`rftgrad.theory.gamma`):
@@ -38,7 +38,7 @@ FAR_FRACTION = 0.5
 
 
 def stalled(mean: T, std: T, best: T, worst: T, std_threshold: float, far_fraction: float = FAR_FRACTION) -> T:
-    """The vanishing-gradient regime of an input (PAPER.md section 2), elementwise:
+    """The vanishing-gradient regime of an input (docs/paper.md §2), elementwise:
 
         STD < std_threshold   and   V < best - far_fraction · (best - worst)
 

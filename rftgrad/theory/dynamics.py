@@ -1,4 +1,4 @@
-"""Theorem 2: gradient-flow dynamics of RFT and SFT for one input's logits (PAPER.md section 3).
+"""Theorem 2: gradient-flow dynamics of RFT and SFT for one input's logits (docs/paper.md §3).
 
 Razin et al., "Vanishing Gradients in Reinforcement Finetuning of Language Models",
 ICLR 2024 (arXiv 2310.20703), Theorem 2 / Section 3: for a linear softmax model with
@@ -193,7 +193,7 @@ def rft_gradient(logits: np.ndarray, rewards: np.ndarray) -> np.ndarray:
 def rft_pm1_gradient(logits: np.ndarray, labels: int | np.ndarray = 0) -> np.ndarray:
     """RFT logit velocity for the ±1 reward: ``∇_z V = 2p (e_{y*} − π)``, ``p = π[y*]``; ``(..., K)``.
 
-    Theorem 2's RFT flow (Razin et al., ICLR 2024, Section 3; PAPER.md section 3). It is
+    Theorem 2's RFT flow (Razin et al., ICLR 2024, Section 3; docs/paper.md §3). It is
     :func:`rft_gradient` at ``r = 2 e_{y*} − 1``: ``V = 2p − 1`` and ``π ⊙ (r − V)`` has entries
     ``p · 2(1 − p)`` at ``y*`` and ``π_j · (−2p)`` elsewhere. ``labels``: int or ``(...)``.
     """
@@ -201,7 +201,7 @@ def rft_pm1_gradient(logits: np.ndarray, labels: int | np.ndarray = 0) -> np.nda
 
 
 def sft_gradient(logits: np.ndarray, labels: int | np.ndarray = 0) -> np.ndarray:
-    """SFT logit velocity: ``∇_z log π[y*] = e_{y*} − π``; ``(..., K)`` (PAPER.md section 3)."""
+    """SFT logit velocity: ``∇_z log π[y*] = e_{y*} − π``; ``(..., K)`` (docs/paper.md §3)."""
     return _velocity(logits, "sft", _one_hot(labels, logits.shape[-1]), None)
 
 
@@ -276,7 +276,7 @@ def linear_model_flow(
 ) -> np.ndarray:
     """Gradient flow of a linear softmax model on the summed objective: ``dW/dt = Σ_i g_i x_iᵀ``.
 
-    ``f_W(x) = W x`` (PAPER.md section 3), weights ``W`` ``(K, D)``, inputs ``X`` ``(N, D)``,
+    ``f_W(x) = W x`` (docs/paper.md §3), weights ``W`` ``(K, D)``, inputs ``X`` ``(N, D)``,
     ``z_i = W x_i`` and ``g_i = logit_gradient(z_i)`` (chain rule: ``∂z_i/∂W = · ⊗ x_i``). The
     objective is the *sum* over inputs; the mean divides every time by ``N``. Returns ``(K, D)``.
     """

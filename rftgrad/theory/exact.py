@@ -1,4 +1,4 @@
-"""Exact expectations by enumerating every output (PAPER.md sections 1-2).
+"""Exact expectations by enumerating every output (docs/paper.md §1-§2).
 
 For a policy ``p_θ`` and an environment, per replica and input, exactly:
 

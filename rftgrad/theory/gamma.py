@@ -1,4 +1,4 @@
-"""γ(x;θ): the largest spectral norm of the logits' Jacobian (PAPER.md section 2).
+"""γ(x;θ): the largest spectral norm of the logits' Jacobian (docs/paper.md §2).
 
 Theorem 1 of Razin et al. (ICLR 2024) bounds ``||∇_θ V(x;θ)|| <= 6 L γ(x;θ) STD^(2/3)``
 with ``γ(x;θ) = max_l max_{y_<l} ||J_l||_2`` and ``J_l = ∂ f_θ(x, y_<l) / ∂θ`` (``V x P``).

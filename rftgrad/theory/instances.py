@@ -164,7 +164,7 @@ def draw_specs(
 
 
 def tightness_witness(length: int, prob: float = 0.5, dtype: str = "float64") -> tuple[SequenceEnv, SoftmaxPolicy]:
-    """The witness that ``sqrt(L)`` is needed with shared parameters (PAPER.md section 2).
+    """The witness that ``sqrt(L)`` is needed with shared parameters (docs/paper.md §2).
 
     ``V = 2``; every position draws from one shared softmax (a linear policy with the single
     feature ``φ = x = [1]``, so ``γ = 1``) with ``π(0) = prob``; the reward is the fraction of

@@ -1,4 +1,4 @@
-"""Symbolic (sympy) derivations behind Theorem 1 (PAPER.md section 2).
+"""Symbolic (sympy) derivations behind Theorem 1 (docs/paper.md §2).
 
 Razin et al., "Vanishing Gradients in Reinforcement Finetuning of Language Models",
 ICLR 2024 (arXiv 2310.20703), Theorem 1: ``||∇_θ V(x;θ)|| ≤ 6 · L · γ(x;θ) · STD(x;θ)^(2/3)``.
@@ -12,11 +12,11 @@ functions so tests can compare them with torch and with :func:`rftgrad.theory.ex
    ``∂V/∂z_j = p_j (r_j − V)`` (the logit-space form of ``∇V = E[(r − V) ∇ log p]``).
 2. :func:`variance_gap`: ``||p ⊙ (r − V)||² ≤ max_i p_i · Var(r)``, because the gap is
    ``Σ_i p_i (max p − p_i)(r_i − V)²``, a sum of nonnegative terms (the one-token /
-   tabular bound of PAPER.md section 2, past the paper).
+   tabular bound of docs/paper.md §2, past the paper).
 3. :func:`chebyshev_threshold_bound`: the threshold step of the proof of Theorem 1
    (appendix of the paper), where the exponent 2/3 and the constant 6 come from.
 4. :func:`martingale_variance_identity`: for ``L = 2``, ``Var(r) = Var_1 + Var_2``, the
-   variance identity of the martingale decomposition (PAPER.md section 2, past the paper).
+   variance identity of the martingale decomposition (docs/paper.md §2, past the paper).
 
 Numeric helpers (``lambdify_*``) take float64 arrays whose *trailing* axes index the
 symbols (``(..., K)`` for a vector, ``(..., V, V)`` for a matrix); leading axes
@@ -115,7 +115,7 @@ def softmax_value_gradient(num_outputs: int) -> SoftmaxGradient:
         ∂V/∂z_j = Σ_i r_i p_i (δ_ij − p_j) = p_j (r_j − V),   i.e.   ∇_z V = p ⊙ (r − V).
 
     This is the logit-space form of the policy gradient ``∇V = E_y[(r − V) ∇ log p(y)]``
-    (Razin et al., ICLR 2024, Section 3 and the proof of Theorem 1; PAPER.md section 2,
+    (Razin et al., ICLR 2024, Section 3 and the proof of Theorem 1; docs/paper.md §2,
     one token). :func:`softmax_gradient_identity_holds` proves the two forms equal.
     """
     k = _check_size(num_outputs, "num_outputs")
@@ -192,7 +192,7 @@ def variance_gap(num_outputs: int) -> VarianceGap:
 
         m · Var(r) − ||p ⊙ (r − V)||² = Σ_i p_i (m − p_i) (r_i − V)² ≥ 0,
 
-    so ``||∇_z V|| = ||p ⊙ (r − V)|| ≤ sqrt(max_i p_i) · STD ≤ STD`` (PAPER.md section 2,
+    so ``||∇_z V|| = ||p ⊙ (r − V)|| ≤ sqrt(max_i p_i) · STD ≤ STD`` (docs/paper.md §2,
     "one token (L = 1), or separate parameters per prefix"; past the paper). The identity
     is a polynomial identity in ``p, r, m`` (it does not even need ``Σ_i p_i = 1``; that is
     what makes ``V`` and ``Var`` the mean and variance). :func:`variance_gap_identity_holds`
@@ -286,7 +286,7 @@ def _power_of(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
 def chebyshev_threshold_bound() -> ChebyshevThreshold:
     """The threshold step in the proof of Theorem 1 (Razin et al., ICLR 2024, appendix).
 
-    The reconstruction (PAPER.md section 2 states only the result). Writing
+    The reconstruction (docs/paper.md §2 states only the result). Writing
     ``∇V = Σ_y (r(y) − V) ∇p(y)`` (``Σ_y ∇p(y) = 0`` lets ``V`` be subtracted) and
     ``∇p(y) = p(y) ∇ log p(y)`` with
 
@@ -312,7 +312,7 @@ def chebyshev_threshold_bound() -> ChebyshevThreshold:
 
     Remark (past the paper): ``||e_y − π||² = (1 − π_y)² + Σ_{j≠y} π_j² ≤ 2(1 − π_y)² ≤ 2``, so
     the factor 2 in ``||∇ log p|| ≤ 2Lγ`` could be ``√2``, scaling every constant above by
-    ``1/√2``. The martingale form ``||∇V|| ≤ γ sqrt(L) STD`` (PAPER.md section 2) is sharper still.
+    ``1/√2``. The martingale form ``||∇V|| ≤ γ sqrt(L) STD`` (docs/paper.md §2) is sharper still.
     """
     length, gamma = sp.symbols("L gamma", positive=True)
     std, t = sp.symbols("STD t", positive=True)
@@ -398,7 +398,7 @@ def martingale_variance_identity(vocab_size: int = 2) -> MartingaleVariance:
         Var(r) = Σ_ab q_a π_ab (r_ab − V)²
                = Σ_a q_a (Q_1(a) − V)²  +  Σ_a q_a Σ_b π_ab (r_ab − Q_1(a))²  =  Var_1 + Var_2,
 
-    the law of total variance, i.e. ``Σ_l E[Var(Q_l | y_<l)] = Var(r)`` of PAPER.md section 2
+    the law of total variance, i.e. ``Σ_l E[Var(Q_l | y_<l)] = Var(r)`` of docs/paper.md §2
     (past the paper) at ``L = 2``. It needs the normalisation ``Σ_a q_a = 1`` and
     ``Σ_b π_ab = 1`` (the cross term ``2 Σ_ab q_a π_ab (r_ab − Q_1(a))(Q_1(a) − V)`` vanishes
     because ``Σ_b π_ab (r_ab − Q_1(a)) = 0``). :func:`martingale_variance_identity_holds`

@@ -103,7 +103,7 @@ def test_constructor_shape_checks():
     seed=st.integers(0, 2**16),
 )
 def test_expected_reward_is_two_p_minus_one(num_classes, label, p, seed):
-    """E_y r = 2p - 1 and STD = 2 sqrt(p(1-p)) for any split of the remaining mass (PAPER.md section 3)."""
+    """E_y r = 2p - 1 and STD = 2 sqrt(p(1-p)) for any split of the remaining mass (docs/paper.md §3)."""
     label = label % num_classes
     env = ClassificationEnv(np.ones((1, 1)), [label], num_classes)
     rest = np.random.default_rng(seed).dirichlet(np.ones(num_classes - 1)) * (1.0 - p)

@@ -23,7 +23,7 @@ def run_variant(tmp_path, variant, **extra):
 
 def test_gaussian_linear_shows_the_paper_claim(tmp_path):
     """Modified (small-STD) inputs: RFT moves them by < 0.05 while the unmodified ones gain > 0.3; SFT
-    lifts the modified ones above 0.5 (PAPER.md section 4; thresholds from the issue)."""
+    lifts the modified ones above 0.5 (docs/paper.md §4; thresholds from the issue)."""
     out, score = run_variant(tmp_path, "gaussian-linear")
     reward = score["reward"]
     assert reward["modified"]["RFT"]["start"] < -0.9  # pretraining left them at p ≈ 0: V ≈ -1, STD ≈ 0

@@ -1,6 +1,6 @@
 """`rftgrad run heuristics`: larger learning rate, hotter sampling and an entropy bonus leave the small-STD
 inputs stuck under RFT, and a larger output space dilutes the STD a hotter temperature creates (paper
-Section 5.1, PAPER.md section 6)."""
+Section 5.1, docs/paper.md §6)."""
 
 from __future__ import annotations
 

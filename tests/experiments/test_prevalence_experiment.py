@@ -1,4 +1,4 @@
-"""`rftgrad run prevalence` (paper Section 4.1, PAPER.md section 5): per-task prevalence of stalled prompts
+"""`rftgrad run prevalence` (paper Section 4.1, docs/paper.md §5): per-task prevalence of stalled prompts
 under a pretrained transformer, the 10-sample STD estimate, and RFT vs SFT from the same weights."""
 
 from __future__ import annotations

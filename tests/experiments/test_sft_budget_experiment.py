@@ -1,5 +1,5 @@
 """`rftgrad run sft_budget`: on its small budget RFT alone leaves the small-STD family stuck while SFT on
-1% of the inputs followed by RFT lifts it (paper Section 5.2, PAPER.md section 6)."""
+1% of the inputs followed by RFT lifts it (paper Section 5.2, docs/paper.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pass@k training (PAPER.md section 7): the estimator, its expectation, the exact objective, configs.
+"""pass@k training (docs/paper.md §7): the estimator, its expectation, the exact objective, configs.
 
 * ``pass_k_advantages`` against its definition by brute force over ``k``-subsets (ties included),
   and ``k = 1`` against RLOO.
@@ -8,7 +8,7 @@
   ``Σ_n w_n pass@k_n`` (plus ``β H`` when regularised) to 1e-12.
 * The pipeline (``SampledRFT.prepare`` + ``ascent``) by Monte Carlo: 20,000 i.i.d. estimates within
   5 standard errors of ``k (1-p)^(k-1) ∇V`` per coordinate (the tolerance argument and helpers of
-  ``tests/finetune/test_estimators.py``), rejecting the plain ``∇V``; the logged ``pass_at_k`` and
+  ``tests/finetune/test_advantages.py``), rejecting the plain ``∇V``; the logged ``pass_at_k`` and
   DAPO's ``samples_per_input`` within 5 SE of their closed forms.
 """
 
@@ -22,12 +22,12 @@ import torch
 
 from rftgrad.envs import random_sequence_env
 from rftgrad.errors import ConfigError
+from rftgrad.finetune.advantages import advantages, pass_k_advantages, pass_k_estimate
 from rftgrad.finetune.config import TrainConfig
-from rftgrad.finetune.estimators import advantages, pass_k_advantages, pass_k_estimate
 from rftgrad.finetune.objectives import ExactRFT, StepBatch
 from rftgrad.models import LinearSoftmaxPolicy, TabularPolicy
-from rftgrad.theory.estimators import expected_samples
-from tests.finetune.test_estimators import (
+from rftgrad.theory.group_updates import expected_samples
+from tests.finetune.test_advantages import (
     DTYPE,
     Z,
     assert_mc_mean,

@@ -1,13 +1,13 @@
-"""Tests of rftgrad.finetune.pretrained: the on-disk cache of pretrained transformers."""
+"""Tests of rftgrad.finetune.pretraining: the on-disk cache of pretrained transformers."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import rftgrad.finetune.pretrain as pretrain_module
+import rftgrad.finetune.pretraining as pretrain_module
 from rftgrad.envs import language_env, pretraining_mixture
-from rftgrad.finetune.pretrained import cache_root, pretrained_transformer, task_summary
+from rftgrad.finetune.pretraining import cache_root, pretrained_transformer, task_summary
 
 TINY = {"steps": 5, "lr": 0.01, "d_model": 8, "num_heads": 1, "num_layers": 1, "dtype": "float64"}
 

@@ -1,4 +1,4 @@
-"""The autoregressive softmax distribution of every policy kind (PAPER.md section 1).
+"""The autoregressive softmax distribution of every policy kind (docs/paper.md §1).
 
 ``p_θ(y|x) = Π_l softmax(f_θ(x, y_<l)/T)[y_l]``: it must normalise over all ``V^L``
 outputs, ``sequence_logits`` must agree with ``prefix_logits`` on every prefix (teacher

@@ -1,6 +1,6 @@
 """``set_output_probability``: start every input at a chosen probability of its target.
 
-PAPER.md section 4 starts modified inputs at p(y*|x) ≈ 0 (STD ≈ 0); the toolkit sets
+docs/paper.md §4 starts modified inputs at p(y*|x) ≈ 0 (STD ≈ 0); the toolkit sets
 ``p_θ(y*_n|x_n) = p0`` exactly by giving each target-path position probability
 ``q = p0^(1/L)`` on the target token and ``(1-q)/(V-1)`` on each other token. Tabular
 policies write the logits; read-out policies solve for the read-out by least squares and

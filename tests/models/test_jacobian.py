@@ -1,4 +1,4 @@
-"""Spectral norms of the logit Jacobians ``J = ∂(f_θ(x, u)/T)/∂θ`` (PAPER.md section 2, γ).
+"""Spectral norms of the logit Jacobians ``J = ∂(f_θ(x, u)/T)/∂θ`` (docs/paper.md §2, γ).
 
 Closed forms: tabular ``||J||_2 = 1/T`` (each logit is its own parameter), linear
 ``||J||_2 = ||φ(x, u)||/T`` (``J = I_V ⊗ φ^T``). The generic path of

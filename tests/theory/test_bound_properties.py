@@ -1,4 +1,4 @@
-"""Hypothesis property tests of Theorem 1 and its sharpened forms (PAPER.md section 2).
+"""Hypothesis property tests of Theorem 1 and its sharpened forms (docs/paper.md §2).
 
 Random instances (policy class, V, L, inputs, logit scale, reward kind, temperature, seed)
 are drawn as :class:`InstanceSpec` and built by :func:`random_instance`, the same road as

@@ -1,6 +1,6 @@
-"""Closed forms of rftgrad.theory.estimators against the real estimators of rftgrad.finetune.estimators.
+"""Closed forms of rftgrad.theory.group_updates against the real estimators of rftgrad.finetune.advantages.
 
-Setting (PAPER.md section 7): one input, a flat softmax, correct output ``c`` with ``p = π_c``,
+Setting (docs/paper.md §7): one input, a flat softmax, correct output ``c`` with ``p = π_c``,
 binary reward; ``u = (1/G) Σ_i A_i (1[y_i = c] - p)`` is an update's component along ``z_c``.
 
 Three kinds of check:
@@ -40,8 +40,8 @@ import torch
 from scipy.stats import binom, norm
 
 from rftgrad.errors import ConfigError
-from rftgrad.finetune.estimators import advantages, first_informative_group, monte_carlo_update
-from rftgrad.theory.estimators import (
+from rftgrad.finetune.advantages import advantages, first_informative_group, monte_carlo_update
+from rftgrad.theory.group_updates import (
     ESTIMATOR_FORMS,
     asymptotic_update,
     conditional_update,

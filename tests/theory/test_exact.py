@@ -1,5 +1,5 @@
 """The exact engine against independent computations: Python loops, autograd of the
-enumerated objective, Monte Carlo REINFORCE, and the identities of PAPER.md section 2."""
+enumerated objective, Monte Carlo REINFORCE, and the identities of docs/paper.md §2."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_engine_matches_python_loops(kind):
 
 
 def test_single_token_tabular_gradient_is_p_times_advantage():
-    """L = 1, tabular: ∇_z V = p ⊙ (r - V) in logit space (PAPER.md section 2), divided by T."""
+    """L = 1, tabular: ∇_z V = p ⊙ (r - V) in logit space (docs/paper.md §2), divided by T."""
     env = BanditEnv([1.0, -0.5, 0.2, -1.0])
     policy = TabularPolicy.for_env(env, num_replicas=3, dtype="float64", temperature=[1.0, 0.5, 2.0])
     result = exact(policy, env, keep_grads=True)

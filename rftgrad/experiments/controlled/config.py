@@ -1,4 +1,4 @@
-"""Settings of the ``controlled`` experiment (PAPER.md section 4) and its named variants.
+"""Settings of the ``controlled`` experiment (docs/paper.md §4) and its named variants.
 
 Protocol: pretrain to a uniform distribution over a set of k outputs per input (the k-label
 set of its class, or the output set of its prompt group); give a ``modify_fraction`` of the

@@ -1,12 +1,12 @@
 """Run ``controlled``: data, pretraining to uniform sets, label modification, RFT vs SFT.
 
-Steps (PAPER.md section 4):
+Steps (docs/paper.md §4):
 
 1. data: digits (1,437 training images, 360 test) or Gaussian clusters (classification),
    or prompts in groups (sequence; each group owns a set of k outputs and each prompt's
    target is one of them);
 2. pretrain every replica to the uniform distribution over its input's set (k labels of
-   its class, or k outputs of its prompt group) with :func:`rftgrad.finetune.pretrain`;
+   its class, or k outputs of its prompt group) with :func:`rftgrad.finetune.pretraining`;
 3. modify: a ``modify_fraction`` of the training inputs get a target outside their set
    (groups ``modified`` / ``unmodified``); test inputs keep theirs;
 4. finetune from the pretrained weights with each arm (exact RFT, SFT) and record, per
@@ -39,7 +39,7 @@ from rftgrad.experiments.builders import build_policy
 from rftgrad.experiments.controlled.config import Config
 from rftgrad.finetune import ReplicaSettings, replica_grid, train
 from rftgrad.finetune.config import TrainConfig
-from rftgrad.finetune.pretrain import pretrain
+from rftgrad.finetune.pretraining import pretrain
 from rftgrad.finetune.trainer import TrainResult, per_input_metrics
 from rftgrad.models import Params, SoftmaxPolicy
 from rftgrad.runtime import resolve_device, resolve_dtype

@@ -12,7 +12,7 @@ from rftgrad.theory.dynamics import check_num_labels, check_probability, check_s
 
 @dataclass(frozen=True)
 class Config:
-    """Hitting times of a target expected reward under RFT and SFT (Theorem 2, PAPER.md section 3)."""
+    """Hitting times of a target expected reward under RFT and SFT (Theorem 2, docs/paper.md §3)."""
 
     num_labels: tuple[int, ...] = (2, 10, 100)  # K of the flow sweep (panel 1)
     p0_min: float = 1e-8  # smallest initial probability of the correct label

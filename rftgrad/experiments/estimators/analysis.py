@@ -18,7 +18,7 @@ import pandas as pd
 from rftgrad.experiments.base import save_figure
 from rftgrad.experiments.curves import select
 from rftgrad.experiments.style import figure_grid
-from rftgrad.theory.estimators import (
+from rftgrad.theory.group_updates import (
     asymptotic_update,
     expected_update,
     fit_power,

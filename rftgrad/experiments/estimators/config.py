@@ -1,10 +1,10 @@
-"""Settings of the ``estimators`` experiment (PAPER.md section 7; defaults: the quick budget).
+"""Settings of the ``estimators`` experiment (docs/paper.md §7; defaults: the quick budget).
 
 Two parts share one config:
 
 1. closed forms vs Monte Carlo: for each estimator in ``mc_estimators``, group size in
    ``group_sizes`` and success probability ``p`` on a log grid from ``p_min`` to ``p_max``, the
-   expected update along the correct output (:mod:`rftgrad.theory.estimators`) against the mean of
+   expected update along the correct output (:mod:`rftgrad.theory.group_updates`) against the mean of
    simulated groups run through the library's estimators, and ``frac_reward_zero_std``;
 2. learning curves on the controlled sequence task (:mod:`rftgrad.experiments.controlled`, variant
    ``sequence``): one run per estimator in ``curve_estimators`` and a pass@k run (``estimator``
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from rftgrad.errors import ConfigError
 from rftgrad.experiments.controlled.config import Config as ControlledConfig
 from rftgrad.finetune.config import ESTIMATORS
-from rftgrad.theory.estimators import ESTIMATOR_FORMS
+from rftgrad.theory.group_updates import ESTIMATOR_FORMS
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """Run ``estimators``: closed forms vs Monte Carlo of the group estimators, then learning curves.
 
-1. Sweep (PAPER.md section 7): for each estimator, group size ``G`` and success probability ``p``
+1. Sweep (docs/paper.md §7): for each estimator, group size ``G`` and success probability ``p``
    on a log grid, the closed-form expected update along the correct output and
-   ``frac_reward_zero_std`` (:mod:`rftgrad.theory.estimators`) next to the mean of simulated
-   groups run through the library's estimators (:func:`rftgrad.finetune.estimators.monte_carlo_update`),
+   ``frac_reward_zero_std`` (:mod:`rftgrad.theory.group_updates`) next to the mean of simulated
+   groups run through the library's estimators (:func:`rftgrad.finetune.advantages.monte_carlo_update`),
    with about ``mc_informative`` informative groups per point.
 2. Learning curves: the controlled sequence task (:func:`rftgrad.experiments.controlled.run.make_task`),
    pretrained once (:class:`~rftgrad.experiments.controlled.run.PretrainedPolicies`), then one RFT run
@@ -25,8 +25,8 @@ from rftgrad.experiments.controlled.run import PretrainedPolicies, make_task
 from rftgrad.experiments.dynamics.run import p0_grid
 from rftgrad.experiments.estimators.config import Config
 from rftgrad.finetune import replica_grid
-from rftgrad.finetune.estimators import monte_carlo_update
-from rftgrad.theory.estimators import expected_samples, expected_update, frac_reward_zero_std, informative_prob
+from rftgrad.finetune.advantages import monte_carlo_update
+from rftgrad.theory.group_updates import expected_samples, expected_update, frac_reward_zero_std, informative_prob
 
 
 def tries_of(estimator: str, config: Config) -> int:

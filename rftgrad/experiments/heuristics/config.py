@@ -1,4 +1,4 @@
-"""Settings of the ``heuristics`` experiment (paper Section 5.1, PAPER.md section 6).
+"""Settings of the ``heuristics`` experiment (paper Section 5.1, docs/paper.md §6).
 
 Protocol: the controlled task (pretrain to uniform k-label sets, modify 10% of the labels
 to an answer outside the set: small STD, reward far from optimal), then exact-expectation

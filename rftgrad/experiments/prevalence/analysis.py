@@ -1,6 +1,6 @@
 """Analysis of ``prevalence``: how common is the vanishing regime per task, and does it predict RFT's lag?
 
-Paper Section 4.1 (PAPER.md section 5) on GRUE: many inputs have a small reward STD and a
+Paper Section 4.1 (docs/paper.md §5) on GRUE: many inputs have a small reward STD and a
 far-from-optimal reward under the pretrained model; tasks where they are common are the
 tasks where RFT falls furthest behind SFT; an input's gain under RFT correlates with its
 initial STD, its gain under SFT does not. Here, per reward:

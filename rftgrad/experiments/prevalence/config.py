@@ -1,7 +1,7 @@
-"""Settings of the ``prevalence`` experiment (paper Section 4.1, PAPER.md section 5).
+"""Settings of the ``prevalence`` experiment (paper Section 4.1, docs/paper.md §5).
 
 A tiny causal transformer is pretrained on an uneven mixture of the synthetic language's
-tasks (:mod:`rftgrad.envs.language`, :mod:`rftgrad.finetune.pretrained`; cached on disk).
+tasks (:mod:`rftgrad.envs.language`, :mod:`rftgrad.finetune.pretraining`; cached on disk).
 Under it, per task and reward, each prompt's reward mean and STD are measured exactly and
 from ``num_samples`` samples (the paper's 10), the latter ``sample_draws`` times to show
 the estimator's error. Then, for each reward in ``train_rewards``, RFT (the sampled

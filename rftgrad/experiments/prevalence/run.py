@@ -1,10 +1,10 @@
 """Run ``prevalence``: pretrain on an uneven task mixture, measure each prompt, train RFT vs SFT.
 
-Steps (PAPER.md section 5):
+Steps (docs/paper.md §5):
 
 1. the language (:func:`rftgrad.envs.language.language_env`) and its pretraining mixture
    (:func:`~rftgrad.envs.language.pretraining_mixture`, coverage per task); a transformer
-   pretrained on it (:func:`rftgrad.finetune.pretrained.pretrained_transformer`, cached);
+   pretrained on it (:func:`rftgrad.finetune.pretraining.pretrained_transformer`, cached);
 2. per reward in ``rewards`` and prompt: the exact reward mean ``V`` and STD under the
    pretrained model, the prompt's best and worst reward, and whether it is *stalled*
    (STD below ``std_threshold`` and ``V < best - far_fraction·(best - worst)``);
@@ -29,7 +29,7 @@ from rftgrad.envs.sequence import SequenceEnv
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.prevalence.config import Config
 from rftgrad.finetune import ReplicaSettings, replica_grid, train
-from rftgrad.finetune.pretrained import pretrained_transformer
+from rftgrad.finetune.pretraining import pretrained_transformer
 from rftgrad.finetune.trainer import per_input_metrics
 from rftgrad.models.base import Params
 from rftgrad.models.transformer import TinyTransformerPolicy

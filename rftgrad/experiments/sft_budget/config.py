@@ -1,4 +1,4 @@
-"""Settings of the ``sft_budget`` experiment (paper Section 5.2, PAPER.md section 6).
+"""Settings of the ``sft_budget`` experiment (paper Section 5.2, docs/paper.md §6).
 
 Task with shared structure: Gaussian clusters whose first ``family_size`` classes share a
 common direction; pretrain to uniform k-label sets; the finetuning targets of every input

@@ -1,6 +1,6 @@
 """Run ``sft_budget``: the family-rule task, then every arm of the SFT-budget grid from the same weights.
 
-Steps (PAPER.md section 6):
+Steps (docs/paper.md §6):
 
 1. data: Gaussian clusters, the first ``family_size`` classes sharing a direction
    (:func:`rftgrad.envs.gaussian_clusters`); pretraining sets of k labels per class;

@@ -4,12 +4,12 @@ For an input whose sampled reward takes value ``v_j`` with probability ``q_j``, 
 ``G`` independent samples has all-equal rewards (zero group STD, no GRPO/RLOO signal) with
 probability
 
-    P(all equal) = Σ_j q_j^G                                  (PAPER.md section 7)
+    P(all equal) = Σ_j q_j^G                                  (docs/paper.md §7)
 
 which for a binary reward with success probability ``p`` is ``d = p^G + (1-p)^G``, the
 quantity production libraries log as ``frac_reward_zero_std``.
 
-The expected update along the correct output (PAPER.md section 7, past the paper). One
+The expected update along the correct output (docs/paper.md §7, past the paper). One
 input, a flat softmax policy ``π = softmax(z)`` over outputs, one correct output ``c`` with
 ``p = π_c``, reward ``r⁺`` on ``c`` and ``r⁻`` elsewhere (``Δ = r⁺ - r⁻``; ``±1`` by default,
 as the environments use). An estimator's update is ``ĝ = (1/G) Σ_i A_i ∇_z log π(y_i)`` and
@@ -36,7 +36,7 @@ give 0). Summing the polynomial cases:
 
 DAPO keeps the first informative group among ``B = max_resample`` tries (dropped, zero
 update, if all ``B`` are all-equal) and normalises by the batch size, as
-:mod:`rftgrad.finetune.estimators` does. It draws ``G·min(T, B)`` outputs per input,
+:mod:`rftgrad.finetune.advantages` does. It draws ``G·min(T, B)`` outputs per input,
 ``T ~ Geometric(1 - d)`` the try of the first informative group, so
 
     E samples_dapo = G (1 - d^B)/(1 - d)   and   E u_dapo / E samples_dapo = E u_grpo / G:
@@ -160,7 +160,7 @@ def _check_setting(success: float, failure: float, std_eps: float, max_resample:
 
 
 def informative_prob(success_prob: npt.ArrayLike, group_size: int) -> np.ndarray:
-    """``1 - d = 1 - p^G - (1-p)^G``: a binary group of ``G`` carries signal (PAPER.md section 7).
+    """``1 - d = 1 - p^G - (1-p)^G``: a binary group of ``G`` carries signal (docs/paper.md §7).
 
     Computed as ``-expm1(G log(1-p)) - p^G`` (mirrored for ``p > 1/2``), exact to rounding
     even where ``1 - d ≈ Gp`` is tiny."""
@@ -186,7 +186,7 @@ def conditional_update(
     with a success's advantage ``A⁺ = (G-k)Δ/(G σ_k)``: ``σ_k = (G-1)/G`` for RLOO (Kool et al.
     2019), ``1`` for Dr. GRPO (Liu et al. 2025) and the group-mean baseline, and
     ``s_k + ε`` with the Bessel std ``s_k = Δ sqrt(k(G-k)/(G(G-1)))`` for GRPO and DAPO's kept
-    group (Shao et al. 2024; Yu et al. 2025). ``u_0 = u_G = 0`` (no signal). PAPER.md section 7.
+    group (Shao et al. 2024; Yu et al. 2025). ``u_0 = u_G = 0`` (no signal). docs/paper.md §7.
 
     Args:
         successes: ``k`` in ``0..G`` (any shape).
@@ -213,7 +213,7 @@ def conditional_update(
 
 def dapo_factor(success_prob: npt.ArrayLike, group_size: int, max_resample: float) -> np.ndarray:
     """``(1 - d^B)/(1 - d) = Σ_{t<B} d^t``: DAPO's gain over GRPO and its expected tries per input
-    (Yu et al. 2025; :func:`rftgrad.finetune.estimators.first_informative_group`).
+    (Yu et al. 2025; :func:`rftgrad.finetune.advantages.first_informative_group`).
 
     ``B = math.inf`` gives ``1/(1 - d)`` (``inf`` where ``d = 1``, i.e. ``p ∈ {0, 1}``); where ``d = 1``
     a finite ``B`` gives ``B``."""
@@ -244,10 +244,10 @@ def expected_update(
         grpo                Σ_{k=1}^{G-1} C(G,k) p^k (1-p)^(G-k) u_k,  u_k = k(G-k)Δ/(G²(s_k+ε))  (Shao et al. 2024)
         dapo                (1 - d^B)/(1 - d) · E u_grpo, d = p^G + (1-p)^G           (Yu et al. 2025)
 
-    matching :func:`rftgrad.finetune.estimators.advantages` (Bessel std plus ``std_eps``) and
+    matching :func:`rftgrad.finetune.advantages.advantages` (Bessel std plus ``std_eps``) and
     DAPO's dynamic sampling with ``max_resample = B`` tries, normalised by the batch size.
     ``B = math.inf`` gives the update per *kept* group, ``E u_grpo/(1 - d)``, continued to
-    ``p ∈ {0, 1}`` by its limit ``u_1``. PAPER.md section 7.
+    ``p ∈ {0, 1}`` by its limit ``u_1``. docs/paper.md §7.
 
     Args:
         success_prob: ``p ∈ [0, 1]`` (any shape).
@@ -284,7 +284,7 @@ def expected_samples(
     success_prob: npt.ArrayLike, group_size: int, estimator: str, max_resample: float = 4
 ) -> np.ndarray:
     """Expected sampled outputs per input and step: ``G``, and ``G (1 - d^B)/(1 - d)`` for DAPO
-    (``G/(1 - d) ≈ 1/p`` per kept group when ``B = ∞``; Yu et al. 2025, PAPER.md section 7)."""
+    (``G/(1 - d) ≈ 1/p`` per kept group when ``B = ∞``; Yu et al. 2025, docs/paper.md §7)."""
     _check_estimator(estimator)
     p = _check_probability(success_prob)
     group = _check_group(group_size, estimator)
@@ -302,7 +302,7 @@ def asymptotic_update(
     std_eps: float = 1e-4,
     max_resample: float = 4,
 ) -> Asymptote:
-    """``E u ≈ C p^a`` as ``p → 0`` at fixed ``G`` and ``B`` (PAPER.md section 7).
+    """``E u ≈ C p^a`` as ``p → 0`` at fixed ``G`` and ``B`` (docs/paper.md §7).
 
     Only groups with ``k = 1`` success matter (``P ≈ G p``), so ``C = G u_1`` and ``a = 1``:
 
@@ -374,7 +374,7 @@ def leading_term_sympy(
     advantages written out from their definitions for a group of ``k`` successes (RLOO, the
     group mean, GRPO's Bessel std plus ``ε``; DAPO times ``Σ_{t<B} d^t`` or ``1/(1-d)``) and takes
     its leading term at ``p = 0`` with sympy (rewards and ``ε`` as exact rationals). Slow for
-    large ``G``; the tests use ``G <= 8``. PAPER.md section 7.
+    large ``G``; the tests use ``G <= 8``. docs/paper.md §7.
     """
     _check_estimator(estimator)
     group = _check_group(group_size, estimator)

@@ -10,7 +10,7 @@ import torch
 from rftgrad.envs import RewardEnv
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.builders import build_env, build_policy
-from rftgrad.experiments.finetune.config import Config
+from rftgrad.experiments.compare.config import Config
 from rftgrad.finetune.config import ReplicaSettings
 from rftgrad.finetune.trainer import train
 from rftgrad.models import SoftmaxPolicy

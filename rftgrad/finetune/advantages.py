@@ -6,7 +6,7 @@ estimator turns them into advantages ``A_i`` and the update direction
     ĝ = Σ_n w_n (1/G) Σ_i A_i ∇_θ log p_θ(y_i | x_n)        (w_n: input weights, Σ w_n = 1)
 
 whose expectation the tests compare with the exact ∇V (Razin et al., ICLR 2024, Section 3:
-baselines do not change the expected gradient; PAPER.md section 7 for the group estimators):
+baselines do not change the expected gradient; docs/paper.md §7 for the group estimators):
 
 * ``reinforce``: ``A_i = r_i`` (Williams, 1992). Unbiased.
 * ``reinforce_baseline``: ``A_i = r_i - b`` with ``b`` the mean reward of the whole batch
@@ -25,11 +25,11 @@ baselines do not change the expected gradient; PAPER.md section 7 for the group 
   ``ρ_i = p_θ(y_i)/p_θold(y_i)`` (Schulman et al., 2017), with any advantage above;
   at ``θ = θ_old`` its gradient is ``A_i ∇ log p_θ(y_i)``, the plain estimator.
 * pass@k (``pass_k = k > 1``, RLOO-style): ``A_i = G s_i - k b_i``, the unbiased gradient of
-  ``E[max of k samples]`` (:func:`pass_k_advantages`; PAPER.md section 7).
+  ``E[max of k samples]`` (:func:`pass_k_advantages`; docs/paper.md §7).
 
 :func:`binary_update_draws` runs these formulas on simulated binary rewards and returns each
 draw's update along the correct output, the Monte Carlo side of
-:mod:`rftgrad.theory.estimators`' closed forms.
+:mod:`rftgrad.theory.group_updates`' closed forms.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def dapo_samples_per_input(first: torch.Tensor, dropped: torch.Tensor, group_siz
 
     ``first``, ``dropped``: ``(R, N)`` from :func:`first_informative_group` (the tries after the
     first informative one are never drawn). In expectation ``G (1 - d^B)/(1 - d)``
-    (:func:`rftgrad.theory.estimators.expected_samples`)."""
+    (:func:`rftgrad.theory.group_updates.expected_samples`)."""
     return torch.where(dropped, tries, first + 1).to(torch.float64) * group_size
 
 
@@ -183,7 +183,7 @@ def pass_k_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
 
     The objective is ``J = E[max_{j≤k} r(y_j)]`` over ``k`` i.i.d. samples: for a binary reward,
     ``r⁻ + (r⁺ - r⁻)(1 - (1-p)^k)``, whose gradient ``k(1-p)^(k-1) ∇V`` amplifies hard inputs
-    (PAPER.md section 7; Walder & Karkhanis 2025, "Pass@K Policy Optimization"). With
+    (docs/paper.md §7; Walder & Karkhanis 2025, "Pass@K Policy Optimization"). With
 
         s_i = (1/C(G,k)) Σ_{|S|=k, S∋i} max_{j∈S} r_j,
         b_i = (1/C(G-1,k)) Σ_{|S|=k, S⊆[G]∖{i}} max_{j∈S} r_j     (unbiased pass@k of the others),
@@ -238,7 +238,7 @@ def binary_update_draws(
 ) -> BinaryDraws:
     """Simulate one input with a binary reward and run this module's estimator on it.
 
-    Setting of :mod:`rftgrad.theory.estimators`: a flat softmax over outputs, correct output
+    Setting of :mod:`rftgrad.theory.group_updates`: a flat softmax over outputs, correct output
     ``c`` with ``p = π_c``; a sample is a success (``y = c``, reward ``r⁺``) with probability ``p``,
     else ``r⁻``, and ``(∇_z log π(y))_c = 1[y = c] - p``. Each draw is an independent batch of
     one input: rewards ``(D, 1, G)`` (DAPO: ``(D, 1, B, G)``, the kept try chosen by

@@ -1,4 +1,4 @@
-"""Expected values of the sampled policy-gradient estimators (rftgrad.finetune.estimators).
+"""Expected values of the sampled policy-gradient estimators (rftgrad.finetune.advantages).
 
 Two kinds of check:
 
@@ -38,14 +38,14 @@ from rftgrad.envs.base import RewardEnv
 from rftgrad.envs.classification import BanditEnv
 from rftgrad.envs.sequence import random_sequence_env
 from rftgrad.errors import ConfigError
-from rftgrad.finetune.config import TrainConfig
-from rftgrad.finetune.estimators import (
+from rftgrad.finetune.advantages import (
     advantages,
     clipped_surrogate,
     first_informative_group,
     group_std,
     zero_std_groups,
 )
+from rftgrad.finetune.config import TrainConfig
 from rftgrad.finetune.objectives import SampledRFT, StepBatch
 from rftgrad.models.tabular import TabularPolicy
 from rftgrad.theory.exact import exact

@@ -24,7 +24,7 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
-def plot_finetune(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
+def plot_compare(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Expected reward, gradient norm and target probability against step, per arm and STD group;
     the fraction of all-equal sampled groups when a sampled estimator ran."""
     sampled = not select(records, "frac_reward_zero_std", "batch").empty
@@ -43,5 +43,5 @@ def plot_finetune(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
 
 
 def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
-    """Write ``finetune.png`` (and .pdf) into ``out_dir``."""
-    return [save_figure(plot_finetune(tables["records"]), Path(out_dir) / "finetune")]
+    """Write ``compare.png`` (and .pdf) into ``out_dir``."""
+    return [save_figure(plot_compare(tables["records"]), Path(out_dir) / "compare")]

@@ -1,4 +1,4 @@
-"""`rftgrad run finetune`: records, score and figure; TOML configs; bad values exit 2 with no directory."""
+"""`rftgrad run compare`: records, score and figure; TOML configs; bad values exit 2 with no directory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from rftgrad.cli import main
 from rftgrad.configs import load_config, to_toml
-from rftgrad.experiments.finetune.config import TESTING, Config
+from rftgrad.experiments.compare.config import TESTING, Config
 from tests.experiments.cli_args import set_args
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
@@ -20,8 +20,8 @@ def budget_sets(**extra):
 
 
 def test_finetune_trains_rft_and_sft_and_rft_stalls_on_small_std_inputs(tmp_path, capsys):
-    out = tmp_path / "finetune"
-    assert main(["run", "finetune", "--out", str(out), "--no-progress", *budget_sets()]) == 0
+    out = tmp_path / "compare"
+    assert main(["run", "compare", "--out", str(out), "--no-progress", *budget_sets()]) == 0
     records = pd.read_csv(out / "records.csv")
     assert set(records["arm"]) == {"rft:20", "sft:20"}
     assert set(records["group"]) >= {"all", "small_std", "large_std"}
@@ -35,7 +35,7 @@ def test_finetune_trains_rft_and_sft_and_rft_stalls_on_small_std_inputs(tmp_path
     assert growth["rft:20"] < 1.1 and growth["sft:20"] > 2.0
     assert final["small_std"]["rft:20"] - small_start < 1e-3
     assert final["large_std"]["rft:20"] > start[start["group"] == "large_std"]["value"].mean() + 0.1
-    assert_valid_png(out / "finetune.png")
+    assert_valid_png(out / "compare.png")
     assert not (out / "checkpoints").exists()  # removed once the run finished
     environment = json.loads((out / "environment.json").read_text())
     assert environment["device"] == "cpu" and "torch" in environment["packages"]
@@ -46,7 +46,7 @@ def test_finetune_trains_rft_and_sft_and_rft_stalls_on_small_std_inputs(tmp_path
 def test_same_config_and_seed_give_the_same_records(tmp_path):
     for name in ("a", "b"):
         sets = budget_sets(estimator="grpo", num_generations=4, arms=("rft:6",))
-        assert main(["run", "finetune", "--out", str(tmp_path / name), "--no-progress", *sets]) == 0
+        assert main(["run", "compare", "--out", str(tmp_path / name), "--no-progress", *sets]) == 0
     first, second = (pd.read_csv(tmp_path / name / "records.csv") for name in ("a", "b"))
     pd.testing.assert_frame_equal(first, second)
 
@@ -73,7 +73,7 @@ def test_toml_config_round_trips_every_field(tmp_path):
 )
 def test_bad_values_exit_2_with_one_line_and_no_directory(tmp_path, capsys, args, message):
     out = tmp_path / "run"
-    assert main(["run", "finetune", "--out", str(out), "--no-progress", *args]) == 2
+    assert main(["run", "compare", "--out", str(out), "--no-progress", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rftgrad: error: ") and err.count("\n") == 1
     assert message in err
@@ -83,7 +83,7 @@ def test_bad_values_exit_2_with_one_line_and_no_directory(tmp_path, capsys, args
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 def test_cuda_requested_without_cuda_exits_2_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "finetune", "--out", str(out), "--device", "cuda", "--no-progress"]) == 2
+    assert main(["run", "compare", "--out", str(out), "--device", "cuda", "--no-progress"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
     assert not out.exists()
 
@@ -91,20 +91,20 @@ def test_cuda_requested_without_cuda_exits_2_and_writes_nothing(tmp_path, capsys
 def test_bad_toml_file_and_ill_typed_file_values_are_refused(tmp_path, capsys):
     broken = tmp_path / "broken.toml"
     broken.write_text("lr = [0.1,\n")
-    assert main(["run", "finetune", "--config", str(broken), "--out", str(tmp_path / "x")]) == 2
+    assert main(["run", "compare", "--config", str(broken), "--out", str(tmp_path / "x")]) == 2
     assert "cannot read config file" in capsys.readouterr().err
     typed = tmp_path / "typed.toml"
     typed.write_text('steps_typo = 3\nlr = "fast"\n')
-    assert main(["run", "finetune", "--config", str(typed), "--out", str(tmp_path / "x")]) == 2
+    assert main(["run", "compare", "--config", str(typed), "--out", str(tmp_path / "x")]) == 2
     assert "unknown config key 'steps_typo'" in capsys.readouterr().err
     typed.write_text('lr = "fast"\n')
-    assert main(["run", "finetune", "--config", str(typed), "--out", str(tmp_path / "x")]) == 2
+    assert main(["run", "compare", "--config", str(typed), "--out", str(tmp_path / "x")]) == 2
     assert "config key 'lr' expects a list of numbers, got 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 
 def test_show_config_lists_every_key_with_its_doc(capsys):
-    assert main(["run", "finetune", "--show-config"]) == 0
+    assert main(["run", "compare", "--show-config"]) == 0
     out = capsys.readouterr().out
     assert "estimator" in out and "RFT gradient: exact, reinforce" in out
     assert "p0_fraction" in out and "data_seed" in out
