@@ -9,7 +9,8 @@
     rftgrad diagnose FILE        which prompts of a rollout log (JSONL/CSV) are in the vanishing-gradient
                                  regime: per-prompt reward mean/STD, frac_reward_zero_std, a scatter in --out
 
-Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2.
+Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2; any other error is a
+bug of rftgrad's and shows its traceback, a line asking for a report, and exit code 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,16 +28,11 @@ import torch
 from rftgrad import __version__
 from rftgrad.configs import describe_config
 from rftgrad.diagnose import GROUP_SIZES, default_out_dir, diagnose, format_summary
-from rftgrad.envs import (
-    ENVIRONMENTS,
-    REWARDS,
-    RewardEnv,
-)
+from rftgrad.envs import ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS
 from rftgrad.experiments.base import experiment_module, run_experiment
-from rftgrad.experiments.builders import build_env, build_policy
-from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy
+from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
 from rftgrad.results import write_run
 from rftgrad.theory import exact, gamma
 from rftgrad.theory.check import run_check
@@ -317,19 +314,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: the line printed under the traceback of an error that is not one of rftgrad's own (a bug).
+BUG_REPORT = (
+    "rftgrad: internal error (a bug in rftgrad, not in your input): please report it with the command line "
+    "and the traceback above"
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rftgrad`` console script; returns the exit code."""
+    """Entry point of the ``rftgrad`` console script; returns the exit code.
+
+    Bad input raises one of rftgrad's own errors (:class:`rftgrad.errors.RftgradError`): one line,
+    exit code 2. Any other exception is a bug: its traceback is printed with :data:`BUG_REPORT`,
+    exit code 1. The command line, and only it, draws with the file backend ``Agg``.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # the CLI writes files; library code never switches the backend
     try:
         return args.handler(args)
-    except (RftgradError, ValueError) as err:
+    except RftgradError as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"rftgrad: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rftgrad: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(BUG_REPORT, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ on its line::
         steps: int = 200  # optimisation steps
         lr: tuple[float, ...] = (0.01,)  # learning rates (one replica set per value)
 
+A field may also be a *section*: another config dataclass, with a frozen instance as its
+default (an experiment's ``trainer: TrainConfig = TrainConfig(arms=("rft:300",))``). Its
+keys are written ``section.key`` (``--set trainer.lr=0.1``, a ``[trainer]`` table in TOML,
+``{"trainer": {"lr": (0.1,)}}`` in an override dict); a bare ``key`` that names no
+top-level field but exactly one section's field means that one (``--set lr=0.1``). A
+config class may list in ``DERIVED`` the section keys it sets itself (e.g. an experiment
+that builds ``trainer.arms`` from its own fields): they are neither shown nor settable.
+
 Values come, in order, from the defaults, an optional override dict (an experiment's
 ``FULL`` budget), a TOML/JSON file and ``key=value`` strings. Unknown keys and values of
 the wrong type raise :class:`ConfigError` naming the key and listing the valid ones;
@@ -40,13 +48,31 @@ _SCALARS = (bool, int, float, str)
 _TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
 
 
-def field_types(config_cls: type) -> dict[str, tuple[type, bool]]:
-    """``name -> (scalar type, is_tuple)`` for each field of a config dataclass."""
+def sections(config_cls: type) -> dict[str, type]:
+    """``name -> config dataclass`` for each field of ``config_cls`` that is a section."""
     hints = typing.get_type_hints(config_cls)
+    fields = dataclasses.fields(config_cls)
+    return {field.name: hints[field.name] for field in fields if dataclasses.is_dataclass(hints[field.name])}
+
+
+def derived_keys(config_cls: type) -> tuple[str, ...]:
+    """The ``section.key`` names ``config_cls`` sets itself (its ``DERIVED`` class attribute)."""
+    return tuple(getattr(config_cls, "DERIVED", ()))
+
+
+def field_types(config_cls: type) -> dict[str, tuple[type, bool]]:
+    """``key -> (scalar type, is_tuple)`` for each settable key: scalar fields, then ``section.key`` ones."""
+    hints = typing.get_type_hints(config_cls)
+    nested = sections(config_cls)
     types: dict[str, tuple[type, bool]] = {}
     for field in dataclasses.fields(config_cls):
         hint = hints[field.name]
-        if typing.get_origin(hint) is tuple:
+        if field.name in nested:
+            derived = derived_keys(config_cls)
+            for key, kind in field_types(nested[field.name]).items():
+                if f"{field.name}.{key}" not in derived:
+                    types[f"{field.name}.{key}"] = kind
+        elif typing.get_origin(hint) is tuple:
             types[field.name] = (typing.get_args(hint)[0], True)
         elif hint in _SCALARS:
             types[field.name] = (hint, False)
@@ -56,8 +82,11 @@ def field_types(config_cls: type) -> dict[str, tuple[type, bool]]:
 
 
 def field_docs(config_cls: type) -> dict[str, str]:
-    """The comment on each field's line, from the class sources (base classes included)."""
+    """The comment on each field's line, from the class sources (base classes included; a section's
+    fields as ``section.key``)."""
     docs: dict[str, str] = {}
+    for name, section_cls in sections(config_cls).items():
+        docs.update({f"{name}.{key}": doc for key, doc in field_docs(section_cls).items()})
     for klass in reversed(config_cls.__mro__):
         if not dataclasses.is_dataclass(klass):
             continue
@@ -96,12 +125,34 @@ def _scalar(scalar: type, value: Any, from_text: bool) -> Any:  # noqa: ANN401 -
     return value
 
 
-def coerce(config_cls: type, key: str, value: Any, from_text: bool = False) -> Any:  # noqa: ANN401
-    """``value`` as the type of field ``key``: parsed from a string (``--set``) or checked
-    (a file's typed value). Raises :class:`ConfigError` with the valid keys on a mismatch."""
+def resolve_key(config_cls: type, key: str) -> str:
+    """The full name of ``key``: itself, or ``section.key`` when a bare key names one section's field.
+
+    Raises :class:`ConfigError` for a key the config does not have, a derived key, or a bare key
+    that two sections share.
+    """
     types = field_types(config_cls)
-    if key not in types:
-        raise ConfigError(f"unknown config key {key!r}; valid keys: {_valid_keys(config_cls)}")
+    if key in types:
+        return key
+    derived = [d for d in derived_keys(config_cls) if key in (d, d.split(".", 1)[-1])]
+    if derived:
+        owner = config_cls.__module__.rsplit(".", 2)[-2] if config_cls.__module__.count(".") >= 2 else "this config"
+        full = derived[0]
+        raise ConfigError(f"{owner} derives {full} from its own keys; set those instead (see --show-config)")
+    matches = [name for name in types if "." in name and name.split(".", 1)[1] == key]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise ConfigError(f"config key {key!r} is ambiguous; write one of {', '.join(matches)}")
+    raise ConfigError(f"unknown config key {key!r}; valid keys: {_valid_keys(config_cls)}")
+
+
+def coerce(config_cls: type, key: str, value: Any, from_text: bool = False) -> Any:  # noqa: ANN401
+    """``value`` as the type of key ``key`` (``section.key`` for a section's field): parsed from a
+    string (``--set``) or checked (a file's typed value). Raises :class:`ConfigError` with the
+    valid keys on a mismatch."""
+    types = field_types(config_cls)
+    key = resolve_key(config_cls, key)
     scalar, is_tuple = types[key]
     try:
         if is_tuple:
@@ -137,25 +188,53 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"trainer": {"lr": (0.1,)}, "steps": 3}`` -> ``{"trainer.lr": (0.1,), "steps": 3}``."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{inner}": item for inner, item in flatten(value).items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def build(config_cls: type, values: Mapping[str, Any]) -> Any:  # noqa: ANN401 - an instance of config_cls
+    """An instance of ``config_cls`` from checked ``key -> value`` pairs (``section.key`` for sections):
+    each section starts from the field's default and takes its keys."""
+    nested = sections(config_cls)
+    top = {key: value for key, value in values.items() if "." not in key}
+    for name in nested:
+        inner = {key.split(".", 1)[1]: value for key, value in values.items() if key.startswith(f"{name}.")}
+        default = next(f for f in dataclasses.fields(config_cls) if f.name == name).default
+        if inner:
+            top[name] = dataclasses.replace(default, **inner)
+    return config_cls(**top)
+
+
 def load_config(
     config_cls: type,
     overrides: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
     sets: Sequence[str] = (),
 ) -> Any:  # noqa: ANN401 - an instance of config_cls
-    """Defaults, then ``overrides``, then a TOML/JSON file, then ``key=value`` strings."""
+    """Defaults, then ``overrides``, then a TOML/JSON file, then ``key=value`` strings.
+
+    ``overrides`` and the file may nest a section's keys (``{"trainer": {"lr": ...}}``, a TOML
+    ``[trainer]`` table) or write them ``trainer.lr``; ``sets`` are ``key=value`` strings.
+    """
     values: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        values[key] = coerce(config_cls, key, value)
+    for key, value in flatten(overrides or {}).items():
+        values[resolve_key(config_cls, key)] = coerce(config_cls, key, value)
     if config_file is not None:
-        for key, value in read_config_file(config_file).items():
-            values[key] = coerce(config_cls, key, value)
+        for key, value in flatten(read_config_file(config_file)).items():
+            values[resolve_key(config_cls, key)] = coerce(config_cls, key, value)
     for item in sets:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects key=value, got {item!r}")
-        values[key.strip()] = coerce(config_cls, key.strip(), text, from_text=True)
-    return config_cls(**values)
+        values[resolve_key(config_cls, key.strip())] = coerce(config_cls, key.strip(), text, from_text=True)
+    return build(config_cls, values)
 
 
 def _toml_value(value: Any) -> str:  # noqa: ANN401 - a config value
@@ -170,13 +249,31 @@ def _toml_value(value: Any) -> str:  # noqa: ANN401 - a config value
     return json.dumps(str(value))  # a TOML basic string is a JSON string
 
 
+def key_values(config: Any) -> dict[str, Any]:  # noqa: ANN401 - a config dataclass instance
+    """``key -> value`` of every settable key of ``config`` (``section.key`` for a section's fields)."""
+    values = {}
+    for key in field_types(type(config)):
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        values[key] = value
+    return values
+
+
 def to_toml(config: Any, header: str = "") -> str:  # noqa: ANN401 - a config dataclass instance
-    """The config as TOML, one ``key = value`` per field with its doc as a comment."""
+    """The config as TOML, one ``key = value`` per settable key with its doc as a comment (a section's
+    keys in a ``[section]`` table after the top-level ones)."""
     docs = field_docs(type(config))
     lines = [f"# {line}" for line in header.splitlines()]
-    for field in dataclasses.fields(config):
-        doc = docs.get(field.name)
-        lines.append(f"{field.name} = {_toml_value(getattr(config, field.name))}" + (f"  # {doc}" if doc else ""))
+    values = key_values(config)
+    current = ""
+    for key in sorted(values, key=lambda k: ("." in k, k.split(".", 1)[0] if "." in k else "")):
+        section, _, name = key.rpartition(".")
+        if section != current:
+            lines += ["", f"[{section}]"]
+            current = section
+        doc = docs.get(key)
+        lines.append(f"{name} = {_toml_value(values[key])}" + (f"  # {doc}" if doc else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -184,10 +281,9 @@ def describe_config(config_cls: type) -> str:
     """One line per field: name, type, default and doc (what ``rftgrad run NAME --show-config`` prints)."""
     docs = field_docs(config_cls)
     types = field_types(config_cls)
-    default = config_cls()
+    defaults = key_values(config_cls())
     rows = [
-        f"{f.name:<18} {_type_name(*types[f.name]):<18} {_toml_value(getattr(default, f.name)):<24} "
-        f"{docs.get(f.name, '')}"
-        for f in dataclasses.fields(config_cls)
+        f"{key:<24} {_type_name(*types[key]):<18} {_toml_value(defaults[key]):<24} {docs.get(key, '')}"
+        for key in types
     ]
     return "\n".join(rows)

@@ -8,11 +8,12 @@ random generators, and what is written next to results so a run can be reproduce
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
@@ -94,6 +95,23 @@ def generator(seed: int) -> torch.Generator:
     gen = torch.Generator(device="cpu")
     gen.manual_seed(int(seed))
     return gen
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with ``count`` intra-op torch threads (``None``: leave them), then restore the count.
+
+    For code whose float32 results must not depend on the machine's core count (reductions split
+    work by thread): ``with torch_threads(1): ...``. The previous count is restored on exit, also
+    on an exception, so the caller's setting survives.
+    """
+    previous = torch.get_num_threads()
+    if count is not None:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def git_commit(path: str | Path | None = None) -> str | None:

@@ -51,4 +51,4 @@ def test_field_docs_and_description_come_from_the_comments():
         "exact": "use the exact gradient",
         "scale": "a scale",
     }
-    assert "lr                 a list of numbers" in describe_config(Example)
+    assert "lr                       a list of numbers" in describe_config(Example)

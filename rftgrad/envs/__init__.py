@@ -39,6 +39,13 @@ from rftgrad.envs.sequence import (
     TableReward,
     random_sequence_env,
 )
+from rftgrad.envs.tasks import (
+    Task,
+    build_env,
+    classification_task,
+    family_task,
+    sequence_task,
+)
 
 #: name -> one-line description, for `rftgrad list`.
 ENVIRONMENTS: dict[str, str] = {
@@ -50,6 +57,11 @@ ENVIRONMENTS: dict[str, str] = {
 }
 
 __all__ = [
+    "Task",
+    "build_env",
+    "classification_task",
+    "family_task",
+    "sequence_task",
     "DEFAULT_COVERAGE",
     "LANGUAGE_REWARDS",
     "TASKS",

@@ -3,8 +3,10 @@
 An experiment is a folder ``rftgrad/experiments/<name>/`` with
 
 * ``config.py``: a frozen dataclass ``Config`` (typed fields, one-line comment each;
-  defaults are the quick budget; see :mod:`rftgrad.configs`) and ``FULL``, a dict of
-  overrides for the paper-scale budget;
+  defaults are the quick budget; see :mod:`rftgrad.configs`): the experiment's own fields,
+  plus a ``trainer`` section (:class:`rftgrad.finetune.TrainConfig`) for those that finetune,
+  composed rather than inherited; ``FULL``, a dict of overrides for the paper-scale budget,
+  and ``TESTING``, a budget the test suite runs in seconds;
 * ``run.py``: ``run(config, context) -> dict[str, DataFrame]`` computes tidy records (it
   never plots); ``context`` (:class:`RunContext`) says where checkpoints go and whether to
   show progress;
@@ -59,15 +61,10 @@ def experiment_module(name: str, part: str) -> ModuleType:
     return importlib.import_module(f"rftgrad.experiments.{name}.{part}")
 
 
-def load_config(
-    config_cls: type,
-    full_overrides: Mapping[str, Any],
-    config_file: str | Path | None = None,
-    sets: Sequence[str] = (),
-    full: bool = False,
-) -> Any:  # noqa: ANN401 - an instance of config_cls
-    """Defaults, then ``full_overrides`` (if ``full``), then a TOML/JSON file, then ``key=value`` strings."""
-    return configs.load_config(config_cls, full_overrides if full else None, config_file, sets)
+def config_device(config: Any) -> str:  # noqa: ANN401 - an experiment's Config
+    """The device an experiment's config asks for: its trainer section's, its own ``device`` field's, or cpu."""
+    trainer = getattr(config, "trainer", None)
+    return getattr(trainer, "device", None) or getattr(config, "device", "cpu")
 
 
 def experiment_config(
@@ -127,7 +124,7 @@ def run_experiment(
     the same command again resumes from them.
     """
     config = experiment_config(name, config_file, sets, full, variant)
-    device = resolve_device(getattr(config, "device", "cpu"))
+    device = resolve_device(config_device(config))
     run_module = experiment_module(name, "run")
     out = Path(out_dir)
     created = not out.exists()

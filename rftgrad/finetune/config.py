@@ -28,23 +28,7 @@ import math
 from dataclasses import dataclass
 
 from rftgrad.errors import ConfigError
-
-#: estimator name -> one line (formulas in rftgrad.finetune.advantages).
-ESTIMATORS = {
-    "exact": "the exact expected gradient ∇V by enumeration (no sampling)",
-    "reinforce": "REINFORCE without baseline: A = r",
-    "reinforce_baseline": "REINFORCE with the batch-mean reward as baseline: A = r - mean(r over the batch)",
-    "rloo": "RLOO, leave-one-out baseline: A_i = r_i - mean_{j≠i} r_j",
-    "grpo": "GRPO: A_i = (r_i - mean(r)) / (std(r) + std_eps) over the group (scale_rewards)",
-    "dr_grpo": "Dr. GRPO: A_i = r_i - mean(r) over the group, no std division",
-    "dapo": "GRPO advantages with DAPO dynamic sampling (resample all-equal groups, max_resample tries)",
-    "ppo": "PPO-clip: ppo_epochs updates per batch on min(ρA, clip(ρ, 1±clip_eps)A), A from ppo_advantage",
-}
-GROUP_ESTIMATORS = ("rloo", "grpo", "dr_grpo", "dapo")
-ADVANTAGES = ("reinforce", "reinforce_baseline", "rloo", "grpo", "dr_grpo")
-OBJECTIVES = ("rft", "sft")
-OPTIMIZERS = ("sgd", "adam")
-SCALE_REWARDS = ("group", "batch", "none")
+from rftgrad.registry import ADVANTAGES, ESTIMATORS, GROUP_ESTIMATORS, OBJECTIVES, OPTIMIZERS, SCALE_REWARDS
 
 
 @dataclass(frozen=True)

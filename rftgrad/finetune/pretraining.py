@@ -10,6 +10,9 @@ model, rather than near-deterministic. The loss of replica ``r`` is
 minimised full batch with Adam (one state per replica). It is deterministic: the same
 policy and arguments give the same parameters.
 
+:class:`PretrainedPolicies` is the policy factory the finetuning experiments share: pretrain once
+per set of seeds, then every arm starts from a copy of those weights.
+
 Part 2, a pretrained tiny transformer for the synthetic language, cached on disk.
 
 :func:`pretrained_transformer` fits a :class:`TinyTransformerPolicy` to a pretraining
@@ -33,13 +36,17 @@ Cache folder: the ``cache_dir`` argument, else ``$RFTGRAD_CACHE``, else
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -47,12 +54,14 @@ from tqdm.auto import tqdm
 from rftgrad.envs.base import RewardEnv
 from rftgrad.envs.language import Mixture
 from rftgrad.errors import ConfigError, ShapeMismatchError
+from rftgrad.finetune.config import ReplicaSettings, TrainConfig
 from rftgrad.finetune.optim import Adam
-from rftgrad.finetune.trainer import group_means, per_input_metrics
-from rftgrad.models.base import SoftmaxPolicy
+from rftgrad.finetune.trainer import TrainResult, group_means, per_input_metrics, train
+from rftgrad.models.base import Params, SoftmaxPolicy
+from rftgrad.models.build import build_policy
 from rftgrad.models.transformer import TinyTransformerPolicy
 from rftgrad.results import atomic_write_text
-from rftgrad.runtime import resolve_device, resolve_dtype
+from rftgrad.runtime import resolve_device, resolve_dtype, torch_threads
 
 #: bump when the cache format or the pretraining recipe changes (invalidates old files).
 CACHE_VERSION = 2
@@ -105,6 +114,77 @@ def pretrain(
         optimizer.step(policy.params, {key: -grad for key, grad in zip(params, grads, strict=True)})
     with torch.no_grad():
         return loss_of(policy.params)
+
+
+class PretrainedPolicies:
+    """Policy factory for :func:`rftgrad.finetune.train`: every arm starts from the same pretrained weights.
+
+    The first call for a set of seeds builds the policy (``policy``, a name of
+    :data:`rftgrad.models.POLICIES`, sized for ``env``; linear policies on the input features,
+    MLPs with one hidden layer of ``hidden``) and pretrains it at temperature 1 toward
+    ``pretrain_outputs`` ``(N, k, L)`` (uniform over each input's set) with :func:`pretrain`
+    (``steps`` full-batch Adam steps at ``lr``); every call returns a fresh policy holding a copy
+    of the cached weights, sampling at the replicas' temperatures (a higher temperature flattens
+    the pretrained distribution, as when sampling a pretrained model hotter). ``losses[seeds]``
+    holds the final pretraining loss per replica.
+    """
+
+    def __init__(
+        self,
+        policy: str,
+        env: RewardEnv,
+        pretrain_outputs: torch.Tensor,
+        *,
+        hidden: int,
+        steps: int,
+        lr: float,
+        progress: bool,
+    ) -> None:
+        self.policy, self.env, self.pretrain_outputs = policy, env, pretrain_outputs
+        self.hidden, self.steps, self.lr, self.progress = hidden, steps, lr, progress
+        self.weights: dict[tuple[int, ...], Params] = {}  # seeds -> pretrained params
+        self.losses: dict[tuple[int, ...], torch.Tensor] = {}  # seeds -> (R,) final pretraining loss
+
+    def __call__(self, settings: ReplicaSettings, device: torch.device, dtype: torch.dtype) -> SoftmaxPolicy:
+        policy = build_policy(self.policy, self.env, settings.seeds, device, dtype, features="input",
+                              hidden=(self.hidden,))  # fmt: skip
+        key = tuple(settings.seeds)
+        if key not in self.weights:
+            self.losses[key] = pretrain(
+                policy, self.env, self.pretrain_outputs, None, self.steps, self.lr, progress=self.progress
+            )
+            self.weights[key] = {name: value.clone() for name, value in policy.params.items()}
+        policy.params = {name: value.clone() for name, value in self.weights[key].items()}
+        policy.set_temperature(settings.temperature)
+        return policy
+
+    def finetune(
+        self,
+        trainer: TrainConfig,
+        checkpoint_dir: Path,
+        eval_envs: dict[str, RewardEnv] | None = None,
+        run_key: Mapping[str, Any] | None = None,
+    ) -> TrainResult:
+        """Train ``trainer``'s arms on the pretraining environment from the cached pretrained weights
+        (:func:`rftgrad.finetune.train`). ``run_key`` (default: the trainer config) identifies the run
+        whose checkpoints ``checkpoint_dir`` may hold: give the experiment's whole config, so that a
+        run of another task never resumes from them."""
+        return train(
+            self,
+            self.env,
+            trainer,
+            eval_envs=eval_envs,
+            checkpoint_dir=checkpoint_dir,
+            run_key=dataclasses.asdict(trainer) if run_key is None else run_key,
+            progress=self.progress,
+        )
+
+    def pretraining_table(self, settings: ReplicaSettings) -> pd.DataFrame:
+        """Per replica: the final pretraining loss next to ln k, the loss of the uniform set."""
+        losses = self.losses[tuple(settings.seeds)].double().cpu().numpy()
+        uniform_set_loss = np.log(self.pretrain_outputs.shape[1])
+        replicas = range(settings.num_replicas)
+        return pd.DataFrame({"replica": replicas, "loss": losses, "uniform_set_loss": uniform_set_loss})
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -202,13 +282,9 @@ def pretrained_transformer(
     path = cache_root(cache_dir) / "pretrained" / f"transformer-{key}.pt"
     if _load_cached(path, policy):
         return policy
-    threads = torch.get_num_threads()
-    if device.type == "cpu":
-        torch.set_num_threads(1)  # float32 sums depend on the thread count: one thread gives every CPU the same weights
-    try:
+    # float32 sums depend on the thread count: one thread gives every CPU the same weights
+    with torch_threads(1 if device.type == "cpu" else None):
         pretrain(policy, env, mixture.outputs, mixture.weights, steps=steps, lr=lr, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in policy.params.items()}, buffer)
     data = buffer.getvalue()

@@ -1,18 +1,11 @@
 """Softmax policies with a leading replica axis R: tabular, linear, MLP, tiny transformer."""
 
 from rftgrad.models.base import INIT_LOGPROB_TOLERANCE, Params, SoftmaxPolicy
+from rftgrad.models.build import POLICIES, build_policy
 from rftgrad.models.linear import FEATURE_MAPS, LinearSoftmaxPolicy
 from rftgrad.models.mlp import MLPPolicy
 from rftgrad.models.tabular import TabularPolicy
 from rftgrad.models.transformer import TinyTransformerPolicy
-
-#: name -> (class, one-line description), for `rftgrad list` and the CLI.
-POLICIES: dict[str, tuple[type[SoftmaxPolicy], str]] = {
-    "tabular": (TabularPolicy, "independent logits per input and prefix; gamma = 1/T"),
-    "linear": (LinearSoftmaxPolicy, "logits W phi(x, prefix); feature maps " + ", ".join(FEATURE_MAPS)),
-    "mlp": (MLPPolicy, "multilayer perceptron over features, classification (L = 1)"),
-    "transformer": (TinyTransformerPolicy, "tiny causal transformer over prompt + output tokens"),
-}
 
 __all__ = [
     "FEATURE_MAPS",
@@ -24,4 +17,5 @@ __all__ = [
     "SoftmaxPolicy",
     "TabularPolicy",
     "TinyTransformerPolicy",
+    "build_policy",
 ]

@@ -694,3 +694,14 @@ def discrete_hitting_steps(
         if not active.any():
             break
     return steps.reshape(shape)
+
+
+def p0_grid(p0_min: float, p0_max: float, points_per_decade: int) -> np.ndarray:
+    """Log-spaced ``p0`` from ``p0_min`` to ``p0_max`` (both included), ``points_per_decade`` per decade."""
+    check_probability([p0_min, p0_max])
+    if not p0_min < p0_max or points_per_decade < 1:
+        raise ConfigError(
+            f"p0 grid needs p0_min < p0_max and points_per_decade >= 1, got {p0_min}, {p0_max}, {points_per_decade}"
+        )
+    decades = math.log10(p0_max / p0_min)
+    return np.geomspace(p0_min, p0_max, max(2, math.ceil(decades * points_per_decade) + 1))

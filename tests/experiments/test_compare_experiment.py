@@ -11,6 +11,7 @@ import torch
 from rftgrad.cli import main
 from rftgrad.configs import load_config, to_toml
 from rftgrad.experiments.compare.config import TESTING, Config
+from rftgrad.finetune import TrainConfig
 from tests.experiments.cli_args import set_args
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
@@ -52,7 +53,8 @@ def test_same_config_and_seed_give_the_same_records(tmp_path):
 
 
 def test_toml_config_round_trips_every_field(tmp_path):
-    config = Config(lr=(0.1, 0.02), estimator="dapo", arms=("sft:5@0.01+rft:10",), eval_grad_norm=False, p0=1e-4)
+    trainer = TrainConfig(lr=(0.1, 0.02), estimator="dapo", arms=("sft:5@0.01+rft:10",), eval_grad_norm=False)
+    config = Config(p0=1e-4, trainer=trainer)
     path = tmp_path / "saved.toml"
     path.write_text(to_toml(config))
     assert load_config(Config, config_file=path) == config
@@ -66,8 +68,8 @@ def test_toml_config_round_trips_every_field(tmp_path):
         (["--set", "p0_fraction=2"], "p0_fraction must lie in [0, 1]"),
         (["--set", "estimator=grpo", "--set", "num_generations=1"], "num_generations must be >= 2"),
         (["--set", "estimator=a2c"], "unknown estimator 'a2c'"),
-        (["--set", "learning_rate=0.1"], "unknown config key 'learning_rate'; valid keys: arms (a list of strings)"),
-        (["--set", "seeds=two"], "config key 'seeds' expects an integer"),
+        (["--set", "learning_rate=0.1"], "unknown config key 'learning_rate'; valid keys: env (a string)"),
+        (["--set", "seeds=two"], "config key 'trainer.seeds' expects an integer"),
         (["--seeds", "0"], "seeds must be >= 1"),
     ],
 )
@@ -99,7 +101,7 @@ def test_bad_toml_file_and_ill_typed_file_values_are_refused(tmp_path, capsys):
     assert "unknown config key 'steps_typo'" in capsys.readouterr().err
     typed.write_text('lr = "fast"\n')
     assert main(["run", "compare", "--config", str(typed), "--out", str(tmp_path / "x")]) == 2
-    assert "config key 'lr' expects a list of numbers, got 'fast'" in capsys.readouterr().err
+    assert "config key 'trainer.lr' expects a list of numbers, got 'fast'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

@@ -62,7 +62,7 @@ def test_variants_set_their_defaults_and_full_budgets():
     assert experiment_config("controlled", variant="digits-mlp").policy == "mlp"
     assert experiment_config("controlled", variant="digits-mlp-high-init").wrong_reward == 0.5
     full = experiment_config("controlled", variant="digits-mlp", full=True)
-    assert full.seeds >= 5 and int(full.arms[0].split(":")[1]) >= 1000
+    assert full.trainer.seeds >= 5 and int(full.trainer.arms[0].split(":")[1]) >= 1000
     assert experiment_config("controlled", sets=["variant=sequence"]).policy == "transformer"
     assert set(VARIANTS) == set(TESTING)
 

@@ -7,8 +7,9 @@ import json
 import pandas as pd
 
 from rftgrad.cli import main
+from rftgrad.configs import resolve_key
 from rftgrad.experiments.base import experiment_config
-from rftgrad.experiments.estimators.config import FULL, TESTING
+from rftgrad.experiments.estimators.config import FULL, TESTING, Config
 from tests.experiments.cli_args import set_args
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
@@ -68,10 +69,11 @@ def test_estimators_experiment_records_score_and_figures(tmp_path):
 
 def test_full_budget_and_bad_configs(tmp_path, capsys):
     full = experiment_config("estimators", full=True)
-    assert full.mc_informative >= 10 * experiment_config("estimators").mc_informative and full.seeds >= 5
-    assert set(FULL) <= set(vars(full))
+    assert full.mc_informative >= 10 * experiment_config("estimators").mc_informative and full.trainer.seeds >= 5
+    assert all(resolve_key(Config, key) for key in FULL)  # every FULL key is one of the config's keys
     for setting, message in (
-        ("variant=gaussian-linear", "estimators trains on the controlled sequence task"),
+        ("variant=gaussian-linear", "unknown config key 'variant'"),
+        ("policy=mlp", "estimators trains a transformer or tabular policy"),
         ("curve_estimators=exact", "curve_estimators needs one or more of"),
         ("group_sizes=1,4", "group_sizes needs values >= 2"),
         ("p_max=0.7", "need 0 < p_min < p_max <= 0.5"),

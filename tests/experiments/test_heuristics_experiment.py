@@ -52,11 +52,11 @@ def test_temperature_creates_std_that_a_larger_output_space_dilutes(testing_run)
 
 def test_sweep_config_varies_one_field_at_a_time():
     config = experiment_config("heuristics")
-    lr = sweep_config(config, "lr", 100)
-    assert lr.lr == config.lr and lr.temperature == (1.0,) and lr.entropy_coef == (0.0,) and lr.num_outputs == 100
+    lr = sweep_config(config, "lr")  # the trainer section of the learning-rate sweep
+    assert lr.lr == config.trainer.lr and lr.temperature == (1.0,) and lr.entropy_coef == (0.0,)
     assert lr.arms == ("rft:300", "sft:300")  # the SFT reference rides along the learning-rate sweep
-    temperature = sweep_config(config, "temperature", 10)
-    assert temperature.lr == config.lr[:1] and temperature.temperature == (1.0, 1.5, 2.0)
+    temperature = sweep_config(config, "temperature")
+    assert temperature.lr == config.trainer.lr[:1] and temperature.temperature == (1.0, 1.5, 2.0)
     assert temperature.arms == ("rft:300",)
 
 

@@ -143,7 +143,7 @@ def test_analysis_on_tables_with_known_answers():
 @pytest.mark.parametrize(
     "setting, message",
     [
-        ("arms=rft:10,sft:20", "derives its arms from steps"),
+        ("arms=rft:10,sft:20", "prevalence derives trainer.arms"),
         ("coverage=1,0.5", "one value in \\[0, 1\\] per task"),
         ("train_rewards=learned", "must be among rewards"),
         ("rewards=bleu", "rewards .* invalid"),

@@ -57,8 +57,8 @@ def test_budget_arms_cover_the_grid():
         (["sft_fractions=0"], "sft_fractions"),
         (["sft_steps=0"], "sft_steps"),
         (["family_size=10"], "family_size"),
-        (["policy=mlp"], "gaussian-linear"),
-        (["arms=rft:10"], "derives its arms"),
+        (["policy=mlp"], "unknown config key 'policy'"),
+        (["arms=rft:10"], "sft_budget derives trainer.arms"),
     ],
 )
 def test_bad_settings_are_refused(sets, message):

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from rftgrad.cli import main
+from rftgrad.configs import load_config
 from rftgrad.errors import ConfigError
-from rftgrad.experiments.base import load_config
 from rftgrad.experiments.tightness.config import FULL, Config
 
 
@@ -76,18 +76,18 @@ def test_bound_experiment_finds_no_violation(tmp_path):
 
 
 def test_config_loading_rejects_bad_keys_and_values(tmp_path):
-    assert load_config(Config, FULL, full=True).steps == FULL["steps"]
-    assert load_config(Config, FULL, sets=["lengths=1,2"]).lengths == (1, 2)
+    assert load_config(Config, FULL).steps == FULL["steps"]
+    assert load_config(Config, sets=["lengths=1,2"]).lengths == (1, 2)
     with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
-        load_config(Config, FULL, sets=["bogus=1"])
+        load_config(Config, sets=["bogus=1"])
     with pytest.raises(ConfigError, match="config key 'steps' expects an integer, got 'many'"):
-        load_config(Config, FULL, sets=["steps=many"])
+        load_config(Config, sets=["steps=many"])
     with pytest.raises(ConfigError, match="expects key=value"):
-        load_config(Config, FULL, sets=["steps"])
+        load_config(Config, sets=["steps"])
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read config file"):
-        load_config(Config, FULL, config_file=bad)
+        load_config(Config, config_file=bad)
 
 
 def test_run_cli_errors_exit_2(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Settings of the ``finetune`` experiment: the trainer's fields plus environment and policy."""
+"""Settings of the ``compare`` experiment: environment and policy, plus the trainer section ``trainer``."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from rftgrad.errors import ConfigError
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.models import POLICIES
-
-ENVS = ("orthonormal", "gaussian", "digits", "sequence")
+from rftgrad.registry import TRAINING_ENVIRONMENTS
 
 
 @dataclass(frozen=True)
-class Config(TrainConfig):
-    """Train ``arms`` (default RFT and SFT) on one environment and policy; see TrainConfig for the trainer."""
+class Config:
+    """Train ``trainer.arms`` (default RFT and SFT) on one environment and policy; see TrainConfig for the trainer."""
 
     env: str = "orthonormal"  # environment: orthonormal, gaussian, digits or sequence
     num_inputs: int = 32  # inputs (orthonormal), prompts (sequence), training images (digits), points/class (gaussian)
@@ -26,11 +25,11 @@ class Config(TrainConfig):
     p0: float = 1e-3  # start a share of the inputs with probability p0 on their target (0: random init only)
     p0_fraction: float = 0.25  # that share (seeded by data_seed); the others keep their initial target probability
     data_seed: int = 0  # seed of the data (split, prompts, targets)
+    trainer: TrainConfig = TrainConfig()  # the trainer: arms, estimator, optimiser, replicas, evaluation
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.env not in ENVS:
-            raise ConfigError(f"unknown env {self.env!r}; choose one of {', '.join(ENVS)}")
+        if self.env not in TRAINING_ENVIRONMENTS:
+            raise ConfigError(f"unknown env {self.env!r}; choose one of {', '.join(TRAINING_ENVIRONMENTS)}")
         if self.policy not in POLICIES:
             raise ConfigError(f"unknown policy {self.policy!r}; choose one of {', '.join(POLICIES)}")
         if not 0.0 <= self.p0 < 1.0:
@@ -43,7 +42,7 @@ class Config(TrainConfig):
 
 
 #: a longer budget (`--full`): more steps and seeds.
-FULL = {"arms": ("rft:2000", "sft:2000"), "seeds": 8, "eval_every": 50}
+FULL: dict[str, object] = {"trainer": {"arms": ("rft:2000", "sft:2000"), "seeds": 8, "eval_every": 50}}
 
 #: a budget the test suite runs in seconds.
-TESTING = {"arms": ("rft:20", "sft:20"), "seeds": 2, "eval_every": 5}
+TESTING: dict[str, object] = {"trainer": {"arms": ("rft:20", "sft:20"), "seeds": 2, "eval_every": 5}}

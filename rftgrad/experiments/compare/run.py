@@ -1,4 +1,4 @@
-"""Run ``finetune``: build the environment and policy, train every arm, return the records."""
+"""Run ``compare``: build the environment and policy, train every arm, return the records."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import dataclasses
 import pandas as pd
 import torch
 
-from rftgrad.envs import RewardEnv
+from rftgrad.envs import RewardEnv, build_env
 from rftgrad.experiments.base import RunContext
-from rftgrad.experiments.builders import build_env, build_policy
 from rftgrad.experiments.compare.config import Config
 from rftgrad.finetune.config import ReplicaSettings
 from rftgrad.finetune.trainer import train
-from rftgrad.models import SoftmaxPolicy
+from rftgrad.models import SoftmaxPolicy, build_policy
 from rftgrad.runtime import generator
 
 
@@ -54,7 +53,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     result = train(
         make_policy,
         env,
-        config,
+        config.trainer,
         eval_envs={} if test_env is None else {"test": test_env},
         checkpoint_dir=context.checkpoint_dir,
         run_key=dataclasses.asdict(config),

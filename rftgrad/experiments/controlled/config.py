@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rftgrad.envs.tasks import check_task_settings
 from rftgrad.errors import ConfigError
 from rftgrad.finetune.config import TrainConfig
 
@@ -18,7 +19,7 @@ SEQUENCE_REWARDS = ("exact_match", "position_match")
 
 
 @dataclass(frozen=True)
-class Config(TrainConfig):
+class Config:
     """Controlled finetuning from a pretrained, uncertain policy (see the module doc)."""
 
     variant: str = "gaussian-linear"  # digits-mlp, digits-mlp-high-init, gaussian-linear or sequence
@@ -39,9 +40,9 @@ class Config(TrainConfig):
     length: int = 3  # sequence: L
     reward: str = "exact_match"  # sequence: exact_match (sparse) or position_match (dense)
     data_seed: int = 0  # seed of the data, the label sets and the modification
+    trainer: TrainConfig = TrainConfig()  # the finetuning: arms, optimiser, learning rates, seeds, evaluation
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if self.variant not in VARIANTS:
             raise ConfigError(f"unknown variant {self.variant!r}; choose one of {', '.join(VARIANTS)}")
         allowed = ("transformer", "tabular") if self.variant == "sequence" else ("linear", "mlp")
@@ -49,29 +50,7 @@ class Config(TrainConfig):
             raise ConfigError(f"variant {self.variant} takes policy {' or '.join(allowed)}, got {self.policy!r}")
         if self.reward not in SEQUENCE_REWARDS:
             raise ConfigError(f"unknown reward {self.reward!r}; choose one of {', '.join(SEQUENCE_REWARDS)}")
-        if not 0.0 < self.modify_fraction < 1.0:
-            raise ConfigError(f"modify_fraction must lie in (0, 1), got {self.modify_fraction}")
-        if not -1.0 <= self.wrong_reward <= 1.0:
-            raise ConfigError(f"wrong_reward must lie in [-1, 1], got {self.wrong_reward}")
-        if self.pretrain_steps < 0 or not self.pretrain_lr > 0:
-            raise ConfigError("pretrain_steps must be >= 0 and pretrain_lr > 0")
-        for name in (
-            "cluster_dim",
-            "hidden",
-            "label_set_size",
-            "num_prompts",
-            "num_prompt_groups",
-            "vocab_size",
-            "length",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.cluster_noise >= 0:
-            raise ConfigError(f"cluster_noise must be >= 0, got {self.cluster_noise}")
-        if self.num_outputs and self.num_outputs < 10:
-            raise ConfigError(f"num_outputs must be 0 (one per class) or >= the 10 classes, got {self.num_outputs}")
-        if self.num_train < 0:
-            raise ConfigError(f"num_train must be >= 0 (0: all), got {self.num_train}")
+        check_task_settings(self)
 
 
 _DIGITS = {

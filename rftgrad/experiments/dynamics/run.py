@@ -17,17 +17,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rftgrad.errors import ConfigError
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.dynamics.config import Config
 from rftgrad.theory.dynamics import (
     OBJECTIVES,
     asymptotic_hitting_time,
-    check_probability,
     closed_form_hitting_time,
     discrete_hitting_steps,
     expected_reward,
     hitting_time_ode,
+    p0_grid,
     pm1_rewards,
     solve_flow,
     std_from_p0,
@@ -36,17 +35,6 @@ from rftgrad.theory.dynamics import (
 
 #: the correlated-inputs cases: neighbour label relative to the watched input's label 0 (None: no neighbour).
 CASES = {"alone": None, "same label": 0, "other label": 1}
-
-
-def p0_grid(p0_min: float, p0_max: float, points_per_decade: int) -> np.ndarray:
-    """Log-spaced ``p0`` from ``p0_min`` to ``p0_max`` (both included), ``points_per_decade`` per decade."""
-    check_probability([p0_min, p0_max])
-    if not p0_min < p0_max or points_per_decade < 1:
-        raise ConfigError(
-            f"p0 grid needs p0_min < p0_max and points_per_decade >= 1, got {p0_min}, {p0_max}, {points_per_decade}"
-        )
-    decades = math.log10(p0_max / p0_min)
-    return np.geomspace(p0_min, p0_max, max(2, math.ceil(decades * points_per_decade) + 1))
 
 
 def flow_rows(config: Config, progress: bool) -> pd.DataFrame:

@@ -6,26 +6,31 @@ Two parts share one config:
    ``group_sizes`` and success probability ``p`` on a log grid from ``p_min`` to ``p_max``, the
    expected update along the correct output (:mod:`rftgrad.theory.group_updates`) against the mean of
    simulated groups run through the library's estimators, and ``frac_reward_zero_std``;
-2. learning curves on the controlled sequence task (:mod:`rftgrad.experiments.controlled`, variant
-   ``sequence``): one run per estimator in ``curve_estimators`` and a pass@k run (``estimator``
-   with ``pass_k``), all from the same pretrained weights. The trainer fields (``arms``,
-   ``num_generations``, ``max_resample``, ``std_eps``, ``lr``, ``seeds``, ...) apply to every run;
-   ``std_eps`` and ``max_resample`` also to part 1.
+2. learning curves on the controlled sequence task (:func:`rftgrad.envs.sequence_task`, the
+   ``controlled`` experiment's ``sequence`` variant): one run per estimator in ``curve_estimators``
+   and a pass@k run (``estimator`` with ``pass_k``), all from the same pretrained weights. The
+   ``trainer`` section (``arms``, ``num_generations``, ``max_resample``, ``std_eps``, ``lr``,
+   ``seeds``, ...) applies to every run; ``trainer.std_eps`` and ``trainer.max_resample`` also to
+   part 1; ``trainer.estimator`` and ``trainer.pass_k`` are set per run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from rftgrad.envs.tasks import check_task_settings
 from rftgrad.errors import ConfigError
-from rftgrad.experiments.controlled.config import Config as ControlledConfig
-from rftgrad.finetune.config import ESTIMATORS
+from rftgrad.finetune.config import TrainConfig
+from rftgrad.registry import ESTIMATORS
 from rftgrad.theory.group_updates import ESTIMATOR_FORMS
 
 
 @dataclass(frozen=True)
-class Config(ControlledConfig):
+class Config:
     """Group estimators: closed forms, Monte Carlo and learning curves at equal sample budgets."""
+
+    DERIVED = ("trainer.estimator", "trainer.pass_k")  # set per learning-curve run (see run_configs)
 
     group_sizes: tuple[int, ...] = (2, 4, 8, 16, 64)  # G of the closed-form / Monte Carlo sweep
     mc_estimators: tuple[str, ...] = ("reinforce", "rloo", "dr_grpo", "grpo", "dapo")  # estimators of the sweep
@@ -37,30 +42,35 @@ class Config(ControlledConfig):
     mc_seed: int = 0  # seed of the Monte Carlo draws
     fit_window: float = 0.1  # fitted power over p <= fit_window / (G·B) (B: DAPO's tries, else 1), >= 2 points
     curve_estimators: tuple[str, ...] = ("reinforce", "rloo", "dr_grpo", "grpo", "dapo")  # learning-curve runs
-    # the controlled sequence task, with fewer pretraining steps: modified inputs start at p ≈ 1e-3, not 1e-5
-    variant: str = "sequence"  # the controlled task; only sequence
-    policy: str = "transformer"  # transformer or tabular
-    label_set_size: int = 4  # k: outputs per prompt group's pretraining set
-    pretrain_steps: int = 150  # full-batch Adam steps of pretraining
-    # the trainer, for every learning-curve run
-    arms: tuple[str, ...] = ("rft:100",)  # the schedule of every run (one arm: rft:steps)
     estimator: str = "rloo"  # estimator of the pass@k comparison: rloo (sampled, G > pass_k) or exact
     pass_k: int = 4  # k of the pass@k run, compared with the same estimator at pass@1
-    num_generations: int = 8  # G, sampled outputs per input and try
-    lr: tuple[float, ...] = (3e-3,)  # learning rate (Adam)
-    seeds: int = 3  # seeds per run
-    eval_every: int = 10  # steps between exact evaluations
-    eval_grad_norm: bool = False  # per-input ||∇V|| (costly; not plotted here)
-    dtype: str = "float32"  # float32 (fast) or float64
+    # the controlled sequence task (paper Section 4.2), with fewer pretraining steps: modified inputs start
+    # at p ≈ 1e-3, not 1e-5
+    policy: str = "transformer"  # transformer or tabular
+    num_prompts: int = 100  # prompts
+    num_prompt_groups: int = 10  # prompt groups, each with its own set of k outputs
+    vocab_size: int = 4  # V
+    length: int = 3  # L
+    reward: str = "exact_match"  # exact_match (sparse) or position_match (dense)
+    label_set_size: int = 4  # k: outputs per prompt group's pretraining set
+    modify_fraction: float = 0.1  # share of prompts whose target moves outside their group's set
+    pretrain_steps: int = 150  # full-batch Adam steps of pretraining
+    pretrain_lr: float = 0.01  # pretraining learning rate
+    data_seed: int = 0  # seed of the prompts, the sets and the modification
+    trainer: TrainConfig = TrainConfig(
+        arms=("rft:100",), num_generations=8, lr=(3e-3,), seeds=3, eval_every=10, eval_grad_norm=False, dtype="float32"
+    )  # every learning-curve run: one arm rft:steps, G, Adam lr, seeds; std_eps and max_resample also in the sweep
 
     def __post_init__(self) -> None:
-        if self.variant != "sequence":  # before the controlled checks, whose message would be about the policy
-            raise ConfigError(
-                f"estimators trains on the controlled sequence task; set variant=sequence, not {self.variant}"
-            )
-        super().__post_init__()
-        if len(self.arms) != 1 or any(not part.startswith("rft:") for part in self.arms[0].split("+")):
-            raise ConfigError(f"estimators takes one RFT arm such as rft:100, got arms={self.arms}")
+        if self.policy not in ("transformer", "tabular"):
+            raise ConfigError(f"estimators trains a transformer or tabular policy, got {self.policy!r}")
+        if self.reward not in ("exact_match", "position_match"):
+            raise ConfigError(f"unknown reward {self.reward!r}; choose one of exact_match, position_match")
+        check_task_settings(self)
+        arms = self.trainer.arms
+        if len(arms) != 1 or any(not part.startswith("rft:") for part in arms[0].split("+")):
+            raise ConfigError(f"estimators takes one RFT arm such as rft:100, got trainer.arms={arms}")
+        self.pass_k_trainer()  # the trainer's own checks of estimator and pass_k (e.g. pass_k > 1 needs exact or rloo)
         if self.pass_k < 2:
             raise ConfigError(f"pass_k must be >= 2 for the pass@k comparison, got {self.pass_k}")
         for name, valid in (("mc_estimators", ESTIMATOR_FORMS), ("curve_estimators", ESTIMATORS)):
@@ -78,6 +88,10 @@ class Config(ControlledConfig):
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.fit_window <= 1.0:
             raise ConfigError(f"fit_window must lie in (0, 1], got {self.fit_window}")
+
+    def pass_k_trainer(self) -> TrainConfig:
+        """The trainer of the pass@k run: ``estimator`` at ``pass_k``."""
+        return dataclasses.replace(self.trainer, estimator=self.estimator, pass_k=self.pass_k)
 
 
 #: the bigger budget (`--full`): 10x the Monte Carlo draws, 4 p per decade, 400 steps, 5 seeds.

@@ -18,33 +18,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rftgrad.envs.tasks import check_task_settings
 from rftgrad.errors import ConfigError
-from rftgrad.experiments.controlled.config import Config as ControlledConfig
+from rftgrad.finetune.config import TrainConfig
 
-#: the replica-valued fields swept one at a time; the first value of each is the baseline.
+#: the replica-valued trainer fields swept one at a time; the first value of each is the baseline.
 SWEEPS = ("lr", "temperature", "entropy_coef")
+#: the classification variants and the policy each trains.
+VARIANT_POLICIES = {"gaussian-linear": "linear", "digits-mlp": "mlp"}
 
 
 @dataclass(frozen=True)
-class Config(ControlledConfig):
+class Config:
     """Heuristics against the vanishing gradient, one at a time, for several output-space sizes."""
 
+    variant: str = "gaussian-linear"  # the controlled classification task: gaussian-linear or digits-mlp
+    policy: str = "linear"  # linear or mlp
+    hidden: int = 128  # MLP hidden width (one layer)
     output_sizes: tuple[int, ...] = (10, 100, 1000)  # output-space sizes to repeat the sweeps for (>= 10)
     sft_reference: bool = True  # the lr sweep also trains SFT at each learning rate
-    arms: tuple[str, ...] = ("rft:300",)  # RFT arms (phases objective:steps joined by +)
-    lr: tuple[float, ...] = (0.01, 0.1, 1.0)  # learning rates: baseline x1, x10, x100
-    temperature: tuple[float, ...] = (1.0, 1.5, 2.0)  # sampling temperatures (baseline 1)
-    entropy_coef: tuple[float, ...] = (0.0, 0.01, 0.1)  # entropy bonus β (baseline 0)
     num_train: int = 16  # gaussian: points per class, 80% train (digits: training images kept, 0: all)
     cluster_dim: int = 160  # gaussian: feature dimension (>= training points, so a linear model can fit any labels)
-    eval_grad_norm: bool = False  # per-input ||∇V|| costs a VJP per input (10 s per evaluation at 1,000 outputs)
+    cluster_noise: float = 0.1  # gaussian: within-cluster noise per coordinate (cluster centres 3 apart)
+    label_set_size: int = 5  # k: outputs per pretraining set
+    modify_fraction: float = 0.1  # share of training inputs whose target moves outside their set
+    wrong_reward: float = -1.0  # reward of a wrong answer on a modified input
+    pretrain_steps: int = 300  # full-batch Adam steps of pretraining
     pretrain_lr: float = 0.1  # pretraining learning rate
-    eval_every: int = 25  # steps between exact evaluations
+    data_seed: int = 0  # seed of the data, the label sets and the modification
+    trainer: TrainConfig = TrainConfig(
+        arms=("rft:300",),
+        lr=(0.01, 0.1, 1.0),
+        temperature=(1.0, 1.5, 2.0),
+        entropy_coef=(0.0, 0.01, 0.1),
+        eval_every=25,
+        eval_grad_norm=False,  # per-input ||∇V|| costs a VJP per input (10 s per evaluation at 1,000 outputs)
+    )  # RFT arms; trainer.lr, .temperature, .entropy_coef are the three sweeps (first value: baseline)
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.variant == "sequence":
-            raise ConfigError("heuristics runs on the classification variants (gaussian-linear, digits-mlp)")
+        if self.variant not in VARIANT_POLICIES:
+            raise ConfigError(
+                f"heuristics runs on the classification variants ({', '.join(VARIANT_POLICIES)}), got {self.variant!r}"
+            )
+        if self.policy not in ("linear", "mlp"):
+            raise ConfigError(f"variant {self.variant} takes policy linear or mlp, got {self.policy!r}")
+        check_task_settings(self)
         if not self.output_sizes or min(self.output_sizes) < 10:
             raise ConfigError(f"output_sizes must be non-empty, each >= the 10 classes, got {self.output_sizes}")
 

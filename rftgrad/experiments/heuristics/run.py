@@ -14,31 +14,41 @@ import dataclasses
 import pandas as pd
 import torch
 
-from rftgrad.envs import RewardEnv
+from rftgrad.envs import RewardEnv, Task, classification_task
 from rftgrad.experiments.base import RunContext
-from rftgrad.experiments.controlled.run import PretrainedPolicies, make_task
 from rftgrad.experiments.heuristics.config import SWEEPS, Config
-from rftgrad.finetune import replica_grid
-from rftgrad.finetune.config import parse_arm
+from rftgrad.finetune import PretrainedPolicies, TrainConfig, parse_arm, replica_grid
 from rftgrad.finetune.trainer import group_means, per_input_metrics
 from rftgrad.runtime import resolve_device, resolve_dtype
 
 
-def sweep_config(config: Config, sweep: str, num_outputs: int) -> Config:
-    """``config`` with only ``sweep`` varied (the other swept fields at their first value) for ``C`` outputs."""
-    baseline = {name: getattr(config, name)[:1] for name in SWEEPS if name != sweep}
-    arms = config.arms
+def sweep_config(config: Config, sweep: str) -> TrainConfig:
+    """The trainer of one sweep: only ``sweep`` varied (the other swept fields at their first value);
+    the ``lr`` sweep also trains SFT for as many steps as the RFT arm (``sft_reference``)."""
+    trainer = config.trainer
+    baseline = {name: getattr(trainer, name)[:1] for name in SWEEPS if name != sweep}
+    arms = trainer.arms
     if sweep == "lr" and config.sft_reference:
-        arms = (*arms, f"sft:{sum(phase.steps for phase in parse_arm(config.arms[0]))}")
-    return dataclasses.replace(config, **baseline, arms=arms, num_outputs=num_outputs)
+        arms = (*arms, f"sft:{sum(phase.steps for phase in parse_arm(trainer.arms[0]))}")
+    return dataclasses.replace(trainer, **baseline, arms=arms)
+
+
+def task_with_outputs(config: Config, num_outputs: int) -> Task:
+    """The controlled classification task of ``config.variant`` with ``num_outputs`` output tokens."""
+    return classification_task(
+        "digits" if config.variant.startswith("digits") else "gaussian",
+        num_train=config.num_train, cluster_dim=config.cluster_dim, cluster_noise=config.cluster_noise,
+        num_outputs=num_outputs, label_set_size=config.label_set_size, modify_fraction=config.modify_fraction,
+        wrong_reward=config.wrong_reward, data_seed=config.data_seed,
+    )  # fmt: skip
 
 
 def final_at_temperature_one(
-    make_policy: PretrainedPolicies, config: Config, params: dict[str, dict[str, torch.Tensor]], env: RewardEnv
+    make_policy: PretrainedPolicies, trainer: TrainConfig, params: dict[str, dict[str, torch.Tensor]], env: RewardEnv
 ) -> pd.DataFrame:
     """Per arm, replica and group: exact reward mean and STD of the final parameters at T = 1."""
-    settings = replica_grid(config)
-    policy = make_policy(settings, resolve_device(config.device), resolve_dtype(config.dtype))
+    settings = replica_grid(trainer)
+    policy = make_policy(settings, resolve_device(trainer.device), resolve_dtype(trainer.dtype))
     policy.set_temperature(1.0)
     masks = env.group_masks().items()
     groups = {name: mask.to(policy.device)[None].expand(settings.num_replicas, -1) for name, mask in masks}
@@ -57,16 +67,20 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     """``records`` and ``final_t1`` (with columns ``num_outputs`` and ``sweep``), ``replicas``, ``pretraining``."""
     records, finals, replicas, pretraining = [], [], [], []
     for num_outputs in config.output_sizes:
-        task = make_task(dataclasses.replace(config, num_outputs=num_outputs))
-        make_policy = PretrainedPolicies(config, task.train, task.pretrain_outputs, context.progress)
+        task = task_with_outputs(config, num_outputs)
+        make_policy = PretrainedPolicies(
+            config.policy, task.train, task.pretrain_outputs, hidden=config.hidden, steps=config.pretrain_steps,
+            lr=config.pretrain_lr, progress=context.progress,
+        )  # fmt: skip
         for sweep in SWEEPS:
-            sweep_cfg = sweep_config(config, sweep, num_outputs)
+            trainer = sweep_config(config, sweep)
             tag = {"num_outputs": num_outputs, "sweep": sweep}
-            result = make_policy.finetune(sweep_cfg, context.checkpoint_dir / f"C{num_outputs}-{sweep}")
+            run_key = {**dataclasses.asdict(config), "trainer": dataclasses.asdict(trainer), **tag}
+            result = make_policy.finetune(trainer, context.checkpoint_dir / f"C{num_outputs}-{sweep}", run_key=run_key)
             records.append(result.records.assign(**tag))
             replicas.append(result.replicas.assign(**tag))
-            finals.append(final_at_temperature_one(make_policy, sweep_cfg, result.params, task.train).assign(**tag))
-        settings = replica_grid(sweep_config(config, SWEEPS[0], num_outputs))
+            finals.append(final_at_temperature_one(make_policy, trainer, result.params, task.train).assign(**tag))
+        settings = replica_grid(sweep_config(config, SWEEPS[0]))
         pretraining.append(make_policy.pretraining_table(settings).assign(num_outputs=num_outputs))
     return {
         "records": pd.concat(records, ignore_index=True),

@@ -12,6 +12,7 @@ method at its best learning rate.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rftgrad.envs.language import DEFAULT_COVERAGE, LANGUAGE_REWARDS, TASKS
@@ -21,8 +22,10 @@ from rftgrad.theory.bounds import FAR_FRACTION
 
 
 @dataclass(frozen=True)
-class Config(TrainConfig):
+class Config:
     """Prevalence of small-STD, far-from-optimal prompts per task, and RFT vs SFT from a pretrained transformer."""
+
+    DERIVED = ("trainer.arms",)  # rft:steps and sft:steps (equal_arms)
 
     tasks: tuple[str, ...] = tuple(TASKS)  # tasks of the language (copy, reverse, sort, add, keyword)
     coverage: tuple[float, ...] = tuple(DEFAULT_COVERAGE.values())  # pretraining coverage per task (same order)
@@ -43,18 +46,12 @@ class Config(TrainConfig):
     sample_seed: int = 0  # seed of those draws
     far_fraction: float = FAR_FRACTION  # "far from optimal": V more than this share of the reward range below the best
     steps: int = 400  # RFT and SFT steps (equal budgets)
-    arms: tuple[str, ...] = ("rft:400", "sft:400")  # derived from steps at run time; not set by hand
-    estimator: str = "rloo"  # RFT gradient estimator (sampled, as the paper's PPO)
-    num_generations: int = 8  # samples per prompt and RFT step
-    lr: tuple[float, ...] = (0.001, 0.003)  # Adam learning rates (replicas); each method reported at its best
-    seeds: int = 1  # seeds per learning rate
-    eval_every: int = 400  # steps between exact evaluations (the first and last always)
-    eval_grad_norm: bool = False  # per-input gradient norms are not needed here
-    checkpoint_every: int = 100  # steps between checkpoints
-    dtype: str = "float32"  # float32 (the pretrained model's dtype)
+    trainer: TrainConfig = TrainConfig(
+        estimator="rloo", num_generations=8, lr=(0.001, 0.003), seeds=1, eval_every=400, eval_grad_norm=False,
+        checkpoint_every=100, dtype="float32",
+    )  # RFT's sampled estimator (as the paper's PPO), Adam lrs (each method at its best), float32 as pretrained
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         if not self.tasks or any(t not in TASKS for t in self.tasks) or len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"tasks {self.tasks!r} invalid; give distinct names from {', '.join(TASKS)}")
         if len(self.coverage) != len(self.tasks) or any(not 0 <= c <= 1 for c in self.coverage):
@@ -73,12 +70,14 @@ class Config(TrainConfig):
             raise ConfigError(f"far_fraction must lie in (0, 1), got {self.far_fraction}")
         if self.steps < 1 or self.pretrain_steps < 1:
             raise ConfigError("steps and pretrain_steps must be >= 1")
-        if self.arms not in (Config.arms, self.equal_arms()):
-            raise ConfigError("prevalence derives its arms from steps (rft:steps and sft:steps); set steps instead")
 
     def equal_arms(self) -> tuple[str, str]:
         """RFT and SFT for the same number of steps."""
         return f"rft:{self.steps}", f"sft:{self.steps}"
+
+    def equal_trainer(self) -> TrainConfig:
+        """The trainer section with :meth:`equal_arms`."""
+        return dataclasses.replace(self.trainer, arms=self.equal_arms())
 
 
 #: the paper-scale budget (`--full`): longer training, every reward, two seeds per learning rate.

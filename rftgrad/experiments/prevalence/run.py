@@ -50,7 +50,7 @@ def pretrained(config: Config, env: SequenceEnv, progress: bool) -> tuple[TinyTr
     policy = pretrained_transformer(
         env, mixture, steps=config.pretrain_steps, lr=config.pretrain_lr, seed=config.data_seed,
         d_model=config.d_model, num_layers=config.num_layers, num_heads=config.num_heads,
-        dtype=config.dtype, device=config.device, progress=progress,
+        dtype=config.trainer.dtype, device=config.trainer.device, progress=progress,
     )  # fmt: skip
     return policy, mixture
 
@@ -78,7 +78,7 @@ def prompt_rows(policy: TinyTransformerPolicy, env: SequenceEnv, config: Config,
             "reward_std": metrics["reward_std"].double().cpu().numpy().ravel(),
             "best_reward": np.tile(rewards.max(-1).values.numpy(), num_replicas),
             "worst_reward": np.tile(rewards.min(-1).values.numpy(), num_replicas),
-            "std_threshold": config.std_threshold,
+            "std_threshold": config.trainer.std_threshold,
         }
     ).assign(stalled=lambda frame: stalled_rows(frame, "reward_mean", "reward_std", config))
 
@@ -87,7 +87,7 @@ def stalled_rows(frame: pd.DataFrame, mean: str, std: str, config: Config) -> pd
     """:func:`rftgrad.theory.bounds.stalled` on columns ``mean`` and ``std`` of ``frame`` with its
     ``best_reward`` and ``worst_reward`` (the config's ``std_threshold`` and ``far_fraction``)."""
     bounds = frame["best_reward"], frame["worst_reward"]
-    return stalled(frame[mean], frame[std], *bounds, config.std_threshold, config.far_fraction)
+    return stalled(frame[mean], frame[std], *bounds, config.trainer.std_threshold, config.far_fraction)
 
 
 def sampled_rows(policy: TinyTransformerPolicy, envs: dict[str, SequenceEnv], config: Config) -> pd.DataFrame:
@@ -138,7 +138,7 @@ class FromPretrained:
 
 def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     """``prompts`` (pretrained, exact), ``samples`` (10-sample estimates), ``records``, ``replicas``, ``final``."""
-    config = dataclasses.replace(config, arms=config.equal_arms())
+    trainer = config.equal_trainer()
     envs = {reward: task_env(config, reward) for reward in config.rewards}
     base, mixture = pretrained(config, envs[config.rewards[0]], context.progress)
     covered = mixture.covered.numpy()
@@ -151,12 +151,13 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
         env = envs[reward]
         make_policy = FromPretrained(env, base.params, config)
         result = train(
-            make_policy, env, config, checkpoint_dir=context.checkpoint_dir / reward,
-            run_key={**dataclasses.asdict(config), "train_reward": reward}, progress=context.progress,
+            make_policy, env, trainer, checkpoint_dir=context.checkpoint_dir / reward,
+            run_key={**dataclasses.asdict(config), "trainer": dataclasses.asdict(trainer), "train_reward": reward},
+            progress=context.progress,
         )  # fmt: skip
         records.append(result.records.assign(reward=reward))
         replicas = result.replicas
-        policy = make_policy(replica_grid(config), torch.device(base.device), base.dtype)
+        policy = make_policy(replica_grid(trainer), torch.device(base.device), base.dtype)
         for arm, params in result.params.items():
             policy.params = {name: value.to(policy.device) for name, value in params.items()}
             finals.append(prompt_rows(policy, env, config, reward=reward, arm=arm))

@@ -11,36 +11,40 @@ RFT alone; and full SFT (all inputs, ``full_sft_steps``) then RFT as the referen
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+from rftgrad.envs.tasks import check_task_settings
 from rftgrad.errors import ConfigError
-from rftgrad.experiments.controlled.config import Config as ControlledConfig
+from rftgrad.finetune.config import TrainConfig
 
 
 @dataclass(frozen=True)
-class Config(ControlledConfig):
+class Config:
     """A short SFT phase on a few inputs, then RFT, against RFT alone and full SFT + RFT."""
 
-    variant: str = "gaussian-linear"  # the classification data (gaussian-linear only)
+    DERIVED = ("trainer.arms",)  # the arms come from the grid: budget_arms()
+
     family_size: int = 3  # classes whose inputs follow the relabelling rule (the small-STD family)
     family_weight: float = 0.8  # weight of the family's shared direction in its class centres (0: no shared structure)
     sft_fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 1.0)  # shares of the labelled inputs the SFT phase sees
     sft_steps: tuple[int, ...] = (3, 10, 30, 100)  # SFT phase lengths of the grid
     rft_steps: int = 300  # RFT steps after the SFT phase (and of RFT alone)
     full_sft_steps: int = 300  # SFT steps on every input of the reference arm (full SFT + RFT)
-    arms: tuple[str, ...] = ("rft:300",)  # derived from the grid at run time (sft:S@f+rft:N); not set by hand
     num_train: int = 100  # points per class (80% train)
     cluster_dim: int = 64  # feature dimension
+    cluster_noise: float = 0.1  # within-cluster noise per coordinate (cluster centres 3 apart)
+    label_set_size: int = 5  # k: labels per class's pretraining set
+    wrong_reward: float = -1.0  # reward of a wrong answer
+    pretrain_steps: int = 300  # full-batch Adam steps of pretraining (linear policy, temperature 1)
     pretrain_lr: float = 0.1  # pretraining learning rate
-    optimizer: str = "sgd"  # sgd (the gradient's size is what vanishes; see docs/experiments.md for Adam)
-    lr: tuple[float, ...] = (0.3,)  # learning rate of both phases
-    seeds: int = 3  # seeds (replicas); the SFT subset is drawn per seed
-    eval_every: int = 25  # steps between exact evaluations (and the end of every phase)
+    data_seed: int = 0  # seed of the data, the label sets and the rule's label
+    trainer: TrainConfig = TrainConfig(
+        optimizer="sgd", lr=(0.3,), seeds=3, eval_every=25
+    )  # both phases: sgd (the gradient's size is what vanishes; Adam: docs/experiments.md); seeds draw the SFT subset
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.variant != "gaussian-linear" or self.policy != "linear":
-            raise ConfigError("sft_budget runs on variant gaussian-linear with policy linear")
+        check_task_settings(self)
         if not 1 <= self.family_size < 10:
             raise ConfigError(f"family_size must lie in [1, 9] (10 classes), got {self.family_size}")
         if not self.sft_fractions or any(not 0 < f <= 1 for f in self.sft_fractions):
@@ -49,11 +53,10 @@ class Config(ControlledConfig):
             raise ConfigError(f"sft_steps must be non-empty, each >= 1, got {self.sft_steps}")
         if self.rft_steps < 1 or self.full_sft_steps < 1:
             raise ConfigError("rft_steps and full_sft_steps must be >= 1")
-        if self.arms not in (Config.arms, self.budget_arms()):
-            raise ConfigError(
-                "sft_budget derives its arms from sft_fractions, sft_steps, rft_steps and full_sft_steps; "
-                "set those instead of arms"
-            )
+
+    def budget_trainer(self) -> TrainConfig:
+        """The trainer section with the grid's arms (:meth:`budget_arms`)."""
+        return dataclasses.replace(self.trainer, arms=self.budget_arms())
 
     def budget_arms(self) -> tuple[str, ...]:
         """RFT alone, every ``sft:S@f+rft:N`` of the grid, and full SFT + RFT (the reference)."""

@@ -19,45 +19,36 @@ import dataclasses
 
 import pandas as pd
 
-from rftgrad.envs import family_label, gaussian_clusters, pretraining_label_sets, relabel_family, with_label_sets
+from rftgrad.envs import Task, family_task
 from rftgrad.experiments.base import RunContext
-from rftgrad.experiments.controlled.run import PretrainedPolicies, Task
 from rftgrad.experiments.sft_budget.config import Config
-from rftgrad.finetune import replica_grid
+from rftgrad.finetune import PretrainedPolicies, replica_grid
 from rftgrad.finetune.trainer import phase_subset
 
 
-def family_task(config: Config) -> Task:
-    """Clusters with a family sharing structure; the family's inputs all relabelled to one ``ℓ*``."""
-    split = gaussian_clusters(
-        num_classes=10,
-        per_class=config.num_train,
-        dim=config.cluster_dim,
-        noise=config.cluster_noise,
-        seed=config.data_seed,
-        family_size=config.family_size,
-        family_weight=config.family_weight,
-    )
-    family = range(config.family_size)
-    class_sets = pretraining_label_sets(10, config.label_set_size, seed=config.data_seed)  # (10, k)
-    new_label = family_label(class_sets, family, seed=config.data_seed)
-    with_sets = with_label_sets(split.train, config.label_set_size, seed=config.data_seed)
-    train_env = relabel_family(with_sets, family, new_label, config.wrong_reward)
-    test_env = relabel_family(split.test, family, new_label, config.wrong_reward)
-    assert with_sets.label_sets is not None
-    return Task(train_env, test_env, with_sets.label_sets[:, :, None])
+def budget_task(config: Config) -> Task:
+    """The shared-rule task (:func:`rftgrad.envs.family_task`) at ``config``'s settings."""
+    return family_task(
+        num_train=config.num_train, cluster_dim=config.cluster_dim, cluster_noise=config.cluster_noise,
+        family_size=config.family_size, family_weight=config.family_weight, label_set_size=config.label_set_size,
+        wrong_reward=config.wrong_reward, data_seed=config.data_seed,
+    )  # fmt: skip
 
 
 def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     """``records`` (every arm, train and test splits), ``replicas`` and ``pretraining``."""
-    config = dataclasses.replace(config, arms=config.budget_arms())
-    task = family_task(config)
-    make_policy = PretrainedPolicies(config, task.train, task.pretrain_outputs, context.progress)
-    result = make_policy.finetune(config, context.checkpoint_dir, {"test": task.test})
+    trainer = config.budget_trainer()
+    task = budget_task(config)
+    make_policy = PretrainedPolicies(
+        "linear", task.train, task.pretrain_outputs, hidden=1, steps=config.pretrain_steps, lr=config.pretrain_lr,
+        progress=context.progress,
+    )  # fmt: skip
+    run_key = {**dataclasses.asdict(config), "trainer": dataclasses.asdict(trainer)}
+    result = make_policy.finetune(trainer, context.checkpoint_dir, {"test": task.test}, run_key=run_key)
     return {
         "records": result.records,
         "replicas": result.replicas,
-        "pretraining": make_policy.pretraining_table(replica_grid(config)),
+        "pretraining": make_policy.pretraining_table(replica_grid(trainer)),
         "sft_subsets": sft_subsets(config, task),
     }
 
@@ -65,7 +56,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
 def sft_subsets(config: Config, task: Task) -> pd.DataFrame:
     """Per SFT fraction and replica: how many inputs the SFT phase sees and how many belong to the family
     (a 1% subset may hold none, and then SFT cannot teach the rule)."""
-    seeds = replica_grid(config).seeds
+    seeds = replica_grid(config.trainer).seeds
     family = task.train.groups["modified"]  # (N,)
     rows = []
     for fraction in config.sft_fractions:
