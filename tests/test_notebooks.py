@@ -1,4 +1,5 @@
-"""The course notebooks (notebooks/): built from notebooks/build.py, stored without outputs, and they run.
+"""The course notebooks (notebooks/): built by notebooks/build.py from the lesson scripts in notebooks/src/,
+stored without outputs, and they run.
 
 Every lesson is executed twice, headless, with nbclient and the ``python3`` kernel, in ``notebooks/``
 and with ``RFTGRAD_NOTEBOOK_QUICK=1`` (small budgets):
@@ -8,7 +9,10 @@ and with ``RFTGRAD_NOTEBOOK_QUICK=1`` (small budgets):
   of them must raise an ``AssertionError``: unsolved, its placeholder fails the check (so a check is never
   vacuous). An error anywhere else, exercise cells (tag ``exercise``) included, fails the test.
 
-A missing ``nbclient``/``nbformat`` or ``python3`` kernel fails the tests with the install line (``.[dev]``
+The lesson scripts (jupytext percent scripts) are checked too: every solution block stays out of the student
+notebooks, no marker line reaches a notebook, a Jupyter save writes a script back unchanged, and ruff lints them.
+
+A missing ``nbclient``/``nbformat``/``jupytext`` or ``python3`` kernel fails the tests with the install line (``.[dev]``
 installs ``ipykernel``); it does not skip them.
 """
 
@@ -21,6 +25,7 @@ import inspect
 import os
 import pkgutil
 import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -29,7 +34,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+SOURCES = NOTEBOOKS / "src"
 INSTALL = 'pip install -c constraints.txt -e ".[dev]"'
+#: the line every lesson's first code cell holds: small budgets when the test suite runs it.
+QUICK_LINE = 'QUICK = os.environ.get("RFTGRAD_NOTEBOOK_QUICK") == "1"  # small budgets (the test suite sets it)'
+#: the most lines the notebook generator may have (it is meant to stay a short script).
+BUILD_MAX_LINES = 150
 #: seconds one cell may run before the kernel is interrupted and the test fails.
 CELL_TIMEOUT = 120
 #: top-level modules a notebook may import: rftgrad, the scientific stack it installs, the standard library.
@@ -39,10 +49,11 @@ ALLOWED_IMPORTS = {
 }  # fmt: skip
 
 try:
+    import jupytext
     import nbformat
     from nbclient import NotebookClient
 except ImportError as error:  # pragma: no cover - only without the dev extra
-    nbformat = None
+    jupytext = nbformat = None
     IMPORT_ERROR: str | None = f"{error}; install the notebook tools: {INSTALL}"
 else:
     IMPORT_ERROR = None
@@ -53,7 +64,6 @@ def load_build() -> ModuleType:
     spec = importlib.util.spec_from_file_location("rftgrad_notebook_build", NOTEBOOKS / "build.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -85,6 +95,32 @@ def code_cells(path: Path) -> list[nbformat.NotebookNode]:
     return [cell for cell in read(path).cells if cell.cell_type == "code"]
 
 
+def code_lines(path: Path) -> set[str]:
+    """Every line of every code cell of a notebook."""
+    return {line for cell in code_cells(path) for line in cell.source.split("\n")}
+
+
+def lesson_minutes(slug: str) -> int:
+    """The reading time a lesson's title cell gives ("about N minutes")."""
+    match = re.search(r"about (\d+) minutes", read(NOTEBOOKS / f"{slug}.ipynb").cells[0].source)
+    assert match, f"{slug}: the title cell gives no reading time"
+    return int(match.group(1))
+
+
+def marked_blocks(source: str) -> dict[str, list[str]]:
+    """The lines inside the ``### BEGIN STARTER``/``SOLUTION`` blocks of a lesson script's cell, by block."""
+    blocks: dict[str, list[str]] = {"STARTER": [], "SOLUTION": []}
+    inside = None
+    for line in source.split("\n"):
+        if line.startswith("### BEGIN "):
+            inside = line.removeprefix("### BEGIN ")
+        elif line.startswith("### END "):
+            inside = None
+        elif inside is not None:
+            blocks[inside].append(line)
+    return blocks
+
+
 # ----------------------------------------------------------------------------- static checks
 
 
@@ -95,7 +131,88 @@ def test_committed_notebooks_are_what_build_py_writes(build):
     )
     stale = [path.name for path, text in texts.items() if path.read_text(encoding="utf-8") != text]
     assert not stale, f"out of date, run `python notebooks/build.py`: {stale}"
-    assert len(lesson_slugs()) == len(build.LESSONS) == 5
+    assert lesson_slugs() == [script.stem for script in build.lesson_scripts()] and len(lesson_slugs()) == 5
+
+
+def test_build_check_names_the_drifted_notebooks(build, tmp_path, monkeypatch, capsys):
+    """``build.py --check`` exits 1 and names a notebook that differs from its script; it writes nothing."""
+    assert build.main(["--check"]) == 0
+    drifted = tmp_path / "01_policy_gradient.ipynb"
+    drifted.write_text("{}", encoding="utf-8")
+    monkeypatch.setattr(build, "NOTEBOOK_DIR", tmp_path)
+    assert build.main(["--check"]) == 1
+    assert "01_policy_gradient.ipynb" in capsys.readouterr().err
+    assert drifted.read_text(encoding="utf-8") == "{}" and list(tmp_path.iterdir()) == [drifted]
+
+
+def test_generator_is_a_short_script():
+    lines = (NOTEBOOKS / "build.py").read_text(encoding="utf-8").count("\n")
+    assert lines < BUILD_MAX_LINES, f"notebooks/build.py has {lines} lines; keep it under {BUILD_MAX_LINES}"
+
+
+def test_markers_must_pair_up(build):
+    cell = "x = 1\n### BEGIN STARTER\ny = None\n### END STARTER\n### BEGIN SOLUTION\ny = x\n### END SOLUTION"
+    assert build.rendering(cell, solutions=False) == "x = 1\ny = None"
+    assert build.rendering(cell, solutions=True) == "x = 1\ny = x"
+    for broken in ("### BEGIN SOLUTION\ny = x", "### END SOLUTION", "### BEGIN STARTER\n### END SOLUTION"):
+        with pytest.raises(ValueError):
+            build.rendering(broken, solutions=True)
+
+
+@pytest.mark.parametrize("slug", lesson_slugs())
+def test_student_notebooks_hold_no_solution_and_no_notebook_holds_a_marker(slug):
+    """No solution line of the script is in the student notebook (lines that hold a name or a number: a lone
+    ``]`` is everywhere), every one is in the solutions notebook, no starter line is there, and no ``### BEGIN``
+    or ``### END`` marker line reaches either notebook."""
+    require_tools()
+    script = jupytext.read(SOURCES / f"{slug}.py", fmt="py:percent")
+    exercises = [cell for cell in script.cells if "exercise" in tags(cell)]
+    for cell in exercises:
+        assert "### BEGIN SOLUTION" in cell.source and "### BEGIN STARTER" in cell.source, f"{slug}: {cell.source}"
+    student = (NOTEBOOKS / f"{slug}.ipynb").read_text(encoding="utf-8")
+    solutions = (NOTEBOOKS / f"{slug}_solutions.ipynb").read_text(encoding="utf-8")
+    for text in (student, solutions):
+        assert not re.search(r"### (BEGIN|END) (SOLUTION|STARTER)", text), f"{slug}: a marker line is left"
+    student_lines = code_lines(NOTEBOOKS / f"{slug}.ipynb")
+    solved_lines = code_lines(NOTEBOOKS / f"{slug}_solutions.ipynb")
+    for cell in exercises:
+        blocks = marked_blocks(cell.source)
+        for line in filter(str.strip, blocks["SOLUTION"]):
+            assert line not in student_lines or not re.search(r"\w", line), f"{slug}: the student notebook has {line!r}"
+            assert line in solved_lines, f"{slug}: the solutions notebook lacks {line!r}"
+        for line in filter(str.strip, blocks["STARTER"]):
+            assert line not in solved_lines, f"{slug}: the solutions notebook has {line!r}"
+
+
+@pytest.mark.parametrize("slug", lesson_slugs())
+def test_lesson_script_opens_in_jupyter_and_saves_back_unchanged(slug):
+    """The script is paired (``formats: py:percent``, the ``python3`` kernel), and writing the notebook
+    jupytext reads from it, which is what saving it in Jupyter does, gives the script back."""
+    require_tools()
+    path = SOURCES / f"{slug}.py"
+    text = path.read_text(encoding="utf-8")
+    notebook = jupytext.read(path, fmt="py:percent")
+    assert notebook.metadata["jupytext"]["formats"] == "py:percent"
+    assert notebook.metadata["kernelspec"]["name"] == "python3"
+
+    def versionless(script: str) -> str:  # the header records the jupytext that saved it last
+        return re.sub(r"jupytext_version: .*", "jupytext_version: any", script)
+
+    assert versionless(jupytext.writes(notebook, fmt="py:percent")) == versionless(text)
+
+
+def test_ruff_lints_the_lesson_scripts():
+    """``ruff check .`` covers notebooks/src (nothing excludes it) and finds nothing there."""
+    run = [sys.executable, "-m", "ruff", "check"]
+    try:
+        listed = subprocess.run([*run, "--show-files", "."], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.fail(f"ruff did not run ({error}); install it: {INSTALL}")
+    checked = {Path(line.strip()).resolve() for line in listed.stdout.splitlines() if line.strip().endswith(".py")}
+    scripts = sorted(SOURCES.glob("[0-9][0-9]_*.py"))
+    assert scripts and set(scripts) <= checked, "ruff check . skips notebooks/src"
+    lint = subprocess.run([*run, str(SOURCES), str(NOTEBOOKS / "build.py")], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
 def test_notebooks_are_stored_without_outputs():
@@ -149,13 +266,14 @@ def rftgrad_function_names() -> set[str]:
 
 
 @pytest.mark.parametrize("slug", lesson_slugs())
-def test_lessons_use_rftgrads_api_and_standard_libraries_only(slug, build):
+def test_lessons_use_rftgrads_api_and_standard_libraries_only(slug):
     """Each lesson imports rftgrad, reads QUICK in its first code cell, imports only allowed modules and
     defines no function or class under the name of one of rftgrad's (a copy of library code would)."""
+    require_tools()
     public = rftgrad_function_names()
     for name in (slug, f"{slug}_solutions"):
         cells = code_cells(NOTEBOOKS / f"{name}.ipynb")
-        assert build.QUICK_LINE in cells[0].source, f"{name}: the first code cell must set QUICK"
+        assert QUICK_LINE in cells[0].source, f"{name}: the first code cell must set QUICK"
         imported, defined = set(), set()
         for cell in cells:
             for node in ast.walk(ast.parse(python_source(cell.source))):
@@ -172,10 +290,11 @@ def test_lessons_use_rftgrads_api_and_standard_libraries_only(slug, build):
 
 def test_readme_gives_order_times_and_install_lines(build):
     readme = (NOTEBOOKS / "README.md").read_text(encoding="utf-8")
-    positions = [readme.find(f"{lesson.slug}.ipynb") for lesson in build.LESSONS]
+    slugs = [script.stem for script in build.lesson_scripts()]
+    positions = [readme.find(f"{slug}.ipynb") for slug in slugs]
     assert all(position >= 0 for position in positions) and positions == sorted(positions), "lessons in order"
-    for lesson in build.LESSONS:
-        assert re.search(rf"{lesson.slug}\.ipynb.*\|\s*{lesson.minutes} min", readme), f"time of {lesson.slug}"
+    for slug in slugs:
+        assert re.search(rf"{slug}\.ipynb.*\|\s*{lesson_minutes(slug)} min", readme), f"time of {slug}"
     assert 'pip install -c constraints.txt -e ".[notebooks]"' in readme
     assert "RFTGRAD_NOTEBOOK_QUICK" in readme
 
