@@ -1,4 +1,4 @@
-"""Shared test settings: Hypothesis profiles and per-dtype tolerances.
+"""Shared test settings: Hypothesis profiles (tolerances live in ``tests/tolerances.py``).
 
 Profiles (pick with ``HYPOTHESIS_PROFILE=name``):
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-import torch
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("default", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -20,6 +19,3 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=100_000, deadline=None, suppress_health_check=list(HealthCheck))
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
-
-#: absolute tolerances for exact-vs-exact comparisons of O(1) quantities, per dtype.
-ATOL = {torch.float64: 1e-10, torch.float32: 1e-5}

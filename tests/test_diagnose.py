@@ -31,10 +31,9 @@ from rftgrad.diagnose import (
 from rftgrad.errors import RftgradError
 from rftgrad.theory.group_updates import frac_reward_zero_std
 from tests.experiments.test_theorem1_experiments import assert_valid_png
+from tests.tolerances import MC_Z
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-#: a Monte Carlo mean may miss its expectation by at most this many standard errors.
-Z = 5.0
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -150,7 +149,7 @@ def test_observed_and_predicted_zero_std_fractions_match_the_closed_form(tmp_pat
     # the mean of P Bernoulli(π_i) has SE sqrt(Σ π(1-π)) / P (0.0065 here)
     expected = frac_reward_zero_std(probs, n)
     se = math.sqrt(float((expected * (1 - expected)).sum())) / len(probs)
-    assert abs(summary["frac_reward_zero_std"]["observed"] - expected.mean()) < Z * se
+    assert abs(summary["frac_reward_zero_std"]["observed"] - expected.mean()) < MC_Z * se
     k = np.arange(n + 1)
     for row in summary["predicted_frac_reward_zero_std"]:
         g = row["group_size"]
@@ -159,10 +158,10 @@ def test_observed_and_predicted_zero_std_fractions_match_the_closed_form(tmp_pat
             [binom.pmf(k, n, p) @ frac_reward_zero_std(k / n, g) for p in np.unique(probs)]
         )  # equal shares
         plugin_se = table[f"p_all_equal_G{g}"].std() / math.sqrt(len(probs))
-        assert abs(row["plugin"] - plugin_mean) < Z * plugin_se + 1e-12
+        assert abs(row["plugin"] - plugin_mean) < MC_Z * plugin_se + 1e-12
         if g <= n:  # unbiased: expectation p^G + (1-p)^G exactly
             unbiased_se = table[f"p_all_equal_unbiased_G{g}"].std() / math.sqrt(len(probs))
-            assert abs(row["unbiased"] - frac_reward_zero_std(probs, g).mean()) < Z * unbiased_se
+            assert abs(row["unbiased"] - frac_reward_zero_std(probs, g).mean()) < MC_Z * unbiased_se
             assert row["unbiased_groups"] == len(probs)
         else:
             assert row["unbiased"] is None and row["unbiased_groups"] == 0
@@ -251,7 +250,7 @@ def test_cli_end_to_end_on_the_shipped_example(tmp_path, capsys):
     probs = _load_example_script().success_probabilities(np.random.default_rng(0))
     expected = frac_reward_zero_std(probs, 8)
     se = math.sqrt(float((expected * (1 - expected)).sum())) / len(probs)  # 0.034
-    assert abs(summary["frac_reward_zero_std"]["observed"] - expected.mean()) < Z * se
+    assert abs(summary["frac_reward_zero_std"]["observed"] - expected.mean()) < MC_Z * se
     # the 60 hard prompts (p = 0.001) all fail with probability 0.999^480 = 0.62; at least 57 do with prob. > 0.9999
     assert summary["vanishing"]["count"] >= 57
 

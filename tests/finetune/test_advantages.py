@@ -6,14 +6,14 @@ Two kinds of check:
   :class:`TabularPolicy` with ``R`` replicas that all hold replica 0's parameters, so the
   replicas are one policy sampled with ``R`` independent seeds and one step gives ``R``
   i.i.d. estimates ``ĝ_r``. Their mean is compared with the claimed expectation
-  coordinate by coordinate within ``Z`` standard errors (see ``assert_mc_mean``).
+  coordinate by coordinate within ``MC_Z`` standard errors (see ``assert_mc_mean``).
 * Exact enumeration on a bandit: ``E ĝ`` summed over every tuple of ``G`` (DAPO: ``B·G``)
   actions with the library's own ``advantages`` / ``first_informative_group``, against
   the same closed forms to 1e-12 (checks the hand-derived formulas themselves).
 
 Plus exact (non-statistical) checks of PPO-clip and unit checks of the advantage formulas.
 
-Statistical tolerance. ``Z = 5``: for a correct estimator each coordinate's standardised
+Statistical tolerance. ``MC_Z = 5``: for a correct estimator each coordinate's standardised
 error is ~N(0, 1) (means of R >= 20,000 i.i.d. bounded draws), so a coordinate fails with
 probability P(|N(0,1)| > 5) ≈ 5.7e-7. The Monte Carlo tests of this file check 216
 coordinates and rates in all (bandits: 3-4 logits, the sequence env: 2 inputs x 4 prefix
@@ -49,12 +49,10 @@ from rftgrad.finetune.config import TrainConfig
 from rftgrad.finetune.objectives import SampledRFT, StepBatch
 from rftgrad.models.tabular import TabularPolicy
 from rftgrad.theory.exact import exact
+from tests.tolerances import EXACT_ATOL, MC_MAX_REL_TOL, MC_Z
 
 DTYPE = torch.float64
-Z = 5.0  # standard errors allowed per coordinate (false-failure budget in the module doc)
 R_MC = 20_000  # independent draws per Monte Carlo test
-MAX_REL_TOL = 0.1  # the SE tolerance must stay below this fraction of ||E ĝ||
-EXACT_ATOL = 1e-12
 
 BINARY = (1.0, -1.0, -1.0)  # success = action 0, r = ±1
 NON_BINARY = (1.0, -0.5, 0.2, -1.0)
@@ -129,21 +127,23 @@ def exact_gradient(policy: TabularPolicy, env: RewardEnv, weights: torch.Tensor)
 
 
 def mc_tolerance(samples: torch.Tensor) -> torch.Tensor:
-    """``Z`` standard errors of the mean of ``samples`` ``(R, D)``, plus a floor for zero-variance coordinates."""
-    return Z * samples.std(dim=0, correction=1) / math.sqrt(samples.shape[0]) + 1e-12
+    """``MC_Z`` standard errors of the mean of ``samples`` ``(R, D)``, plus a floor for zero-variance coordinates."""
+    return MC_Z * samples.std(dim=0, correction=1) / math.sqrt(samples.shape[0]) + 1e-12
 
 
 def assert_mc_mean(samples: torch.Tensor, expected: torch.Tensor, reject: torch.Tensor | None = None) -> None:
-    """Mean of ``samples`` ``(R, D)`` within ``Z`` SE of ``expected`` ``(D,)`` in every coordinate.
+    """Mean of ``samples`` ``(R, D)`` within ``MC_Z`` SE of ``expected`` ``(D,)`` in every coordinate.
 
-    The tolerance must be small (< ``MAX_REL_TOL`` ||expected||); if ``reject`` is given
+    The tolerance must be small (< ``MC_MAX_REL_TOL`` ||expected||); if ``reject`` is given
     (a wrong expectation, e.g. the unbiased ∇V for a biased estimator) the test must be
     able to tell it apart: some coordinate lies outside the tolerance around it.
     """
     mean, tol = samples.mean(0), mc_tolerance(samples)
     scale = float(expected.norm())
-    assert float(tol.max()) < MAX_REL_TOL * scale, f"test too weak: tolerance {float(tol.max()):.3g}, ||E|| {scale:.3g}"
-    zscores = (mean - expected).abs() / (tol / Z)
+    assert float(tol.max()) < MC_MAX_REL_TOL * scale, (
+        f"test too weak: tolerance {float(tol.max()):.3g}, ||E|| {scale:.3g}"
+    )
+    zscores = (mean - expected).abs() / (tol / MC_Z)
     assert bool(((mean - expected).abs() <= tol).all()), (
         f"Monte Carlo mean off by up to {float(zscores.max()):.2f} SE\nmean     {mean.tolist()}\n"
         f"expected {expected.tolist()}"
@@ -153,10 +153,10 @@ def assert_mc_mean(samples: torch.Tensor, expected: torch.Tensor, reject: torch.
 
 
 def assert_rate(indicator: torch.Tensor, rate: float) -> None:
-    """Mean of a 0/1 ``(R,)`` tensor within ``Z`` binomial SE of ``rate`` (0 < rate < 1)."""
+    """Mean of a 0/1 ``(R,)`` tensor within ``MC_Z`` binomial SE of ``rate`` (0 < rate < 1)."""
     se = math.sqrt(rate * (1.0 - rate) / indicator.shape[0])
-    assert Z * se < MAX_REL_TOL * min(rate, 1.0 - rate)
-    assert abs(float(indicator.double().mean()) - rate) <= Z * se, (float(indicator.double().mean()), rate)
+    assert MC_Z * se < MC_MAX_REL_TOL * min(rate, 1.0 - rate)
+    assert abs(float(indicator.double().mean()) - rate) <= MC_Z * se, (float(indicator.double().mean()), rate)
 
 
 def success_probability(policy: TabularPolicy, env: RewardEnv) -> float:

@@ -29,15 +29,13 @@ from rftgrad.models import LinearSoftmaxPolicy, TabularPolicy
 from rftgrad.theory.group_updates import expected_samples
 from tests.finetune.test_advantages import (
     DTYPE,
-    Z,
     assert_mc_mean,
     bandit_binary,
     draw_estimates,
     flat,
     success_probability,
 )
-
-EXACT = 1e-12
+from tests.tolerances import EXACT_ATOL, MC_Z
 
 
 def tied_rewards(shape: tuple[int, ...], seed: int) -> torch.Tensor:
@@ -100,7 +98,7 @@ def test_expected_update_is_the_pass_k_gradient_by_enumeration(rewards: tuple[fl
     score = torch.nn.functional.one_hot(actions, 3).to(DTYPE) - probs  # ∇_z log π(a) = e_a - π
     got = (probs[actions].prod(-1)[:, None] * (adv[..., None] * score).mean(1)).sum(0)
     assert float(expected.abs().max()) > 1e-3
-    torch.testing.assert_close(got, expected, rtol=0, atol=EXACT)
+    torch.testing.assert_close(got, expected, rtol=0, atol=EXACT_ATOL)
 
 
 # ----------------------------------------------------------------------------- the exact objective
@@ -126,8 +124,8 @@ def test_exact_pass_k_ascent_equals_autograd_of_the_enumerated_objective(entropy
     grads = torch.autograd.grad((per_input * weights).sum(), list(params.values()))
     assert 0.01 < float(p.detach().min()) and float(p.detach().max()) < 0.9
     for key, grad in zip(params, grads, strict=True):
-        torch.testing.assert_close(ascent[key], grad, rtol=0, atol=EXACT)
-    torch.testing.assert_close(metrics["pass_at_k"], (pass_k * weights).sum(-1).detach(), rtol=0, atol=EXACT)
+        torch.testing.assert_close(ascent[key], grad, rtol=0, atol=EXACT_ATOL)
+    torch.testing.assert_close(metrics["pass_at_k"], (pass_k * weights).sum(-1).detach(), rtol=0, atol=EXACT_ATOL)
     plain, _ = ExactRFT(policy, env, TrainConfig(), beta, torch.zeros(2, dtype=DTYPE), policy.params).ascent(
         StepBatch(weights)
     )
@@ -159,12 +157,12 @@ def test_sampled_pass_k_matches_the_exact_pass_k_gradient(group: int, k: int, pr
     ascent, exact_metrics = ExactRFT(single, env, TrainConfig(pass_k=k), zeros, zeros, single.params).ascent(
         StepBatch(torch.ones(1, 1, dtype=DTYPE))
     )
-    torch.testing.assert_close(flat(ascent)[0], scale * true_grad, rtol=0, atol=EXACT)
+    torch.testing.assert_close(flat(ascent)[0], scale * true_grad, rtol=0, atol=EXACT_ATOL)
     pass_value = -1.0 + 2.0 * (1.0 - (1.0 - p) ** k)
-    assert float(exact_metrics["pass_at_k"]) == pytest.approx(pass_value, abs=EXACT)
+    assert float(exact_metrics["pass_at_k"]) == pytest.approx(pass_value, abs=EXACT_ATOL)
     logged = metrics["pass_at_k"]
     se = float(logged.std()) / math.sqrt(logged.shape[0])
-    assert Z * se < 0.05 and abs(float(logged.mean()) - pass_value) <= Z * se
+    assert MC_Z * se < 0.05 and abs(float(logged.mean()) - pass_value) <= MC_Z * se
 
 
 @pytest.mark.parametrize(("estimator", "group", "tries", "prob"), [("dapo", 3, 3, 0.85), ("dapo", 4, 2, 0.1)])
@@ -176,7 +174,7 @@ def test_dapo_samples_per_input_matches_its_expectation(estimator: str, group: i
     assert set(logged.unique().tolist()) <= {float(group * t) for t in range(1, tries + 1)}
     expected = float(expected_samples(success_probability(policy, bandit_binary()), group, "dapo", tries))
     se = float(logged.std()) / math.sqrt(logged.shape[0])
-    assert Z * se < 0.05 * expected and abs(float(logged.mean()) - expected) <= Z * se
+    assert MC_Z * se < 0.05 * expected and abs(float(logged.mean()) - expected) <= MC_Z * se
     assert expected > 1.2 * group  # resampling happens often enough to be seen
 
 

@@ -12,8 +12,7 @@ import pytest
 import torch
 
 from tests.models.builders import KINDS, all_outputs, env_for, ids_of, make_policy
-
-EXACT = 1e-12  # float64 round-off on O(1) quantities built from a handful of ops
+from tests.tolerances import EXACT_ATOL
 
 
 @pytest.fixture(params=KINDS)
@@ -34,7 +33,7 @@ def test_probabilities_of_all_outputs_sum_to_one(setup) -> None:
     assert logp.shape == (2, env.num_inputs, env.output_space.num_outputs)
     assert logp.dtype == torch.float64
     total = logp.exp().sum(-1)
-    torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=EXACT)
+    torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=EXACT_ATOL)
     assert bool((logp < 0).all())  # no output takes all the mass at random init
 
 
@@ -45,7 +44,7 @@ def test_sequence_logits_equal_prefix_logits_at_every_position(setup) -> None:
     assert seq.shape == (2, *outputs.shape, env.output_space.vocab_size)
     for pos in range(env.output_space.length):
         by_prefix = policy.prefix_logits(ids, x, outputs[..., :pos])  # (R, N, M, V)
-        torch.testing.assert_close(seq[..., pos, :], by_prefix, rtol=0, atol=EXACT)
+        torch.testing.assert_close(seq[..., pos, :], by_prefix, rtol=0, atol=EXACT_ATOL)
 
 
 def test_log_prob_is_the_sum_of_per_position_log_softmax(setup) -> None:
@@ -56,7 +55,7 @@ def test_log_prob_is_the_sum_of_per_position_log_softmax(setup) -> None:
         logits = policy.prefix_logits(ids, x, outputs[..., :pos])  # (R, N, M, V)
         logsm = logits - logits.logsumexp(-1, keepdim=True)
         by_hand += logsm.gather(-1, outputs[None, ..., pos, None].expand(2, -1, -1, 1))[..., 0]
-    torch.testing.assert_close(policy.log_prob(ids, x, outputs), by_hand, rtol=0, atol=EXACT)
+    torch.testing.assert_close(policy.log_prob(ids, x, outputs), by_hand, rtol=0, atol=EXACT_ATOL)
 
 
 def test_outputs_with_a_replica_axis_are_scored_per_replica(setup) -> None:
@@ -66,8 +65,8 @@ def test_outputs_with_a_replica_axis_are_scored_per_replica(setup) -> None:
     shuffled = torch.stack([outputs, outputs.flip(1)])  # (R=2, N, M, L), different per replica
     logp = policy.log_prob(ids, x, shuffled)
     shared = policy.log_prob(ids, x, outputs)
-    torch.testing.assert_close(logp[0], shared[0], rtol=0, atol=EXACT)
-    torch.testing.assert_close(logp[1], shared[1].flip(1), rtol=0, atol=EXACT)
+    torch.testing.assert_close(logp[0], shared[0], rtol=0, atol=EXACT_ATOL)
+    torch.testing.assert_close(logp[1], shared[1].flip(1), rtol=0, atol=EXACT_ATOL)
 
 
 def test_a_subset_of_inputs_gives_the_same_rows(setup) -> None:
@@ -77,7 +76,7 @@ def test_a_subset_of_inputs_gives_the_same_rows(setup) -> None:
     subset = torch.tensor([2, 0])
     full = policy.log_prob(ids, x, outputs)
     part = policy.log_prob(ids[subset], x[subset], outputs[subset])
-    torch.testing.assert_close(part, full[:, subset], rtol=0, atol=EXACT)
+    torch.testing.assert_close(part, full[:, subset], rtol=0, atol=EXACT_ATOL)
 
 
 def test_zero_init_scale_gives_the_uniform_policy(kind: str) -> None:
@@ -87,7 +86,7 @@ def test_zero_init_scale_gives_the_uniform_policy(kind: str) -> None:
     logp = policy.log_prob(ids_of(env), policy.inputs_from(env), all_outputs(env))
     vocab, length = env.output_space.vocab_size, env.output_space.length
     expected = -length * torch.log(torch.tensor(float(vocab), dtype=torch.float64))
-    torch.testing.assert_close(logp, expected.expand_as(logp), rtol=0, atol=EXACT)
+    torch.testing.assert_close(logp, expected.expand_as(logp), rtol=0, atol=EXACT_ATOL)
 
 
 def test_float32_log_probs_match_float64(kind: str) -> None:
@@ -115,7 +114,7 @@ def test_policy_with_longer_max_length_serves_a_shorter_env(kind: str) -> None:
     policy.check_compatible(short_env)
     logp = policy.log_prob(ids_of(short_env), policy.inputs_from(short_env), all_outputs(short_env))
     assert logp.shape == (1, 4, 9)
-    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(1, 4, dtype=torch.float64), rtol=0, atol=EXACT)
+    torch.testing.assert_close(logp.exp().sum(-1), torch.ones(1, 4, dtype=torch.float64), rtol=0, atol=EXACT_ATOL)
 
 
 @pytest.mark.parametrize(
@@ -132,8 +131,8 @@ def test_architecture_variants_are_normalised_and_teacher_forced(kind: str, extr
     policy = make_policy(kind, env, seed=[1, 2], **extra)
     ids, x, outputs = ids_of(env), policy.inputs_from(env), all_outputs(env)
     total = policy.log_prob(ids, x, outputs).exp().sum(-1)
-    torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=EXACT)
+    torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=EXACT_ATOL)
     seq = policy.sequence_logits(ids, x, outputs)
     for pos in range(env.output_space.length):
         by_prefix = policy.prefix_logits(ids, x, outputs[..., :pos])
-        torch.testing.assert_close(seq[..., pos, :], by_prefix, rtol=0, atol=EXACT)
+        torch.testing.assert_close(seq[..., pos, :], by_prefix, rtol=0, atol=EXACT_ATOL)

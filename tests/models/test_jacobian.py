@@ -17,9 +17,9 @@ import torch
 from rftgrad.models import SoftmaxPolicy
 from rftgrad.theory import jacobian_spectral_norms
 from tests.models.builders import brute_force_jacobian_norms, env_for, ids_of, make_policy
+from tests.tolerances import SPECTRAL_TOL
 
 TEMPS = [0.5, 2.0]
-TOL = 1e-10
 
 
 def states(kind: str, num_inputs: int) -> list[torch.Tensor]:
@@ -41,8 +41,8 @@ def test_closed_form_matches_brute_force(kind: str) -> None:
         closed = policy.closed_form_jacobian_norms(ids, x, prefixes)
         assert closed.shape == (2, *prefixes.shape[:2])
         brute = brute_force_jacobian_norms(policy, ids, x, prefixes)
-        torch.testing.assert_close(closed, brute, rtol=0, atol=TOL)
-        torch.testing.assert_close(jacobian_spectral_norms(policy, ids, x, prefixes), brute, rtol=0, atol=TOL)
+        torch.testing.assert_close(closed, brute, rtol=0, atol=SPECTRAL_TOL)
+        torch.testing.assert_close(jacobian_spectral_norms(policy, ids, x, prefixes), brute, rtol=0, atol=SPECTRAL_TOL)
 
 
 def test_tabular_closed_form_is_one_over_temperature() -> None:
@@ -89,11 +89,11 @@ def test_generic_jacrev_path_matches_brute_force(kind: str) -> None:
         generic = jacobian_spectral_norms(policy, ids, x, prefixes)
         brute = brute_force_jacobian_norms(policy, ids, x, prefixes)
         assert bool((brute > 0.1).all())  # non-degenerate: relative and absolute tolerance agree in scale
-        torch.testing.assert_close(generic, brute, rtol=TOL, atol=TOL)
+        torch.testing.assert_close(generic, brute, rtol=SPECTRAL_TOL, atol=SPECTRAL_TOL)
         # J/T: the two replicas differ in θ too, so check the 1/T scaling on replica 0 alone
         policy.set_temperature(1.0)
         torch.testing.assert_close(jacobian_spectral_norms(policy, ids, x, prefixes)[0], generic[0] * TEMPS[0],
-                                   rtol=TOL, atol=TOL)
+                                   rtol=SPECTRAL_TOL, atol=SPECTRAL_TOL)
         policy.set_temperature(TEMPS)
 
 
@@ -120,4 +120,4 @@ def test_generic_path_agrees_with_closed_form(kind: str, monkeypatch: pytest.Mon
     closed = jacobian_spectral_norms(policy, ids, x, prefixes)
     monkeypatch.setattr(type(policy), "closed_form_jacobian_norms", SoftmaxPolicy.closed_form_jacobian_norms)
     assert policy.closed_form_jacobian_norms(ids, x, prefixes) is None
-    torch.testing.assert_close(jacobian_spectral_norms(policy, ids, x, prefixes), closed, rtol=0, atol=TOL)
+    torch.testing.assert_close(jacobian_spectral_norms(policy, ids, x, prefixes), closed, rtol=0, atol=SPECTRAL_TOL)

@@ -9,8 +9,7 @@ import torch
 
 from rftgrad.errors import ConfigError
 from tests.models.builders import KINDS, all_outputs, env_for, ids_of, make_policy
-
-EXACT = 1e-12
+from tests.tolerances import EXACT_ATOL
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -26,11 +25,11 @@ def test_logits_scale_as_one_over_temperature_per_replica(kind: str) -> None:
         logits = policy.prefix_logits(ids, x, outputs[..., :pos])  # (3, N, M, V)
         base = reference.prefix_logits(ids, x, outputs[..., :pos])[0]
         for r, temp in enumerate(temps):
-            torch.testing.assert_close(logits[r], base / temp, rtol=0, atol=EXACT)
+            torch.testing.assert_close(logits[r], base / temp, rtol=0, atol=EXACT_ATOL)
     seq = policy.sequence_logits(ids, x, outputs)
     base_seq = reference.sequence_logits(ids, x, outputs)[0]
     for r, temp in enumerate(temps):
-        torch.testing.assert_close(seq[r], base_seq / temp, rtol=0, atol=EXACT)
+        torch.testing.assert_close(seq[r], base_seq / temp, rtol=0, atol=EXACT_ATOL)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "mlp", "transformer"])
@@ -41,9 +40,9 @@ def test_log_prob_uses_the_tempered_softmax(kind: str) -> None:
     raw = policy.sequence_logits(ids, x, outputs)  # T = 1
     policy.set_temperature(2.5)
     expected = torch.log_softmax(raw / 2.5, dim=-1).gather(-1, outputs[None, ..., None])[..., 0].sum(-1)
-    torch.testing.assert_close(policy.log_prob(ids, x, outputs), expected, rtol=0, atol=EXACT)
+    torch.testing.assert_close(policy.log_prob(ids, x, outputs), expected, rtol=0, atol=EXACT_ATOL)
     total = policy.log_prob(ids, x, outputs).exp().sum(-1)
-    torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=EXACT)
+    torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=EXACT_ATOL)
 
 
 def test_high_temperature_flattens_and_low_temperature_sharpens() -> None:

@@ -38,9 +38,7 @@ from rftgrad.models import FEATURE_MAPS
 from rftgrad.theory import exact, params_norm, reinforce_gradient
 from rftgrad.theory.bounds import ABS_SLACK, BOUNDS, GAMMA_SLACK, REL_SLACK, bound_table
 from rftgrad.theory.instances import POLICY_KINDS, REWARD_KINDS, InstanceSpec, random_instance
-from tests.conftest import ATOL
-
-TOL = ATOL[torch.float64]
+from tests.tolerances import ATOL, MC_FAILURE
 
 #: Largest output space V^L drawn. The exact engine and γ enumerate every prefix and output, and
 #: the transformer's cost grows with the number of prefixes (no KV cache): at V^L <= 256 an
@@ -252,16 +250,15 @@ def test_constant_reward_shift_leaves_gradients_unchanged(spec, shift):
     table = env.reward_table() * 0.5
     base = exact(policy, env.with_rewards(table), keep_grads=True)
     moved = exact(policy, env.with_rewards(table + shift), keep_grads=True)
-    assert torch.allclose(moved.value, base.value + shift, atol=TOL, rtol=0)
-    assert torch.allclose(moved.std, base.std, atol=TOL, rtol=0)
+    assert torch.allclose(moved.value, base.value + shift, atol=ATOL[torch.float64], rtol=0)
+    assert torch.allclose(moved.std, base.std, atol=ATOL[torch.float64], rtol=0)
     for key in base.grads:
-        assert torch.allclose(moved.grads[key], base.grads[key], atol=TOL, rtol=0), key
-    assert torch.allclose(moved.mean_grad_norm, base.mean_grad_norm, atol=TOL, rtol=0)
+        assert torch.allclose(moved.grads[key], base.grads[key], atol=ATOL[torch.float64], rtol=0), key
+    assert torch.allclose(moved.mean_grad_norm, base.mean_grad_norm, atol=ATOL[torch.float64], rtol=0)
 
 
 # --------------------------------------------------------------------------- property 4
 MC_SAMPLES = 2000  # M outputs per input
-MC_FAILURE = 1e-4  # δ: failure probability of each of the two bands, per example
 
 
 @settings(max_examples=examples_for(0.1))

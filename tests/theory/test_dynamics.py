@@ -40,13 +40,8 @@ from rftgrad.theory.dynamics import (
     symmetric_reduction_checks,
 )
 from rftgrad.theory.symbolic import lambdify_softmax_gradient
+from tests.tolerances import CLOSED_VS_ODE_RTOL, FORMULA_TOL, ODE_ATOL
 
-#: float64 agreement of two formulas for the same O(1) quantity.
-EXACT = 1e-14
-#: the issue's bar for closed form vs ODE; measured worst case 3.4e-10 (LSODA, rtol 1e-12, atol 1e-14).
-CLOSED_VS_ODE = 1e-6
-#: two ODE solutions of the same flow at rtol 1e-12 / atol 1e-14, compared on O(1..10) logits.
-ODE_ATOL = 1e-8
 LABELS = (2, 10, 100)
 P0_GRID = (1e-8, 1e-6, 1e-4, 1e-2, 0.4)
 
@@ -65,8 +60,8 @@ def test_symmetric_reduction_is_exact():
     # the rates, as sympy derived them from the K-dimensional flows
     assert (reduction.rate["rft"] - 2 * k / (k - 1) * p**2 * (1 - p) ** 2).equals(0)
     assert (reduction.rate["sft"] - k / (k - 1) * p * (1 - p) ** 2).equals(0)
-    np.testing.assert_allclose(asymptotic_constant(np.array(LABELS), "rft"), [1.0, 1.8, 1.98], rtol=EXACT)
-    np.testing.assert_allclose(asymptotic_constant(np.array(LABELS), "sft"), [1.0, 1.8, 1.98], rtol=EXACT)
+    np.testing.assert_allclose(asymptotic_constant(np.array(LABELS), "rft"), [1.0, 1.8, 1.98], rtol=FORMULA_TOL)
+    np.testing.assert_allclose(asymptotic_constant(np.array(LABELS), "sft"), [1.0, 1.8, 1.98], rtol=FORMULA_TOL)
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
@@ -91,9 +86,9 @@ def test_general_reward_velocity_reduces_to_the_pm1_velocity(k):
     logits = _random_logits(k, (7,), seed=k)
     labels = np.arange(7) % k
     rewards = 2 * np.eye(k)[labels] - 1  # (7, K): +1 correct, −1 otherwise
-    np.testing.assert_allclose(rft_gradient(logits, rewards), rft_pm1_gradient(logits, labels), atol=EXACT)
+    np.testing.assert_allclose(rft_gradient(logits, rewards), rft_pm1_gradient(logits, labels), atol=FORMULA_TOL)
     np.testing.assert_allclose(expected_reward(logits, rewards), 2 * np.exp(logits[np.arange(7), labels]) /
-                               np.exp(logits).sum(-1) - 1, atol=EXACT)  # fmt: skip
+                               np.exp(logits).sum(-1) - 1, atol=FORMULA_TOL)  # fmt: skip
 
 
 def test_velocities_match_autograd_and_the_sympy_gradient():
@@ -103,10 +98,10 @@ def test_velocities_match_autograd_and_the_sympy_gradient():
     leaf = torch.tensor(logits, requires_grad=True)
     (value_grad,) = torch.autograd.grad(torch.softmax(leaf, -1) @ torch.tensor(rewards), leaf)
     (logp_grad,) = torch.autograd.grad(torch.log_softmax(leaf, -1)[2], leaf)
-    np.testing.assert_allclose(rft_gradient(logits, rewards), value_grad.numpy(), atol=EXACT)
-    np.testing.assert_allclose(sft_gradient(logits, 2), logp_grad.numpy(), atol=EXACT)
+    np.testing.assert_allclose(rft_gradient(logits, rewards), value_grad.numpy(), atol=FORMULA_TOL)
+    np.testing.assert_allclose(sft_gradient(logits, 2), logp_grad.numpy(), atol=FORMULA_TOL)
     np.testing.assert_allclose(rft_gradient(logits, rewards), lambdify_softmax_gradient(k).closed_form(logits, rewards),
-                               atol=EXACT)  # fmt: skip
+                               atol=FORMULA_TOL)  # fmt: skip
 
 
 @pytest.mark.parametrize("case", [("rft", None), ("rft", "general"), ("sft", None)])
@@ -132,7 +127,7 @@ def test_symmetric_logits_and_the_flow_keep_wrong_labels_equal():
     for k in LABELS:
         logits = symmetric_logits(1e-8, k)
         probs = np.exp(logits)
-        assert probs.sum() == pytest.approx(1.0, rel=EXACT) and probs[0] == pytest.approx(1e-8, rel=EXACT)
+        assert probs.sum() == pytest.approx(1.0, rel=FORMULA_TOL) and probs[0] == pytest.approx(1e-8, rel=FORMULA_TOL)
     solution = solve_flow(symmetric_logits(1e-3, 10), "rft", t_eval=np.geomspace(1, 2000, 9))
     wrong = solution.logits[:, 0, 1:]  # (T, K − 1)
     assert np.ptp(wrong, axis=-1).max() < 1e-10  # still symmetric
@@ -156,7 +151,7 @@ def test_linear_flow_with_orthonormal_inputs_equals_the_per_input_flows(objectiv
     logits0 = inputs @ weights0.T  # (N, K)
     # instantaneous: (dW/dt) x_i = g_i exactly
     velocity = linear_model_flow(weights0, inputs, objective, labels) @ inputs.T  # (K, N)
-    np.testing.assert_allclose(velocity.T, logit_gradient(logits0, objective, labels), atol=EXACT)
+    np.testing.assert_allclose(velocity.T, logit_gradient(logits0, objective, labels), atol=FORMULA_TOL)
     # integrated: W(t) x_i from the weight-space flow = each input's own logit flow
     times = np.array([0.5, 2.0, 8.0])
     weights = solve_linear_model(weights0, inputs, objective, labels, times)  # (T, K, D)
@@ -187,7 +182,7 @@ def test_a_neighbour_with_the_same_label_helps_and_one_with_another_label_hurts(
     times = {}
     for objective in OBJECTIVES:
         alone = solve_flow(symmetric_logits(p0, k), objective, target=0.0).hit_time
-        assert alone == pytest.approx(float(closed_form_hitting_time(p0, k, 0.0, objective)), rel=CLOSED_VS_ODE)
+        assert alone == pytest.approx(float(closed_form_hitting_time(p0, k, 0.0, objective)), rel=CLOSED_VS_ODE_RTOL)
         for name, label in (("same", 0), ("other", 1)):
             logits = np.stack([symmetric_logits(p0, k), symmetric_logits(0.5, k, label)])
             hit = solve_flow(logits, objective, [0, label], gram=gram, target=0.0).hit_time
@@ -207,7 +202,7 @@ def test_closed_form_matches_the_full_logit_ode(objective, k):
     for p0 in P0_GRID:
         numeric = hitting_time_ode(p0, k, 0.0, objective)
         closed = float(closed_form_hitting_time(p0, k, 0.0, objective))
-        assert abs(numeric - closed) / closed < CLOSED_VS_ODE, (p0, numeric, closed)
+        assert abs(numeric - closed) / closed < CLOSED_VS_ODE_RTOL, (p0, numeric, closed)
 
 
 @pytest.mark.slow
@@ -219,17 +214,17 @@ def test_closed_form_matches_the_ode_on_a_dense_grid_and_other_targets(objective
                 if target <= 2 * p0 - 1:
                     continue
                 closed = float(closed_form_hitting_time(p0, k, target, objective))
-                assert hitting_time_ode(p0, k, target, objective) == pytest.approx(closed, rel=CLOSED_VS_ODE)
+                assert hitting_time_ode(p0, k, target, objective) == pytest.approx(closed, rel=CLOSED_VS_ODE_RTOL)
 
 
 def test_ode_is_robust_at_p0_one_half_and_with_radau():
     for objective in OBJECTIVES:
         closed = float(closed_form_hitting_time(0.5, 10, 0.2, objective))
-        assert hitting_time_ode(0.5, 10, 0.2, objective) == pytest.approx(closed, rel=CLOSED_VS_ODE)
+        assert hitting_time_ode(0.5, 10, 0.2, objective) == pytest.approx(closed, rel=CLOSED_VS_ODE_RTOL)
         for p0 in (1e-8, 0.1):
             closed = float(closed_form_hitting_time(p0, 10, 0.0, objective))
             radau = hitting_time_ode(p0, 10, 0.0, objective, method="Radau", rtol=1e-10, atol=1e-12)
-            assert radau == pytest.approx(closed, rel=CLOSED_VS_ODE)
+            assert radau == pytest.approx(closed, rel=CLOSED_VS_ODE_RTOL)
 
 
 # --- Done when: asymptotics ------------------------------------------------------------------------

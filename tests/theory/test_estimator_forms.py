@@ -8,7 +8,7 @@ Three kinds of check:
 * Monte Carlo (:func:`monte_carlo_update`, which draws Bernoulli(p) successes and runs the
   library's ``advantages`` / ``first_informative_group``): for every estimator, every
   ``G ∈ {2, 4, 8, 16, 64}`` and ``p ∈ {1e-3, 0.01, 0.5}``, the mean of ``D`` i.i.d. draws lies within
-  ``Z = 5`` standard errors (estimated from the draws) of the closed form. ``D`` is sized for a
+  ``MC_Z = 5`` standard errors (estimated from the draws) of the closed form. ``D`` is sized for a
   number ``n`` of informative groups (the update is 0 on the others), so the relative SE of ``E u``
   is about ``1/sqrt(n)``: ``n = 300`` at ``p = 1e-3`` (5 SE ≈ 29%; the budget of a fast test, as
   ``D ≈ n/(Gp)``) and ``n = 1300`` at ``p = 0.01, 0.5`` (5 SE ≈ 14%). Each check asserts its
@@ -54,14 +54,13 @@ from rftgrad.theory.group_updates import (
     leading_term_sympy,
     prob_all_equal,
 )
+from tests.tolerances import EXACT_RTOL, MC_Z
 
 DTYPE = torch.float64
-Z = 5.0  # standard errors allowed (false-failure budget in the module doc)
 #: p -> (informative groups per Monte Carlo point, largest tolerance allowed as a fraction of the value)
 MC_CASES = {1e-3: (300, 0.35), 0.01: (1300, 0.15), 0.5: (1300, 0.15)}
 GROUP_SIZES = (2, 4, 8, 16, 64)
 ESTIMATORS = tuple(ESTIMATOR_FORMS)
-EXACT = 1e-12
 TRIES = 2  # DAPO's max_resample B in the Monte Carlo checks (each try costs a group of draws)
 #: competing closed forms; at p = 0.01 the Monte Carlo must be able to reject the farthest one.
 COMPETITORS = {"grpo": ("dr_grpo", "rloo"), "dapo": ("grpo",)}
@@ -74,10 +73,10 @@ def num_draws(p: float, group: int, informative: int) -> int:
 
 def assert_binomial_rate(count: int, draws: int, rate: float) -> None:
     """``count`` all-equal groups in ``draws`` is consistent with ``Binomial(draws, rate)``: the exact
-    two-sided tail probability exceeds ``P(|N(0,1)| > Z)`` (the normal approximation fails where
+    two-sided tail probability exceeds ``P(|N(0,1)| > MC_Z)`` (the normal approximation fails where
     ``draws · rate`` is small, e.g. ``d = 2^-15`` at ``p = 1/2, G = 16``)."""
     tail = 2 * min(binom.cdf(count, draws, rate), binom.sf(count - 1, draws, rate))
-    assert tail > 2 * norm.sf(Z), f"{count} all-equal groups in {draws} draws, expected rate {rate:.4g}"
+    assert tail > 2 * norm.sf(MC_Z), f"{count} all-equal groups in {draws} draws, expected rate {rate:.4g}"
 
 
 # ----------------------------------------------------------------------------- 1. Monte Carlo
@@ -89,7 +88,7 @@ def test_closed_form_matches_monte_carlo_of_the_library(estimator: str, group: i
         seed = 1000 * ESTIMATORS.index(estimator) + 10 * group + index
         mc = monte_carlo_update(p, group, estimator, draws, seed, max_resample=TRIES)
         closed = float(expected_update(p, group, estimator, max_resample=TRIES))
-        tol = Z * mc.sem + 1e-12  # reinforce at p = 1/2 has zero variance: u = 1/2 for every group
+        tol = MC_Z * mc.sem + 1e-12  # reinforce at p = 1/2 has zero variance: u = 1/2 for every group
         assert tol < max_rel_tol * closed, f"test too weak at p={p}: tolerance {tol:.3g} for {closed:.3g}"
         assert abs(mc.mean - closed) <= tol, f"p={p}: MC {mc.mean:.6g} ± {mc.sem:.2g}, closed form {closed:.6g}"
         if p == 0.01 and estimator in COMPETITORS:
@@ -123,8 +122,8 @@ def test_closed_form_matches_monte_carlo_at_small_p_tightly(estimator: str) -> N
             draws = num_draws(p, group, 10_000)
             mc = monte_carlo_update(p, group, estimator, draws, seed=7 + 10 * group + index, max_resample=4)
             closed = float(expected_update(p, group, estimator, max_resample=4))
-            assert Z * mc.sem < 0.06 * closed
-            assert abs(mc.mean - closed) <= Z * mc.sem, (group, p, mc.mean, mc.sem, closed)
+            assert MC_Z * mc.sem < 0.06 * closed
+            assert abs(mc.mean - closed) <= MC_Z * mc.sem, (group, p, mc.mean, mc.sem, closed)
 
 
 # ----------------------------------------------------------------------------- 2. exact enumeration
@@ -161,7 +160,7 @@ def test_closed_form_equals_sum_over_success_counts(estimator: str, success: flo
             u = library_update(hits, p, estimator, success, failure, std_eps, 1).numpy()  # (G+1,)
             law = np.array([math.comb(group, k) * p**k * (1 - p) ** (group - k) for k in range(group + 1)])
             closed = expected_update(p, group, estimator, success=success, failure=failure, std_eps=std_eps)
-            np.testing.assert_allclose(closed, (law * u).sum(), rtol=EXACT, atol=1e-15, err_msg=f"G={group} p={p}")
+            np.testing.assert_allclose(closed, (law * u).sum(), rtol=EXACT_RTOL, atol=1e-15, err_msg=f"G={group} p={p}")
             if estimator != "reinforce":  # centred: u(k) is the conditional update u_k
                 kwargs = dict(success=success, failure=failure, std_eps=std_eps)
                 np.testing.assert_allclose(
@@ -185,7 +184,7 @@ def test_closed_form_equals_full_enumeration(estimator: str, group: int, tries: 
             closed = expected_update(
                 p, group, estimator, success=success, failure=failure, std_eps=std_eps, max_resample=tries
             )
-            np.testing.assert_allclose(closed, float((weight * u).sum()), rtol=EXACT, atol=1e-15)
+            np.testing.assert_allclose(closed, float((weight * u).sum()), rtol=EXACT_RTOL, atol=1e-15)
 
 
 def test_grpo_without_eps_is_independent_of_the_reward_scale() -> None:
@@ -197,7 +196,7 @@ def test_grpo_without_eps_is_independent_of_the_reward_scale() -> None:
         formula = (law * np.sqrt(k * (group - k) * (group - 1) / group**3)).sum(-1)
         for success, failure in ((1.0, -1.0), (1.0, 0.0), (0.2, -0.7)):
             got = expected_update(p, group, "grpo", success=success, failure=failure, std_eps=0.0)
-            np.testing.assert_allclose(got, formula, rtol=EXACT)
+            np.testing.assert_allclose(got, formula, rtol=EXACT_RTOL)
 
 
 def test_dapo_per_sampled_output_equals_grpo() -> None:
@@ -210,7 +209,7 @@ def test_dapo_per_sampled_output_equals_grpo() -> None:
             dapo = expected_update(p, group, "dapo", max_resample=tries)
             per_sample = dapo / expected_samples(p, group, "dapo", tries)
             np.testing.assert_allclose(per_sample, grpo / group, rtol=1e-10)
-        np.testing.assert_allclose(expected_update(p, group, "dapo", max_resample=1), grpo, rtol=EXACT)
+        np.testing.assert_allclose(expected_update(p, group, "dapo", max_resample=1), grpo, rtol=EXACT_RTOL)
         u_1 = float(conditional_update(1, group, "grpo"))
         assert float(expected_update(0.0, group, "dapo", max_resample=math.inf)) == u_1
         assert float(expected_update(1.0, group, "dapo", max_resample=math.inf)) == u_1

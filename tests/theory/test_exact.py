@@ -13,9 +13,7 @@ from rftgrad.envs import BanditEnv, digits, orthonormal, random_sequence_env
 from rftgrad.errors import ConfigError, EnumerationLimitError
 from rftgrad.models import LinearSoftmaxPolicy, MLPPolicy, TabularPolicy, TinyTransformerPolicy
 from rftgrad.theory import exact, gamma, params_norm, reinforce_gradient
-from tests.conftest import ATOL
-
-TOL = ATOL[torch.float64]
+from tests.tolerances import ATOL
 
 
 def sequence_case(kind: str, reward: str = "random_network", num_replicas: int = 2, seed: int = 0, **policy_kw):
@@ -56,16 +54,16 @@ def test_gradient_equals_autograd_of_enumerated_objective(kind, method):
     result = exact(policy, env, keep_grads=True, method=method)
     params = leaf_params(policy)
     values = autograd_values(policy, env, params)  # (R, N)
-    assert torch.allclose(result.value, values.detach(), atol=TOL, rtol=0)
+    assert torch.allclose(result.value, values.detach(), atol=ATOL[torch.float64], rtol=0)
     mean_grads = torch.autograd.grad(values.mean(1).sum(), list(params.values()), retain_graph=True)
     for key, expected in zip(params, mean_grads, strict=True):
-        assert torch.allclose(result.mean_grad[key], expected, atol=TOL, rtol=0), key
+        assert torch.allclose(result.mean_grad[key], expected, atol=ATOL[torch.float64], rtol=0), key
     for n in range(env.num_inputs):
         per_input = torch.autograd.grad(values[:, n].sum(), list(params.values()), retain_graph=True)
         for key, expected in zip(params, per_input, strict=True):
-            assert torch.allclose(result.grads[key][:, n], expected, atol=TOL, rtol=0), (key, n)
+            assert torch.allclose(result.grads[key][:, n], expected, atol=ATOL[torch.float64], rtol=0), (key, n)
     norms = params_norm({k: g for k, g in result.grads.items()}, 2)
-    assert torch.allclose(result.grad_norm, norms, atol=TOL, rtol=0)
+    assert torch.allclose(result.grad_norm, norms, atol=ATOL[torch.float64], rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["tabular", "transformer"])
@@ -89,12 +87,12 @@ def test_engine_matches_python_loops(kind):
         rewards = env.reward_table()[n].tolist()
         value = sum(p * r for p, r in zip(probs, rewards, strict=True))
         variance = sum(p * (r - value) ** 2 for p, r in zip(probs, rewards, strict=True))
-        assert result.value[0, n].item() == pytest.approx(value, abs=TOL)
-        assert result.std[0, n].item() == pytest.approx(math.sqrt(variance), abs=TOL)
+        assert result.value[0, n].item() == pytest.approx(value, abs=ATOL[torch.float64])
+        assert result.std[0, n].item() == pytest.approx(math.sqrt(variance), abs=ATOL[torch.float64])
         # ∇V = Σ_y p(y) (r(y) - V) ∇ log p(y)
         for k, key in enumerate(params0):
             expected = sum(p * (r - value) * g[k] for p, r, g in zip(probs, rewards, grads_logp, strict=True))
-            assert torch.allclose(result.grads[key][0, n], expected, atol=TOL, rtol=0)
+            assert torch.allclose(result.grads[key][0, n], expected, atol=ATOL[torch.float64], rtol=0)
         # martingale terms: Var_l = Σ_{u, |u|=l-1} P(u) Σ_a π(a|u) (Q(ua) - Q(u))², from block sums of p and p·r
         for level in range(space.length):
             block = space.vocab_size ** (space.length - level - 1)
@@ -109,7 +107,7 @@ def test_engine_matches_python_loops(kind):
                 mass = sum(child_mass[c] for c in kids)
                 q_u = sum(child_mass[c] * child_q[c] for c in kids) / mass
                 var_l += sum(child_mass[c] * (child_q[c] - q_u) ** 2 for c in kids)
-            assert result.position_variance[0, n, level].item() == pytest.approx(var_l, abs=TOL)
+            assert result.position_variance[0, n, level].item() == pytest.approx(var_l, abs=ATOL[torch.float64])
 
 
 def test_single_token_tabular_gradient_is_p_times_advantage():
@@ -119,7 +117,7 @@ def test_single_token_tabular_gradient_is_p_times_advantage():
     result = exact(policy, env, keep_grads=True)
     probs = result.probs[:, 0]  # (R, K)
     expected = probs * (env.reward_table()[0] - result.value[:, :1]) / policy.temperature[:, None]
-    assert torch.allclose(result.grads["logits"][:, 0, 0, 0], expected, atol=TOL, rtol=0)
+    assert torch.allclose(result.grads["logits"][:, 0, 0, 0], expected, atol=ATOL[torch.float64], rtol=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -127,7 +125,7 @@ def test_martingale_variances_sum_to_reward_variance(kind):
     env, policy = sequence_case(kind, reward="position_match")
     result = exact(policy, env)
     assert (result.position_variance >= 0).all()
-    assert torch.allclose(result.position_variance.sum(-1), result.std**2, atol=TOL, rtol=0)
+    assert torch.allclose(result.position_variance.sum(-1), result.std**2, atol=ATOL[torch.float64], rtol=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -149,7 +147,7 @@ def test_constant_shift_of_reward_leaves_gradient_unchanged(kind):
     results = [exact(policy, e, keep_grads=True) for e in shifted]
     for other in results[1:]:
         for key in results[0].grads:
-            assert torch.allclose(other.grads[key], results[0].grads[key], atol=TOL, rtol=0)
+            assert torch.allclose(other.grads[key], results[0].grads[key], atol=ATOL[torch.float64], rtol=0)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -159,18 +157,18 @@ def test_replicas_equal_separate_runs(kind):
     for r in range(3):
         _, single = sequence_case(kind, num_replicas=1, seed=11 + r)
         alone = exact(single, env, keep_grads=True)
-        assert torch.allclose(together.value[r], alone.value[0], atol=TOL, rtol=0)
-        assert torch.allclose(together.std[r], alone.std[0], atol=TOL, rtol=0)
-        assert torch.allclose(together.grad_norm[r], alone.grad_norm[0], atol=TOL, rtol=0)
+        assert torch.allclose(together.value[r], alone.value[0], atol=ATOL[torch.float64], rtol=0)
+        assert torch.allclose(together.std[r], alone.std[0], atol=ATOL[torch.float64], rtol=0)
+        assert torch.allclose(together.grad_norm[r], alone.grad_norm[0], atol=ATOL[torch.float64], rtol=0)
         for key in together.mean_grad:
-            assert torch.allclose(together.mean_grad[key][r], alone.mean_grad[key][0], atol=TOL, rtol=0)
+            assert torch.allclose(together.mean_grad[key][r], alone.mean_grad[key][0], atol=ATOL[torch.float64], rtol=0)
 
 
 def test_per_input_chunking_does_not_change_results():
     env, policy = sequence_case("linear")
     whole = exact(policy, env, input_chunk=64)
     pieces = exact(policy, env, input_chunk=1)
-    assert torch.allclose(whole.grad_norm, pieces.grad_norm, atol=TOL, rtol=0)
+    assert torch.allclose(whole.grad_norm, pieces.grad_norm, atol=ATOL[torch.float64], rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["transformer", "mlp"])
@@ -180,7 +178,7 @@ def test_values_without_gradient_equal_values_with_it(kind):
     forward_only = exact(policy, env, per_input=False, gradient=False)
     assert forward_only.mean_grad is None and forward_only.mean_grad_norm is None
     for name in ("log_probs", "value", "std", "position_variance"):
-        assert torch.allclose(getattr(full, name), getattr(forward_only, name), atol=TOL, rtol=0), name
+        assert torch.allclose(getattr(full, name), getattr(forward_only, name), atol=ATOL[torch.float64], rtol=0), name
     with pytest.raises(ConfigError, match="per_input=True needs the gradient"):
         exact(policy, env, gradient=False)
 
@@ -248,7 +246,7 @@ def test_gamma_closed_forms_and_maximum_over_levels():
     assert torch.allclose(gamma(policy, env), torch.tensor([[1.0], [4.0]], dtype=torch.float64).expand(2, 3))
     ortho = orthonormal(4, 3, seed=1)
     linear = LinearSoftmaxPolicy.for_env(ortho, dtype="float64", temperature=0.5)
-    assert torch.allclose(gamma(linear, ortho), torch.full((1, 4), 2.0, dtype=torch.float64), atol=TOL)
+    assert torch.allclose(gamma(linear, ortho), torch.full((1, 4), 2.0, dtype=torch.float64), atol=ATOL[torch.float64])
 
     env, transformer = sequence_case("transformer", num_replicas=1)
     env = random_sequence_env(num_prompts=2, vocab_size=2, length=2, prompt_length=2, prompt_vocab_size=4)

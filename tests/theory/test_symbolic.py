@@ -26,9 +26,9 @@ from rftgrad.theory.symbolic import (
     variance_gap,
     variance_gap_identity_holds,
 )
+from tests.tolerances import EXACT_ATOL
 
 #: float64 agreement between two exact evaluations of O(1) quantities.
-TOL = 1e-12
 SIZES = [2, 3, 4, 5]
 
 
@@ -62,9 +62,9 @@ def test_softmax_gradient_matches_autograd_and_exact_engine(k):
 
         derivative = functions.derivative(z.numpy(), r.numpy())
         closed_form = functions.closed_form(z.numpy(), r.numpy())
-        np.testing.assert_allclose(derivative, autograd.numpy(), atol=TOL, rtol=0)
-        np.testing.assert_allclose(derivative, engine.numpy(), atol=TOL, rtol=0)
-        np.testing.assert_allclose(closed_form, autograd.numpy(), atol=TOL, rtol=0)
+        np.testing.assert_allclose(derivative, autograd.numpy(), atol=EXACT_ATOL, rtol=0)
+        np.testing.assert_allclose(derivative, engine.numpy(), atol=EXACT_ATOL, rtol=0)
+        np.testing.assert_allclose(closed_form, autograd.numpy(), atol=EXACT_ATOL, rtol=0)
 
 
 def test_softmax_gradient_functions_broadcast_over_a_batch():
@@ -73,7 +73,7 @@ def test_softmax_gradient_functions_broadcast_over_a_batch():
     batched = lambdify_softmax_gradient(4).derivative(z, r)
     one_by_one = np.stack([lambdify_softmax_gradient(4).derivative(zi, ri) for zi, ri in zip(z, r, strict=True)])
     assert batched.shape == (7, 4)
-    np.testing.assert_allclose(batched, one_by_one, atol=TOL, rtol=0)
+    np.testing.assert_allclose(batched, one_by_one, atol=EXACT_ATOL, rtol=0)
     with pytest.raises(ShapeMismatchError):
         lambdify_softmax_gradient(4).derivative(z[:, :3], r[:, :3])
 
@@ -109,11 +109,11 @@ def test_variance_bound_holds_numerically(k):
     squared_norm, bound, gap_terms = (f(p, r) for f in functions)
 
     value = (p * r).sum(-1, keepdims=True)
-    np.testing.assert_allclose(squared_norm, ((p * (r - value)) ** 2).sum(-1), atol=TOL, rtol=0)
-    np.testing.assert_allclose(bound, p.max(-1) * (p * (r - value) ** 2).sum(-1), atol=TOL, rtol=0)
-    np.testing.assert_allclose(bound - squared_norm, gap_terms, atol=TOL, rtol=0)
-    assert np.all(gap_terms >= -TOL)
-    assert np.all(squared_norm <= bound + TOL)
+    np.testing.assert_allclose(squared_norm, ((p * (r - value)) ** 2).sum(-1), atol=EXACT_ATOL, rtol=0)
+    np.testing.assert_allclose(bound, p.max(-1) * (p * (r - value) ** 2).sum(-1), atol=EXACT_ATOL, rtol=0)
+    np.testing.assert_allclose(bound - squared_norm, gap_terms, atol=EXACT_ATOL, rtol=0)
+    assert np.all(gap_terms >= -EXACT_ATOL)
+    assert np.all(squared_norm <= bound + EXACT_ATOL)
     # Near-deterministic p: both sides are tiny together (no slack hidden by the tolerance).
     near = p.max(-1) > 1 - 1e-6
     assert near.sum() > 50
@@ -180,16 +180,16 @@ def test_martingale_variances_match_exact_engine(vocab, seed):
     pi = torch.softmax(policy.prefix_logits(ids, x, first_tokens), -1)[0, 0]  # (V, V), row a = π_a
     rewards = table[0].reshape(vocab, vocab)  # output index = V·y1 + y2
     joint = result.probs[0, 0].reshape(vocab, vocab)
-    np.testing.assert_allclose((q[:, None] * pi).numpy(), joint.numpy(), atol=TOL, rtol=0)
+    np.testing.assert_allclose((q[:, None] * pi).numpy(), joint.numpy(), atol=EXACT_ATOL, rtol=0)
 
     functions = lambdify_martingale_variance(vocab)
     args = (q.numpy(), pi.numpy(), rewards.numpy())
     var_1, var_2, var_total = (float(f(*args)) for f in functions)
     engine_1, engine_2 = result.position_variance[0, 0].tolist()
-    assert var_1 == pytest.approx(engine_1, abs=TOL)
-    assert var_2 == pytest.approx(engine_2, abs=TOL)
-    assert var_total == pytest.approx(float(result.std[0, 0]) ** 2, abs=TOL)
-    assert var_1 + var_2 == pytest.approx(var_total, abs=TOL)
+    assert var_1 == pytest.approx(engine_1, abs=EXACT_ATOL)
+    assert var_2 == pytest.approx(engine_2, abs=EXACT_ATOL)
+    assert var_total == pytest.approx(float(result.std[0, 0]) ** 2, abs=EXACT_ATOL)
+    assert var_1 + var_2 == pytest.approx(var_total, abs=EXACT_ATOL)
     assert min(var_1, var_2) > 1e-3  # a nontrivial split, not a degenerate case
 
 

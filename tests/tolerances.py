@@ -1,0 +1,99 @@
+"""Every tolerance the tests compare numbers with, in one table.
+
+Test modules import their tolerances from here and define none of their own
+(``tests/test_tolerances.py`` enforces it). Each entry says what it is for and why it has its
+value. The values are the ones the tests used before the table existed, unchanged: moving a
+constant here never made an assertion weaker or stronger. Where two tests used different values
+for the same kind of comparison they keep distinct entries rather than sharing the looser one.
+
+Scale of float64 rounding: the unit round-off is ``u = 2^-53 ≈ 1.1e-16``. A quantity of size
+O(1) built from ``n`` operations carries an error of about ``n·u`` (a sum over ``V^L`` outputs,
+an autograd pass and a Jacobian product with ``‖J‖ ≤ γ`` each add to ``n`` or multiply the
+error). The exact-arithmetic tolerances below sit orders of magnitude above that estimate, so a
+different BLAS or thread count does not trip them, and orders of magnitude below the error of a
+wrong formula (of the size of the quantity itself). float32 has ``u ≈ 6e-8``. The margins are
+estimates from operation counts, not measurements, unless an entry quotes a measured error.
+
+Statistical tolerances (``MC_*``) are in units of the standard error of a Monte Carlo mean, or
+are failure probabilities; the test modules' docstrings do the union bound over their checks.
+
+Like neural-tangents' ``_DEFAULT_TOLERANCE``, the per-dtype entry is a dict keyed by dtype:
+look it up with the dtype of the tensors under comparison, ``ATOL[result.value.dtype]``.
+Inline literals that belong to one assertion (a threshold from an issue, a measured band)
+stay next to that assertion, with their reason.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# --- exact arithmetic: two computations of the same quantity, no sampling -----------------------
+
+#: Absolute tolerance, per dtype, for the exact engine (``rftgrad.theory.exact``) against an
+#: independent exact computation of an O(1) quantity: Python loops over outputs and prefixes,
+#: autograd of the enumerated objective, replicas run together vs alone, a reward shift. The
+#: engine sums over up to 256 outputs (the property tests' cap) and pulls cotangents back through
+#: Jacobians with ``‖J‖ ≤ γ``, which reaches about 10^3 for the random transformers of the property
+#: tests, so round-off of ~1e-16 per operation can grow by three to five orders; 1e-10 sits above
+#: that. float32 (``u ≈ 6e-8``): 1e-5. Also the martingale identity ``Σ_l Var_l = STD²``.
+ATOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+#: Absolute tolerance, float64, for two formulas of an O(1) quantity built from a handful of
+#: operations: a log-probability by hand vs the policy's, logits divided by T, the sympy-lambdified
+#: softmax gradient vs autograd, a closed-form advantage or pass@k value vs the library's code on
+#: an enumerated bandit or sequence. Tens of operations, so round-off of order 1e-15.
+EXACT_ATOL = 1e-12
+
+#: Relative tolerance, float64, for a closed form of an expected group update
+#: (``rftgrad.theory.group_updates``) against its enumerated binomial sum, and for two closed forms
+#: of the same update. These values span many decades as p → 0, so the comparison is relative
+#: (its absolute floor, 1e-15, stays inline). The binomial sum has at most G − 1 = 63 terms.
+EXACT_RTOL = 1e-12
+
+#: Tolerance, float64, absolute and relative, for two expressions of one O(1) quantity of
+#: Theorem 2 that involve one softmax over at most 100 logits (``rft_gradient`` vs
+#: ``rft_pm1_gradient`` vs autograd, a probability vector summing to 1, the asymptotic constants
+#: 2(K−1)/K). Fewer operations than ``EXACT_ATOL`` covers, hence the tighter 1e-14 (about 100 u).
+FORMULA_TOL = 1e-14
+
+#: Tolerance, float64, absolute and relative, for spectral norms ``‖J‖₂`` of logit Jacobians
+#: (``rftgrad.theory.jacobian_spectral_norms``, behind γ): the tabular and linear closed forms and
+#: the generic ``jacrev`` + Gram-matrix path against a brute-force Jacobian from
+#: ``torch.autograd.functional.jacobian``. The norms are O(0.1..10) (the test asserts > 0.1, so
+#: the relative and the absolute tolerance agree in scale). The same number as ``ATOL[float64]``,
+#: kept apart because it bounds a different computation (an eigenvalue problem, not a sum).
+SPECTRAL_TOL = 1e-10
+
+# --- numerical ODE solutions (Theorem 2) -----------------------------------------------------------
+
+#: Absolute tolerance for two ODE solutions of the same flow, both integrated at rtol 1e-12 /
+#: atol 1e-14, compared on logits of size 1 to 10: a linear model's weight-space flow read through
+#: its inputs against each input's own logit flow (orthonormal inputs) or the Gram flow
+#: (correlated inputs). Local error control at those settings keeps each solution far closer than
+#: 1e-8; the margin is not measured.
+ODE_ATOL = 1e-8
+
+#: Relative tolerance for a closed-form hitting time (``closed_form_hitting_time``) against the
+#: ODE's event time. The issue's bar; the measured worst case is 3.4e-10 (LSODA, rtol 1e-12,
+#: atol 1e-14), so four orders of margin.
+CLOSED_VS_ODE_RTOL = 1e-6
+
+# --- Monte Carlo -----------------------------------------------------------------------------------
+
+#: Standard errors a Monte Carlo mean may miss its exact expectation by. For a correct estimator
+#: the standardised error of a mean of thousands of i.i.d. bounded draws is about N(0, 1), so one
+#: check fails with probability P(|N(0,1)| > 5) ≈ 5.7e-7; with a few hundred checks per module
+#: the union bound stays near 1e-4. Seeds are fixed, so the outcome is deterministic.
+MC_Z = 5.0
+
+#: Largest Monte Carlo tolerance (``MC_Z`` standard errors) allowed, as a fraction of the size of
+#: the expectation it is compared with, in ``tests/finetune/test_advantages.py``: a check whose
+#: band is wider than 10% of ``‖E ĝ‖`` (or of ``min(rate, 1 − rate)``) is too weak to catch a
+#: wrong estimator and fails as such instead of passing vacuously.
+MC_MAX_REL_TOL = 0.1
+
+#: δ, the failure probability, per example, of each of the two bands (Markov on the second and on
+#: the fourth moment of the error, both computed exactly) that a seeded REINFORCE estimate must
+#: fall in around the exact mean gradient (``tests/theory/test_bound_properties.py``, property 4).
+#: With δ = 1e-4 the second-moment band is 100 standard errors wide.
+MC_FAILURE = 1e-4
