@@ -114,6 +114,50 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+_MASK64 = (1 << 64) - 1
+_HASH_MODULUS = (1 << 61) - 1  # CPython's modulus for hashing integers on 64-bit builds
+_XXPRIME_1, _XXPRIME_2, _XXPRIME_5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
+
+
+def _int_lane(value: int) -> int:
+    """CPython's ``hash(int)`` on 64-bit builds, as an unsigned 64-bit lane: ``±(|v| mod (2^61 - 1))``, -1 -> -2."""
+    lane = abs(value) % _HASH_MODULUS
+    lane = -lane if value < 0 else lane
+    return (-2 if lane == -1 else lane) & _MASK64
+
+
+def stream_seed(*key: int) -> int:
+    """A stable 64-bit seed for the random stream named by the integers ``key`` (signed, as Python's ``hash``).
+
+    The xxHash-style tuple hash of CPython 3.8+ on 64-bit builds, written out so that it depends on
+    neither the interpreter nor ``PYTHONHASHSEED`` (integers are never salted): for lanes
+    ``h_i = hash(k_i)``, ``acc ← rotl31(acc + h_i·P2)·P1`` from ``acc = P5``, then
+    ``acc + (n ⊕ P5 ⊕ 3527539)``, all mod 2^64. It equals ``hash(tuple(key))`` there, which is
+    how the trainer keyed its streams before, so recorded runs keep their numbers
+    (``tests/test_runtime.py`` checks the equality on random keys).
+    """
+    acc = _XXPRIME_5
+    for item in key:
+        if isinstance(item, bool) or not isinstance(item, numbers.Integral):
+            raise TypeError(f"stream keys are integers, got {item!r}")
+        acc = (acc + _int_lane(int(item)) * _XXPRIME_2) & _MASK64
+        acc = ((acc << 31) | (acc >> 33)) & _MASK64
+        acc = (acc * _XXPRIME_1) & _MASK64
+    acc = (acc + (len(key) ^ (_XXPRIME_5 ^ 3527539))) & _MASK64
+    if acc == _MASK64:  # -1 is reserved
+        return 1546275796
+    return acc - (1 << 64) if acc >> 63 else acc
+
+
+def stream(seed: int, *key: int) -> torch.Generator:
+    """The CPU generator of stream ``key`` of replica seed ``seed``: ``generator(stream_seed(seed, *key) mod 2^63)``.
+
+    One stream per purpose (minibatches, phase subsets, ...; each names itself with integer
+    constants and the step), so that adding draws to one stream never shifts another.
+    """
+    return generator(stream_seed(seed, *key) & 0x7FFF_FFFF_FFFF_FFFF)
+
+
 def git_commit(path: str | Path | None = None) -> str | None:
     """The git commit of the working tree at ``path`` (None outside a repository)."""
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent

@@ -72,3 +72,49 @@ def test_cuda_absent_is_a_clear_error(capsys):
         pytest.skip("CUDA present")
     assert main(["exact", "--device", "cuda"]) == 2
     assert "CUDA is not available" in capsys.readouterr().err
+
+
+def check_errors_are_reported_by_kind(run_main, monkeypatch, capsys):
+    """Our own error -> one line and exit 2; any other exception (a bug of ours) -> its traceback, the report line
+    and exit 1. ``run_main`` is the CLI entry point under test (a deliberately broken one in the test below)."""
+    from rftgrad import cli
+    from rftgrad.errors import ConfigError
+
+    def bad_input(args):
+        raise ConfigError("--examples must be >= 1, got 0")
+
+    def bug(args):
+        raise ValueError("operands could not be broadcast together with shapes (3,) (4,)")
+
+    monkeypatch.setattr(cli, "_cmd_list", bad_input)
+    assert run_main(["list"]) == 2
+    err = capsys.readouterr().err
+    assert err == "rftgrad: error: --examples must be >= 1, got 0\n"
+    monkeypatch.setattr(cli, "_cmd_list", bug)
+    assert run_main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ValueError: operands could not be broadcast" in err
+    assert err.rstrip().endswith(cli.BUG_REPORT) and "rftgrad: error:" not in err
+
+
+def test_the_cli_reports_our_errors_in_one_line_and_bugs_with_a_traceback(monkeypatch, capsys):
+    check_errors_are_reported_by_kind(main, monkeypatch, capsys)
+
+
+def test_the_check_fails_on_a_cli_that_calls_every_value_error_a_user_error(monkeypatch, capsys):
+    """The old CLI caught ``ValueError`` too, so a bug in torch or pandas code read as the user's mistake."""
+    import sys
+
+    from rftgrad.cli import build_parser
+    from rftgrad.errors import RftgradError
+
+    def broad_main(argv):
+        args = build_parser().parse_args(argv)
+        try:
+            return args.handler(args)
+        except (RftgradError, ValueError) as err:
+            print(f"rftgrad: error: {err}", file=sys.stderr)
+            return 2
+
+    with pytest.raises(AssertionError):
+        check_errors_are_reported_by_kind(broad_main, monkeypatch, capsys)

@@ -52,3 +52,42 @@ def test_field_docs_and_description_come_from_the_comments():
         "scale": "a scale",
     }
     assert "lr                       a list of numbers" in describe_config(Example)
+
+
+@dataclass(frozen=True)
+class Section:
+    lr: tuple[float, ...] = (0.1,)  # learning rates
+    seeds: int = 2  # seeds
+
+
+@dataclass(frozen=True)
+class Composed:
+    DERIVED = ("inner.seeds",)
+
+    steps: int = 10  # optimisation steps
+    inner: Section = Section(lr=(0.5,))  # the nested section
+
+
+def test_a_section_takes_dotted_bare_nested_and_toml_keys(tmp_path):
+    assert load_config(Composed).inner == Section(lr=(0.5,))  # the field's default instance
+    assert load_config(Composed, sets=["inner.lr=0.2,0.3"]).inner.lr == (0.2, 0.3)
+    assert load_config(Composed, sets=["lr=0.2"]).inner.lr == (0.2,)  # a bare key naming one section field
+    assert load_config(Composed, {"inner": {"lr": [0.7]}, "steps": 3}) == Composed(steps=3, inner=Section(lr=(0.7,)))
+    config = load_config(Composed, sets=["steps=4", "inner.lr=1e-3"])
+    text = to_toml(config)
+    assert "[inner]\nlr = [0.001]  # learning rates" in text and "seeds" not in text  # derived: not written
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert load_config(Composed, config_file=path) == config
+    assert [line.split()[0] for line in describe_config(Composed).splitlines()] == ["steps", "inner.lr"]
+
+
+def test_derived_unknown_and_ill_typed_section_keys_are_refused():
+    with pytest.raises(ConfigError, match="derives inner.seeds from its own keys"):
+        load_config(Composed, sets=["seeds=3"])
+    with pytest.raises(ConfigError, match="derives inner.seeds"):
+        load_config(Composed, sets=["inner.seeds=3"])
+    with pytest.raises(ConfigError, match="unknown config key 'inner.bogus'"):
+        load_config(Composed, sets=["inner.bogus=1"])
+    with pytest.raises(ConfigError, match="config key 'inner.lr' expects a list of numbers"):
+        load_config(Composed, sets=["lr=fast"])

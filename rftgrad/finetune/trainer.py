@@ -42,7 +42,7 @@ from rftgrad.finetune.config import Phase, ReplicaSettings, TrainConfig, replica
 from rftgrad.finetune.objectives import make_objective
 from rftgrad.finetune.optim import make_optimizer
 from rftgrad.models.base import Params, SoftmaxPolicy
-from rftgrad.runtime import generator, resolve_device, resolve_dtype
+from rftgrad.runtime import resolve_device, resolve_dtype, stream, stream_seed
 from rftgrad.theory.bounds import stalled
 from rftgrad.theory.exact import exact
 
@@ -57,7 +57,7 @@ _STREAM_BATCH, _STREAM_SUBSET, _STREAM_SAMPLE = 1, 2, 3
 
 def replica_uniform(seeds: Sequence[int], key: tuple[int, ...], size: int) -> torch.Tensor:
     """``(R, size)`` float64 uniforms; row ``r`` depends only on ``seeds[r]`` and ``key``."""
-    rows = [torch.rand(size, generator=generator(hash((seed, *key)) & 0x7FFF_FFFF_FFFF_FFFF)) for seed in seeds]
+    rows = [torch.rand(size, generator=stream(seed, *key)) for seed in seeds]
     return torch.stack(rows).to(torch.float64)
 
 
@@ -270,7 +270,7 @@ class _ArmRun:
             while self.phase_step < phase.steps:
                 chosen = choose_inputs(eligible, config.batch_size, self.settings.seeds, (_STREAM_BATCH, self.step))
                 weights = chosen.to(self.policy.dtype) / chosen.sum(-1, keepdim=True)  # (R, N)
-                batch = objective.prepare(weights, seed=hash((_STREAM_SAMPLE, self.step)) & 0xFFFF_FFFF)
+                batch = objective.prepare(weights, seed=stream_seed(_STREAM_SAMPLE, self.step) & 0xFFFF_FFFF)
                 for _ in range(batch.updates):
                     ascent, metrics = objective.ascent(batch)
                     optimizer.step(self.policy.params, ascent)

@@ -19,6 +19,7 @@ from rftgrad.envs import RewardEnv
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.tightness.config import Config
 from rftgrad.models import SoftmaxPolicy
+from rftgrad.runtime import generator
 from rftgrad.theory.bounds import bound_table
 from rftgrad.theory.gamma import gamma
 from rftgrad.theory.instances import InstanceSpec, random_instance, tightness_witness
@@ -70,8 +71,8 @@ def search(kind: str, config: Config, progress: bool) -> tuple[pd.DataFrame, dic
         seed=config.seed,
     )
     env, policy = random_instance(spec, num_replicas=config.restarts)
-    generator = torch.Generator().manual_seed(config.seed)
-    rho = torch.randn(config.restarts, env.output_space.num_outputs, generator=generator, dtype=torch.float64)
+    num_outputs = env.output_space.num_outputs
+    rho = torch.randn(config.restarts, num_outputs, generator=generator(config.seed), dtype=torch.float64)
     params = {key: value.detach().clone().requires_grad_(True) for key, value in policy.params.items()}
     rho.requires_grad_(True)
     optimizer = torch.optim.Adam([*params.values(), rho], lr=config.lr)
