@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pandas as pd
 import torch
@@ -21,20 +21,29 @@ import torch
 from rftgrad.runtime import environment_info
 
 
-def atomic_write_text(path: str | Path, text: str | bytes) -> Path:
-    """Write ``text`` (or raw ``bytes``) to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Write ``path`` atomically: ``write(stream)`` fills a temporary file in the same folder, which is
+    flushed to disk and renamed over ``path`` (``os.replace``); on any error the temporary file is removed
+    and ``path`` is untouched. The one way rftgrad writes a file (text, checkpoints, figures)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        data = text.encode("utf-8") if isinstance(text, str) else text
         with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
+            write(stream)
+            stream.flush()
+            os.fsync(stream.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def atomic_write_text(path: str | Path, text: str | bytes) -> Path:
+    """Write ``text`` (UTF-8) or raw ``bytes`` to ``path`` atomically (:func:`atomic_write`)."""
+    data = text.encode("utf-8") if isinstance(text, str) else text
+    return atomic_write(path, lambda stream: stream.write(data))
 
 
 def write_run(

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from rftgrad.finetune.config import Phase, ReplicaSettings, TrainConfig, replica
 from rftgrad.finetune.objectives import make_objective
 from rftgrad.finetune.optim import make_optimizer
 from rftgrad.models.base import Params, SoftmaxPolicy
+from rftgrad.results import atomic_write
 from rftgrad.runtime import resolve_device, resolve_dtype, stream, stream_seed
 from rftgrad.theory.bounds import stalled
 from rftgrad.theory.exact import exact
@@ -198,10 +198,7 @@ class _ArmRun:
             "batch_sums": self.batch_sums,
             "batch_count": self.batch_count,
         }
-        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint.with_name(f".{self.checkpoint.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint)
+        atomic_write(self.checkpoint, lambda stream: torch.save(state, stream))
 
     def load(self) -> bool:
         """Restore the state from the checkpoint if there is one (False otherwise)."""
