@@ -10,58 +10,24 @@ come to each bound, the ratio ``‖∇V‖ / bound`` per input.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from rftgrad.experiments.style import palette, paper_figure
+from rftgrad.experiments.bound import draw_bound_cloud, draw_ratio_histograms
 from rftgrad.gallery import ExperimentRun, PaperFigure
-from rftgrad.theory.bounds import PAPER_CONSTANT
-
-#: inputs whose STD is numerically zero (gradient zero too) cannot sit on log axes: counted, not drawn.
-MIN_STD = 1e-12
-#: smaller ratios go to the histogram's first bin.
-MIN_RATIO = 1e-6
-BOUND_LABELS = {"sharpened": "sharpened γ√L·STD", "paper": "paper 6Lγ·STD^(2/3)"}
-#: the two bounds keep one shade in both panels (reference lines, not categories of data).
-BOUND_COLORS = {"sharpened": "0.1", "paper": "0.55"}
+from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 
+@themed(PAPER_FONT_SCALE)
 def draw(run: ExperimentRun) -> tuple[Any, str]:
     """Left: ``‖∇V‖/(γ√L)`` against STD with the sharpened bound ``y = STD`` and the paper's bound
     divided by ``γ√L``, ``6√L·STD^(2/3)`` (drawn at L = 1, its lowest). Right: histograms of
     ``‖∇V‖ / (γ√L·STD)`` and ``‖∇V‖ / (6Lγ·STD^(2/3))``."""
     rows: pd.DataFrame = run.tables["bound_rows"]
-    kinds = sorted(rows["kind"].unique())
-    colors = palette(kinds)
-    shown = rows[rows["reward_std"] > MIN_STD]
     fig, (cloud, hist) = paper_figure(columns=2, height=3.2)
-
-    for kind in kinds:
-        part = shown[shown["kind"] == kind]
-        scaled = part["grad_norm"] / (part["gamma"] * np.sqrt(part["length"]))
-        label = f"{kind} ({rows.loc[rows['kind'] == kind, 'example'].nunique()} policies)"
-        cloud.scatter(part["reward_std"], scaled, s=6, alpha=0.5, lw=0, color=colors[kind], label=label)
-    grid = np.logspace(math.log10(max(shown["reward_std"].min(), MIN_STD)), 0, 100)
-    cloud.plot(grid, grid, color=BOUND_COLORS["sharpened"], lw=1.2, label="sharpened bound: STD")
-    paper_line = PAPER_CONSTANT * grid ** (2 / 3)
-    cloud.plot(grid, paper_line, color=BOUND_COLORS["paper"], lw=1.2, ls="--", label="paper's, L = 1: 6·STD^(2/3)")
-    cloud.set(xscale="log", yscale="log", xlabel="reward STD of the input", ylabel="‖∇_θ V‖ / (γ√L)")
-    cloud.set_title(f"exact ‖∇V‖ of {len(shown):,} inputs (+{len(rows) - len(shown)} with STD = 0)")
-    cloud.legend(fontsize=7, loc="lower right", markerscale=2)
-
-    ratios = {name: shown[f"ratio_{name}"] for name in BOUND_LABELS}
-    bins = np.logspace(math.log10(MIN_RATIO), 0.1, 50)
-    for name, values in ratios.items():
-        label = f"{BOUND_LABELS[name]}: max {values.max():.3f}"
-        hist.hist(values.clip(lower=MIN_RATIO), bins=bins, color=BOUND_COLORS[name], alpha=0.6, label=label)
-    hist.axvline(1.0, color="black", lw=1.5, label="bound (ratio 1)")
-    hist.axvline(1 / math.sqrt(2), color="black", lw=0.8, ls=":", label="1/√2 (attained by the √L witness)")
-    hist.set(xscale="log", xlabel="‖∇_θ V‖ / bound (below 1e-6: first bin)", ylabel="inputs")
-    hist.set_title("ratio to each bound, per input")
-    hist.legend(fontsize=7, loc="upper left")
+    draw_bound_cloud(cloud, rows)
+    draw_ratio_histograms(hist, rows)
 
     top, paper_top = rows["ratio_sharpened"].max(), rows["ratio_paper"].max()
     policies = rows.groupby("kind")["example"].nunique().sum()

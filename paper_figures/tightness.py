@@ -11,68 +11,26 @@ the ratio, over parameters and rewards, several restarts) per policy class: the 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-import numpy as np
 import pandas as pd
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
-from rftgrad.experiments.style import palette, paper_figure
+from rftgrad.experiments.tightness import draw_search, draw_witness
 from rftgrad.gallery import ExperimentRun, PaperFigure
-
-#: markers of the witness probabilities, in order.
-MARKERS = ("o", "s", "^", "D", "v")
+from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 
+@themed(PAPER_FONT_SCALE)
 def draw(run: ExperimentRun) -> tuple[Any, str]:
     """Left: witness ``‖∇V‖/(γ·STD)`` vs L (points exact, lines ``sqrt(2Lp(1-p))``, black the sharpened
     bound's ``√L``). Right: best ``‖∇V‖/(γ√L·STD)`` so far per policy class vs Adam step; the legend gives
     the best restart's ratio re-evaluated by the exact engine at the end."""
-    import seaborn as sns  # for its palettes only (paper_figure sets the theme)
-
     witness: pd.DataFrame = run.tables["witness"]
-    trajectory: pd.DataFrame = run.tables["search_trajectory"]
     best: pd.DataFrame = run.tables["search_best"]
     probs = sorted(witness["prob"].unique(), reverse=True)
-    kinds = sorted(best["kind"].unique())
-    colors = palette(kinds)  # the policy classes keep the colours of the bound figure
-    shades = dict(zip(probs, sns.color_palette("crest_r", len(probs)), strict=True))  # p is ordered: one hue
     fig, (left, right) = paper_figure(columns=2, height=3.2)
-
-    lengths = np.geomspace(1, witness["length"].max(), 100)
-    left.plot(lengths, np.sqrt(lengths), color="black", lw=1.2, label="sharpened bound: √L")
-    for marker, prob in zip(MARKERS, probs, strict=False):
-        points, color = witness[witness["prob"] == prob], shades[prob]
-        left.plot(lengths, np.sqrt(2 * lengths * prob * (1 - prob)), color=color, lw=1)
-        left.scatter(points["length"], points["ratio_gamma_std"], color=color, marker=marker, s=20, zorder=2,
-                     label=f"p = {prob:g}: √(2Lp(1−p))")  # fmt: skip
-    left.set(xscale="log", yscale="log", xlabel="output length L", ylabel="‖∇_θ V‖ / (γ·STD)")
-    ticks = [length for length in (1, 2, 4, 8, 16, 32) if length <= witness["length"].max()]
-    left.set_xticks(ticks, [str(t) for t in ticks])
-    left.xaxis.set_minor_formatter(NullFormatter())
-    left.set_yticks([0.25, 0.5, 1, 2, 4, 8])
-    left.set_ylim(0.8 * witness["ratio_gamma_std"].min(), 1.2 * math.sqrt(witness["length"].max()))
-    left.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    left.yaxis.set_minor_formatter(NullFormatter())
-    left.set_title("√L witness: points exact, lines closed form")
-    left.legend(fontsize=7, loc="upper left")
-
-    best_so_far = trajectory.groupby(["kind", "step"])["ratio_sharpened"].max().groupby(level="kind").cummax()
-    for kind in kinds:
-        series = best_so_far.loc[kind]
-        verified = best[best["kind"] == kind].iloc[0]
-        label = f"{kind} (L = {int(verified['length'])}): {verified['ratio_sharpened']:.3f}"
-        right.plot(series.index, series.to_numpy(), color=colors[kind], lw=1.5, label=label)
-    right.axhline(1.0, color="black", lw=1.5)
-    right.text(0.02, 1.0, "bound γ√L·STD", transform=right.get_yaxis_transform(), va="bottom", fontsize=7)
-    right.axhline(1 / math.sqrt(2), color="black", lw=0.8, ls=":")
-    right.text(0.98, 1 / math.sqrt(2), "1/√2: the witness", transform=right.get_yaxis_transform(), va="bottom",
-               ha="right", fontsize=7)  # fmt: skip
-    restarts, vocab = int(best["restarts"].iloc[0]), int(best["vocab_size"].iloc[0])
-    right.set(xlabel="Adam step", ylabel="best ‖∇_θ V‖ / (γ√L·STD)", ylim=(0, 1.1))
-    right.set_title(f"adversarial search, V = {vocab}, {restarts} restarts")
-    right.legend(fontsize=7, loc="lower right", title="class: verified best", title_fontsize=7)
+    draw_witness(left, witness)
+    draw_search(right, run.tables["search_trajectory"], best)
 
     half = witness[witness["prob"] == 0.5]
     if half.empty:  # the witness without p = 1/2: report the largest p's error against its closed form

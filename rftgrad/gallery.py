@@ -22,7 +22,7 @@ import importlib.util
 import json
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,8 @@ from typing import Any
 import pandas as pd
 
 from rftgrad.errors import ConfigError
-from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment, save_figure
+from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment
+from rftgrad.plotting import save_figure
 from rftgrad.results import atomic_write_text
 from rftgrad.runtime import git_commit
 
@@ -55,6 +56,16 @@ class ExperimentRun:
     tables: dict[str, pd.DataFrame]
     score: dict[str, Any]
     config: dict[str, Any]
+
+    def setting(self, name: str, default: Any = None) -> Any:  # noqa: ANN401 - any config value
+        """The config value ``name``: a top-level field, else the field of that name in a nested section
+        (``{"trainer": {"lr": ...}}``), else ``default``."""
+        if name in self.config:
+            return self.config[name]
+        for section in self.config.values():
+            if isinstance(section, dict) and name in section:
+                return section[name]
+        return default
 
 
 @dataclass(frozen=True)
@@ -94,10 +105,17 @@ class FigureResult:
     key_number: str
 
 
-def as_sets(values: dict[str, Any]) -> tuple[str, ...]:
-    """``{"lr": (0.1, 0.2), "seeds": 2}`` -> ``("lr=0.1,0.2", "seeds=2")``: a config dict as ``--set`` strings."""
-    joined = {key: ",".join(map(str, v)) if isinstance(v, tuple | list) else v for key, v in values.items()}
-    return tuple(f"{key}={value}" for key, value in joined.items())
+def as_sets(values: Mapping[str, Any], prefix: str = "") -> tuple[str, ...]:
+    """A config dict as ``--set`` strings: ``{"lr": (0.1, 0.2), "seeds": 2}`` -> ``("lr=0.1,0.2", "seeds=2")``;
+    nested sections become dotted keys: ``{"trainer": {"lr": (0.1,)}}`` -> ``("trainer.lr=0.1",)``."""
+    sets: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            sets.extend(as_sets(value, f"{prefix}{key}."))
+        else:
+            text = ",".join(map(str, value)) if isinstance(value, tuple | list) else value
+            sets.append(f"{prefix}{key}={text}")
+    return tuple(sets)
 
 
 def figures_dir(path: str | Path | None = None) -> Path:
@@ -131,7 +149,7 @@ def load_figures(directory: str | Path | None = None) -> dict[str, PaperFigure]:
     return dict(sorted(found.items(), key=lambda item: (item[1].order, item[0])))
 
 
-def select(figures: dict[str, PaperFigure], only: Sequence[str] | None) -> list[PaperFigure]:
+def choose_figures(figures: dict[str, PaperFigure], only: Sequence[str] | None) -> list[PaperFigure]:
     """The figures named in ``only`` (all if empty), in manifest order; unknown names raise :class:`ConfigError`."""
     if not only:
         return list(figures.values())
@@ -139,6 +157,10 @@ def select(figures: dict[str, PaperFigure], only: Sequence[str] | None) -> list[
     if unknown:
         raise ConfigError(f"unknown figure(s) {', '.join(unknown)}; choose from {', '.join(figures)}")
     return [figures[name] for name in figures if name in only]
+
+
+#: the former name of :func:`choose_figures`, kept while ``rftgrad.cli`` calls it (to be removed there).
+select = choose_figures
 
 
 def _settings(figure: PaperFigure, budget: str, device: str | None) -> tuple[str, ...]:

@@ -11,7 +11,7 @@ import pytest
 
 from rftgrad.cli import main
 from rftgrad.errors import ConfigError
-from rftgrad.gallery import PaperFigure, load_figures, select, summary_table
+from rftgrad.gallery import PaperFigure, as_sets, choose_figures, load_figures, summary_table
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +69,7 @@ def test_every_figure_names_its_claim_and_paper_counterpart():
 
 def test_unknown_figure_and_missing_folder_are_clear_errors(tmp_path, capsys):
     with pytest.raises(ConfigError, match="unknown figure"):
-        select(FIGURES, ["nope"])
+        choose_figures(FIGURES, ["nope"])
     assert main(["figures", "--only", "nope", "--figures-dir", str(FIGURES_DIR), "--out", str(tmp_path)]) == 2
     assert "unknown figure(s) nope" in capsys.readouterr().err
     assert main(["figures", "--figures-dir", str(tmp_path / "missing")]) == 2
@@ -85,3 +85,10 @@ def test_summary_table_totals_the_seconds():
     ]
     table = summary_table(results)
     assert "4.0" in table.splitlines()[-1] and "*" in table.splitlines()[2]
+
+
+def test_as_sets_flattens_nested_sections():
+    assert as_sets({"lr": (0.1, 0.2), "seeds": 2}) == ("lr=0.1,0.2", "seeds=2")
+    assert as_sets({"num_train": 20, "trainer": {"lr": (0.1,), "seeds": 2}}) == (
+        "num_train=20", "trainer.lr=0.1", "trainer.seeds=2",
+    )  # fmt: skip

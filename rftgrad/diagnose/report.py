@@ -22,8 +22,7 @@ import pandas as pd
 
 from rftgrad.diagnose.readers import RolloutLog, read_rollouts
 from rftgrad.diagnose.stats import GROUP_SIZES, Regime, make_regime, prompt_table, summarize
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.style import COLORS, figure_grid
+from rftgrad.plotting import COLORS, figure_grid, save_figure, themed
 from rftgrad.results import atomic_write_text
 
 #: the figure's file name (without suffix) inside the output folder.
@@ -60,6 +59,7 @@ def diagnose_log(
     return Diagnosis(log, regime, table, skipped, summarize(log, table, regime, group_sizes, skipped))
 
 
+@themed()
 def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotlib Figure
     """Reward mean (y) against reward STD (x), one marker per group, the vanishing region shaded.
 

@@ -151,15 +151,3 @@ def analyse(
     atomic_write_text(out / "score.json", json.dumps(score, indent=2, default=float) + "\n")
     return tables, score, analysis.make_figures(tables, out) if figures else []
 
-
-def save_figure(figure: Any, path: Path) -> Path:  # noqa: ANN401 - a matplotlib Figure
-    """Save ``figure`` as PNG (and PDF) next to the records, atomically, and close it."""
-    import matplotlib.pyplot as plt
-
-    for suffix in (".png", ".pdf"):
-        target = path.with_suffix(suffix)
-        tmp = target.with_name(f".{target.stem}.tmp{suffix}")
-        figure.savefig(tmp, dpi=150, bbox_inches="tight")
-        tmp.replace(target)
-    plt.close(figure)
-    return path.with_suffix(".png")

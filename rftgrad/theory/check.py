@@ -31,23 +31,33 @@ def check_specs(specs: list[InstanceSpec], progress: bool = True) -> pd.DataFram
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def summarize(rows: pd.DataFrame) -> pd.DataFrame:
-    """Per policy class and overall: examples, inputs, max ratio per bound, violations, examples/s."""
-    per_example = rows.groupby("example").first()  # one row per example: its kind and its seconds
-
-    def summary_row(kind: str, part: pd.DataFrame, examples: pd.DataFrame) -> dict[str, object]:
-        return {
-            "kind": kind,
-            "examples": len(examples),
+def bound_summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per policy class (``kind``) of a bound table (:func:`check_specs`, one row per example and
+    input): ``examples`` (distinct examples), ``inputs``, ``max_ratio_<bound>`` (the largest ratio
+    ‖∇V‖ / bound over the inputs, for every bound of :data:`~rftgrad.theory.bounds.BOUNDS`; Theorem 1,
+    docs/paper.md §2) and ``violations`` (inputs whose gradient exceeds a bound)."""
+    table = [
+        {
+            "kind": str(kind),
+            "examples": int(part["example"].nunique()),
             "inputs": len(part),
-            **{f"max_ratio_{name}": part[f"ratio_{name}"].max() for name in BOUNDS},
+            **{f"max_ratio_{name}": float(part[f"ratio_{name}"].max()) for name in BOUNDS},
             "violations": int(part["violation"].sum()),
-            "examples_per_s": len(examples) / examples["seconds"].sum(),
         }
-
-    table = [summary_row(kind, part, per_example[per_example["kind"] == kind]) for kind, part in rows.groupby("kind")]
-    table.append(summary_row("all", rows, per_example))
+        for kind, part in rows.groupby("kind")
+    ]
     return pd.DataFrame(table)
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """:func:`bound_summary` per policy class plus a row ``all`` over every class, each with ``examples_per_s``."""
+    seconds = rows.groupby("example")["seconds"].first()  # one value per example: the time it took
+    kinds = rows.groupby("example")["kind"].first()
+    overall = bound_summary(rows.assign(kind="all"))
+    table = pd.concat([bound_summary(rows), overall], ignore_index=True)
+    per_kind_seconds = {**seconds.groupby(kinds).sum().to_dict(), "all": seconds.sum()}
+    table["examples_per_s"] = table["examples"] / table["kind"].map(per_kind_seconds)
+    return table
 
 
 def run_check(specs: list[InstanceSpec], progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:

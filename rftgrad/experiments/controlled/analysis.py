@@ -13,16 +13,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.curves import arm_color, arm_objective, plot_curves, select
-from rftgrad.experiments.style import figure_grid
+from rftgrad.plotting import (
+    COLORS,
+    arm_color,
+    arm_objective,
+    draw_curves,
+    figure_grid,
+    save_figure,
+    select_records,
+    themed,
+)
 
 GROUPS = ("modified", "unmodified")
+#: line style of each input group in the reward panels.
+GROUP_STYLE = {"modified": "-", "unmodified": ":"}
 
 
 def reward_summary(records: pd.DataFrame, group: str, split: str = "train") -> dict[str, dict[str, float]]:
     """Arm -> start / end mean and std over replicas of the group's expected reward."""
-    rows = select(records, "reward_mean", split, group)
+    rows = select_records(records, "reward_mean", split, group)
     out = {}
     for arm, table in rows.groupby("arm"):
         start = table[table["step"] == table["step"].min()]["value"]
@@ -42,7 +51,7 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     summary = {group: reward_summary(records, group) for group in GROUPS}
     accuracy = {}
     for split in sorted(set(records["split"]) - {"batch"}):
-        rows = select(records, "accuracy", split, "all")
+        rows = select_records(records, "accuracy", split, "all")
         last = rows[rows["step"] == rows.groupby("arm")["step"].transform("max")]
         accuracy[split] = {arm_objective(str(arm)): float(v) for arm, v in last.groupby("arm")["value"].mean().items()}
     modified = summary["modified"]
@@ -55,27 +64,49 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
+def draw_reward_curves(ax: Any, records: pd.DataFrame, colors: dict[str, Any] | None = None) -> None:  # noqa: ANN401
+    """On ``ax``: the expected reward (exact, train split) of the modified (solid) and unmodified (dotted)
+    inputs over training, RFT red and SFT blue (mean over seeds, 10-90% band)."""
+    draw_curves(ax, records, "reward_mean", GROUPS, colors=colors, styles=GROUP_STYLE,
+                label=lambda arm, group: f"{arm_objective(arm)}, {group}")  # fmt: skip
+    ax.set(xlabel="training step", ylabel="expected reward", ylim=(-1.05, 1.05), title="reward by input group")
+    ax.legend(fontsize=7, loc="lower right")
+
+
+def draw_gain_vs_std(ax: Any, cloud: pd.DataFrame) -> None:  # noqa: ANN401 - a matplotlib Axes
+    """On ``ax``: each input's reward STD before training against its gain in expected reward (after - before),
+    per arm (RFT red, SFT blue)."""
+    before = cloud[cloud["when"] == "before"].set_index(["replica", "input"])
+    for arm, after in cloud[cloud["when"] == "after"].groupby("arm"):
+        after = after.set_index(["replica", "input"])
+        gain = after["reward_mean"] - before["reward_mean"]
+        name = arm_objective(str(arm))
+        ax.scatter(before["reward_std"], gain, s=5, alpha=0.5, color=COLORS.get(name), label=name, lw=0)
+    ax.set(xlabel="reward STD before training", ylabel="reward gain (after - before)", title="gain per input")
+    ax.legend(fontsize=7, markerscale=2)
+
+
+@themed()
 def plot_curves_panel(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Expected reward and gradient norm per group over training (mean and 10-90% band over
     seeds), and train / test accuracy."""
     splits = sorted(set(records["split"]) - {"batch"})
-    fig, axes, palette = figure_grid(3, sorted(records["arm"].unique()))
-    plot_curves(axes[0], records, "reward_mean", GROUPS, palette=palette)
-    axes[0].set(title="expected reward (exact): modified -- vs unmodified ··", ylim=(-1.05, 1.05))
-    axes[0].legend(fontsize=7)
-    plot_curves(axes[1], records, "grad_norm", GROUPS, palette=palette, log=True)
+    fig, axes, colors = figure_grid(3, sorted(records["arm"].unique()))
+    draw_reward_curves(axes[0], records, colors)
+    draw_curves(axes[1], records, "grad_norm", GROUPS, colors=colors, styles=GROUP_STYLE, log=True)
     axes[1].set(title="per-input ‖∇V‖ (exact), mean over the group")
     for split, style in zip(splits, ("-", "--"), strict=False):
-        table = select(records, "accuracy", split, "all").groupby(["arm", "step"])["value"].mean().reset_index()
+        table = select_records(records, "accuracy", split, "all").groupby(["arm", "step"])["value"].mean().reset_index()
         for arm, rows in table.groupby("arm"):
             axes[2].plot(
-                rows["step"], rows["value"], ls=style, color=arm_color(str(arm), palette), label=f"{arm} · {split}"
+                rows["step"], rows["value"], ls=style, color=arm_color(str(arm), colors), label=f"{arm} · {split}"
             )
     axes[2].set(title="accuracy (most likely output is correct)", xlabel="step", ylabel="accuracy", ylim=(-0.02, 1.02))
     axes[2].legend(fontsize=7)
     return fig
 
 
+@themed()
 def plot_cloud(cloud: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Per-input (reward STD, reward mean) before finetuning and after each arm; modified inputs in colour."""
     after = [arm for arm in cloud["arm"].unique() if arm != "pretrained"]

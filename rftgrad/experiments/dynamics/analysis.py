@@ -9,12 +9,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.style import COLORS, figure_grid
-from rftgrad.theory.dynamics import asymptotic_constant, closed_form_hitting_time, loglog_slope
+from rftgrad.plotting import COLORS, figure_grid, save_figure, themed
+from rftgrad.theory.dynamics import asymptotic_constant, closed_form_hitting_time, loglog_slope, std_from_p0
 
 #: markers of the K values (panel 1) and of the step sizes (panel 2), in order.
 MARKERS = ("o", "s", "^", "D", "v", "P")
+#: the markers' glyphs for the legend: filled for gradient ascent, open for Adam.
+GLYPHS = {"gd": ("●", "■", "▲", "◆", "▼"), "adam": ("○", "□", "△", "◇", "▽")}
+OPTIMIZER_STYLE = {"gd": ("-", "gradient ascent"), "adam": ("--", "Adam")}
 #: line styles of the correlated-inputs cases (panel 3).
 CASE_STYLES = {"alone": "-", "same label": "--", "other label": ":"}
 
@@ -120,6 +122,7 @@ def _std(p0: np.ndarray) -> np.ndarray:
     return 2 * np.sqrt(p0 * (1 - p0))
 
 
+@themed()
 def plot_dynamics(flow: pd.DataFrame, discrete: pd.DataFrame, trajectories: pd.DataFrame) -> Any:  # noqa: ANN401
     """Four panels. (1) Flow hitting time vs ``STD_0``, log-log: points ODE, lines closed form, dashes
     the asymptotes, fitted slopes in the legend. (2) GD and Adam ``n·η`` vs ``STD_0`` with the flow's
@@ -151,32 +154,7 @@ def plot_dynamics(flow: pd.DataFrame, discrete: pd.DataFrame, trajectories: pd.D
     left.set_title(f"gradient flow: lines closed form, points ODE (V_target = {target:g})")
     left.legend(fontsize=6)
 
-    k = int(discrete["num_labels"].iloc[0])
-    for objective, group in discrete.groupby("objective"):
-        color = COLORS[objective]
-        flow_time = closed_form_hitting_time(dense, k, target, objective.lower())
-        middle.plot(_std(dense), flow_time, color=color, lw=2, alpha=0.5, label=f"{objective} flow")
-        for optimizer, style in (("gd", "-"), ("adam", "--")):
-            runs = group[(group["optimizer"] == optimizer) & group["time"].notna()]
-            for marker, (eta, run) in zip(MARKERS, runs.groupby("step_size"), strict=False):
-                label = f"{objective} {optimizer.upper()} η={eta:g}"
-                if optimizer == "adam" and len(run) > 1:
-                    label += f" (slope {loglog_slope(run['std0'], run['time']):.2f})"
-                alpha = 0.9 if optimizer == "gd" else 0.6
-                middle.plot(
-                    run["std0"],
-                    run["time"],
-                    color=color,
-                    ls=style,
-                    lw=0.7,
-                    marker=marker,
-                    ms=3,
-                    alpha=alpha,
-                    label=label,
-                )
-    middle.set(xscale="log", yscale="log", xlabel="initial reward std STD₀", ylabel="steps × step size η")
-    middle.set_title(f"discrete steps (K={k}): GD → flow as η → 0; Adam (dashed)")
-    middle.legend(fontsize=5, ncol=2, loc="upper right")
+    draw_discrete_steps(middle, discrete, target)
 
     rho = trajectories.loc[trajectories["case"] != "alone", "correlation"].max()
     for (objective, case), group in trajectories.groupby(["objective", "case"]):
@@ -192,6 +170,68 @@ def plot_dynamics(flow: pd.DataFrame, discrete: pd.DataFrame, trajectories: pd.D
     check.set_title("ODE (full K-dim logits) vs closed form")
     check.legend(fontsize=6)
     return fig
+
+
+def flow_panel_k(flow: pd.DataFrame, discrete: pd.DataFrame) -> int:
+    """The K of a one-K flow panel: the discrete runs' K when the flow sweep has it, else the sweep's middle K."""
+    ks = sorted(int(k) for k in flow["num_labels"].unique())
+    k = int(discrete["num_labels"].iloc[0])
+    return k if k in ks else ks[len(ks) // 2]
+
+
+def draw_flow_times(ax: Any, flow: pd.DataFrame, k: int) -> dict[str, float]:  # noqa: ANN401 - a matplotlib Axes
+    """On ``ax`` (log-log), at one ``K``: the flow time for ``2p − 1`` to reach the target under
+    ``dz/dt = 2p(e_y* − π)`` (RFT) and ``dz/dt = e_y* − π`` (SFT) against ``STD₀ = 2 sqrt(p₀(1 − p₀))``
+    (Theorem 2, docs/paper.md §3): points the ODE, lines the closed forms, dashed the RFT asymptote
+    ``c/STD₀²``, ``c = 2(K − 1)/K``. Returns the fitted log-log slope per objective over the fit window."""
+    target = float(flow["target"].iloc[0])
+    rows = flow[flow["num_labels"] == k]
+    dense = np.geomspace(rows["p0"].min(), rows["p0"].max(), 200)
+    slopes = {}
+    for objective, group in rows.groupby("objective"):
+        color = COLORS[str(objective)]
+        window = _fit_window(group)
+        slopes[str(objective)] = _slope(window["std0"], window["time_ode"])
+        curve = closed_form_hitting_time(dense, k, target, str(objective).lower())
+        ax.plot(std_from_p0(dense), curve, color=color, lw=1.2)
+        shape = f"slope {slopes[str(objective)]:.2f}" if objective == "RFT" else "≈ c′ ln(1/STD₀)"
+        ax.scatter(group["std0"], group["time_ode"], color=color, s=18, zorder=3, label=f"{objective}: ODE, {shape}")
+    small = std_from_p0(dense[dense <= 0.05])
+    c = float(asymptotic_constant(k, "rft"))
+    ax.plot(small, c / small**2, color="black", lw=0.8, ls="--", label=f"c/STD₀², c = 2(K−1)/K = {c:.2f}")
+    ax.set(xscale="log", yscale="log", xlabel="initial reward STD₀", ylabel="flow time to reach the target")
+    ax.set_title(f"gradient flow (K = {k}, target V = {target:g})")
+    ax.legend(fontsize=7, loc="upper right", title="lines: closed form", title_fontsize=7)
+    return slopes
+
+
+def draw_discrete_steps(ax: Any, discrete: pd.DataFrame, target: float) -> None:  # noqa: ANN401 - a matplotlib Axes
+    """On ``ax`` (log-log): ``n·η`` (steps × step size) of gradient ascent (filled markers) and Adam (open,
+    dashed) to reach ``target`` against ``STD₀``, per objective and step size, over the flow's closed-form
+    time (wide faint line): gradient ascent tends to the flow as ``η → 0``."""
+    from matplotlib.lines import Line2D
+
+    k = int(discrete["num_labels"].iloc[0])
+    dense = np.geomspace(discrete["p0"].min(), discrete["p0"].max(), 200)
+    for objective, group in discrete.groupby("objective"):
+        color = COLORS[str(objective)]
+        flow_time = closed_form_hitting_time(dense, k, target, str(objective).lower())
+        ax.plot(std_from_p0(dense), flow_time, color=color, lw=3, alpha=0.3)
+        for optimizer, (style, _) in OPTIMIZER_STYLE.items():
+            runs = group[(group["optimizer"] == optimizer) & group["time"].notna()]
+            for marker, (_, points) in zip(MARKERS, runs.groupby("step_size", sort=False), strict=False):
+                ax.plot(points["std0"], points["time"], color=color, ls=style, lw=0.9, marker=marker, ms=3.5,
+                        mfc="white" if optimizer == "adam" else color)  # fmt: skip
+    handles = [Line2D([], [], color=COLORS[name], lw=2, label=name) for name in sorted(discrete["objective"].unique())]
+    handles.append(Line2D([], [], color="0.5", lw=3, alpha=0.3, label="flow (closed form)"))
+    for optimizer, (style, name) in OPTIMIZER_STYLE.items():
+        sizes = discrete.loc[discrete["optimizer"] == optimizer, "step_size"].drop_duplicates()
+        label = f"{name}, η = " + ", ".join(f"{eta:g} {glyph}" for eta, glyph in zip(sizes, GLYPHS[optimizer],
+                                                                                      strict=False))  # fmt: skip
+        handles.append(Line2D([], [], color="0.3", ls=style, lw=0.9, label=label))
+    ax.set(xscale="log", yscale="log", xlabel="initial reward STD₀", ylabel="steps × step size η")
+    ax.set_title(f"discrete steps (K = {k})")
+    ax.legend(handles=handles, fontsize=7, loc="upper right")
 
 
 def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:

@@ -15,9 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.curves import select
-from rftgrad.experiments.style import figure_grid
+from rftgrad.plotting import figure_grid, palette, save_figure, select_records, themed
 from rftgrad.theory.group_updates import (
     asymptotic_update,
     expected_update,
@@ -101,7 +99,7 @@ def cumulative_samples(records: pd.DataFrame) -> pd.DataFrame:
 
 def reward_vs_samples(records: pd.DataFrame, group: str) -> pd.DataFrame:
     """The group's exact expected reward (train split) per (run, replica, step) with its sample count."""
-    reward = select(records, "reward_mean", "train", group)[["run", "replica", "step", "value"]]
+    reward = select_records(records, "reward_mean", "train", group)[["run", "replica", "step", "value"]]
     return reward.merge(cumulative_samples(records), on=["run", "replica", "step"], how="inner")
 
 
@@ -146,7 +144,7 @@ def pass_k_summary(records: pd.DataFrame) -> dict[str, Any]:
     for group in GROUPS:
         entry = {}
         for name, table in ((f"pass@{k} training", passk), ("pass@1 training", reference)):
-            rows = select(table, "reward_mean", "train", group)
+            rows = select_records(table, "reward_mean", "train", group)
             end = rows[rows["step"] == rows["step"].max()]["value"]
             entry[name] = {"start": float(rows[rows["step"] == 0]["value"].mean()), "end": float(end.mean())}
             entry[name]["end_std_over_seeds"] = float(end.std(ddof=1)) if len(end) > 1 else 0.0
@@ -208,14 +206,15 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- figures
+@themed()
 def plot_zero_std(updates: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """``frac_reward_zero_std`` (left, log x) and the informative share ``1 - d ≈ Gp`` (right, log-log) against
     ``p``: closed form (lines) and the share measured over every estimator's draws (markers, ±2 SE)."""
     groups = sorted(updates["group_size"].unique())
-    fig, (left, right), palette = figure_grid(2, groups)
+    fig, (left, right), colors = figure_grid(2, groups)
     dense = np.geomspace(updates["p"].min(), updates["p"].max(), 300)
     for marker, group in zip(MARKERS, groups, strict=False):
-        color = palette[group]
+        color = colors[group]
         zero = frac_reward_zero_std(dense, int(group))
         left.plot(dense, zero, color=color, lw=1, label=f"G={group}: p^G + (1-p)^G")
         right.plot(dense, informative_prob(dense, int(group)), color=color, lw=1, label=f"G={group}")
@@ -235,20 +234,21 @@ def plot_zero_std(updates: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     return fig
 
 
+@themed()
 def plot_updates(updates: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Expected update along the correct output against ``p``, log-log, one panel per estimator: closed
     form (lines), Monte Carlo means (markers, ±2 SE), the fitted power as ``p → 0`` in the legend; DAPO's
     panel adds the update per kept group with unbounded resampling (dashed, power 0)."""
     estimators = list(dict.fromkeys(updates["estimator"]))
     groups = sorted(updates["group_size"].unique())
-    fig, axes, palette = figure_grid(len(estimators), groups)
+    fig, axes, colors = figure_grid(len(estimators), groups)
     fits = fit_table(updates).set_index(["estimator", "group_size"])
     dense = np.geomspace(updates["p"].min(), updates["p"].max(), 300)
     for ax, estimator in zip(axes, estimators, strict=True):
         rows = updates[updates["estimator"] == estimator]
         std_eps, tries = float(rows["std_eps"].iloc[0]), int(rows["max_resample"].iloc[0])
         for marker, group in zip(MARKERS, groups, strict=False):
-            color, fit = palette[group], fits.loc[(estimator, group)]
+            color, fit = colors[group], fits.loc[(estimator, group)]
             curve = expected_update(dense, int(group), estimator, std_eps=std_eps, max_resample=tries)
             label = f"G={group}: p^{fit['power_closed_form']:.2f} (MC {fit['power_mc']:.2f}±{fit['power_mc_se']:.2f})"
             ax.plot(dense, curve, color=color, lw=1, label=label)
@@ -266,7 +266,7 @@ def plot_updates(updates: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     return fig
 
 
-def _band(ax: Any, table: pd.DataFrame, x: str, color: Any, label: str) -> None:  # noqa: ANN401
+def draw_band(ax: Any, table: pd.DataFrame, x: str, color: Any, label: str) -> None:  # noqa: ANN401
     """Mean over replicas (line) and 10-90% band of ``value`` against ``x``, per evaluation step."""
     rows = table.groupby("step").agg(
         x=(x, "mean"), mean=("value", "mean"), low=("value", lambda v: v.quantile(0.1)),
@@ -276,16 +276,17 @@ def _band(ax: Any, table: pd.DataFrame, x: str, color: Any, label: str) -> None:
     ax.fill_between(rows["x"], rows["low"], rows["high"], color=color, alpha=0.15, lw=0)
 
 
+@themed()
 def plot_learning_curves(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Exact expected reward of the modified (small-STD) and unmodified inputs against sampled outputs per
     input (DAPO: what dynamic sampling draws), per estimator; the dotted line is the common budget."""
     runs = curve_runs(records)
-    fig, axes, palette = figure_grid(2, runs)
+    fig, axes, colors = figure_grid(2, runs)
     limit = budget(records)
     for ax, group in zip(axes, GROUPS, strict=True):
         table = reward_vs_samples(records, group)
         for run in runs:
-            _band(ax, table[table["run"] == run], "samples", palette[run], run)
+            draw_band(ax, table[table["run"] == run], "samples", colors[run], run)
         ax.axvline(limit, color="black", lw=0.6, ls=":", label=f"budget {limit:.0f}")
         ax.set(xlabel="sampled outputs per input", ylabel="expected reward (exact)", xlim=(0, 1.5 * limit))
         ax.set_title(f"{group} inputs" + (" (small STD at the start)" if group == "modified" else ""))
@@ -293,6 +294,7 @@ def plot_learning_curves(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figu
     return fig
 
 
+@themed()
 def plot_pass_k(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """pass@1 reward (exact) of the modified and unmodified inputs while training on pass@k vs on pass@1."""
     summary = pass_k_summary(records)
@@ -303,11 +305,103 @@ def plot_pass_k(records: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     colors = {f"pass@{k} training": "#8e44ad", "pass@1 training": "#7f8c8d"}
     for ax, group in zip(axes, GROUPS, strict=True):
         for name, table in ((f"pass@{k} training", passk), ("pass@1 training", reference)):
-            rows = select(table, "reward_mean", "train", group)
-            _band(ax, rows, "step", colors[name], f"{estimator}, {name}")
+            rows = select_records(table, "reward_mean", "train", group)
+            draw_band(ax, rows, "step", colors[name], f"{estimator}, {name}")
         ax.set(xlabel="step", ylabel="pass@1 expected reward (exact)", title=f"{group} inputs")
         ax.legend(fontsize=7)
     return fig
+
+
+#: names of the estimators in legends.
+NAMES = {"reinforce": "REINFORCE", "rloo": "RLOO", "dr_grpo": "Dr. GRPO", "grpo": "GRPO", "dapo": "DAPO"}
+#: budget panel: marker and fill of each input group's mean, and the line style of its starting reward.
+GROUP_STYLE = {"modified": ("o", True), "unmodified": ("s", False)}
+GROUP_START = {"modified": "--", "unmodified": ":"}
+
+
+def run_label(run: str) -> str:
+    """``"rloo pass@4"`` -> ``"RLOO, pass@4"``; ``"grpo"`` -> ``"GRPO"``."""
+    estimator, _, rest = run.partition(" ")
+    return NAMES.get(estimator, estimator) + (f", {rest}" if rest else "")
+
+
+def at_budget(records: pd.DataFrame, group: str, limit: float) -> pd.DataFrame:
+    """Per (run, replica): the group's exact expected reward at the last evaluation within ``limit`` sampled
+    outputs per input (DAPO counts what dynamic sampling draws)."""
+    table = reward_vs_samples(records, group)
+    within = table[table["samples"] <= limit * (1 + 1e-9)]
+    return within[within["step"] == within.groupby(["run", "replica"])["step"].transform("max")]
+
+
+def estimator_colors(updates: pd.DataFrame, records: pd.DataFrame) -> dict[str, Any]:
+    """One colour per estimator of the sweep and per training run (an estimator keeps its colour in both)."""
+    return palette(list(dict.fromkeys([*updates["estimator"], *records["run"]])))
+
+
+def draw_update_curves(ax: Any, updates: pd.DataFrame, group: int, colors: dict[str, Any]) -> None:  # noqa: ANN401
+    """On ``ax`` (log-log), at group size ``group``: ``E u`` along ``z_c`` against ``p`` per estimator, e.g.
+    ``Δ p(1−p)`` for REINFORCE/RLOO, ``((G−1)/G) Δ p(1−p)`` for Dr. GRPO, ``Σ_k C(G,k) p^k (1−p)^(G−k) u_k``
+    for GRPO and ``(1 − d^B)/(1 − d)`` times that for DAPO (``d = p^G + (1−p)^G``, Δ = 2; docs/paper.md §7):
+    closed forms (lines; one equal to an earlier one is dotted), Monte Carlo means (markers, ±2 SE), the fitted
+    power over the fit window in the legend, and DAPO with unbounded resampling per kept group (dashed)."""
+    fits = fit_table(updates).set_index(["estimator", "group_size"])
+    rows = updates[updates["group_size"] == group]
+    dense = np.geomspace(rows["p"].min(), rows["p"].max(), 300)
+    drawn_curves: dict[str, np.ndarray] = {}
+    for marker, estimator in zip(MARKERS, dict.fromkeys(updates["estimator"]), strict=False):
+        points = rows[rows["estimator"] == estimator]
+        std_eps, tries = float(points["std_eps"].iloc[0]), float(points["max_resample"].iloc[0])
+        fit = fits.loc[(estimator, group)]
+        name = NAMES.get(estimator, estimator) + (f" (B = {tries:g})" if estimator == "dapo" else "")
+        curve = expected_update(dense, group, estimator, std_eps=std_eps, max_resample=tries)
+        same = [other for other, drawn in drawn_curves.items() if np.allclose(curve, drawn, rtol=1e-12, atol=0)]
+        name += f" (= {', '.join(same)})" if same else ""
+        label = f"{name}: $p^{{{fit['power_closed_form']:.2f}}}$"
+        ax.plot(dense, curve, color=colors[estimator], lw=2 if same else 1.2, ls=":" if same else "-", label=label)
+        drawn_curves[NAMES.get(estimator, estimator)] = curve
+        ax.errorbar(points["p"], points["mc_mean"], yerr=2 * points["mc_sem"], fmt=marker, ms=3.5, lw=0.8,
+                    capsize=1.5, color=colors[estimator], mfc="white")  # fmt: skip
+        if estimator == "dapo":
+            kept = expected_update(dense, group, "dapo", std_eps=std_eps, max_resample=math.inf)
+            ax.plot(dense, kept, color=colors[estimator], lw=1.2, ls="--", label="DAPO, B = ∞, per kept group: $p^0$")
+    ax.set(xscale="log", yscale="log", xlabel="success probability p", ylabel="expected update along z_correct")
+    ax.set_title(f"expected update per group, G = {group}")
+    ax.set_ylim(bottom=rows.loc[rows["mc_mean"] > 0, "mc_mean"].min() / 300)  # room for the legend below the data
+    ax.legend(fontsize=7, loc="lower right", title="lines: closed form\nmarkers: Monte Carlo ±2 SE", title_fontsize=7)
+
+
+def draw_budget_rewards(ax: Any, records: pd.DataFrame, colors: dict[str, Any]) -> dict[str, pd.Series]:  # noqa: ANN401
+    """On ``ax``: each training run's exact expected reward of the modified and unmodified inputs at the common
+    budget of sampled outputs per input (:func:`budget`; large markers: mean over seeds; dots: seeds; the
+    lines start at the pretrained reward). Returns per input group the gain (run -> mean at budget - start)."""
+    from matplotlib.lines import Line2D
+
+    limit = budget(records)
+    order = list(dict.fromkeys(records["run"]))  # training order: the pass@1 runs, then the pass@k run
+    handles: list[Any] = []
+    gains = {}
+    for inputs, (marker, face) in GROUP_STYLE.items():
+        start = float(select_records(records, "reward_mean", "train", inputs).query("step == 0")["value"].mean())
+        ends = at_budget(records, inputs, limit)
+        means = ends.groupby("run")["value"].mean()
+        gains[inputs] = means - start
+        ax.axvline(start, color="black", lw=0.8, ls=GROUP_START[inputs])
+        handles.append(Line2D([], [], color="black", lw=0.8, ls=GROUP_START[inputs], marker=marker, ms=6, mec="0.3",
+                              mfc="0.3" if face else "white", label=inputs))  # fmt: skip
+        for y, name in enumerate(order):
+            color = colors[name]
+            seeds = ends[ends["run"] == name]["value"]
+            ax.scatter(seeds, np.full(len(seeds), y), s=8, color=color, alpha=0.5, lw=0, zorder=8)
+            fill = color if face else "white"
+            ax.scatter([means[name]], [y], s=40, marker=marker, edgecolors=color, facecolors=fill, zorder=8)
+            ax.plot([start, means[name]], [y, y], color=color, lw=1, alpha=0.6, zorder=8)
+    ax.set_yticks(range(len(order)), [run_label(name) for name in order])
+    ax.set_ylim(len(order) - 0.5, -1.4)  # top down, with a free row for the legend
+    ax.set(xlabel=f"expected reward (exact) after {limit:.0f} samples per input", xlim=(-1.05, 1.05))
+    ax.set_title("training at an equal sample budget")
+    ax.legend(handles=handles, fontsize=7, loc="upper center", ncols=2, title="inputs: start → mean (dots: seeds)",
+              title_fontsize=7)  # fmt: skip
+    return gains
 
 
 def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:

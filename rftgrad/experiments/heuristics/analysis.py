@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.curves import arm_objective
 from rftgrad.experiments.heuristics.config import SWEEPS
-from rftgrad.experiments.style import figure_grid
+from rftgrad.plotting import COLORS, arm_objective, figure_grid, palette, save_figure, select_records, themed, viridis
 
 KEYS = ["num_outputs", "sweep", "arm", "replica"]
 #: a replica is unstable if its all-input reward falls this far below its best so far (a tenth of the [-1, 1] range)
@@ -109,6 +107,7 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
+@themed()
 def plot_sweep_curves(records: pd.DataFrame, replicas: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Rows: sweeps; columns: output sizes; the modified inputs' reward (solid) and the unmodified ones' (dotted)
     over RFT steps, one colour per swept value (at the sampling temperature)."""
@@ -116,12 +115,10 @@ def plot_sweep_curves(records: pd.DataFrame, replicas: pd.DataFrame) -> Any:  # 
     train = records[(records["split"] == "train") & (records["metric"] == "reward_mean")]
     train = with_setting(train[train["arm"].map(arm_objective) == "RFT"], replicas)
     fig, axes, _ = figure_grid(len(SWEEPS) * len(sizes), [0], panel_size=3.2, columns=len(sizes))
-    import seaborn as sns
-
     for row, sweep in enumerate(SWEEPS):
         part = train[train["sweep"] == sweep]
         values = sorted(part["setting"].unique())
-        palette = dict(zip(values, sns.color_palette("viridis", len(values)), strict=True))
+        colors = viridis(values)
         for column, num_outputs in enumerate(sizes):
             ax = axes[row * len(sizes) + column]
             cell = part[part["num_outputs"] == num_outputs]
@@ -131,7 +128,7 @@ def plot_sweep_curves(records: pd.DataFrame, replicas: pd.DataFrame) -> Any:  # 
                 mean = lines.groupby("step")["value"].mean()
                 style = "-" if group == "modified" else ":"
                 label = f"{SWEEP_TITLES[sweep]} {value:g}" if group == "modified" else None
-                ax.plot(mean.index, mean.to_numpy(), ls=style, color=palette[value], label=label)
+                ax.plot(mean.index, mean.to_numpy(), ls=style, color=colors[value], label=label)
             ax.set(title=f"{SWEEP_TITLES[sweep]}, {num_outputs} outputs", xlabel="RFT step", ylim=(-1.05, 1.05))
             ax.set_ylabel("expected reward" if column == 0 else "")
             if column == 0:
@@ -139,26 +136,25 @@ def plot_sweep_curves(records: pd.DataFrame, replicas: pd.DataFrame) -> Any:  # 
     return fig
 
 
+@themed()
 def plot_mechanism(rows: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Against the output-space size, per swept value: the modified inputs' reward after RFT (T = 1) and
     the reward STD the heuristic gives them (at the start for T, the maximum during training otherwise)."""
     table = summary_table(rows)
     rft = table[table["objective"] == "RFT"]
     fig, axes, _ = figure_grid(2 * len(SWEEPS), [0], panel_size=3.2, columns=len(SWEEPS))
-    import seaborn as sns
-
     for column, sweep in enumerate(SWEEPS):
         part = rft[rft["sweep"] == sweep]
         values = sorted(part["setting"].unique())
-        palette = dict(zip(values, sns.color_palette("viridis", len(values)), strict=True))
+        colors = viridis(values)
         std_column = "modified_std_start" if sweep == "temperature" else "modified_std_max"
         for value, lines in part.groupby("setting"):
             lines = lines.sort_values("num_outputs")
             label = f"{value:g}"
-            axes[column].plot(lines["num_outputs"], lines["modified_end_t1"], "o-", color=palette[value], label=label)
+            axes[column].plot(lines["num_outputs"], lines["modified_end_t1"], "o-", color=colors[value], label=label)
             unstable = lines[lines["unstable"] > 0]
             axes[column].scatter(unstable["num_outputs"], unstable["modified_end_t1"], marker="x", s=60, color="black")
-            axes[len(SWEEPS) + column].plot(lines["num_outputs"], lines[std_column], "o-", color=palette[value])
+            axes[len(SWEEPS) + column].plot(lines["num_outputs"], lines[std_column], "o-", color=colors[value])
         axes[column].set(
             xscale="log", ylim=(-1.05, 1.05), title=f"{SWEEP_TITLES[sweep]}: modified reward after RFT (T=1)",
             xlabel="output-space size",
@@ -169,6 +165,108 @@ def plot_mechanism(rows: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
             xscale="log", yscale="log", xlabel="output-space size", title=f"modified inputs' reward STD, {what}"
         )
     return fig
+
+
+#: marker of each output-space size (in increasing order).
+SIZE_MARKERS = ("o", "s", "^", "D", "v")
+#: short names of the swept fields.
+SWEEP_NAMES = {"lr": "lr", "temperature": "T", "entropy_coef": "β"}
+
+
+def setting_label(sweep: str, value: float, baseline: float) -> str:
+    """``lr x10``, ``T = 2``, ``β = 0.1``: a swept value as the heuristic it turns up."""
+    if sweep == "lr":
+        return f"lr x{value / baseline:g}"
+    return f"{SWEEP_NAMES[sweep]} = {value:g}"
+
+
+def rows_to_show(table: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """(label, objective, setting): the baseline, each heuristic turned up, then SFT at each learning rate."""
+    rft, sft = table[table["objective"] == "RFT"], table[table["objective"] == "SFT"]
+    lrs = sorted(rft[rft["sweep"] == "lr"]["setting"].unique())
+    shown: list[tuple[str, str, float]] = [("RFT, no heuristic", "lr", lrs[0])]
+    for sweep in ("lr", "temperature", "entropy_coef"):
+        values = sorted(rft[rft["sweep"] == sweep]["setting"].unique())
+        shown += [(f"RFT, {setting_label(sweep, v, values[0])}", sweep, v) for v in values[1:]]
+    shown += [(f"SFT, lr x{v / lrs[0]:g}", "sft", v) for v in sorted(sft["setting"].unique())]
+    return shown
+
+
+def draw_heuristic_rewards(ax: Any, table: pd.DataFrame, sizes: list[int]) -> None:  # noqa: ANN401 - a matplotlib Axes
+    """On ``ax``, a dot plot: per heuristic (rows), the small-STD (filled) and other (hollow) inputs' reward
+    at T = 1."""
+    shown = rows_to_show(table)
+    offsets = np.linspace(-0.22, 0.22, len(sizes)) if len(sizes) > 1 else np.zeros(1)
+    for position, (_, sweep, value) in enumerate(shown):
+        objective = "SFT" if sweep == "sft" else "RFT"
+        part = table[(table["objective"] == objective) & (table["sweep"] == ("lr" if sweep == "sft" else sweep))]
+        part = part[np.isclose(part["setting"], value)].set_index("num_outputs")
+        color = COLORS[objective]
+        for size, offset, marker in zip(sizes, offsets, SIZE_MARKERS, strict=False):
+            if size not in part.index:
+                continue
+            y = position + offset
+            ax.scatter(part.loc[size, "modified_end_t1"], y, marker=marker, s=22, color=color, lw=0, zorder=6)
+            ax.scatter(part.loc[size, "unmodified_end_t1"], y, marker=marker, s=22, facecolors="none",
+                       edgecolors=color, lw=0.9, zorder=6)  # fmt: skip
+    ax.set_yticks(range(len(shown)), [label for label, _, _ in shown], fontsize=8)
+    for tick, (_, sweep, _) in zip(ax.get_yticklabels(), shown, strict=True):
+        tick.set_color(COLORS["SFT" if sweep == "sft" else "RFT"])
+    ax.set_ylim(len(shown) - 0.5, -0.5)
+    ax.set_xlim(-1.15, 1.15)
+    ax.set(xlabel="expected reward after training (at T = 1)", title="reward after training")
+    handles = [
+        ax.scatter([], [], marker=marker, s=22, color="0.35", lw=0, label=f"{size:,} outputs")
+        for size, marker in zip(sizes, SIZE_MARKERS, strict=False)
+    ]
+    handles.append(ax.scatter([], [], marker="o", s=22, color="0.35", lw=0, label="filled: small-STD inputs"))
+    handles.append(
+        ax.scatter([], [], marker="o", s=22, facecolors="none", edgecolors="0.35", label="hollow: other inputs")
+    )
+    ax.legend(handles=handles, fontsize=7, loc="center", framealpha=0.9)
+
+
+def draw_heuristic_stds(ax: Any, table: pd.DataFrame, records: pd.DataFrame, threshold: float) -> None:  # noqa: ANN401
+    """On ``ax`` (log-log): the reward STD each heuristic gives the small-STD inputs (at the sampling temperature
+    before training for T, the largest during training otherwise) against the output-space size, next to the
+    other inputs' STD at T = 1; ``threshold`` is the stall threshold drawn."""
+    rft = table[table["objective"] == "RFT"].copy()
+    rft["std"] = rft["modified_std_start"].where(rft["sweep"] == "temperature", rft["modified_std_max"])
+    baseline_lr = rft[rft["sweep"] == "lr"]["setting"].min()
+    baseline = rft[(rft["sweep"] == "lr") & np.isclose(rft["setting"], baseline_lr)].set_index("num_outputs")["std"]
+    lines: dict[str, pd.Series] = {}
+    same: list[str] = []
+    for sweep in ("lr", "temperature", "entropy_coef"):
+        values = sorted(rft[rft["sweep"] == sweep]["setting"].unique())
+        for value in values[1:]:
+            line = rft[(rft["sweep"] == sweep) & np.isclose(rft["setting"], value)].set_index("num_outputs")["std"]
+            label = setting_label(sweep, value, values[0])
+            if np.allclose(line.reindex(baseline.index), baseline, rtol=0.02):
+                same.append(label)
+            else:
+                lines[label] = line
+    colors = palette(["skipped", "none", *lines])  # the palette's first colour is SFT's blue
+    pairs = [", ".join(same[i : i + 2]) for i in range(0, len(same), 2)]
+    none_label = "no heuristic" + ("\n(same: " + ",\n".join(pairs) + ")" if same else "")
+    ax.plot(baseline.index, baseline.to_numpy(), "o-", color=colors["none"], lw=1.5, label=none_label)
+    for label, line in lines.items():
+        ax.plot(line.index, line.to_numpy(), "o-", color=colors[label], lw=1.5, label=label)
+
+    others = select_records(records, "reward_std", "train", "unmodified")
+    others = others[(others["step"] == 0) & (others["sweep"] == "lr")].groupby("num_outputs")["value"].mean()
+    ax.plot(others.index, others.to_numpy(), "k--", lw=1, label="other inputs (T = 1)")
+    ax.axhline(threshold, color="0.4", ls=":", lw=0.9)
+    ax.text(others.index.min(), threshold * 1.15, f"stall threshold {threshold:g}", fontsize=7, color="0.3")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="output-space size (log scale)",
+        ylabel="reward STD of the small-STD inputs",
+        title="what each heuristic does to their STD",
+    )
+    low = min(float(baseline.min()), *(float(line.min()) for line in lines.values()))
+    ax.set_ylim(low / 100, 3.0)
+    ax.legend(fontsize=7, loc="lower left")
 
 
 def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:

@@ -26,8 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.style import COLORS, figure_grid
+from rftgrad.plotting import COLORS, figure_grid, palette, save_figure, themed
 from rftgrad.results import atomic_write_text
 
 METHODS = {"rft": "RFT", "sft": "SFT"}
@@ -208,21 +207,22 @@ def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
     table = task_table(gain_table, shares(tables))
     atomic_write_text(out / "prevalence_table.md", markdown_table(table))
     return [
-        scatter_figure(tables, out / "prevalence_scatter"),
-        std_error_figure(tables, out / "prevalence_std_error"),
-        tasks_figure(table, out / "prevalence_tasks"),
-        gain_figure(gain_table, out / "prevalence_gain_vs_std"),
+        save_figure(plot_scatter(tables), out / "prevalence_scatter"),
+        save_figure(plot_std_error(tables), out / "prevalence_std_error"),
+        save_figure(plot_tasks(table), out / "prevalence_tasks"),
+        save_figure(plot_gain_vs_std(gain_table), out / "prevalence_gain_vs_std"),
         out / "prevalence_table.md",
     ]
 
 
-def scatter_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+@themed()
+def plot_scatter(tables: dict[str, pd.DataFrame]) -> Any:  # noqa: ANN401 - a Figure
     """Rows: rewards; columns: tasks. Exact (V, STD) per prompt and one 10-sample estimate of each."""
     prompts = tables["prompts"]
     draw0 = tables["samples"][tables["samples"]["draw"] == 0]
     tasks, rewards = task_order(prompts), list(dict.fromkeys(prompts["reward"]))
     fig, axes, _ = figure_grid(len(tasks) * len(rewards), ["x"], panel_size=2.2, columns=len(tasks))
-    threshold = _std_threshold(tables)
+    threshold = std_threshold(tables)
     grid = np.linspace(-1, 1, 201)
     for index, (reward, task) in enumerate((r, t) for r in rewards for t in tasks):
         ax = axes[index]
@@ -244,15 +244,16 @@ def scatter_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.set_ylabel("reward STD" if index % len(tasks) == 0 else "")
     axes[0].legend(fontsize=6, loc="upper left")
     fig.suptitle(f"Per-prompt reward mean vs STD under the pretrained model (dotted: STD = {threshold:g})")
-    return save_figure(fig, path)
+    return fig
 
 
-def _std_threshold(tables: dict[str, pd.DataFrame]) -> float:
+def std_threshold(tables: dict[str, pd.DataFrame]) -> float:
     """The run's ``std_threshold`` (a column of the ``prompts`` table)."""
     return float(tables["prompts"]["std_threshold"].iloc[0])
 
 
-def std_error_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
+@themed()
+def plot_std_error(tables: dict[str, pd.DataFrame]) -> Any:  # noqa: ANN401 - a Figure
     """Exact STD (x) vs the STD of 10 samples (y): every draw (faint) and the mean over draws, per reward."""
     both = tables["samples"].merge(tables["prompts"][["reward", "input", "reward_std"]], on=["reward", "input"])
     errors = std_error(tables).set_index("reward")
@@ -272,10 +273,11 @@ def std_error_figure(tables: dict[str, pd.DataFrame], path: Path) -> Path:
         ax.set_ylabel("STD of 10 samples")
     axes[0].legend(fontsize=7)
     fig.suptitle("Estimating the STD from 10 samples per prompt, as the paper did")
-    return save_figure(fig, path)
+    return fig
 
 
-def tasks_figure(table: pd.DataFrame, path: Path) -> Path:
+@themed()
+def plot_tasks(table: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Per trained reward: tasks ordered by the stalled share, reward pretrained / after RFT / after SFT."""
     rewards = list(dict.fromkeys(table["reward"]))
     fig, axes, _ = figure_grid(len(rewards), ["x"], panel_size=3.2, columns=len(rewards))
@@ -293,22 +295,23 @@ def tasks_figure(table: pd.DataFrame, path: Path) -> Path:
         ax.set_title(f"trained on {reward} (equal steps)", fontsize=9)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle("Tasks ordered by their share of stalled prompts")
-    return save_figure(fig, path)
+    return fig
 
 
-def gain_figure(gain_table: pd.DataFrame, path: Path) -> Path:
+@themed()
+def plot_gain_vs_std(gain_table: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
     """Rows: trained rewards; columns RFT, SFT: per-prompt initial STD vs reward gain, coloured by task."""
     rewards = list(dict.fromkeys(gain_table["reward"]))
     tasks = list(dict.fromkeys(gain_table["task"]))
     corr = correlations(gain_table).set_index(["reward", "method"])
     closed = correlations(gain_table, "gap_closed").set_index(["reward", "method"])
-    fig, axes, palette = figure_grid(2 * len(rewards), tasks, panel_size=3.0, columns=2)
+    fig, axes, colors = figure_grid(2 * len(rewards), tasks, panel_size=3.0, columns=2)
     for index, (reward, name) in enumerate((r, m) for r in rewards for m in ("RFT", "SFT")):
         ax = axes[index]
         frame = gain_table[(gain_table["reward"] == reward) & (gain_table["method"] == name)]
         for task in tasks:
             part = frame[frame["task"] == task]
-            ax.scatter(part["reward_std"], part["gain"], s=10, color=palette[task], label=task)
+            ax.scatter(part["reward_std"], part["gain"], s=10, color=colors[task], label=task)
         row = corr.loc[(reward, name)]
         interval = f"[{row['pearson_low']:.2f}, {row['pearson_high']:.2f}]"
         gap_r = closed.loc[(reward, name), "pearson"] if (reward, name) in closed.index else float("nan")
@@ -322,4 +325,102 @@ def gain_figure(gain_table: pd.DataFrame, path: Path) -> Path:
         ax.set_ylabel("reward gain V_end - V_0")
     axes[0].legend(fontsize=6)
     fig.suptitle("Per-prompt gain vs initial STD (each method at its best learning rate)")
-    return save_figure(fig, path)
+    return fig
+
+
+#: the lowest gap closed :func:`draw_gap_closed` shows (prompts below it are drawn on it).
+GAP_FLOOR = -1.0
+
+
+def log_floor(prompts: pd.DataFrame, reward: str) -> float:
+    """The left end of a log STD axis for ``reward``'s prompts: the power of ten at or below its smallest positive
+    STD."""
+    stds = prompts[prompts["reward"] == reward]["reward_std"]
+    return float(10 ** np.floor(np.log10(max(float(stds[stds > 0].min()), 1e-8))))
+
+
+def draw_mean_vs_std(
+    ax: Any,  # noqa: ANN401 - a matplotlib Axes
+    tables: dict[str, pd.DataFrame],
+    reward: str,
+    floor: float,
+    far_fraction: float,
+    coverage: dict[str, float] | None = None,
+) -> dict[str, float]:
+    """On ``ax``: each prompt's exact reward mean against its exact reward STD (log x, clipped at ``floor``) under
+    the pretrained model for ``reward`` (first replica), coloured by task, with the stalled region (STD below the
+    threshold, mean more than ``far_fraction`` of the range below the best) shaded; the legend gives each task's
+    pretraining ``coverage`` (if given) and stalled share, exact / from samples. Returns the exact share per task."""
+    prompts = tables["prompts"]
+    prompts = prompts[(prompts["reward"] == reward) & (prompts["replica"] == prompts["replica"].min())]
+    tasks = task_order(prompts)
+    colors = palette(tasks)
+    share_table = shares(tables)
+    sampled_share = share_table[share_table["reward"] == reward].set_index("task")["stalled_sampled"]
+    threshold = float(prompts["std_threshold"].iloc[0])
+    best, worst = float(prompts["best_reward"].median()), float(prompts["worst_reward"].median())
+    far = best - far_fraction * (best - worst)
+
+    ax.fill_between([floor, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=0)  # behind the points
+    ax.text(floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3", zorder=1)
+    stalled = {}
+    for task in tasks:
+        part = prompts[prompts["task"] == task]
+        stalled[task] = float(part["stalled"].mean())
+        sampled = float(sampled_share.get(task, float("nan")))
+        label = f"{task}"
+        if coverage and task in coverage:
+            label += f" ({coverage[task]:.0%} covered)"
+        label += f": {stalled[task]:.0%} / {sampled:.0%}"
+        ax.scatter(part["reward_std"].clip(lower=floor), part["reward_mean"], s=12, color=colors[task],
+                   alpha=0.8, lw=0, label=label, zorder=3)  # fmt: skip
+    ax.axvline(threshold, color="0.4", ls=":", lw=0.9)
+    ax.set(
+        xscale="log",
+        xlim=(floor, 1.5),
+        ylim=(worst - 0.05, best + 0.05),
+        xlabel="initial reward STD (log scale)",
+        ylabel=f"initial reward mean V ({reward.replace('_', ' ')}, [-1, 1])",
+        title="prompts under the pretrained model",
+    )
+    ax.legend(fontsize=7, loc="upper left", title="task: stalled, exact / 10 samples", title_fontsize=7)
+    return stalled
+
+
+def draw_gap_closed(
+    ax: Any,  # noqa: ANN401 - a matplotlib Axes
+    tables: dict[str, pd.DataFrame],
+    reward: str,
+    floor: float,
+    title: str = "after training",
+) -> dict[str, tuple[float, float]]:
+    """On ``ax``: the share of each prompt's gap to its best reward closed, ``(V_end - V_0) / (best - V_0)``,
+    against its initial STD (log x, clipped at ``floor``), RFT red and SFT blue, each at its best lr; prompts
+    below :data:`GAP_FLOOR` are drawn on it. Returns per method the Pearson r over prompts (:func:`correlations`
+    of ``gap_closed``) and the mean share closed on the stalled prompts."""
+    gain_table = gains(tables)
+    table = gain_table[gain_table["reward"] == reward].dropna(subset=["gap_closed"])
+    pearson = correlations(gain_table, "gap_closed").set_index(["reward", "method"])["pearson"]
+    found = {}
+    for name in ("SFT", "RFT"):
+        part = table[table["method"] == name]
+        r = float(pearson[(reward, name)]) if (reward, name) in pearson.index else float("nan")
+        on_stalled = float(part[part["stalled"].astype(bool)]["gap_closed"].mean())
+        found[name] = (r, on_stalled)
+        label = f"{name}: r = {r:+.2f}; stalled: {on_stalled:.0%} closed"
+        x = part["reward_std"].clip(lower=floor)
+        inside = part["gap_closed"] >= GAP_FLOOR
+        ax.scatter(x[inside], part["gap_closed"][inside], s=12, color=COLORS[name], alpha=0.7, lw=0, label=label)
+        below = int((~inside).sum())
+        if below:  # prompts that training pushed far below their start: drawn on the floor
+            label = f"{name}: {below} below {GAP_FLOOR:g} (lowest {part['gap_closed'].min():.1f})"
+            ax.scatter(x[~inside], np.full(below, GAP_FLOOR + 0.04), s=22, marker="v", color=COLORS[name], lw=0,
+                       label=label)  # fmt: skip
+    ax.axvline(float(tables["prompts"]["std_threshold"].iloc[0]), color="0.4", ls=":", lw=0.9)
+    ax.axhline(0, color="k", lw=0.6, zorder=4)
+    ax.set(xscale="log", xlim=(floor, 1.5), xlabel="initial reward STD (log scale)",
+           ylabel="gap closed (V_end - V_0) / (best - V_0)", title=title)  # fmt: skip
+    ax.set_ylim(max(GAP_FLOOR, min(-0.15, float(table["gap_closed"].min()) - 0.05)), 1.1)
+    legend_title = f"{table['input'].nunique()} prompts {MIN_GAP:.0%}+ below best\n(r: Pearson, STD vs gap closed)"
+    ax.legend(fontsize=7, loc="lower left", title=legend_title, title_fontsize=7)
+    return found

@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rftgrad.experiments.base import save_figure
-from rftgrad.experiments.style import figure_grid
+from rftgrad.plotting import figure_grid, palette, save_figure, themed
 
 
 def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -27,31 +26,69 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     }
 
 
-def plot_tightness(witness: pd.DataFrame, trajectory: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figure
-    """Left: the witness's ‖∇V‖/(γ·STD) against L with sqrt(2Lp(1-p)). Right: the best ratio
-    ‖∇V‖/(γ√L·STD) found so far by the search, per policy class, against step."""
-    fig, (left, right), palette = figure_grid(2, sorted(witness["prob"].unique()))
-    lengths = np.linspace(1, witness["length"].max(), 100)
-    for prob, group in witness.groupby("prob"):
-        left.plot(lengths, np.sqrt(2 * lengths * prob * (1 - prob)), color=palette[prob], lw=1)
-        left.scatter(group["length"], group["ratio_gamma_std"], color=palette[prob], s=18, label=f"p = {prob:g}")
-    left.plot(lengths, np.sqrt(lengths), color="black", ls="--", lw=1, label="γ√L·STD (sharpened)")
-    left.set(xlabel="output length L", ylabel="‖∇V‖ / (γ·STD)", title="witness: points exact, lines sqrt(2Lp(1-p))")
-    left.legend(fontsize=8)
+#: markers of the witness probabilities, in order.
+MARKERS = ("o", "s", "^", "D", "v")
+
+
+def draw_witness(ax: Any, witness: pd.DataFrame) -> None:  # noqa: ANN401 - a matplotlib Axes
+    """On ``ax``, log-log: the witness's exact ``‖∇V‖/(γ·STD)`` against L (points) on its closed form
+    ``sqrt(2Lp(1-p))`` (lines, one shade per p), and the sharpened bound's ``√L`` (black; docs/paper.md §2)."""
+    import seaborn as sns  # for its palettes only
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+    probs = sorted(witness["prob"].unique(), reverse=True)
+    shades = dict(zip(probs, sns.color_palette("crest_r", len(probs)), strict=True))  # p is ordered: one hue
+    lengths = np.geomspace(1, witness["length"].max(), 100)
+    ax.plot(lengths, np.sqrt(lengths), color="black", lw=1.2, label="sharpened bound: √L")
+    for marker, prob in zip(MARKERS, probs, strict=False):
+        points, color = witness[witness["prob"] == prob], shades[prob]
+        ax.plot(lengths, np.sqrt(2 * lengths * prob * (1 - prob)), color=color, lw=1)
+        ax.scatter(points["length"], points["ratio_gamma_std"], color=color, marker=marker, s=20, zorder=2,
+                   label=f"p = {prob:g}: √(2Lp(1−p))")  # fmt: skip
+    ax.set(xscale="log", yscale="log", xlabel="output length L", ylabel="‖∇_θ V‖ / (γ·STD)")
+    ticks = [length for length in (1, 2, 4, 8, 16, 32) if length <= witness["length"].max()]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks([0.25, 0.5, 1, 2, 4, 8])
+    ax.set_ylim(0.8 * witness["ratio_gamma_std"].min(), 1.2 * math.sqrt(witness["length"].max()))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_title("√L witness: points exact, lines closed form")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def draw_search(ax: Any, trajectory: pd.DataFrame, best: pd.DataFrame) -> None:  # noqa: ANN401 - a matplotlib Axes
+    """On ``ax``: the best ``‖∇V‖/(γ√L·STD)`` found so far by the adversarial search per policy class against
+    the Adam step; the legend gives the best restart's ratio re-evaluated exactly at the end (``best``)."""
+    kinds = sorted(best["kind"].unique())
+    colors = palette(kinds)  # the policy classes keep the colours of the bound figure
     best_so_far = trajectory.groupby(["kind", "step"])["ratio_sharpened"].max().groupby(level="kind").cummax()
-    for kind, series in best_so_far.groupby(level="kind"):
-        right.plot(series.index.get_level_values("step"), series.to_numpy(), label=kind)
-    right.axhline(1 / math.sqrt(2), color="black", ls="--", lw=1, label="1/√2 (tight bound)")
-    right.set(
-        xlabel="Adam step",
-        ylabel="best ‖∇V‖ / (γ√L·STD)",
-        ylim=(0, 1.05),
-        title="adversarial search over parameters and rewards",
-    )
-    right.legend(fontsize=8)
+    for kind in kinds:
+        series = best_so_far.loc[kind]
+        verified = best[best["kind"] == kind].iloc[0]
+        label = f"{kind} (L = {int(verified['length'])}): {verified['ratio_sharpened']:.3f}"
+        ax.plot(series.index, series.to_numpy(), color=colors[kind], lw=1.5, label=label)
+    ax.axhline(1.0, color="black", lw=1.5)
+    ax.text(0.02, 1.0, "bound γ√L·STD", transform=ax.get_yaxis_transform(), va="bottom", fontsize=7)
+    ax.axhline(1 / math.sqrt(2), color="black", lw=0.8, ls=":")
+    ax.text(0.98, 1 / math.sqrt(2), "1/√2: the witness", transform=ax.get_yaxis_transform(), va="bottom",
+            ha="right", fontsize=7)  # fmt: skip
+    restarts, vocab = int(best["restarts"].iloc[0]), int(best["vocab_size"].iloc[0])
+    ax.set(xlabel="Adam step", ylabel="best ‖∇_θ V‖ / (γ√L·STD)", ylim=(0, 1.1))
+    ax.set_title(f"adversarial search, V = {vocab}, {restarts} restarts")
+    ax.legend(fontsize=7, loc="lower right", title="class: verified best", title_fontsize=7)
+
+
+@themed()
+def plot_tightness(witness: pd.DataFrame, trajectory: pd.DataFrame, best: pd.DataFrame) -> Any:  # noqa: ANN401
+    """Left: :func:`draw_witness`. Right: :func:`draw_search`."""
+    fig, (left, right), _ = figure_grid(2, [])
+    draw_witness(left, witness)
+    draw_search(right, trajectory, best)
     return fig
 
 
 def make_figures(tables: dict[str, pd.DataFrame], out_dir: Path) -> list[Path]:
     """Write ``tightness.png`` (and .pdf) into ``out_dir``."""
-    return [save_figure(plot_tightness(tables["witness"], tables["search_trajectory"]), Path(out_dir) / "tightness")]
+    figure = plot_tightness(tables["witness"], tables["search_trajectory"], tables["search_best"])
+    return [save_figure(figure, Path(out_dir) / "tightness")]
