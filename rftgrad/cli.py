@@ -157,7 +157,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         for figure in found.values():
             print(f"{figure.name:<14} {figure.experiment:<12} {figure.paper}: {figure.shows}")
         return 0
-    chosen = paper.select(found, args.only)
+    chosen = paper.choose_figures(found, args.only)
     budget = "full" if args.full else "tiny" if args.tiny else "quick"
     out = Path(args.out) if args.out else paper.figures_dir(args.figures_dir)
     results = []

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from rftgrad import configs
 from rftgrad.errors import ConfigError
 from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment
 from rftgrad.plotting import save_figure
@@ -159,15 +160,12 @@ def choose_figures(figures: dict[str, PaperFigure], only: Sequence[str] | None) 
     return [figures[name] for name in figures if name in only]
 
 
-#: the former name of :func:`choose_figures`, kept while ``rftgrad.cli`` calls it (to be removed there).
-select = choose_figures
-
-
 def _settings(figure: PaperFigure, budget: str, device: str | None) -> tuple[str, ...]:
     """The budget's ``--set`` overrides, plus ``device=...`` for experiments whose config has a device."""
     sets = figure.sets(budget)
-    config_fields = {field.name for field in dataclasses.fields(experiment_module(figure.experiment, "config").Config)}
-    return (*sets, f"device={device}") if device is not None and "device" in config_fields else sets
+    keys = configs.field_types(experiment_module(figure.experiment, "config").Config)
+    has_device = any(key.rpartition(".")[2] == "device" for key in keys)  # its own or its trainer's
+    return (*sets, f"device={device}") if device is not None and has_device else sets
 
 
 def _run_name(figure: PaperFigure, sets: Sequence[str]) -> str:

@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
+from rftgrad.results import atomic_write
+
 __all__ = [
     "COLORS", "GROUP_STYLES", "PAPER_FONT_SCALE", "README_WIDTH", "arm_color", "arm_objective", "curves",
     "draw_curves", "figure_grid", "final_values", "new_figure", "palette", "paper_figure", "save_figure",
@@ -139,11 +141,12 @@ def save_figure(figure: Any, path: str | Path, dpi: int = 150) -> Path:  # noqa:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with theme():
-        for suffix in (".png", ".pdf"):
-            target = path.with_suffix(suffix)
-            tmp = target.with_name(f".{target.stem}.tmp{suffix}")
-            figure.savefig(tmp, dpi=dpi, bbox_inches="tight")
-            tmp.replace(target)
+        for kind in ("png", "pdf"):
+
+            def write(stream: Any, kind: str = kind) -> None:  # noqa: ANN401 - a binary file
+                figure.savefig(stream, format=kind, dpi=dpi, bbox_inches="tight")
+
+            atomic_write(path.with_suffix(f".{kind}"), write)
     if getattr(figure.canvas, "manager", None) is not None:  # made by pyplot: release it there
         import matplotlib.pyplot as plt
 

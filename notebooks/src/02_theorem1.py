@@ -31,8 +31,8 @@ import numpy as np
 import torch
 
 from rftgrad.envs import BanditEnv, random_sequence_env
-from rftgrad.experiments.tightness.config import Config as SearchConfig
-from rftgrad.experiments.tightness.run import search
+from rftgrad.experiments.tightness import Config as SearchConfig
+from rftgrad.experiments.tightness import search
 from rftgrad.models import TabularPolicy, TinyTransformerPolicy
 from rftgrad.theory import (
     POLICY_KINDS,

@@ -37,11 +37,11 @@ from IPython.display import Image, display
 
 from rftgrad.diagnose import diagnose_log, format_summary, plot_mean_vs_std, read_rollouts
 from rftgrad.experiments.base import run_experiment
-from rftgrad.experiments.controlled.config import Config as ControlledConfig
-from rftgrad.experiments.controlled.run import PretrainedPolicies, make_task
-from rftgrad.experiments.sft_budget.config import Config as BudgetConfig
-from rftgrad.experiments.sft_budget.run import family_task
-from rftgrad.finetune import replica_grid, train
+from rftgrad.experiments.controlled import Config as ControlledConfig
+from rftgrad.experiments.controlled import make_task, pretrained_policies
+from rftgrad.experiments.sft_budget import Config as BudgetConfig
+from rftgrad.experiments.sft_budget import budget_task
+from rftgrad.finetune import PretrainedPolicies, TrainConfig, replica_grid, train
 from rftgrad.finetune.advantages import monte_carlo_update
 from rftgrad.finetune.trainer import phase_subset
 from rftgrad.theory import asymptotic_update, exact, expected_samples, expected_update, frac_reward_zero_std
@@ -59,14 +59,12 @@ WORK = Path(WORK_DIR.name)  # run directories of this lesson
 # sweep's values as replicas of one run. The `heuristics` experiment does exactly that;
 # `run_experiment` runs it into a directory (config, records, score, figures), with `--set`-style
 # overrides for a small budget. Outputs past the 10 classes are answers no input asks for, like most of
-# a vocabulary. (rftgrad's figure code switches matplotlib to its file backend, Agg; `%matplotlib inline`
-# switches the notebook back.)
+# a vocabulary.
 
 # %%
 sets = ["num_train=10", "cluster_dim=128", "pretrain_steps=150", "eval_every=10", "seeds=1"]
 sets += ["output_sizes=10", "arms=rft:40"] if QUICK else ["output_sizes=10,100", "arms=rft:200"]
 tables, score, figures = run_experiment("heuristics", WORK / "heuristics", sets=sets, progress=False)
-# %matplotlib inline
 summary = pd.DataFrame(score["table"])
 columns = ["num_outputs", "sweep", "objective", "setting", "modified_start", "modified_end_t1", "modified_std_start"]
 print(summary[columns].round(4).to_string(index=False))
@@ -87,23 +85,25 @@ display(Image(filename=str(figures[0]), width=700))
 
 # %%
 rft_steps = 100 if QUICK else 200
-budget = BudgetConfig(
-    seeds=2, rft_steps=rft_steps, sft_fractions=(0.01, 0.05, 1.0), sft_steps=(10,), full_sft_steps=100
-)
-budget = dataclasses.replace(budget, arms=budget.budget_arms())
-print("arms:", budget.arms)
-family = family_task(budget)
+budget = BudgetConfig(rft_steps=rft_steps, sft_fractions=(0.01, 0.05, 1.0), sft_steps=(10,), full_sft_steps=100)
+budget = dataclasses.replace(budget, trainer=dataclasses.replace(budget.trainer, seeds=2))  # two seeds, not three
+trainer = budget.budget_trainer()  # the trainer section with the grid's arms
+print("arms:", trainer.arms)
+family = budget_task(budget)
 family_inputs = family.train.groups["modified"]
 print(family.train.describe(), f"({int(family_inputs.sum())} follow the rule)")
 for fraction in budget.sft_fractions[:-1]:
-    subset = phase_subset(family.train.num_inputs, fraction, replica_grid(budget).seeds, phase_index=0)
+    subset = phase_subset(family.train.num_inputs, fraction, replica_grid(trainer).seeds, phase_index=0)
     print(
         f"SFT on {fraction:.0%}: {subset.sum(-1).tolist()} inputs per replica, of which"
         f" {(subset & family_inputs).sum(-1).tolist()} follow the rule"
     )
 
-start_policies = PretrainedPolicies(budget, family.train, family.pretrain_outputs, progress=False)
-budget_records = train(start_policies, family.train, budget, eval_envs={"test": family.test}, progress=False).records
+start_policies = PretrainedPolicies(
+    "linear", family.train, family.pretrain_outputs, hidden=1, steps=budget.pretrain_steps, lr=budget.pretrain_lr,
+    progress=False,
+)
+budget_records = train(start_policies, family.train, trainer, eval_envs={"test": family.test}, progress=False).records
 rows = budget_records[(budget_records.metric == "reward_mean") & (budget_records.group == "modified")]
 last = rows[rows.step == rows.groupby("arm").step.transform("max")]
 print(last.groupby(["arm", "split"]).value.mean().unstack().round(3).to_string())
@@ -168,22 +168,24 @@ for estimator in ("rloo", "grpo", "dapo"):
 # %%
 grpo = ControlledConfig(
     num_train=20,
-    arms=("rft:30",) if QUICK else ("rft:150",),
-    estimator="grpo",
-    num_generations=8,
-    lr=(0.01,),
-    seeds=2,
-    eval_every=1,
-    eval_grad_norm=False,
+    trainer=TrainConfig(
+        arms=("rft:30",) if QUICK else ("rft:150",),
+        estimator="grpo",
+        num_generations=8,
+        lr=(0.01,),
+        seeds=2,
+        eval_every=1,
+        eval_grad_norm=False,
+    ),
 )
 task = make_task(grpo)
-grpo_policies = PretrainedPolicies(grpo, task.train, task.pretrain_outputs, progress=False)
-start = grpo_policies(replica_grid(grpo), torch.device("cpu"), torch.float64)
+grpo_policies = pretrained_policies(grpo, task, progress=False)
+start = grpo_policies(replica_grid(grpo.trainer), torch.device("cpu"), torch.float64)
 start_probs = exact(start, task.train, per_input=False, gradient=False).probs
 success = start_probs[:, torch.arange(task.train.num_inputs), task.train.target_index()].numpy()  # (R, N) p(right)
 predicted = frac_reward_zero_std(success, 8).mean()
 
-grpo_records = train(grpo_policies, task.train, grpo, progress=False).records
+grpo_records = train(grpo_policies, task.train, grpo.trainer, progress=False).records
 zero_std = grpo_records[(grpo_records.split == "batch") & (grpo_records.metric == "frac_reward_zero_std")]
 zero_std = zero_std.groupby("step").value.mean()
 print(f"step 1: measured frac_reward_zero_std {zero_std.iloc[0]:.3f}, predicted {predicted:.3f}")
@@ -230,7 +232,6 @@ print(
 )
 figure = plot_mean_vs_std(diagnosis)  # a matplotlib figure
 display(figure)
-# %matplotlib inline
 
 # %% [markdown]
 # ## Exercises

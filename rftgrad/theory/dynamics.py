@@ -39,14 +39,11 @@ import numpy as np
 
 from rftgrad.envs.base import validate_rewards
 from rftgrad.errors import ConfigError, ShapeMismatchError
+from rftgrad.registry import OBJECTIVES, OPTIMIZERS  # ("rft", "sft"): the objectives; ("sgd", "adam"): the optimisers
 
 if TYPE_CHECKING:
     import sympy as sp
 
-#: the two finetuning objectives: "rft" (expected reward, ascent) and "sft" (log-likelihood of y*).
-OBJECTIVES = ("rft", "sft")
-#: the optimisers of :func:`discrete_hitting_steps`.
-OPTIMIZERS = ("gd", "adam")
 #: default solve_ivp settings of the numeric hitting times: LSODA (Adams, switching to stiff BDF),
 #: relative tolerance 1e-12 and absolute 1e-14 on the logits; the relative agreement with the closed
 #: forms is ≤ 4e-10 over p0 ∈ [1e-8, 0.5], K ∈ {2, 10, 100} (tests/theory/test_dynamics.py). Radau
@@ -646,7 +643,7 @@ def discrete_hitting_steps(
     target: float | np.ndarray,
     objective: str,
     step_size: float | np.ndarray,
-    optimizer: str = "gd",
+    optimizer: str = "sgd",
     max_steps: int = 1_000_000,
     betas: tuple[float, float] = (0.9, 0.999),
     eps: float = 1e-8,
@@ -656,8 +653,8 @@ def discrete_hitting_steps(
     Runs on the full logits ``z ∈ ℝ^K`` from :func:`symmetric_logits`, one replica per broadcast
     element of ``(p0, target, step_size)``:
 
-    * ``"gd"``: ``z ← z + η g(z)`` with ``g`` the flow's velocity; ``n · η → T_flow`` as ``η → 0``
-      (forward Euler on the flow, error O(η));
+    * ``"sgd"`` (full-batch gradient steps): ``z ← z + η g(z)`` with ``g`` the flow's velocity;
+      ``n · η → T_flow`` as ``η → 0`` (forward Euler on the flow, error O(η));
     * ``"adam"``: ``m ← β1 m + (1 − β1) g``, ``v ← β2 v + (1 − β2) g²``,
       ``z ← z + η m̂ / (sqrt(v̂) + ε)`` with bias corrections ``m̂ = m/(1 − β1^n)``, ``v̂ = v/(1 − β2^n)``
       (torch's defaults). Its per-coordinate normalisation largely cancels the ``2p`` factor of
@@ -680,7 +677,7 @@ def discrete_hitting_steps(
     active = np.ones(len(p0), dtype=bool)
     for n in range(1, max_steps + 1):
         grad = _velocity(logits, objective, onehot, None)  # (R, K)
-        if optimizer == "gd":
+        if optimizer == "sgd":
             update = step_size * grad
         else:
             first = betas[0] * first + (1 - betas[0]) * grad

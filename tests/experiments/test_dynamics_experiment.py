@@ -38,7 +38,7 @@ def test_dynamics_experiment_records_score_and_figure(tmp_path):
     assert score["gd_error_shrinks_with_step"] == {"RFT": True, "SFT": True}
     discrete = pd.read_csv(out / "discrete.csv")
     assert (discrete["steps"] > 0).all()  # every run reached the target
-    assert set(discrete["optimizer"]) == {"gd", "adam"}
+    assert set(discrete["optimizer"]) == {"sgd", "adam"}
     neighbours = score["correlated_inputs"]
     assert neighbours["RFT"]["speedup_same_label"] > 5 and neighbours["RFT"]["slowdown_other_label"] > 2
     assert neighbours["RFT"]["alone_vs_closed_form_rel_error"] < 1e-6

@@ -13,8 +13,9 @@ from rftgrad.experiments.dynamics.analysis import (
     sft_log_ratio,
 )
 from rftgrad.experiments.dynamics.config import FULL, TESTING, Config
+from rftgrad.experiments.dynamics.run import run
 
 __all__ = [
     "FULL", "TESTING", "Config", "adam_slopes", "discrete_errors", "draw_discrete_steps", "draw_flow_times",
-    "flow_panel_k", "flow_slopes", "make_figures", "plot_dynamics", "score", "sft_log_ratio",
+    "flow_panel_k", "flow_slopes", "make_figures", "plot_dynamics", "run", "score", "sft_log_ratio",
 ]  # fmt: skip

@@ -15,8 +15,8 @@ from rftgrad.theory.dynamics import asymptotic_constant, closed_form_hitting_tim
 #: markers of the K values (panel 1) and of the step sizes (panel 2), in order.
 MARKERS = ("o", "s", "^", "D", "v", "P")
 #: the markers' glyphs for the legend: filled for gradient ascent, open for Adam.
-GLYPHS = {"gd": ("●", "■", "▲", "◆", "▼"), "adam": ("○", "□", "△", "◇", "▽")}
-OPTIMIZER_STYLE = {"gd": ("-", "gradient ascent"), "adam": ("--", "Adam")}
+GLYPHS = {"sgd": ("●", "■", "▲", "◆", "▼"), "adam": ("○", "□", "△", "◇", "▽")}
+OPTIMIZER_STYLE = {"sgd": ("-", "gradient ascent"), "adam": ("--", "Adam")}
 #: line styles of the correlated-inputs cases (panel 3).
 CASE_STYLES = {"alone": "-", "same label": "--", "other label": ":"}
 
@@ -89,7 +89,7 @@ def adam_slopes(discrete: pd.DataFrame) -> dict[str, dict[float, float]]:
 def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     """Closed form vs ODE, slopes, ``T_SFT/ln(1/STD_0)``, discrete errors, Adam slopes, neighbour effects."""
     flow, discrete, hits = tables["hitting_times"], tables["discrete"], tables["correlated_hitting"]
-    gd = discrete_errors(discrete).get("gd", {})
+    gd = discrete_errors(discrete).get("sgd", {})
     neighbours = {}
     for objective, group in hits.groupby("objective"):
         times = dict(zip(group["case"], group["hit_time"], strict=True))

@@ -21,6 +21,7 @@ from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.dynamics.config import Config
 from rftgrad.theory.dynamics import (
     OBJECTIVES,
+    OPTIMIZERS,
     asymptotic_hitting_time,
     closed_form_hitting_time,
     discrete_hitting_steps,
@@ -67,10 +68,10 @@ def discrete_rows(config: Config, progress: bool) -> pd.DataFrame:
     """Per (optimizer, objective, η, p0): steps to the target, ``steps · η`` and the flow's time."""
     k = config.discrete_labels
     full = p0_grid(config.p0_min, config.p0_max, config.points_per_decade)
-    grids = {"gd": full[full >= config.gd_p0_min * (1 - 1e-12)], "adam": full}
-    sizes = {"gd": config.gd_step_sizes, "adam": config.adam_step_sizes}
+    grids = {"sgd": full[full >= config.gd_p0_min * (1 - 1e-12)], "adam": full}
+    sizes = {"sgd": config.gd_step_sizes, "adam": config.adam_step_sizes}
     rows = []
-    jobs = [(opt, obj) for opt in ("gd", "adam") for obj in OBJECTIVES]
+    jobs = [(opt, obj) for opt in OPTIMIZERS for obj in OBJECTIVES]
     for optimizer, objective in tqdm(jobs, desc="discrete steps", disable=not progress, leave=False):
         p0 = grids[optimizer][:, None]  # (P, 1)
         eta = np.asarray(sizes[optimizer], dtype=np.float64)[None, :]  # (1, S)
