@@ -43,6 +43,40 @@ from rftgrad.errors import ConfigError, ShapeMismatchError
 if TYPE_CHECKING:
     import sympy as sp
 
+__all__ = [
+    "OBJECTIVES",
+    "OPTIMIZERS",
+    "check_objective",
+    "check_num_labels",
+    "check_probability",
+    "check_start_and_target",
+    "softmax",
+    "pm1_rewards",
+    "symmetric_logits",
+    "expected_reward",
+    "rft_gradient",
+    "rft_pm1_gradient",
+    "sft_gradient",
+    "logit_gradient",
+    "logit_gradient_jacobian",
+    "linear_model_flow",
+    "gram_flow",
+    "FlowSolution",
+    "solve_flow",
+    "hitting_time_ode",
+    "solve_linear_model",
+    "SymmetricReduction",
+    "symmetric_reduction",
+    "symmetric_reduction_checks",
+    "target_probability",
+    "std_from_p0",
+    "closed_form_hitting_time",
+    "asymptotic_constant",
+    "asymptotic_hitting_time",
+    "loglog_slope",
+    "discrete_hitting_steps",
+]
+
 #: the two finetuning objectives: "rft" (expected reward, ascent) and "sft" (log-likelihood of y*).
 OBJECTIVES = ("rft", "sft")
 #: the optimisers of :func:`discrete_hitting_steps`.
