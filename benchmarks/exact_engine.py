@@ -45,7 +45,7 @@ from rftgrad.envs import SequenceEnv, random_sequence_env
 from rftgrad.errors import DeviceError
 from rftgrad.models import LinearSoftmaxPolicy, SoftmaxPolicy, TabularPolicy, TinyTransformerPolicy
 from rftgrad.runtime import environment_info, resolve_device
-from rftgrad.theory import METHODS, ExactResult, exact
+from rftgrad.theory import METHODS, ExactResult, exact, mean_gradient
 
 #: (V, L) output spaces, in increasing V^L.
 LADDER: tuple[tuple[int, int], ...] = (
@@ -230,7 +230,7 @@ def relative_deviation(result: ExactResult, reference: ExactResult) -> float:
     """Max over value, std, mean-gradient norm (and per-input norms) of ``|a - b| / max|b|``."""
     pairs = [(result.value, reference.value), (result.std, reference.std),
              (result.mean_grad_norm, reference.mean_grad_norm)]
-    if result.grad_norm is not None and reference.grad_norm is not None:
+    if isinstance(result, ExactResult) and isinstance(reference, ExactResult):
         pairs.append((result.grad_norm, reference.grad_norm))
     return max(
         float((a - b).abs().max() / b.abs().max().clamp_min(torch.finfo(b.dtype).tiny)) for a, b in pairs
@@ -322,7 +322,7 @@ class Bench:
                 return row, None
 
         def call() -> ExactResult:
-            return exact(policy, env, method=method, per_input=per_input, max_outputs=space.num_outputs)
+            return (exact if per_input else mean_gradient)(policy, env, method=method, max_outputs=space.num_outputs)
 
         self.memory.reset()
         self.stall.begin()

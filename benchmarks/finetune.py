@@ -92,7 +92,7 @@ def time_loop(task: str, runs: int, steps: int, device: torch.device, dtype: tor
         ids = torch.arange(num_inputs, device=device)
         expanded = outputs[None].expand(num_inputs, -1, -1)  # (N, Y, L)
         for _ in range(num_steps):
-            logits = policy._sequence_logits(params, ids, x, expanded)  # (N, Y, L, V), teacher forcing
+            logits = policy.replica_sequence_logits(params, ids, x, expanded)  # (N, Y, L, V), teacher forcing
             logp = torch.log_softmax(logits, -1).gather(-1, expanded[..., None])[..., 0].sum(-1)  # (N, Y)
             value = (logp.exp() * rewards).sum(-1).mean()
             grads = torch.autograd.grad(value, list(params.values()))

@@ -29,6 +29,7 @@ from rftgrad.diagnose import (
     unbiased_prob_all_equal,
 )
 from rftgrad.errors import RftgradError
+from rftgrad.theory.bounds import stalled
 from rftgrad.theory.group_updates import frac_reward_zero_std
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 from tests.tolerances import MC_Z
@@ -138,6 +139,22 @@ def test_vanishing_share_exact_on_a_constructed_file(tmp_path):
     # a stricter STD threshold drops flat_low (STD 0.0071); a wider gap drops flat_low (mean 0.2 > 1 - 0.85)
     assert diagnose_log(read_rollouts(path), std_threshold=0.005).summary["vanishing"]["count"] == 10
     assert diagnose_log(read_rollouts(path), gap=0.85).summary["vanishing"]["count"] == 10
+    # one definition of the regime: the table's flags are rftgrad.theory.stalled's at (max_reward, gap)
+    regime, table = diagnosis.regime, diagnosis.table
+    flags = stalled(table["reward_mean"], table["reward_std"], regime.max_reward, None, regime.std_threshold, gap=0.5)
+    assert table["vanishing"].equals(flags)
+    assert regime.vanishing(table["reward_mean"], table["reward_std"]).equals(flags)
+
+
+def test_regime_calls_the_theory_definition(tmp_path, monkeypatch):
+    """Regime.vanishing goes through rftgrad.theory.bounds.stalled (not a copy of its inequalities)."""
+    import rftgrad.diagnose.stats as stats
+
+    calls = []
+    monkeypatch.setattr(stats, "stalled", lambda *args, **kwargs: calls.append(kwargs) or stalled(*args, **kwargs))
+    path = write_jsonl(tmp_path / "log.jsonl", [{"prompt": f"p{i % 3}", "reward": float(i % 2)} for i in range(12)])
+    diagnose_log(read_rollouts(path), reward_range=(0.0, 1.0), gap=0.25)
+    assert calls == [{"gap": 0.25}]
 
 
 def test_observed_and_predicted_zero_std_fractions_match_the_closed_form(tmp_path):

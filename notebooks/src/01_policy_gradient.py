@@ -31,8 +31,7 @@ import torch
 
 from rftgrad.envs import BanditEnv
 from rftgrad.models import TabularPolicy
-from rftgrad.theory import bound_table, exact, reinforce_gradient
-from rftgrad.theory.dynamics import rft_gradient
+from rftgrad.theory import bound_table, evaluate, exact, reinforce_gradient, rft_gradient
 
 QUICK = os.environ.get("RFTGRAD_NOTEBOOK_QUICK") == "1"  # small budgets (the test suite sets it)
 
@@ -66,7 +65,7 @@ def set_logits(policy: TabularPolicy, logits: list[float]) -> None:
 
 
 set_logits(policy, [0.0, 1.0, 0.5, -1.0])
-result = exact(policy, env, keep_grads=True)  # keep_grads: keep ∇V itself, not only its norm
+result = exact(policy, env, grads="full")  # grads="full": keep ∇V itself, not only its norm
 print("p     =", result.probs[0, 0].numpy().round(4))
 print("V     =", float(result.value[0, 0]))
 print("STD   =", float(result.std[0, 0]))
@@ -152,7 +151,7 @@ def show(z_right: float = 0.0, z_wrong: float = 0.0) -> None:
     """Print p(right), V, STD, ||∇_z V|| and its bound sqrt(max p)·STD at logits (z_right, z_wrong, 0, 0)."""
     set_logits(knobs, [z_right, z_wrong, 0.0, 0.0])
     row = bound_table(knobs, env).iloc[0]
-    p_right = float(exact(knobs, env, per_input=False).probs[0, 0, 0])
+    p_right = float(evaluate(knobs, env).probs[0, 0, 0])
     print(
         f"p(right) = {p_right:9.3g}   V = {row.reward_mean:7.4f}   STD = {row.reward_std:9.3g}"
         f"   ||∇V|| = {row.logit_grad_norm:9.3g}   bound = {row.logit_bound:9.3g}"
@@ -236,7 +235,7 @@ assert grad_by_hand is not None, "fill in grad_by_hand"
 check_env = BanditEnv(ex_rewards.tolist())
 check_policy = TabularPolicy.for_env(check_env, dtype="float64")
 set_logits(check_policy, ex_logits.tolist())
-expected = exact(check_policy, check_env, keep_grads=True).grads["logits"][0, 0, 0, 0].numpy()
+expected = exact(check_policy, check_env, grads="full").grads["logits"][0, 0, 0, 0].numpy()
 assert np.shape(grad_by_hand) == (4,), np.shape(grad_by_hand)
 assert np.allclose(grad_by_hand, expected, atol=1e-10), (grad_by_hand, expected)
 print("correct:", expected.round(5))

@@ -39,16 +39,16 @@ from rftgrad.theory import (
     REWARD_KINDS,
     InstanceSpec,
     bound_table,
+    chebyshev_threshold_bound,
     draw_specs,
     exact,
     gamma,
     paper_bound,
     random_instance,
+    run_check,
     sharpened_bound,
     tightness_witness,
 )
-from rftgrad.theory.check import run_check
-from rftgrad.theory.symbolic import chebyshev_threshold_bound
 
 QUICK = os.environ.get("RFTGRAD_NOTEBOOK_QUICK") == "1"  # small budgets (the test suite sets it)
 

@@ -32,12 +32,12 @@ import torch
 from rftgrad.envs import orthonormal
 from rftgrad.finetune import ReplicaSettings, TrainConfig, train
 from rftgrad.models import TabularPolicy
-from rftgrad.theory import exact
-from rftgrad.theory.dynamics import (
+from rftgrad.theory import (
     asymptotic_constant,
     asymptotic_hitting_time,
     closed_form_hitting_time,
     discrete_hitting_steps,
+    exact,
     expected_reward,
     hitting_time_ode,
     loglog_slope,
@@ -77,7 +77,7 @@ print("ratio:", (rft_velocity / sft_velocity).round(6), "= 2p0 =", 2 * p0)
 one_input = orthonormal(num_inputs=1, num_classes=num_labels, labels=np.array([0]))
 tabular = TabularPolicy.for_env(one_input, dtype="float64")
 tabular.params["logits"][0, 0, 0] = torch.from_numpy(z0)
-exact_grad = exact(tabular, one_input, keep_grads=True).grads["logits"][0, 0, 0, 0].numpy()
+exact_grad = exact(tabular, one_input, grads="full").grads["logits"][0, 0, 0, 0].numpy()
 assert np.allclose(exact_grad, rft_velocity, atol=1e-15)
 
 # %% [markdown]

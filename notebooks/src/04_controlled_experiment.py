@@ -30,10 +30,9 @@ import numpy as np
 import torch
 
 from rftgrad.envs import gaussian_clusters, modify_labels, with_label_sets
-from rftgrad.finetune import ReplicaSettings, TrainConfig, replica_grid, train
-from rftgrad.finetune.pretraining import pretrain
+from rftgrad.finetune import ReplicaSettings, TrainConfig, pretrain, replica_grid, train
 from rftgrad.models import LinearSoftmaxPolicy
-from rftgrad.theory import ExactResult, exact
+from rftgrad.theory import Evaluation, evaluate, exact
 
 QUICK = os.environ.get("RFTGRAD_NOTEBOOK_QUICK") == "1"  # small budgets (the test suite sets it)
 PER_CLASS = 20 if QUICK else 40  # training points per class (80% of them train, 20% test)
@@ -111,7 +110,7 @@ for name, mask in (("modified", modified), ("unmodified", ~modified)):
 
 
 # %%
-def cloud(ax: plt.Axes, result: ExactResult, title: str) -> None:
+def cloud(ax: plt.Axes, result: Evaluation, title: str) -> None:
     """Scatter V against STD of every training input (replica 0), modified inputs in red."""
     for name, mask, color in (("unmodified", ~modified, "tab:blue"), ("modified", modified, "tab:red")):
         ax.scatter(result.std[0, mask], result.value[0, mask], s=12, color=color, alpha=0.6, label=name)
@@ -164,7 +163,7 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4))
 finished = make_policy(replica_grid(config), torch.device("cpu"), torch.float64)
 for ax, arm in zip(axes, config.arms, strict=True):
     finished.params = {name: value.clone() for name, value in result.params[arm].items()}
-    cloud(ax, exact(finished, env, per_input=False), f"after {arm}")
+    cloud(ax, evaluate(finished, env), f"after {arm}")
 axes[0].legend()
 plt.show()
 

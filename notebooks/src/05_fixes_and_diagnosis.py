@@ -36,16 +36,20 @@ import torch
 from IPython.display import Image, display
 
 from rftgrad.diagnose import diagnose_log, format_summary, plot_mean_vs_std, read_rollouts
-from rftgrad.experiments.base import run_experiment
+from rftgrad.experiments import run_experiment
 from rftgrad.experiments.controlled import Config as ControlledConfig
 from rftgrad.experiments.controlled import make_task, pretrained_policies
 from rftgrad.experiments.sft_budget import Config as BudgetConfig
 from rftgrad.experiments.sft_budget import budget_task
-from rftgrad.finetune import PretrainedPolicies, TrainConfig, replica_grid, train
-from rftgrad.finetune.advantages import monte_carlo_update
-from rftgrad.finetune.trainer import phase_subset
-from rftgrad.theory import asymptotic_update, exact, expected_samples, expected_update, frac_reward_zero_std
-from rftgrad.theory.group_updates import fit_power
+from rftgrad.finetune import PretrainedPolicies, TrainConfig, monte_carlo_update, phase_subset, replica_grid, train
+from rftgrad.theory import (
+    asymptotic_update,
+    evaluate,
+    expected_samples,
+    expected_update,
+    fit_power,
+    frac_reward_zero_std,
+)
 
 QUICK = os.environ.get("RFTGRAD_NOTEBOOK_QUICK") == "1"  # small budgets (the test suite sets it)
 WORK_DIR = tempfile.TemporaryDirectory(prefix="rftgrad-lesson5-")  # removed when the kernel stops
@@ -181,7 +185,7 @@ grpo = ControlledConfig(
 task = make_task(grpo)
 grpo_policies = pretrained_policies(grpo, task, progress=False)
 start = grpo_policies(replica_grid(grpo.trainer), torch.device("cpu"), torch.float64)
-start_probs = exact(start, task.train, per_input=False, gradient=False).probs
+start_probs = evaluate(start, task.train).probs
 success = start_probs[:, torch.arange(task.train.num_inputs), task.train.target_index()].numpy()  # (R, N) p(right)
 predicted = frac_reward_zero_std(success, 8).mean()
 

@@ -16,7 +16,7 @@ Modules: :mod:`~rftgrad.diagnose.readers` (formats, shapes, column detection),
 (figure, printed summary, files). See docs/diagnose.md.
 """
 
-from rftgrad.diagnose.readers import RolloutLog, RolloutLogError, read_rollouts
+from rftgrad.diagnose.readers import FORMATS, RolloutLog, RolloutLogError, detect_format, read_rollouts
 from rftgrad.diagnose.report import (
     Diagnosis,
     default_out_dir,
@@ -24,9 +24,13 @@ from rftgrad.diagnose.report import (
     diagnose_log,
     format_summary,
     plot_mean_vs_std,
+    write_report,
 )
 from rftgrad.diagnose.stats import (
+    GAP_FRACTION,
     GROUP_SIZES,
+    STD_THRESHOLD_FRACTION,
+    VALUE_DECIMALS,
     Regime,
     make_regime,
     plugin_prob_all_equal,
@@ -37,12 +41,17 @@ from rftgrad.diagnose.stats import (
 )
 
 __all__ = [
-    "GROUP_SIZES",
     "Diagnosis",
+    "FORMATS",
+    "GAP_FRACTION",
+    "GROUP_SIZES",
     "Regime",
     "RolloutLog",
     "RolloutLogError",
+    "STD_THRESHOLD_FRACTION",
+    "VALUE_DECIMALS",
     "default_out_dir",
+    "detect_format",
     "diagnose",
     "diagnose_log",
     "format_summary",
@@ -54,4 +63,5 @@ __all__ = [
     "summarize",
     "unbiased_prob_all_equal",
     "value_counts",
+    "write_report",
 ]

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +38,10 @@ import pandas as pd
 
 from rftgrad.diagnose.readers import RolloutLog, RolloutLogError
 from rftgrad.errors import ConfigError
+from rftgrad.theory.bounds import stalled
 from rftgrad.theory.group_updates import prob_all_equal
+
+T = TypeVar("T")  # a pandas Series, a numpy array or a tensor
 
 #: group sizes G for the predicted frac_reward_zero_std.
 GROUP_SIZES = (2, 4, 8, 16, 32, 64)
@@ -104,7 +107,8 @@ def value_counts(group_ids: np.ndarray, rewards: np.ndarray, num_groups: int) ->
 
 @dataclass(frozen=True)
 class Regime:
-    """Where the vanishing regime lies: ``reward_std < std_threshold`` and ``reward_mean < max_reward - gap``.
+    """Where the vanishing regime lies: ``reward_std < std_threshold`` and ``reward_mean < max_reward - gap``
+    (:meth:`vanishing`, i.e. :func:`rftgrad.theory.stalled` with an absolute gap).
 
     Attributes:
         reward_range: ``(lo, hi)``, given or observed.
@@ -126,6 +130,14 @@ class Regime:
     def mean_below(self) -> float:
         """``max_reward - gap``: means below this are far from optimal."""
         return self.max_reward - self.gap
+
+    def vanishing(self, reward_mean: T, reward_std: T) -> T:
+        """``reward_std < std_threshold`` and ``reward_mean < max_reward - gap``, elementwise.
+
+        The one definition of the regime, :func:`rftgrad.theory.stalled` with ``best = max_reward``
+        and the absolute ``gap``; takes and returns pandas Series, numpy arrays or tensors.
+        """
+        return stalled(reward_mean, reward_std, self.max_reward, None, self.std_threshold, gap=self.gap)
 
 
 def _check_bound(log: RolloutLog, bad: np.ndarray, message: str) -> None:
@@ -221,7 +233,7 @@ def prompt_table(
     table = table[~single].reset_index(drop=True)
     table["num_values"] = (counts > 0).sum(-1)
     table["zero_std"] = table["num_values"] == 1
-    table["vanishing"] = (table["reward_std"] < regime.std_threshold) & (table["reward_mean"] < regime.mean_below)
+    table["vanishing"] = regime.vanishing(table["reward_mean"], table["reward_std"])
     for g in group_sizes:
         table[f"p_all_equal_G{g}"] = plugin_prob_all_equal(counts, int(g))
     for g in group_sizes:

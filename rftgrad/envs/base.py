@@ -111,7 +111,7 @@ class OutputSpace:
 
 
 def validate_rewards(rewards: torch.Tensor | np.ndarray, what: str = "reward") -> torch.Tensor:
-    """Return ``rewards`` as a float64 tensor, or raise :class:`RewardRangeError`.
+    """Return ``rewards`` as a new float64 tensor (never the caller's), or raise :class:`RewardRangeError`.
 
     Theorem 1 (Razin et al., 2024) assumes ``r(x, y) ∈ [-1, 1]``; NaN and values outside
     that range are refused (no silent clipping), naming the first offending entry.
@@ -119,7 +119,7 @@ def validate_rewards(rewards: torch.Tensor | np.ndarray, what: str = "reward") -
     values = torch.as_tensor(rewards)
     if values.dtype == torch.bool or values.dtype.is_complex:  # every other torch dtype is an int or a float
         raise RewardRangeError(f"{what} must be numeric, got dtype {values.dtype}")
-    values = values.to(torch.float64)
+    values = values.to(torch.float64, copy=True)  # an environment keeping it is unaffected by later edits
     bad = torch.isnan(values) | (values < -1.0) | (values > 1.0)
     if bool(bad.any()):
         where = tuple(int(i) for i in torch.nonzero(bad)[0])
@@ -191,7 +191,12 @@ class RewardEnv(ABC):
         return validate_rewards(values, f"reward of {self.name}")
 
     def reward_table(self, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> torch.Tensor:
-        """Rewards of every (input, output): float64 ``(N, V**L)`` on the CPU, cached."""
+        """Rewards of every (input, output): float64 ``(N, V**L)`` on the CPU.
+
+        Computed once and cached; each call returns a fresh copy, so editing the returned
+        table leaves the environment's rewards as they are (use :meth:`with_rewards` for an
+        environment with other rewards).
+        """
         if self._reward_table is None:
             outputs = self.output_space.enumerate(max_outputs=max_outputs)  # (Y, L)
             num_outputs = outputs.shape[0]
@@ -200,7 +205,7 @@ class RewardEnv(ABC):
             self._reward_table = flat.reshape(self.num_inputs, num_outputs)
         else:
             self.output_space.check_enumerable(max_outputs)
-        return self._reward_table
+        return self._reward_table.clone()
 
     def with_rewards(self, rewards: torch.Tensor | np.ndarray) -> RewardEnv:
         """The same inputs, targets and groups with the reward table ``rewards`` ``(N, V^L)``."""
@@ -213,7 +218,7 @@ class RewardEnv(ABC):
     def _set_groups(self, groups: dict[str, torch.Tensor] | None) -> None:
         """Store input groups, each a ``(N,)`` bool mask (raises :class:`ShapeMismatchError`)."""
         for key, mask in (groups or {}).items():
-            mask = torch.as_tensor(mask, dtype=torch.bool)
+            mask = torch.as_tensor(mask, dtype=torch.bool).clone()  # not shared with the caller or another env
             if mask.shape != (self.num_inputs,):
                 raise ShapeMismatchError(
                     f"group {key!r} mask has shape {tuple(mask.shape)}, expected (N={self.num_inputs},)"
@@ -221,8 +226,8 @@ class RewardEnv(ABC):
             self.groups[key] = mask
 
     def group_masks(self) -> dict[str, torch.Tensor]:
-        """Input groups for reporting; always contains ``all``."""
-        return {"all": torch.ones(self.num_inputs, dtype=torch.bool), **self.groups}
+        """Input groups for reporting, name -> ``(N,)`` bool mask (copies); always contains ``all``."""
+        return {"all": torch.ones(self.num_inputs, dtype=torch.bool), **{k: m.clone() for k, m in self.groups.items()}}
 
     def describe(self) -> str:
         """One line: name, N, V, L."""

@@ -80,8 +80,8 @@ class ClassificationEnv(RewardEnv):
 
     @property
     def labels(self) -> torch.Tensor:
-        """``(N,)`` correct labels."""
-        return self.targets[:, 0]
+        """``(N,)`` correct labels (a copy of ``targets[:, 0]``)."""
+        return self.targets[:, 0].clone()
 
     def _reward(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
         return self.table[input_ids, outputs[:, 0]]

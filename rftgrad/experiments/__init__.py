@@ -6,6 +6,16 @@ Experiments never import each other: what two of them share lives below them
 (:mod:`rftgrad.envs.tasks`, :mod:`rftgrad.finetune.pretraining`).
 """
 
+from rftgrad.experiments.base import (
+    RunContext,
+    analyse,
+    config_device,
+    experiment_config,
+    experiment_module,
+    run_experiment,
+)
 from rftgrad.registry import EXPERIMENTS
 
-__all__ = ["EXPERIMENTS"]
+__all__ = [
+    "EXPERIMENTS", "RunContext", "analyse", "config_device", "experiment_config", "experiment_module", "run_experiment",
+]  # fmt: skip

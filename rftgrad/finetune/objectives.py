@@ -52,7 +52,7 @@ from rftgrad.finetune.advantages import (
 )
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.models.base import Params, SoftmaxPolicy
-from rftgrad.theory.exact import exact, params_norm
+from rftgrad.theory.exact import mean_gradient, params_norm
 
 
 @dataclass
@@ -178,10 +178,9 @@ class ExactRFT(Objective):
         return shaped
 
     def ascent(self, batch: StepBatch) -> tuple[Params, dict[str, torch.Tensor]]:
-        result = exact(
+        result = mean_gradient(
             self.policy,
             self.env,
-            per_input=False,
             input_weights=batch.weights,
             reward_fn=self._shaped if self.regularised or self.config.pass_k > 1 else None,
         )

@@ -44,7 +44,7 @@ from rftgrad.models.base import Params, SoftmaxPolicy
 from rftgrad.results import atomic_write
 from rftgrad.runtime import resolve_device, resolve_dtype, stream, stream_seed
 from rftgrad.theory.bounds import stalled
-from rftgrad.theory.exact import exact
+from rftgrad.theory.exact import evaluate, exact
 
 #: builds the initial policy: (settings, device, dtype) -> SoftmaxPolicy with one replica per
 #: ``settings.seeds`` entry and temperatures ``settings.temperature`` (set before any
@@ -120,7 +120,7 @@ def per_input_metrics(
     regime, STD below the threshold while V is more than half the reward range below the
     input's best reward (docs/paper.md §2); its group mean is the share of such inputs.
     """
-    result = exact(policy, env, per_input=with_grad_norm, gradient=with_grad_norm)
+    result = exact(policy, env) if with_grad_norm else evaluate(policy, env)
     rewards = result.rewards  # (N, Y)
     best = result.log_probs.argmax(-1)  # (R, N) most likely output
     best_reward = rewards.gather(1, best.T).T  # (R, N)

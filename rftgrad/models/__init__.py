@@ -1,13 +1,19 @@
-"""Softmax policies with a leading replica axis R: tabular, linear, MLP, tiny transformer."""
+"""Softmax policies with a leading replica axis R: tabular, linear, MLP, tiny transformer.
 
-from rftgrad.models.base import INIT_LOGPROB_TOLERANCE, Params, SoftmaxPolicy
+A new policy subclasses :class:`SoftmaxPolicy` and writes its parameters' initialisation
+(with :func:`init_normal`) and the pure single-replica
+:meth:`SoftmaxPolicy.replica_prefix_logits` ``(params, ids, x, prefixes (N, M, l)) -> (N, M, V)``.
+"""
+
+from rftgrad.models.base import INIT_LOGPROB_TOLERANCE, Params, SoftmaxPolicy, init_normal
 from rftgrad.models.build import POLICIES, build_policy
 from rftgrad.models.linear import FEATURE_MAPS, LinearSoftmaxPolicy
-from rftgrad.models.mlp import MLPPolicy
+from rftgrad.models.mlp import ACTIVATIONS, MLPPolicy
 from rftgrad.models.tabular import TabularPolicy
 from rftgrad.models.transformer import TinyTransformerPolicy
 
 __all__ = [
+    "ACTIVATIONS",
     "FEATURE_MAPS",
     "INIT_LOGPROB_TOLERANCE",
     "POLICIES",
@@ -18,4 +24,5 @@ __all__ = [
     "TabularPolicy",
     "TinyTransformerPolicy",
     "build_policy",
+    "init_normal",
 ]

@@ -5,10 +5,13 @@ distribution ``p_θ(y|x) = Π_l softmax(f_θ(x, y_<l) / T)[y_l]`` (``T``: sampli
 temperature). Every policy holds ``R`` independent parameter sets (replicas: seeds x
 settings) as tensors with a leading ``R`` axis in ``policy.params``.
 
-Subclasses write one *pure, single-replica* function, :meth:`SoftmaxPolicy._prefix_logits`
-``(params, ids (N,), x (N, ...), prefixes (N, M, l)) -> (N, M, V)``; the base class
-vmaps it over replicas (``torch.func.vmap``), so the same function also serves
-``torch.func`` transforms (per-input gradients and Jacobians in :mod:`rftgrad.theory`).
+Subclasses write one *pure, single-replica* function, :meth:`SoftmaxPolicy.replica_prefix_logits`
+``(params, ids (N,), x (N, ...), prefixes (N, M, l)) -> (N, M, V)`` (logits before temperature);
+the base class vmaps it over replicas (``torch.func.vmap``) in :meth:`SoftmaxPolicy.prefix_logits`.
+Being public and pure (no state read but hyper-parameters, no in-place update of ``params``),
+the same function serves ``torch.func`` transforms from other modules: per-input gradients
+(``vjp``) and Jacobians (``jacrev``) in :mod:`rftgrad.theory`. Its teacher-forcing companion
+:meth:`SoftmaxPolicy.replica_sequence_logits` scores whole outputs.
 ``ids`` are input indices (tabular policies read them), ``x`` is what
 :meth:`SoftmaxPolicy.inputs_from` takes from an environment (features or prompts).
 Parameters are drawn per replica from a CPU generator seeded with that replica's seed,
@@ -84,10 +87,25 @@ class SoftmaxPolicy(ABC):
         """Parameters of one replica (float64, CPU), drawn from ``gen`` only."""
 
     @abstractmethod
-    def _prefix_logits(
+    def replica_prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
-        """Pure single-replica logits before temperature: ``(N, M, l) prefixes -> (N, M, V)``."""
+        """Next-token logits ``f_θ(x_n, u)`` of one replica, before temperature (docs/paper.md §1).
+
+        Pure and single-replica: ``params`` holds one replica's tensors (no leading ``R``
+        axis), the result depends on the arguments only, and nothing is updated in place,
+        so it can be transformed by ``torch.func`` (``vmap`` over replicas or inputs,
+        ``vjp``, ``jacrev``). Divide by the replica's temperature ``T`` for the policy's logits.
+
+        Args:
+            params: name -> tensor of one replica (``policy.params[key][r]``).
+            ids: ``(N,)`` input indices (tabular policies read them).
+            x: ``(N, ...)`` inputs, as :meth:`inputs_from` returns them.
+            prefixes: ``(N, M, l)`` long, ``M`` prefixes ``u`` of length ``l`` per input.
+
+        Returns:
+            ``(N, M, V)`` logits.
+        """
 
     def _readout_features(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
@@ -122,13 +140,15 @@ class SoftmaxPolicy(ABC):
         self.temperature = temp.to(self.device, self.dtype).clone()  # (R,)
 
     def inputs_from(self, env: RewardEnv) -> torch.Tensor:
-        """The tensor ``x`` this policy reads from ``env``, on the policy's device."""
+        """The tensor ``x`` this policy reads from ``env``, on the policy's device (a copy: editing
+        it leaves ``env`` as it is). Prompts ``(N, P)`` long, features ``(N, D)`` in the policy's
+        dtype, or input indices ``(N,)`` for tabular policies."""
         self.check_compatible(env)
         if self.input_kind == "prompts":
-            return env.prompts.to(self.device)
+            return env.prompts.to(self.device, copy=True)
         if self.input_kind == "index":
             return torch.arange(env.num_inputs, device=self.device)
-        return env.features.to(self.device, self.dtype)
+        return env.features.to(self.device, self.dtype, copy=True)
 
     def check_compatible(self, env: RewardEnv) -> None:
         """Raise :class:`ShapeMismatchError` unless this policy can act in ``env``."""
@@ -164,18 +184,26 @@ class SoftmaxPolicy(ABC):
         """
         params = self.params if params is None else params
         prefixes = prefixes.to(self.device).long()
-        logits = self._replica_map(self._prefix_logits, prefixes, 3)(params, ids, x, prefixes)
+        logits = self._replica_map(self.replica_prefix_logits, prefixes, 3)(params, ids, x, prefixes)
         return logits / self.temperature[:, None, None, None]
 
-    def _sequence_logits(
+    def replica_sequence_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, outputs: torch.Tensor
     ) -> torch.Tensor:
-        """Single-replica logits at every position of ``outputs (N, M, L)``: ``(N, M, L, V)``.
+        """Logits ``f_θ(x_n, y_<l)`` at every position ``l`` of ``outputs``, one replica, before temperature.
 
-        Default: one :meth:`_prefix_logits` call per position (teacher forcing).
+        Pure and single-replica like :meth:`replica_prefix_logits` (same ``params``, ``ids``,
+        ``x``), for ``torch.func`` transforms. Position ``l`` reads ``y_<l`` only (teacher forcing).
+
+        Args:
+            outputs: ``(N, M, L')`` long, ``M`` outputs per input (``L' <= max_length``).
+
+        Returns:
+            ``(N, M, L', V)`` logits. Default: one :meth:`replica_prefix_logits` call per
+            position; subclasses may score all positions in one pass.
         """
         return torch.stack(
-            [self._prefix_logits(params, ids, x, outputs[..., :pos]) for pos in range(outputs.shape[-1])], dim=-2
+            [self.replica_prefix_logits(params, ids, x, outputs[..., :pos]) for pos in range(outputs.shape[-1])], dim=-2
         )
 
     def sequence_logits(
@@ -184,7 +212,7 @@ class SoftmaxPolicy(ABC):
         """Tempered logits at every position: ``outputs (N, M, L)`` or ``(R, N, M, L)`` -> ``(R, N, M, L, V)``."""
         params = self.params if params is None else params
         outputs = outputs.to(self.device).long()
-        logits = self._replica_map(self._sequence_logits, outputs, 3)(params, ids, x, outputs)
+        logits = self._replica_map(self.replica_sequence_logits, outputs, 3)(params, ids, x, outputs)
         return logits / self.temperature[:, None, None, None, None]
 
     def log_prob(

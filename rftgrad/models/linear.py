@@ -111,7 +111,7 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
     ) -> torch.Tensor:
         return self.feature_vectors(x, prefixes)
 
-    def _prefix_logits(
+    def replica_prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
         if self.features == "input":  # one softmax per input: x W^T once, then broadcast over the M prefixes

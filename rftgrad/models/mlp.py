@@ -90,7 +90,7 @@ class MLPPolicy(SoftmaxPolicy):
         h = self._hidden(params, x)  # (N, H)
         return h[:, None, :].expand(h.shape[0], prefixes.shape[1], h.shape[1])  # (N, M, H)
 
-    def _prefix_logits(
+    def replica_prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
         # the readout once per input, then broadcast over the M prefixes (a matmul on the expanded

@@ -56,7 +56,7 @@ class TabularPolicy(SoftmaxPolicy):
                 f"N={env.num_inputs}; use TabularPolicy.for_env(env)"
             )
 
-    def _prefix_logits(
+    def replica_prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
         state = self.output_space.prefix_state(prefixes)  # (N, M)

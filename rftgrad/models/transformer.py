@@ -135,13 +135,13 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     ) -> torch.Tensor:
         return self._hidden(params, x, prefixes)[:, :, -1, :]  # (N, M, d)
 
-    def _prefix_logits(
+    def replica_prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
         h = self._readout_features(params, ids, x, prefixes)  # (N, M, d)
         return h @ params["unembed_w"].T + params["unembed_b"]  # (N, M, V)
 
-    def _sequence_logits(
+    def replica_sequence_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, outputs: torch.Tensor
     ) -> torch.Tensor:
         """All ``L`` positions in one causal pass over ``[prompt, BOS, y_1..y_{L-1}]``."""

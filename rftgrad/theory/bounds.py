@@ -27,9 +27,27 @@ import pandas as pd
 import torch
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
+from rftgrad.errors import ConfigError
 from rftgrad.models.base import SoftmaxPolicy
 from rftgrad.theory.exact import ExactResult, exact
 from rftgrad.theory.gamma import gamma as gamma_of
+
+__all__ = [
+    "FAR_FRACTION",
+    "PAPER_CONSTANT",
+    "REL_SLACK",
+    "ABS_SLACK",
+    "GAMMA_SLACK",
+    "BOUNDS",
+    "stalled",
+    "paper_bound",
+    "sharpened_bound",
+    "martingale_bound",
+    "tight_bound",
+    "logit_bound",
+    "ratio",
+    "bound_table",
+]
 
 T = TypeVar("T")  # a tensor, an array or a Series
 
@@ -37,16 +55,42 @@ T = TypeVar("T")  # a tensor, an array or a Series
 FAR_FRACTION = 0.5
 
 
-def stalled(mean: T, std: T, best: T, worst: T, std_threshold: float, far_fraction: float = FAR_FRACTION) -> T:
+def stalled(
+    mean: T,
+    std: T,
+    best: T | float,
+    worst: T | float | None,
+    std_threshold: float,
+    far_fraction: float = FAR_FRACTION,
+    *,
+    gap: T | float | None = None,
+) -> T:
     """The vanishing-gradient regime of an input (docs/paper.md §2), elementwise:
 
-        STD < std_threshold   and   V < best - far_fraction · (best - worst)
+        STD < std_threshold   and   V < best - gap,   gap = far_fraction · (best - worst) by default
 
-    (by the bounds above ``||∇V||`` is then small although ``V`` is far from optimal). Works on
-    torch tensors, numpy arrays and pandas Series alike; returns booleans of the same kind.
+    (by Theorem 1's bound ``||∇V|| <= 6·L·γ·STD^(2/3)`` and the sharpened ``γ·sqrt(L)·STD``,
+    ``||∇V||`` is then small although ``V`` is far from optimal). Give either ``worst`` (the
+    input's worst reward; the gap is ``far_fraction`` of the reward range) or an absolute
+    ``gap`` with ``worst=None`` (``rftgrad diagnose``'s ``--gap``). Works on torch tensors,
+    numpy arrays and pandas Series alike; returns booleans of the same kind.
+
+    Args:
+        mean: ``V(x;θ)`` (or a sample mean), any shape.
+        std: ``STD(x;θ)``, same shape.
+        best: the best reward reachable, broadcastable to ``mean``.
+        worst: the worst reward, broadcastable; ``None`` when ``gap`` is given.
+        std_threshold: STD below which the gradient counts as vanishing.
+        far_fraction: the share of ``best - worst`` a mean must lie below ``best``.
+        gap: how far below ``best`` a mean must lie (replaces ``far_fraction · (best - worst)``).
+
+    Raises:
+        ConfigError: both or neither of ``worst`` and ``gap`` given.
     """
-    far = mean < best - far_fraction * (best - worst)
-    return (std < std_threshold) & far
+    if (worst is None) == (gap is None):
+        raise ConfigError("stalled needs exactly one of worst (gap = far_fraction · (best - worst)) and gap")
+    below = best - far_fraction * (best - worst) if gap is None else best - gap
+    return (std < std_threshold) & (mean < below)
 
 
 #: the paper's constant in ``6 L γ STD^(2/3)``.

@@ -44,6 +44,41 @@ from rftgrad.registry import OBJECTIVES, OPTIMIZERS  # ("rft", "sft"): the objec
 if TYPE_CHECKING:
     import sympy as sp
 
+__all__ = [
+    "OBJECTIVES",
+    "OPTIMIZERS",
+    "check_objective",
+    "check_num_labels",
+    "check_probability",
+    "check_start_and_target",
+    "softmax",
+    "pm1_rewards",
+    "symmetric_logits",
+    "expected_reward",
+    "rft_gradient",
+    "rft_pm1_gradient",
+    "sft_gradient",
+    "logit_gradient",
+    "logit_gradient_jacobian",
+    "linear_model_flow",
+    "gram_flow",
+    "FlowSolution",
+    "solve_flow",
+    "hitting_time_ode",
+    "solve_linear_model",
+    "SymmetricReduction",
+    "symmetric_reduction",
+    "symmetric_reduction_checks",
+    "target_probability",
+    "std_from_p0",
+    "closed_form_hitting_time",
+    "asymptotic_constant",
+    "asymptotic_hitting_time",
+    "loglog_slope",
+    "discrete_hitting_steps",
+    "p0_grid",
+]
+
 #: default solve_ivp settings of the numeric hitting times: LSODA (Adams, switching to stiff BDF),
 #: relative tolerance 1e-12 and absolute 1e-14 on the logits; the relative agreement with the closed
 #: forms is ≤ 4e-10 over p0 ∈ [1e-8, 0.5], K ∈ {2, 10, 100} (tests/theory/test_dynamics.py). Radau

@@ -18,6 +18,12 @@ from torch.func import jacrev, vmap
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
 from rftgrad.models.base import Params, SoftmaxPolicy
 
+__all__ = [
+    "JACOBIAN_BUDGET",
+    "jacobian_spectral_norms",
+    "gamma",
+]
+
 #: numbers (R · states · V · P) one jacrev batch may hold.
 JACOBIAN_BUDGET = 2**24
 
@@ -35,7 +41,8 @@ def jacobian_spectral_norms(
         params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor, prefix: torch.Tensor
     ) -> torch.Tensor:
         def logits(p: Params) -> torch.Tensor:
-            return policy._prefix_logits(p, input_id[None], x_n[None], prefix[None, None])[0, 0] / temperature  # (V,)
+            logit = policy.replica_prefix_logits(p, input_id[None], x_n[None], prefix[None, None])  # (1, 1, V)
+            return logit[0, 0] / temperature  # (V,)
 
         jac = jacrev(logits)(params)  # name -> (V, *shape)
         gram = sum(j.flatten(1) @ j.flatten(1).T for j in jac.values())  # (V, V)

@@ -56,14 +56,32 @@ from __future__ import annotations
 
 import math
 from functools import cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-import sympy as sp
 from scipy.stats import binom
 
 from rftgrad.errors import ConfigError
+
+if TYPE_CHECKING:  # sympy is imported when first needed (leading_term_sympy), not with rftgrad.theory
+    import sympy as sp
+
+__all__ = [
+    "ESTIMATOR_FORMS",
+    "GROUP_FORMS",
+    "Asymptote",
+    "prob_all_equal",
+    "frac_reward_zero_std",
+    "informative_prob",
+    "conditional_update",
+    "dapo_factor",
+    "expected_update",
+    "expected_samples",
+    "asymptotic_update",
+    "leading_term_sympy",
+    "fit_power",
+]
 
 #: estimator -> its expected update along the correct output (formulas in the module doc).
 ESTIMATOR_FORMS = {
@@ -335,6 +353,8 @@ def _update_expression(
     group_size: int, estimator: str, success: sp.Rational, failure: sp.Rational, std_eps: sp.Rational, tries: float
 ) -> tuple[sp.Symbol, sp.Expr]:
     """``(p, E u)`` as a sympy expression, derived from the advantage definitions (see :func:`leading_term_sympy`)."""
+    import sympy as sp
+
     p = sp.Symbol("p", positive=True)
     group = group_size
     total = sp.Integer(0)
@@ -376,6 +396,8 @@ def leading_term_sympy(
     its leading term at ``p = 0`` with sympy (rewards and ``ε`` as exact rationals). Slow for
     large ``G``; the tests use ``G <= 8``. docs/paper.md §7.
     """
+    import sympy as sp
+
     _check_estimator(estimator)
     group = _check_group(group_size, estimator)
     _check_setting(success, failure, std_eps, max_resample)

@@ -32,6 +32,17 @@ from rftgrad.models import (
     TinyTransformerPolicy,
 )
 
+__all__ = [
+    "POLICY_KINDS",
+    "REWARD_KINDS",
+    "NEAR_CONSTANT_NOISE",
+    "InstanceSpec",
+    "random_reward_table",
+    "random_instance",
+    "draw_specs",
+    "tightness_witness",
+]
+
 POLICY_KINDS = ("tabular", "linear", "mlp", "transformer")
 REWARD_KINDS = ("uniform", "binary", "sparse_binary", "constant", "near_constant")
 NEAR_CONSTANT_NOISE = 1e-6

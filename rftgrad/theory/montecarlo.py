@@ -19,6 +19,10 @@ from torch.func import grad
 from rftgrad.envs.base import RewardEnv
 from rftgrad.models.base import Params, SoftmaxPolicy
 
+__all__ = [
+    "reinforce_gradient",
+]
+
 
 def reinforce_gradient(
     policy: SoftmaxPolicy, env: RewardEnv, num_samples: int, seed: int = 0, baseline: float = 0.0

@@ -35,6 +35,28 @@ import sympy as sp
 
 from rftgrad.errors import ConfigError, ShapeMismatchError
 
+__all__ = [
+    "ArrayFunction",
+    "SoftmaxGradient",
+    "softmax_value_gradient",
+    "softmax_gradient_identity_holds",
+    "SoftmaxGradientFunctions",
+    "lambdify_softmax_gradient",
+    "VarianceGap",
+    "variance_gap",
+    "variance_gap_identity_holds",
+    "VarianceBoundFunctions",
+    "lambdify_variance_bound",
+    "ChebyshevThreshold",
+    "chebyshev_threshold_bound",
+    "lambdify_chebyshev_bound",
+    "MartingaleVariance",
+    "martingale_variance_identity",
+    "martingale_variance_identity_holds",
+    "MartingaleVarianceFunctions",
+    "lambdify_martingale_variance",
+]
+
 #: A numpy function of float64 arrays built by :func:`_array_function`.
 ArrayFunction = Callable[..., np.ndarray]
 

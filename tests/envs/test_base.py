@@ -266,12 +266,50 @@ def test_callable_returning_wrong_shape_is_refused(result, shape):
         env.reward(torch.tensor([0, 1, 0]), torch.tensor([[0, 0], [1, 1], [0, 1]]))
 
 
-def test_reward_table_is_cached_and_still_checks_limit(env):
+def test_reward_table_is_cached_and_still_checks_limit(env, monkeypatch):
     table = env.reward_table()
     assert table.shape == (3, 4)
-    assert env.reward_table() is table
+    monkeypatch.setattr(env, "reward", lambda *args: pytest.fail("reward table recomputed"))
+    assert torch.equal(env.reward_table(), table)
     with pytest.raises(EnumerationLimitError, match=r"max_outputs=3.*sampl"):
         env.reward_table(max_outputs=3)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: ClassificationEnv(torch.eye(3), torch.tensor([0, 2, 3]), 4),
+        lambda: SequenceEnv(torch.tensor([[0], [1]]), torch.tensor([[0, 1], [1, 0]]), 2),
+        lambda: _seq_env(lambda ids, ys: torch.zeros(len(ids))),
+    ],
+)
+def test_editing_the_returned_reward_table_leaves_the_env_unchanged(make):
+    env = make()
+    first = env.reward_table()
+    expected = first.clone()
+    first.fill_(0.5)
+    assert torch.equal(env.reward_table(), expected)
+    assert env.reward_table() is not env.reward_table()
+
+
+def test_getters_and_constructors_do_not_share_tensors_with_the_caller():
+    """labels, group masks and reward tables handed in or out are copies: editing them leaves the env."""
+    groups = {"odd": torch.tensor([False, True, False])}
+    table = -torch.ones(3, 4, dtype=torch.float64)
+    env = ClassificationEnv(torch.eye(3), torch.tensor([0, 2, 3]), 4, reward_table=table, groups=groups)
+    table.fill_(1.0)
+    groups["odd"].fill_(True)
+    assert torch.equal(env.reward_table(), -torch.ones(3, 4, dtype=torch.float64))
+    env.labels.fill_(1)
+    env.group_masks()["odd"].fill_(True)
+    assert env.labels.tolist() == [0, 2, 3]
+    assert env.group_masks()["odd"].tolist() == [False, True, False]
+    other = env.with_rewards(torch.zeros(3, 4))
+    other.groups["odd"].fill_(True)
+    assert env.groups["odd"].tolist() == [False, True, False]
+    rewards = torch.tensor([0.5, -0.5], dtype=torch.float64)
+    checked = validate_rewards(rewards)
+    assert checked is not rewards and checked.data_ptr() != rewards.data_ptr()
 
 
 def test_target_index_groups_and_describe(env):

@@ -48,7 +48,7 @@ from rftgrad.finetune.advantages import (
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.finetune.objectives import SampledRFT, StepBatch
 from rftgrad.models.tabular import TabularPolicy
-from rftgrad.theory.exact import exact
+from rftgrad.theory.exact import evaluate, mean_gradient
 from tests.tolerances import EXACT_ATOL, MC_MAX_REL_TOL, MC_Z
 
 DTYPE = torch.float64
@@ -123,7 +123,7 @@ def exact_gradient(policy: TabularPolicy, env: RewardEnv, weights: torch.Tensor)
     """``Σ_n w_n ∇V_n`` ``(D,)`` of replica 0 (all replicas are equal), by enumeration on a one-replica copy."""
     single = TabularPolicy.for_env(env, seed=[0], dtype="float64", temperature=float(policy.temperature[0]))
     single.params = {key: value[:1].clone() for key, value in policy.params.items()}
-    return flat(exact(single, env, per_input=False, input_weights=weights[:1]).mean_grad)[0]
+    return flat(mean_gradient(single, env, input_weights=weights[:1]).mean_grad)[0]
 
 
 def mc_tolerance(samples: torch.Tensor) -> torch.Tensor:
@@ -163,7 +163,7 @@ def success_probability(policy: TabularPolicy, env: RewardEnv) -> float:
     """``p = P(r = +1)`` of replica 0 on input 0."""
     single = TabularPolicy.for_env(env, seed=[0], dtype="float64")
     single.params = {key: value[:1].clone() for key, value in policy.params.items()}
-    result = exact(single, env, per_input=False)
+    result = evaluate(single, env)
     return float((result.probs[0, 0] * (result.rewards[0] == 1.0)).sum())
 
 

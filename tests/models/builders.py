@@ -100,7 +100,8 @@ def brute_force_jacobian_norms(
 
                 def logits(*tensors: torch.Tensor, n: int = n, m: int = m, r: int = r) -> torch.Tensor:
                     params = dict(zip(keys, tensors, strict=True))
-                    out = policy._prefix_logits(params, ids[n : n + 1], x[n : n + 1], prefixes[n : n + 1, m : m + 1])
+                    state = prefixes[n : n + 1, m : m + 1]  # (1, 1, l)
+                    out = policy.replica_prefix_logits(params, ids[n : n + 1], x[n : n + 1], state)
                     return out[0, 0] / policy.temperature[r]  # (V,)
 
                 jac = jacobian(logits, tuple(policy.params[key][r] for key in keys))

@@ -4,7 +4,7 @@ Closed forms: tabular ``||J||_2 = 1/T`` (each logit is its own parameter), linea
 ``||J||_2 = ||φ(x, u)||/T`` (``J = I_V ⊗ φ^T``). The generic path of
 :func:`rftgrad.theory.jacobian_spectral_norms` (``jacrev`` + Gram matrix) serves MLP and
 transformer. All are compared with a brute-force Jacobian from
-``torch.autograd.functional.jacobian`` on one replica's ``_prefix_logits``.
+``torch.autograd.functional.jacobian`` on one replica's ``replica_prefix_logits``.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_generic_jacrev_path_matches_brute_force(kind: str) -> None:
 def test_generic_path_agrees_with_closed_form(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Disable the closed form: jacrev on tabular/linear must give the same norms.
 
-    ``_prefix_logits`` is documented to serve torch.func transforms (Jacobians in
+    ``replica_prefix_logits`` is documented to serve torch.func transforms (Jacobians in
     rftgrad.theory); the generic path vmaps jacrev over (input, prefix) states.
     """
     env = env_for(kind)

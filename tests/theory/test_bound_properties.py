@@ -248,8 +248,8 @@ def test_constant_reward_shift_leaves_gradients_unchanged(spec, shift):
     """
     env, policy = random_instance(spec)
     table = env.reward_table() * 0.5
-    base = exact(policy, env.with_rewards(table), keep_grads=True)
-    moved = exact(policy, env.with_rewards(table + shift), keep_grads=True)
+    base = exact(policy, env.with_rewards(table), grads="full")
+    moved = exact(policy, env.with_rewards(table + shift), grads="full")
     assert torch.allclose(moved.value, base.value + shift, atol=ATOL[torch.float64], rtol=0)
     assert torch.allclose(moved.std, base.std, atol=ATOL[torch.float64], rtol=0)
     for key in base.grads:
@@ -285,7 +285,7 @@ def test_monte_carlo_reinforce_matches_exact_gradient(spec):
     V^L <= 64 so that enumeration, per-output Jacobians and sampling stay fast.
     """
     env, policy = random_instance(spec)
-    result = exact(policy, env, keep_grads=True)
+    result = exact(policy, env, grads="full")
     estimate = reinforce_gradient(policy, env, num_samples=MC_SAMPLES, seed=spec.seed % 100_003)
 
     num_inputs = env.num_inputs

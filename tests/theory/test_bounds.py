@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
 import torch
 
 from rftgrad.theory import bound_table, exact, gamma, ratio, tightness_witness
@@ -62,3 +63,22 @@ def test_stalled_regime_is_strict_and_works_on_tensors_and_series():
     as_series = stalled(pd.Series(mean), pd.Series(std), 1.0, -1.0, 0.1)
     assert as_tensor.tolist() == expected and as_series.tolist() == expected
     assert stalled(pd.Series([0.2]), pd.Series([0.0]), 1.0, 0.0, 0.1, far_fraction=0.75).tolist() == [True]
+
+
+def test_stalled_with_an_absolute_gap_is_the_fractional_one_at_that_gap():
+    """``gap`` (diagnose's --gap) replaces ``far_fraction · (best - worst)``; exactly one of worst and gap."""
+    import numpy as np
+    import pandas as pd
+
+    from rftgrad.errors import ConfigError
+    from rftgrad.theory import stalled
+
+    rng = np.random.default_rng(0)
+    mean, std = pd.Series(rng.uniform(-1, 1, 200)), pd.Series(rng.uniform(0, 0.2, 200))
+    by_gap = stalled(mean, std, 1.0, None, 0.1, gap=1.0)
+    assert by_gap.equals(stalled(mean, std, 1.0, -1.0, 0.1)) and 0 < by_gap.sum() < 200
+    assert stalled(pd.Series([0.5]), pd.Series([0.0]), 1.0, None, 0.1, gap=0.5).tolist() == [False]  # strict
+    with pytest.raises(ConfigError, match="exactly one of worst"):
+        stalled(mean, std, 1.0, -1.0, 0.1, gap=0.5)
+    with pytest.raises(ConfigError, match="exactly one of worst"):
+        stalled(mean, std, 1.0, None, 0.1)

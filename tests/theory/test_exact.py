@@ -3,6 +3,7 @@ enumerated objective, Monte Carlo REINFORCE, and the identities of docs/paper.md
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -12,7 +13,17 @@ import torch
 from rftgrad.envs import BanditEnv, digits, orthonormal, random_sequence_env
 from rftgrad.errors import ConfigError, EnumerationLimitError
 from rftgrad.models import LinearSoftmaxPolicy, MLPPolicy, TabularPolicy, TinyTransformerPolicy
-from rftgrad.theory import exact, gamma, params_norm, reinforce_gradient
+from rftgrad.theory import (
+    Evaluation,
+    ExactResult,
+    MeanGradResult,
+    evaluate,
+    exact,
+    gamma,
+    mean_gradient,
+    params_norm,
+    reinforce_gradient,
+)
 from tests.tolerances import ATOL
 
 
@@ -51,7 +62,7 @@ def leaf_params(policy):
 @pytest.mark.parametrize("method", ["tree", "flat"])
 def test_gradient_equals_autograd_of_enumerated_objective(kind, method):
     env, policy = sequence_case(kind)
-    result = exact(policy, env, keep_grads=True, method=method)
+    result = exact(policy, env, grads="full", method=method)
     params = leaf_params(policy)
     values = autograd_values(policy, env, params)  # (R, N)
     assert torch.allclose(result.value, values.detach(), atol=ATOL[torch.float64], rtol=0)
@@ -70,7 +81,7 @@ def test_gradient_equals_autograd_of_enumerated_objective(kind, method):
 def test_engine_matches_python_loops(kind):
     """Every quantity recomputed output by output and position by position in plain loops."""
     env, policy = sequence_case(kind, num_replicas=1)
-    result = exact(policy, env, keep_grads=True)
+    result = exact(policy, env, grads="full")
     space, x = env.output_space, policy.inputs_from(env)
     params0 = {k: v[0] for k, v in policy.params.items()}
     for n in range(env.num_inputs):
@@ -80,7 +91,7 @@ def test_engine_matches_python_loops(kind):
             log_p = torch.zeros((), dtype=torch.float64)
             for pos in range(space.length):
                 prefix = torch.tensor([[list(y[:pos])]], dtype=torch.long).reshape(1, 1, pos)
-                logits = policy._prefix_logits(leaves, torch.tensor([n]), x[n : n + 1], prefix)[0, 0]
+                logits = policy.replica_prefix_logits(leaves, torch.tensor([n]), x[n : n + 1], prefix)[0, 0]
                 log_p = log_p + torch.log_softmax(logits, -1)[y[pos]]
             grads_logp.append(torch.autograd.grad(log_p, list(leaves.values())))
             probs.append(log_p.exp().item())
@@ -114,7 +125,7 @@ def test_single_token_tabular_gradient_is_p_times_advantage():
     """L = 1, tabular: ∇_z V = p ⊙ (r - V) in logit space (docs/paper.md §2), divided by T."""
     env = BanditEnv([1.0, -0.5, 0.2, -1.0])
     policy = TabularPolicy.for_env(env, num_replicas=3, dtype="float64", temperature=[1.0, 0.5, 2.0])
-    result = exact(policy, env, keep_grads=True)
+    result = exact(policy, env, grads="full")
     probs = result.probs[:, 0]  # (R, K)
     expected = probs * (env.reward_table()[0] - result.value[:, :1]) / policy.temperature[:, None]
     assert torch.allclose(result.grads["logits"][:, 0, 0, 0], expected, atol=ATOL[torch.float64], rtol=0)
@@ -144,7 +155,7 @@ def test_constant_shift_of_reward_leaves_gradient_unchanged(kind):
     env, policy = sequence_case(kind)
     table = (env.reward_table() * 0.5).clone()  # in [-0.5, 0.5]
     shifted = [env.with_rewards(table + c) for c in (0.0, 0.4, -0.5)]
-    results = [exact(policy, e, keep_grads=True) for e in shifted]
+    results = [exact(policy, e, grads="full") for e in shifted]
     for other in results[1:]:
         for key in results[0].grads:
             assert torch.allclose(other.grads[key], results[0].grads[key], atol=ATOL[torch.float64], rtol=0)
@@ -153,10 +164,10 @@ def test_constant_shift_of_reward_leaves_gradient_unchanged(kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_replicas_equal_separate_runs(kind):
     env, batched = sequence_case(kind, num_replicas=3, seed=11)
-    together = exact(batched, env, keep_grads=True)
+    together = exact(batched, env, grads="full")
     for r in range(3):
         _, single = sequence_case(kind, num_replicas=1, seed=11 + r)
-        alone = exact(single, env, keep_grads=True)
+        alone = exact(single, env, grads="full")
         assert torch.allclose(together.value[r], alone.value[0], atol=ATOL[torch.float64], rtol=0)
         assert torch.allclose(together.std[r], alone.std[0], atol=ATOL[torch.float64], rtol=0)
         assert torch.allclose(together.grad_norm[r], alone.grad_norm[0], atol=ATOL[torch.float64], rtol=0)
@@ -171,16 +182,61 @@ def test_per_input_chunking_does_not_change_results():
     assert torch.allclose(whole.grad_norm, pieces.grad_norm, atol=ATOL[torch.float64], rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["transformer", "mlp"])
-def test_values_without_gradient_equal_values_with_it(kind):
+FORWARD_FIELDS = (
+    "log_probs", "rewards", "value", "std", "position_variance", "logit_grad_norm", "max_first_token_prob"
+)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mlp", "tabular"])
+def test_evaluate_mean_gradient_and_exact_agree_bit_for_bit(kind):
+    """evaluate (no autograd), mean_gradient (one VJP) and exact share every forward field exactly,
+    and mean_gradient's mean_grad is exact's."""
     env, policy = sequence_case(kind)
-    full = exact(policy, env, per_input=False)
-    forward_only = exact(policy, env, per_input=False, gradient=False)
-    assert forward_only.mean_grad is None and forward_only.mean_grad_norm is None
-    for name in ("log_probs", "value", "std", "position_variance"):
-        assert torch.allclose(getattr(full, name), getattr(forward_only, name), atol=ATOL[torch.float64], rtol=0), name
-    with pytest.raises(ConfigError, match="per_input=True needs the gradient"):
-        exact(policy, env, gradient=False)
+    forward = evaluate(policy, env)
+    mean = mean_gradient(policy, env)
+    full = exact(policy, env)
+    assert type(forward) is Evaluation and type(mean) is MeanGradResult and type(full) is ExactResult
+    for name in FORWARD_FIELDS:
+        assert torch.equal(getattr(forward, name), getattr(full, name)), name
+        assert torch.equal(getattr(mean, name), getattr(full, name)), name
+    assert torch.equal(forward.probs, full.probs)
+    for key in full.mean_grad:
+        assert torch.equal(mean.mean_grad[key], full.mean_grad[key]), key
+    assert torch.equal(mean.mean_grad_norm, full.mean_grad_norm)
+
+
+def test_no_result_field_is_none_and_grads_raise_unless_kept():
+    """Every dataclass field of every result is a tensor or a dict of tensors; per-input gradients
+    are kept only with grads="full" and reading them otherwise raises a clear error."""
+    env, policy = sequence_case("linear")
+    results = (evaluate(policy, env), mean_gradient(policy, env), exact(policy, env), exact(policy, env, grads="full"))
+    for result in results:
+        for item in dataclasses.fields(result):
+            if item.name != "_grads":
+                assert getattr(result, item.name) is not None, (type(result).__name__, item.name)
+    norm_only = exact(policy, env)
+    assert not norm_only.has_grads
+    with pytest.raises(ConfigError, match="grads='full'"):
+        _ = norm_only.grads
+    kept = exact(policy, env, grads="full")
+    assert kept.has_grads and set(kept.grads) == set(policy.params)
+    assert torch.equal(kept.grad_norm, norm_only.grad_norm)
+    assert not hasattr(evaluate(policy, env), "mean_grad") and not hasattr(mean_gradient(policy, env), "grad_norm")
+    assert "grad_norm" not in evaluate(policy, env).to_frame()
+    assert list(norm_only.to_frame(gamma(policy, env)).columns[:6]) == [
+        "replica", "input", "reward_mean", "reward_std", "grad_norm", "gamma"
+    ]
+
+
+def test_old_flags_and_unknown_modes_are_refused():
+    env, policy = sequence_case("tabular")
+    for flag in ("per_input", "keep_grads", "gradient"):
+        with pytest.raises(TypeError, match=flag):
+            exact(policy, env, **{flag: False})
+    with pytest.raises(ConfigError, match="unknown grads='mean'"):
+        exact(policy, env, grads="mean")
+    with pytest.raises(ConfigError, match="input_chunk"):
+        exact(policy, env, input_chunk=0)
 
 
 def test_float32_agrees_with_float64():
@@ -204,7 +260,7 @@ def test_monte_carlo_reinforce_matches_exact_gradient():
     env, policy = sequence_case("tabular", reward="position_match", num_replicas=1)
     num_samples = 4000
     estimate = reinforce_gradient(policy, env, num_samples=num_samples, seed=3)
-    result = exact(policy, env, keep_grads=True)
+    result = exact(policy, env, grads="full")
     # exact per-output gradients of log p(y|x_n): (N, Y, *shape) via autograd
     params = leaf_params(policy)
     outputs = env.output_space.enumerate()[None].expand(env.num_inputs, -1, -1)
@@ -260,7 +316,7 @@ def test_gamma_closed_forms_and_maximum_over_levels():
 
             def logits(*values, prefix=prefix, n=n):
                 pre = torch.tensor(prefix, dtype=torch.long).reshape(1, 1, len(prefix))
-                return transformer._prefix_logits(
+                return transformer.replica_prefix_logits(
                     dict(zip(names, values, strict=True)), torch.tensor([n]), x[n : n + 1], pre
                 )[0, 0]
 

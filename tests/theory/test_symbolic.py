@@ -58,7 +58,7 @@ def test_softmax_gradient_matches_autograd_and_exact_engine(k):
         env = BanditEnv(r)
         policy = TabularPolicy.for_env(env, dtype="float64")
         policy.params["logits"][0, 0, 0] = z  # (R=1, N=1, S=1, K)
-        engine = exact(policy, env, keep_grads=True).grads["logits"][0, 0, 0, 0]  # (K,)
+        engine = exact(policy, env, grads="full").grads["logits"][0, 0, 0, 0]  # (K,)
 
         derivative = functions.derivative(z.numpy(), r.numpy())
         closed_form = functions.closed_form(z.numpy(), r.numpy())
