@@ -38,6 +38,12 @@ from rftgrad.theory import exact, gamma
 from rftgrad.theory.check import run_check
 from rftgrad.theory.instances import POLICY_KINDS, draw_specs
 
+__all__ = [
+    "BUG_REPORT",
+    "build_parser",
+    "main",
+]
+
 
 def _build_env(args: argparse.Namespace) -> RewardEnv:
     """The training environment named by ``--env`` with the size options that apply to it."""

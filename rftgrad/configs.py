@@ -39,6 +39,22 @@ from typing import Any
 
 from rftgrad.errors import ConfigError
 
+__all__ = [
+    "sections",
+    "derived_keys",
+    "field_types",
+    "field_docs",
+    "resolve_key",
+    "coerce",
+    "read_config_file",
+    "flatten",
+    "build",
+    "load_config",
+    "key_values",
+    "to_toml",
+    "describe_config",
+]
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10

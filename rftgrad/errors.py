@@ -8,6 +8,17 @@ expect (``ValueError`` for bad values, ``RuntimeError`` for an unusable device),
 
 from __future__ import annotations
 
+__all__ = [
+    "RftgradError",
+    "RewardRangeError",
+    "OutputSpaceError",
+    "EnumerationLimitError",
+    "DeviceError",
+    "ShapeMismatchError",
+    "ConfigError",
+    "InitializationError",
+]
+
 
 class RftgradError(Exception):
     """Base class of every error rftgrad raises on purpose."""

@@ -36,6 +36,23 @@ from rftgrad.plotting import save_figure
 from rftgrad.results import atomic_write_text
 from rftgrad.runtime import git_commit
 
+__all__ = [
+    "BUDGETS",
+    "MANIFEST_HEADER",
+    "ExperimentRun",
+    "PaperFigure",
+    "FigureResult",
+    "as_sets",
+    "figures_dir",
+    "load_figures",
+    "choose_figures",
+    "run_dir",
+    "ensure_run",
+    "make_figure",
+    "write_manifest",
+    "summary_table",
+]
+
 #: budgets of ``rftgrad figures``: quick (default, under 15 minutes on 2 CPU cores), full (paper scale),
 #: tiny (seconds; for tests, the numbers mean nothing).
 BUDGETS = ("quick", "full", "tiny")

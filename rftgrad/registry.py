@@ -8,6 +8,19 @@ imports nothing of rftgrad's.
 
 from __future__ import annotations
 
+__all__ = [
+    "SEQUENCE_REWARDS",
+    "ENVIRONMENTS",
+    "TRAINING_ENVIRONMENTS",
+    "EXPERIMENTS",
+    "ESTIMATORS",
+    "GROUP_ESTIMATORS",
+    "ADVANTAGES",
+    "OBJECTIVES",
+    "OPTIMIZERS",
+    "SCALE_REWARDS",
+]
+
 #: sequence-environment reward names (formulas in rftgrad.envs.sequence).
 SEQUENCE_REWARDS = ("exact_match", "position_match", "contains_token", "random_network")
 

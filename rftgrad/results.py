@@ -20,6 +20,8 @@ import torch
 
 from rftgrad.runtime import environment_info
 
+__all__ = ["atomic_write", "atomic_write_text", "write_run"]
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Write ``path`` atomically: ``write(stream)`` fills a temporary file in the same folder, which is
@@ -49,6 +51,7 @@ def atomic_write_text(path: str | Path, text: str | bytes) -> Path:
 def write_run(
     out_dir: str | Path, config: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], device: torch.device | str
 ) -> Path:
+
     """Write ``config.json``, ``environment.json`` and ``<name>.csv`` for each table."""
     out = Path(out_dir)
     atomic_write_text(out / "config.json", json.dumps(dict(config), indent=2, sort_keys=True, default=str) + "\n")

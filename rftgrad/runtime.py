@@ -21,6 +21,18 @@ import torch
 
 from rftgrad.errors import ConfigError, DeviceError
 
+__all__ = [
+    "resolve_device",
+    "resolve_dtype",
+    "replica_seeds",
+    "generator",
+    "torch_threads",
+    "stream_seed",
+    "stream",
+    "git_commit",
+    "environment_info",
+]
+
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 

@@ -54,15 +54,7 @@ from rftgrad.envs.tasks import (
     family_task,
     sequence_task,
 )
-
-#: name -> one-line description, for `rftgrad list`.
-ENVIRONMENTS: dict[str, str] = {
-    "bandit": "one input, K actions, a given reward vector (BanditEnv)",
-    "orthonormal": "orthonormal inputs with +1/-1 label rewards, Theorem 2's setting (orthonormal)",
-    "gaussian": "synthetic Gaussian clusters, seeded train/test split (gaussian_clusters)",
-    "digits": "scikit-learn's bundled 8x8 handwritten digits, no download (digits)",
-    "sequence": "prompts + whole-output rewards: " + ", ".join(REWARDS) + ", table, callable (SequenceEnv)",
-}
+from rftgrad.registry import ENVIRONMENTS  # name -> one-line description, for `rftgrad list`
 
 __all__ = [
     "CLASSIFICATION_DATA",

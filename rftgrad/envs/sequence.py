@@ -22,6 +22,7 @@ import torch
 
 from rftgrad.envs.base import OutputSpace, RewardEnv, validate_rewards
 from rftgrad.errors import ConfigError, ShapeMismatchError
+from rftgrad.registry import SEQUENCE_REWARDS
 from rftgrad.runtime import generator
 
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -120,7 +121,7 @@ class CallableReward:
         return torch.as_tensor(np.asarray(self.fn(input_ids, outputs), dtype=np.float64))
 
 
-REWARDS = ("exact_match", "position_match", "contains_token", "random_network")
+REWARDS = SEQUENCE_REWARDS  # the names, defined once in rftgrad.registry
 
 
 class SequenceEnv(RewardEnv):

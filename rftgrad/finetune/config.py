@@ -1,7 +1,8 @@
 """Settings of a finetuning run: objective, estimator, optimiser, replicas, schedule.
 
 :class:`TrainConfig` is a flat, typed dataclass (see :mod:`rftgrad.configs`); an
-experiment's ``Config`` subclasses it and adds its environment's fields. Values are
+experiment's ``Config`` holds one as its ``trainer`` section (``--set trainer.lr=...``) next to
+its own fields. Values are
 checked when the config is built, before any output is written, so a bad value ends
 the run with one clear :class:`ConfigError` and no directory.
 

@@ -316,8 +316,8 @@ def test_bad_input_gets_clear_errors():
         discrete_hitting_steps(0.1, 10, 0.0, "rft", 0.0)
     with pytest.raises(ConfigError, match="objective 'ppo' is unknown"):
         closed_form_hitting_time(0.1, 10, 0.0, "ppo")
-    with pytest.raises(ConfigError, match="optimizer 'sgd' is unknown"):
-        discrete_hitting_steps(0.1, 10, 0.0, "rft", 0.1, "sgd")
+    with pytest.raises(ConfigError, match="optimizer 'gd' is unknown"):
+        discrete_hitting_steps(0.1, 10, 0.0, "rft", 0.1, "gd")
     with pytest.raises(RewardRangeError, match=r"outside \[-1, 1\]"):
         rft_gradient(np.zeros(3), [1.0, -2.0, 0.0])
     with pytest.raises(ConfigError, match="symmetric positive semidefinite"):
