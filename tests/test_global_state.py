@@ -1,4 +1,4 @@
-"""Library code leaves matplotlib's and seaborn's global state alone: the backend, every rcParam, the style.
+"""Library code leaves global state alone: matplotlib backend, rcParams, seaborn style, torch threads and dtype.
 
 :func:`unchanged_plot_state` is the checker: it snapshots the backend, a copy of ``matplotlib.rcParams``,
 seaborn's current axes style and plotting context and the single-letter colour codes, and raises
@@ -170,3 +170,64 @@ def test_figures_save_without_a_display_on_the_default_backend(compare_run, tmp_
     done = subprocess.run([sys.executable, "-c", code, str(compare_run)], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------- torch's global state
+class TorchStateChanged(AssertionError):
+    """A block changed torch's intra-op thread count or its default dtype."""
+
+
+@contextmanager
+def unchanged_torch_state(threads: int = 2) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads; raise :class:`TorchStateChanged` if it leaves another
+    count or another default dtype behind (both are restored either way)."""
+    import torch
+
+    previous = torch.get_num_threads(), torch.get_default_dtype()
+    torch.set_num_threads(threads)
+    try:
+        yield
+        after = torch.get_num_threads(), torch.get_default_dtype()
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.set_default_dtype(previous[1])
+    if after != (threads, previous[1]):
+        raise TorchStateChanged(f"torch state changed: threads {threads} -> {after[0]}, dtype -> {after[1]}")
+
+
+def test_the_torch_checker_catches_a_thread_count_or_dtype_left_changed():
+    import torch
+
+    with pytest.raises(TorchStateChanged, match="threads 2 -> 1"), unchanged_torch_state(2):
+        torch.set_num_threads(1)  # what pretraining did for the whole process, without restoring
+    with pytest.raises(TorchStateChanged, match="dtype"), unchanged_torch_state(2):
+        torch.set_default_dtype(torch.float64)
+    with unchanged_torch_state(2):
+        pass
+
+
+def test_pretraining_and_experiments_leave_torch_threads_and_dtype_alone(tmp_path, monkeypatch):
+    """The cached transformer pretrains on one thread (``torch_threads(1)``), then restores the caller's count;
+    a whole experiment (here the prevalence experiment's pretraining path and a compare run) changes nothing."""
+    import torch
+
+    import rftgrad.finetune.pretraining as pretraining
+    from rftgrad.envs import language_env, pretraining_mixture
+    from rftgrad.experiments.base import run_experiment
+    from rftgrad.experiments.compare import TESTING
+
+    env = language_env(prompts_per_task=2, vocab_size=3, length=2, seed=0)
+    mixture = pretraining_mixture(env, seed=0)
+    seen = []
+    real_pretrain = pretraining.pretrain
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())  # the count while the weights are fitted
+        return real_pretrain(*args, **kwargs)
+
+    monkeypatch.setattr(pretraining, "pretrain", spy)
+    with unchanged_torch_state(2):
+        pretraining.pretrained_transformer(env, mixture, steps=3, d_model=8, num_layers=1, cache_dir=tmp_path / "c")
+    assert seen == [1]  # pretraining itself ran on one thread
+    with unchanged_torch_state(2):
+        run_experiment("compare", tmp_path / "run", sets=as_sets(TESTING), progress=False, figures=False)
