@@ -25,18 +25,6 @@ from pathlib import Path
 import torch
 
 
-def set_args(values: dict) -> list[str]:
-    """``{"lr": (0.1, 0.2)}`` -> ``["--set", "lr=0.1,0.2"]`` (nested sections as ``section.key``)."""
-    args: list[str] = []
-    for key, value in values.items():
-        if isinstance(value, dict):
-            args += set_args({f"{key}.{inner}": v for inner, v in value.items()})
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
-        args += ["--set", f"{key}={text}"]
-    return args
-
-
 def budgets() -> dict[str, tuple[str, str | None, dict]]:
     """``label -> (experiment, variant, TESTING values)`` for every experiment and variant."""
     from rftgrad.experiments import EXPERIMENTS
@@ -62,6 +50,7 @@ def budgets() -> dict[str, tuple[str, str | None, dict]]:
 def scores(only: list[str] | None = None) -> dict[str, dict]:
     """Run every TESTING budget and return ``label -> score``."""
     from rftgrad.cli import main
+    from rftgrad.configs import as_sets
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +58,8 @@ def scores(only: list[str] | None = None) -> dict[str, dict]:
             if only and label not in only and name not in only:
                 continue
             out = Path(tmp) / label.replace("/", "-")
-            argv = ["run", name, "--out", str(out), "--no-progress", *set_args(values)]
+            sets = [arg for item in as_sets(values) for arg in ("--set", item)]
+            argv = ["run", name, "--out", str(out), "--no-progress", *sets]
             if variant is not None:
                 argv += ["--variant", variant]
             print("+ rftgrad " + " ".join(argv), file=sys.stderr, flush=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rftgrad.configs import as_sets
 from rftgrad.experiments.controlled import TESTING, draw_gain_vs_std, draw_reward_curves
-from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.plotting import PAPER_FONT_SCALE, arm_objective, final_values, paper_figure, themed
 
 

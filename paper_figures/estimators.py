@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from rftgrad.configs import as_sets
 from rftgrad.experiments.estimators import (
     TESTING,
     budget,
@@ -28,7 +29,7 @@ from rftgrad.experiments.estimators import (
     estimator_colors,
     fit_table,
 )
-from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 

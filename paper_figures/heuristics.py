@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from rftgrad.configs import as_sets
 from rftgrad.experiments.heuristics import (
     TESTING,
     draw_heuristic_rewards,
@@ -23,7 +24,7 @@ from rftgrad.experiments.heuristics import (
     per_replica,
     summary_table,
 )
-from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 

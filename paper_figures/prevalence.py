@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rftgrad.configs import as_sets
 from rftgrad.experiments.prevalence import TESTING, draw_gap_closed, draw_mean_vs_std, log_floor
-from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 #: the reward both panels show (the sparse one, where the paper's stall appears).

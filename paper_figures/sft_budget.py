@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from rftgrad.configs import as_sets
 from rftgrad.experiments.sft_budget import ENOUGH, TESTING, arm_table, draw_family_curves, draw_gain_vs_cost, percent
-from rftgrad.gallery import ExperimentRun, PaperFigure, as_sets
+from rftgrad.gallery import ExperimentRun, PaperFigure
 from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "coerce",
     "read_config_file",
     "flatten",
+    "as_sets",
     "build",
     "load_config",
     "key_values",
@@ -213,6 +214,16 @@ def flatten(values: Mapping[str, Any]) -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def as_sets(values: Mapping[str, Any]) -> tuple[str, ...]:
+    """A config dict as ``--set`` strings, the inverse of what :func:`load_config` parses:
+    ``{"lr": (0.1, 0.2), "seeds": 2}`` -> ``("lr=0.1,0.2", "seeds=2")``; nested sections become dotted
+    keys (:func:`flatten`): ``{"trainer": {"lr": (0.1,)}}`` -> ``("trainer.lr=0.1",)``."""
+    return tuple(
+        f"{key}={','.join(map(str, value)) if isinstance(value, tuple | list) else value}"
+        for key, value in flatten(values).items()
+    )
 
 
 def build(config_cls: type, values: Mapping[str, Any]) -> Any:  # noqa: ANN401 - an instance of config_cls

@@ -22,7 +22,7 @@ import importlib.util
 import json
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,6 @@ __all__ = [
     "ExperimentRun",
     "PaperFigure",
     "FigureResult",
-    "as_sets",
     "figures_dir",
     "load_figures",
     "choose_figures",
@@ -121,19 +120,6 @@ class FigureResult:
     draw_seconds: float
     reused_run: bool
     key_number: str
-
-
-def as_sets(values: Mapping[str, Any], prefix: str = "") -> tuple[str, ...]:
-    """A config dict as ``--set`` strings: ``{"lr": (0.1, 0.2), "seeds": 2}`` -> ``("lr=0.1,0.2", "seeds=2")``;
-    nested sections become dotted keys: ``{"trainer": {"lr": (0.1,)}}`` -> ``("trainer.lr=0.1",)``."""
-    sets: list[str] = []
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            sets.extend(as_sets(value, f"{prefix}{key}."))
-        else:
-            text = ",".join(map(str, value)) if isinstance(value, tuple | list) else value
-            sets.append(f"{prefix}{key}={text}")
-    return tuple(sets)
 
 
 def figures_dir(path: str | Path | None = None) -> Path:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from rftgrad.configs import coerce, describe_config, field_docs, load_config, to_toml
+from rftgrad.configs import as_sets, coerce, describe_config, field_docs, load_config, to_toml
 from rftgrad.errors import ConfigError
 
 
@@ -91,3 +91,12 @@ def test_derived_unknown_and_ill_typed_section_keys_are_refused():
         load_config(Composed, sets=["inner.bogus=1"])
     with pytest.raises(ConfigError, match="config key 'inner.lr' expects a list of numbers"):
         load_config(Composed, sets=["lr=fast"])
+
+
+def test_as_sets_flattens_nested_sections_and_load_config_reads_them_back():
+    assert as_sets({"lr": (0.1, 0.2), "seeds": 2}) == ("lr=0.1,0.2", "seeds=2")
+    assert as_sets({"num_train": 20, "trainer": {"lr": (0.1,), "seeds": 2}}) == (
+        "num_train=20", "trainer.lr=0.1", "trainer.seeds=2",
+    )  # fmt: skip
+    config = Composed(steps=7, inner=Section(lr=(0.25, 2.0)))
+    assert load_config(Composed, sets=as_sets({"steps": 7, "inner": {"lr": (0.25, 2.0)}})) == config

@@ -11,7 +11,7 @@ import pytest
 
 from rftgrad.cli import main
 from rftgrad.errors import ConfigError
-from rftgrad.gallery import PaperFigure, as_sets, choose_figures, load_figures, summary_table
+from rftgrad.gallery import PaperFigure, choose_figures, load_figures, summary_table
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,9 +86,3 @@ def test_summary_table_totals_the_seconds():
     table = summary_table(results)
     assert "4.0" in table.splitlines()[-1] and "*" in table.splitlines()[2]
 
-
-def test_as_sets_flattens_nested_sections():
-    assert as_sets({"lr": (0.1, 0.2), "seeds": 2}) == ("lr=0.1,0.2", "seeds=2")
-    assert as_sets({"num_train": 20, "trainer": {"lr": (0.1,), "seeds": 2}}) == (
-        "num_train=20", "trainer.lr=0.1", "trainer.seeds=2",
-    )  # fmt: skip

@@ -21,7 +21,7 @@ import pytest
 import seaborn as sns
 from matplotlib.colors import to_hex
 
-from rftgrad.gallery import as_sets
+from rftgrad.configs import as_sets
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBPACKAGES = ("envs", "models", "theory", "finetune", "experiments", "diagnose", "plotting", "gallery", "cli")

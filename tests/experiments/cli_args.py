@@ -1,18 +1,12 @@
-"""Config values as ``--set key=value`` command-line arguments (tuples joined by commas)."""
+"""Config values as ``--set key=value`` command-line arguments (:func:`rftgrad.configs.as_sets`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rftgrad.configs import as_sets
+
 
 def set_args(values: Mapping[str, object]) -> list[str]:
-    """``{"lr": (0.1, 0.2), "seeds": 2}`` -> ``["--set", "lr=0.1,0.2", "--set", "seeds=2"]``; a nested section
-    ``{"trainer": {"seeds": 2}}`` -> ``["--set", "trainer.seeds=2"]``."""
-    args = []
-    for key, value in values.items():
-        if isinstance(value, Mapping):
-            args += set_args({f"{key}.{inner}": item for inner, item in value.items()})
-            continue
-        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        args += ["--set", f"{key}={text}"]
-    return args
+    """``{"lr": (0.1, 0.2), "trainer": {"seeds": 2}}`` -> ``["--set", "lr=0.1,0.2", "--set", "trainer.seeds=2"]``."""
+    return [arg for item in as_sets(values) for arg in ("--set", item)]
