@@ -36,6 +36,7 @@ from rftgrad.envs.classification import (
 )
 from rftgrad.envs.sequence import SequenceEnv, random_sequence_env
 from rftgrad.errors import ConfigError
+from rftgrad.registry import ENVIRONMENTS
 
 #: prompt length and prompt vocabulary of :func:`sequence_task`.
 PROMPT_LENGTH, PROMPT_VOCAB = 4, 16
@@ -81,7 +82,7 @@ def build_env(
             num_prompts=num_inputs, vocab_size=vocab_size, length=length, reward=reward, seed=seed
         )
         return env, None
-    raise ConfigError(f"unknown environment {name!r}; choose one of bandit, orthonormal, gaussian, digits, sequence")
+    raise ConfigError(f"unknown environment {name!r}; choose one of {', '.join(ENVIRONMENTS)}")
 
 
 def classification_task(
