@@ -36,7 +36,7 @@ from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 def group_size_shown(updates: pd.DataFrame, run: ExperimentRun) -> int:
     """The G of the left panel: the learning curves' G when the sweep has it, else the sweep's middle G."""
     groups = sorted(int(g) for g in updates["group_size"].unique())
-    wanted = int(run.setting("num_generations", 0))
+    wanted = int(run.setting("num_generations"))
     return wanted if wanted in groups else groups[len(groups) // 2]
 
 

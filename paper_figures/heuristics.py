@@ -36,7 +36,7 @@ def draw(run: ExperimentRun) -> tuple[Any, str]:
     sizes = sorted(int(size) for size in table["num_outputs"].unique())
     fig, (reward_ax, std_ax) = paper_figure(columns=2, height=3.4)
     draw_heuristic_rewards(reward_ax, table, sizes)
-    draw_heuristic_stds(std_ax, table, records, float(run.setting("std_threshold", 0.1)))
+    draw_heuristic_stds(std_ax, table, records, float(run.setting("std_threshold")))
 
     rft, sft = table[table["objective"] == "RFT"], table[table["objective"] == "SFT"]
     hot = rft[rft["sweep"] == "temperature"]

@@ -24,20 +24,18 @@ from rftgrad.plotting import PAPER_FONT_SCALE, paper_figure, themed
 
 #: the reward both panels show (the sparse one, where the paper's stall appears).
 REWARD = "exact_match"
-#: "far from optimal" when the run does not say: V more than this share of the reward range below the best.
-FAR_FRACTION = 0.5
 
 
 @themed(PAPER_FONT_SCALE)
 def draw(run: ExperimentRun) -> tuple[Any, str]:
     """Mean vs STD per prompt and task; gap closed vs initial STD under RFT and SFT."""
     floor = log_floor(run.tables["prompts"], REWARD)
-    coverage = dict(zip(run.setting("tasks", []), run.setting("coverage", []), strict=False))
+    coverage = dict(zip(run.setting("tasks"), run.setting("coverage"), strict=True))
     steps = run.setting("steps")
     fig, (mean_ax, gap_ax) = paper_figure(columns=2, height=3.4)
-    stalled = draw_mean_vs_std(mean_ax, run.tables, REWARD, floor, float(run.setting("far_fraction", FAR_FRACTION)),
+    stalled = draw_mean_vs_std(mean_ax, run.tables, REWARD, floor, float(run.setting("far_fraction")),
                                coverage)  # fmt: skip
-    title = f"after {steps} steps, each at its best lr" if steps else "after training"
+    title = f"after {steps} steps, each at its best lr"
     found = draw_gap_closed(gap_ax, run.tables, REWARD, floor, title)
     low, high = min(stalled, key=stalled.get), max(stalled, key=stalled.get)
     key = (

@@ -74,15 +74,11 @@ class ExperimentRun:
     score: dict[str, Any]
     config: dict[str, Any]
 
-    def setting(self, name: str, default: Any = None) -> Any:  # noqa: ANN401 - any config value
-        """The config value ``name``: a top-level field, else the field of that name in a nested section
-        (``{"trainer": {"lr": ...}}``), else ``default``."""
-        if name in self.config:
-            return self.config[name]
-        for section in self.config.values():
-            if isinstance(section, dict) and name in section:
-                return section[name]
-        return default
+    def setting(self, name: str) -> Any:  # noqa: ANN401 - any config value
+        """The run's config value of key ``name``, resolved as ``--set`` resolves it
+        (:func:`rftgrad.configs.resolve_key`: ``"std_threshold"`` is ``trainer.std_threshold``)."""
+        key = configs.resolve_key(experiment_module(self.config["experiment"], "config").Config, name)
+        return configs.flatten(self.config)[key]
 
 
 @dataclass(frozen=True)
