@@ -104,7 +104,7 @@ for fraction in budget.sft_fractions[:-1]:
     )
 
 start_policies = PretrainedPolicies(
-    "linear", family.train, family.pretrain_outputs, hidden=1, steps=budget.pretrain_steps, lr=budget.pretrain_lr,
+    "linear", family.train, family.pretrain_outputs, steps=budget.pretrain_steps, lr=budget.pretrain_lr,
     progress=False,
 )
 budget_records = train(start_policies, family.train, trainer, eval_envs={"test": family.test}, progress=False).records

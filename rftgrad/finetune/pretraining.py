@@ -121,8 +121,8 @@ class PretrainedPolicies:
 
     The first call for a set of seeds builds the policy (``policy``, a name of
     :data:`rftgrad.models.POLICIES`, sized for ``env``; linear policies on the input features,
-    MLPs with one hidden layer of ``hidden``) and pretrains it at temperature 1 toward
-    ``pretrain_outputs`` ``(N, k, L)`` (uniform over each input's set) with :func:`pretrain`
+    MLPs with one hidden layer of ``hidden``, which other policies ignore) and pretrains it at
+    temperature 1 toward ``pretrain_outputs`` ``(N, k, L)`` (uniform over each input's set) with :func:`pretrain`
     (``steps`` full-batch Adam steps at ``lr``); every call returns a fresh policy holding a copy
     of the cached weights, sampling at the replicas' temperatures (a higher temperature flattens
     the pretrained distribution, as when sampling a pretrained model hotter). ``losses[seeds]``
@@ -135,10 +135,10 @@ class PretrainedPolicies:
         env: RewardEnv,
         pretrain_outputs: torch.Tensor,
         *,
-        hidden: int,
         steps: int,
         lr: float,
         progress: bool,
+        hidden: int = 64,
     ) -> None:
         self.policy, self.env, self.pretrain_outputs = policy, env, pretrain_outputs
         self.hidden, self.steps, self.lr, self.progress = hidden, steps, lr, progress

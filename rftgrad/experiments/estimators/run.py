@@ -91,7 +91,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
         modify_fraction=config.modify_fraction, data_seed=config.data_seed,
     )  # fmt: skip
     make_policy = PretrainedPolicies(
-        config.policy, task.train, task.pretrain_outputs, hidden=1, steps=config.pretrain_steps,
+        config.policy, task.train, task.pretrain_outputs, steps=config.pretrain_steps,
         lr=config.pretrain_lr, progress=context.progress,
     )  # fmt: skip
     frames = []

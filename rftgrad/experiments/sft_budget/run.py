@@ -40,7 +40,7 @@ def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:
     trainer = config.budget_trainer()
     task = budget_task(config)
     make_policy = PretrainedPolicies(
-        "linear", task.train, task.pretrain_outputs, hidden=1, steps=config.pretrain_steps, lr=config.pretrain_lr,
+        "linear", task.train, task.pretrain_outputs, steps=config.pretrain_steps, lr=config.pretrain_lr,
         progress=context.progress,
     )  # fmt: skip
     run_key = {**dataclasses.asdict(config), "trainer": dataclasses.asdict(trainer)}
