@@ -16,11 +16,15 @@ bug of rftgrad's and shows its traceback, a line asking for a report, and exit c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import torch
@@ -30,10 +34,9 @@ from rftgrad.configs import describe_config
 from rftgrad.diagnose import GROUP_SIZES, default_out_dir, diagnose, format_summary
 from rftgrad.envs import ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
-from rftgrad.experiments import EXPERIMENTS
-from rftgrad.experiments.base import experiment_module, run_experiment
+from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
-from rftgrad.results import write_run
+from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint, free_run_dir, write_run
 from rftgrad.theory import exact, gamma
 from rftgrad.theory.check import run_check
 from rftgrad.theory.instances import POLICY_KINDS, draw_specs
@@ -45,14 +48,50 @@ __all__ = [
 ]
 
 
+#: the ``exact`` options each environment reads (any other given explicitly is refused, not ignored).
+ENV_OPTIONS: dict[str, frozenset[str]] = {
+    "bandit": frozenset({"rewards"}),
+    "orthonormal": frozenset({"inputs", "vocab"}),
+    "gaussian": frozenset({"inputs", "vocab"}),
+    "digits": frozenset({"inputs"}),
+    "sequence": frozenset({"inputs", "vocab", "length", "reward"}),
+}
+#: the ``exact`` options each policy reads.
+POLICY_OPTIONS: dict[str, frozenset[str]] = {
+    "tabular": frozenset(),
+    "linear": frozenset({"features"}),
+    "mlp": frozenset({"hidden"}),
+    "transformer": frozenset({"d_model", "layers"}),
+}
+#: what ``exact`` uses for an option its environment or policy reads when it is not given.
+EXACT_DEFAULTS: dict[str, object] = {
+    "inputs": 4, "vocab": 4, "length": 3, "reward": "exact_match", "rewards": (1.0, -1.0, -1.0, 0.5),
+    "features": "input_last_token", "hidden": (64,), "d_model": 32, "layers": 2,
+}  # fmt: skip
+
+
+def _exact_options(args: argparse.Namespace) -> dict[str, object]:
+    """The environment and policy options of ``exact``, defaults filled in; an option given explicitly that
+    the chosen ``--env`` / ``--policy`` does not read raises :class:`ConfigError` (it would be ignored)."""
+    used = ENV_OPTIONS[args.env] | POLICY_OPTIONS[args.policy]
+    ignored = [name for name in EXACT_DEFAULTS if getattr(args, name) is not None and name not in used]
+    if ignored:
+        flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
+        raise ConfigError(f"{flags} not used by --env {args.env} with --policy {args.policy}; drop it")
+    return {name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in EXACT_DEFAULTS.items()}  # fmt: skip
+
+
 def _build_env(args: argparse.Namespace) -> RewardEnv:
     """The training environment named by ``--env`` with the size options that apply to it."""
-    rewards = [float(v) for v in args.rewards.split(",")]
-    return build_env(args.env, args.inputs, args.vocab, args.length, args.reward, args.seed, rewards)[0]
+    opts = _exact_options(args)
+    return build_env(args.env, opts["inputs"], opts["vocab"], opts["length"], opts["reward"], args.seed,
+                     list(opts["rewards"]))[0]  # fmt: skip
 
 
 def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
     """The policy named by ``--policy``, sized for ``env``, optionally set to ``--p0`` on the targets."""
+    opts = _exact_options(args)
     policy = build_policy(
         args.policy,
         env,
@@ -60,10 +99,10 @@ def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
         device=args.device,
         dtype=args.dtype,
         temperature=args.temperature,
-        features=args.features,
-        hidden=tuple(int(h) for h in args.hidden.split(",")),
-        d_model=args.d_model,
-        num_layers=args.layers,
+        features=opts["features"],
+        hidden=tuple(opts["hidden"]),
+        d_model=opts["d_model"],
+        num_layers=opts["layers"],
         num_replicas=args.replicas,
     )
     if args.p0 is not None:
@@ -71,9 +110,17 @@ def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
     return policy
 
 
+#: options that say where and how to write, not what to compute (left out of a run's fingerprint).
+NOT_IN_FINGERPRINT = ("handler", "out", "overwrite", "no_progress")
+
+
 def _run_config(args: argparse.Namespace) -> dict[str, object]:
     """The command's options, as stored in a run directory's config.json."""
     return {key: value for key, value in vars(args).items() if key != "handler"}
+
+
+def _fingerprint(args: argparse.Namespace) -> str:
+    return config_fingerprint({k: v for k, v in vars(args).items() if k not in NOT_IN_FINGERPRINT})
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -94,17 +141,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_exact(args: argparse.Namespace) -> int:
     env = _build_env(args)
     env.output_space.check_enumerable(args.max_outputs)  # refuse before allocating a policy for it
-    policy = _build_policy(args, env)
-    result = exact(policy, env, max_outputs=args.max_outputs)
-    table = result.to_frame(gamma=gamma(policy, env, max_outputs=args.max_outputs))
-    print(env.describe())
-    print(policy.describe())
-    with pd.option_context("display.width", 120, "display.max_rows", 40, "display.float_format", "{:.4g}".format):
-        print(table.drop(columns=[c for c in table if c.startswith("var_pos_")]).to_string(index=False))
-    if args.out:
-        records = table.melt(id_vars=["replica", "input"], var_name="metric", value_name="value")
-        out = write_run(args.out, _run_config(args), {"exact": records}, policy.device)
-        print(f"wrote {out}/config.json, environment.json, exact.csv")
+    claim = None if args.out is None else claim_run_dir(args.out, "exact", _fingerprint(args), overwrite=args.overwrite)
+    with claim or contextlib.nullcontext():
+        policy = _build_policy(args, env)
+        result = exact(policy, env, max_outputs=args.max_outputs)
+        table = result.to_frame(gamma=gamma(policy, env, max_outputs=args.max_outputs))
+        print(env.describe())
+        print(policy.describe())
+        with pd.option_context("display.width", 120, "display.max_rows", 40, "display.float_format", "{:.4g}".format):
+            print(table.drop(columns=[c for c in table if c.startswith("var_pos_")]).to_string(index=False))
+        if claim is not None:
+            records = table.melt(id_vars=["replica", "input"], var_name="metric", value_name="value")
+            write_run(claim.path, _run_config(args), {"exact": records}, policy.device)
+            claim.finish()
+            print(f"wrote {claim.path}/config.json, environment.json, exact.csv")
     return 0
 
 
@@ -113,16 +163,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
     unknown = [k for k in kinds if k not in POLICY_KINDS]
     if unknown:
         raise ConfigError(f"unknown policy kind(s) {', '.join(unknown)}; choose from {', '.join(POLICY_KINDS)}")
-    if args.examples < 1:
-        raise ConfigError(f"--examples must be >= 1, got {args.examples}")
-    specs = draw_specs(args.examples, seed=args.seed, kinds=kinds, max_length=args.max_len)
-    rows, summary = run_check(specs, progress=not args.no_progress)
-    with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
-        print(summary.to_string(index=False))
-    violations = int(summary.loc[summary["kind"] == "all", "violations"].iloc[0])
-    if args.out:
-        write_run(args.out, _run_config(args), {"check_rows": rows, "check_summary": summary}, "cpu")
-        print(f"wrote {args.out}/check_rows.csv, check_summary.csv")
+    claim = None if args.out is None else claim_run_dir(args.out, "check", _fingerprint(args), overwrite=args.overwrite)
+    with claim or contextlib.nullcontext():
+        specs = draw_specs(args.examples, seed=args.seed, kinds=kinds, max_length=args.max_len)
+        rows, summary = run_check(specs, progress=not args.no_progress)
+        with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
+            print(summary.to_string(index=False))
+        violations = int(summary.loc[summary["kind"] == "all", "violations"].iloc[0])
+        if claim is not None:
+            write_run(claim.path, _run_config(args), {"check_rows": rows, "check_summary": summary}, "cpu")
+            claim.finish()
+            print(f"wrote {claim.path}/check_rows.csv, check_summary.csv")
     print(f"{violations} violation(s) in {len(specs)} examples ({len(rows)} inputs)")
     if violations:
         worst = rows[rows["violation"]].iloc[0]
@@ -144,9 +195,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sets.append(f"device={args.device}")
     if args.seeds is not None:
         sets.append(f"seeds={args.seeds}")
-    out = args.out or f"runs/{args.experiment}" + (f"-{args.variant}" if args.variant else "")
+    out = args.out  # a string until claimed: Path("") would be "."
+    if out is None:
+        out = default_run_dir(args.experiment, args.config, sets, args.full, args.variant)
     _, score, figures = run_experiment(
-        args.experiment, out, args.config, sets, args.full, not args.no_progress, args.variant
+        args.experiment, out, args.config, sets, args.full, not args.no_progress, args.variant, overwrite=args.overwrite
     )
     print(json.dumps(score, indent=2, default=float))
     print(f"wrote {out}: config.json, environment.json, records, score.json, " + ", ".join(p.name for p in figures))
@@ -165,60 +218,116 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         return 0
     chosen = paper.choose_figures(found, args.only)
     budget = "full" if args.full else "tiny" if args.tiny else "quick"
-    out = Path(args.out) if args.out else paper.figures_dir(args.figures_dir)
+    if args.gallery and args.out is not None:
+        raise ConfigError("--gallery and --out both say where the figures go; give one of them")
+    if args.gallery:
+        out = paper.figures_dir(args.figures_dir)
+    else:
+        out = Path(args.runs) / budget / "gallery" if args.out is None else args.out
     results = []
-    with tqdm(chosen, desc="figures", unit="figure", disable=args.no_progress, dynamic_ncols=True) as bar:
-        for figure in bar:
-            bar.set_description(f"{figure.name} ({figure.experiment})")
-            results.append(paper.make_figure(figure, budget, out, args.runs, args.device, not args.no_progress))
-            paper.write_manifest(found, out)
+    with claim_output_dir(out) as claim:
+        out = claim.path
+        paper.check_outputs(chosen, budget, claim.path, args.overwrite)  # before anything runs
+        with tqdm(chosen, desc="figures", unit="figure", disable=args.no_progress, dynamic_ncols=True) as bar:
+            for figure in bar:
+                bar.set_description(f"{figure.name} ({figure.experiment})")
+                progress = not args.no_progress
+                results.append(paper.make_figure(figure, budget, out, args.runs, args.device, progress, args.overwrite))
+                paper.write_manifest(found, out)
     print(paper.summary_table(results))
     print(f"wrote {out}: " + ", ".join(f"{r.name}.png" for r in results) + ", README.md")
     return 0
 
 
-def _floats(text: str | None, option: str, count: int | None = None) -> tuple[float, ...] | None:
-    """Comma-separated numbers of ``option`` (``count`` of them if given), or None when absent."""
-    if text is None:
-        return None
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise ConfigError(f"{option} takes comma-separated numbers, got {text!r}") from None
-    if count is not None and len(values) != count:
-        raise ConfigError(f"{option} takes {count} comma-separated numbers, got {text!r}")
-    return values
+def _integer(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"takes an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _number(minimum: float = -math.inf, strict: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number >= ``minimum`` (> it when ``strict``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"takes a finite number, got {text!r}")
+        if value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"takes a number {'>' if strict else '>='} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def _list_of(item: Callable[[str], float], count: int | None = None) -> Callable[[str], tuple]:
+    """An argparse type: comma-separated values of type ``item`` (exactly ``count`` of them if given)."""
+
+    def parse(text: str) -> tuple:
+        values = tuple(item(part.strip()) for part in text.split(","))
+        if count is not None and len(values) != count:
+            raise argparse.ArgumentTypeError(f"takes {count} comma-separated values, got {text!r}")
+        return values
+
+    return parse
+
+
+def _reward_range(text: str) -> tuple[float, float]:
+    low, high = _list_of(_number(), count=2)(text)
+    if low >= high:
+        raise argparse.ArgumentTypeError(f"takes LO,HI with LO < HI, got {text!r}")
+    return low, high
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    reward_range = _floats(args.reward_range, "--reward-range", count=2)
-    sizes = _floats(args.group_sizes, "--group-sizes")
-    if sizes is None or any(g < 1 or g != int(g) for g in sizes):
-        raise ConfigError(f"--group-sizes takes integers >= 1, got {args.group_sizes!r}")
-    out = Path(args.out) if args.out else default_out_dir(args.file)
-    diagnosis, written = diagnose(
-        args.file,
-        out,
-        fmt=args.format,
-        prompt_col=args.prompt_col,
-        reward_col=args.reward_col,
-        reward_weights=_floats(args.reward_weights, "--reward-weights"),
-        step_col=args.step_col,
-        reward_range=reward_range,
-        max_reward=args.max_reward,
-        std_threshold=args.std_threshold,
-        gap=args.gap,
-        group_sizes=tuple(int(g) for g in sizes),
-        skip_singletons=args.skip_singletons,
-    )
+    fingerprint = _fingerprint(args)
+    out = free_run_dir(default_out_dir(args.file), "diagnose", fingerprint) if args.out is None else args.out
+    with claim_run_dir(out, "diagnose", fingerprint, overwrite=args.overwrite, inputs=[args.file]) as claim:
+        diagnosis, written = diagnose(
+            args.file,
+            claim.path,
+            fmt=args.format,
+            prompt_col=args.prompt_col,
+            reward_col=args.reward_col,
+            reward_weights=args.reward_weights,
+            step_col=args.step_col,
+            reward_range=args.reward_range,
+            max_reward=args.max_reward,
+            std_threshold=args.std_threshold,
+            gap=args.gap,
+            group_sizes=args.group_sizes,
+            skip_singletons=args.skip_singletons,
+        )
+        claim.finish()
     print(format_summary(diagnosis))
-    print(f"wrote {out}/: " + ", ".join(p.name for p in written) + " (+ .pdf)")
+    print(f"wrote {claim.path}/: " + ", ".join(p.name for p in written) + " (+ .pdf)")
     return 0
+
+
+OVERWRITE_HELP = "replace what --out holds (a finished run, another command's run, other files)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with rftgrad's one-line errors: ``rftgrad: error: <problem> (see `rftgrad CMD --help`)``, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"rftgrad: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``rftgrad`` (also used to render ``--help``)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rftgrad",
         description="Vanishing gradients in reinforcement finetuning, verified (Razin et al., ICLR 2024).",
     )
@@ -231,31 +340,39 @@ def build_parser() -> argparse.ArgumentParser:
     ex = commands.add_parser("exact", help="exact V, STD, ||grad V|| and gamma for a policy on an environment")
     ex.add_argument("--env", choices=sorted(ENVIRONMENTS), default="sequence", help="environment (default: sequence)")
     ex.add_argument("--policy", choices=sorted(POLICIES), default="transformer", help="policy (default: transformer)")
-    ex.add_argument("--inputs", type=int, default=4, help="number of inputs / prompts / per-class points (default 4)")
-    ex.add_argument("--vocab", type=int, default=4, help="V: output vocabulary or number of classes (default 4)")
-    ex.add_argument("--length", type=int, default=3, help="L: output length, sequence env (default 3)")
-    ex.add_argument("--reward", choices=REWARDS, default="exact_match", help="sequence reward (default exact_match)")
-    ex.add_argument("--rewards", default="1,-1,-1,0.5", help="bandit reward vector, comma-separated, in [-1, 1]")
-    ex.add_argument("--features", choices=FEATURE_MAPS, default="input_last_token", help="linear feature map")
-    ex.add_argument("--hidden", default="64", help="MLP hidden widths, comma-separated (default 64)")
-    ex.add_argument("--d-model", type=int, default=32, help="transformer width (default 32)")
-    ex.add_argument("--layers", type=int, default=2, help="transformer blocks (default 2)")
-    ex.add_argument("--replicas", type=int, default=2, help="R, replicas with seeds seed..seed+R-1 (default 2)")
-    ex.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
-    ex.add_argument("--p0", type=float, default=None, help="initialise to put this probability on each target")
-    ex.add_argument("--temperature", type=float, default=1.0, help="sampling temperature T (default 1)")
+    ex.add_argument("--inputs", type=_integer(1), help="number of inputs / prompts / per-class points (default 4)")
+    ex.add_argument("--vocab", type=int, help="V: output vocabulary or number of classes (default 4)")
+    ex.add_argument("--length", type=int, help="L: output length, sequence env (default 3)")
+    ex.add_argument("--reward", choices=REWARDS, help="sequence reward (default exact_match)")
+    ex.add_argument(
+        "--rewards",
+        type=_list_of(_number()),
+        help="bandit reward vector, comma-separated, in [-1, 1] (default 1,-1,-1,0.5)",
+    )
+    ex.add_argument("--features", choices=FEATURE_MAPS, help="linear feature map (default input_last_token)")
+    ex.add_argument("--hidden", type=_list_of(_integer(1)), help="MLP hidden widths, comma-separated (default 64)")
+    ex.add_argument("--d-model", type=_integer(1), help="transformer width (default 32)")
+    ex.add_argument("--layers", type=_integer(1), help="transformer blocks (default 2)")
+    ex.add_argument("--replicas", type=_integer(1), default=2, help="R, replicas with seeds seed..seed+R-1 (default 2)")
+    ex.add_argument("--seed", type=_integer(0), default=0, help="first seed (default 0)")
+    ex.add_argument("--p0", type=_number(), default=None, help="initialise to put this probability on each target")
+    ex.add_argument(
+        "--temperature", type=_number(0, strict=True), default=1.0, help="sampling temperature T (default 1)"
+    )
     ex.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | auto (default cpu)")
     ex.add_argument("--dtype", default="float64", help="float32 | float64 (default float64)")
-    ex.add_argument("--max-outputs", type=int, default=2**20, help="enumeration limit on V^L (default 2^20)")
+    ex.add_argument("--max-outputs", type=_integer(1), default=2**20, help="enumeration limit on V^L (default 2^20)")
     ex.add_argument("--out", default=None, help="write config.json, environment.json and exact.csv here")
+    ex.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ex.set_defaults(handler=_cmd_exact)
 
     ck = commands.add_parser("check", help="check Theorem 1's bounds on random policies (exit 1 on a violation)")
-    ck.add_argument("--examples", type=int, default=200, help="random instances to check (default 200)")
+    ck.add_argument("--examples", type=_integer(1), default=200, help="random instances to check (default 200)")
     ck.add_argument("--policy", default=",".join(POLICY_KINDS), help="policy kinds, comma-separated (default: all)")
-    ck.add_argument("--max-len", type=int, default=5, help="largest output length L (default 5)")
-    ck.add_argument("--seed", type=int, default=0, help="seed of the instance draw (default 0)")
+    ck.add_argument("--max-len", type=_integer(1), default=5, help="largest output length L (default 5)")
+    ck.add_argument("--seed", type=_integer(0), default=0, help="seed of the instance draw (default 0)")
     ck.add_argument("--out", default=None, help="write config.json, environment.json and the check tables here")
+    ck.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ck.add_argument("--no-progress", action="store_true", help="no progress bar")
     ck.set_defaults(handler=_cmd_check)
 
@@ -264,10 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--config", default=None, help="TOML (or JSON) file of config values, e.g. a run's config.toml")
     rn.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
     rn.add_argument("--full", action="store_true", help="the paper-scale budget instead of the quick one")
-    rn.add_argument("--out", default=None, help="run directory (default runs/<experiment>)")
+    rn.add_argument(
+        "--out", default=None, help="run directory (default runs/<experiment>, else runs/<experiment>-2, ...)"
+    )
+    rn.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     rn.add_argument("--variant", default=None, help="named variant of the experiment (see --show-config)")
     rn.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (training experiments)")
-    rn.add_argument("--seeds", type=int, default=None, help="seeds per setting (training experiments)")
+    rn.add_argument("--seeds", type=_integer(1), default=None, help="seeds per setting (training experiments)")
     rn.add_argument("--no-progress", action="store_true", help="no progress bars")
     rn.add_argument("--show-config", action="store_true", help="list the config keys, types and defaults, then exit")
     rn.set_defaults(handler=_cmd_run)
@@ -279,7 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--tiny", action="store_true", help="seconds per figure, for tests (numbers mean nothing)")
     fg.add_argument("--only", nargs="+", default=None, metavar="NAME", help="draw only these figures (see --list)")
     fg.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (training experiments)")
-    fg.add_argument("--out", default=None, help="where the figures and the manifest go (default paper_figures/)")
+    fg.add_argument("--gallery", action="store_true", help="draw into the checkout's gallery, paper_figures/")
+    fg.add_argument(
+        "--out", default=None, help="where the figures and the manifest go (default <runs>/<budget>/gallery)"
+    )
+    fg.add_argument(
+        "--overwrite", action="store_true", help=OVERWRITE_HELP + " (a larger budget's or hand-edited figures)"
+    )
     fg.add_argument("--runs", default="runs/figures", help="where experiment runs go (default runs/figures)")
     fg.add_argument("--figures-dir", default=None, help="folder of the figure scripts (default ./paper_figures)")
     fg.add_argument("--list", action="store_true", help="list the figures and exit")
@@ -298,24 +424,41 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument(
         "--reward-col", default=None, help="reward column(s), comma-separated to sum (default: reward, ...)"
     )
-    dg.add_argument("--reward-weights", default=None, help="one weight per --reward-col, comma-separated (default 1)")
+    dg.add_argument(
+        "--reward-weights",
+        type=_list_of(_number()),
+        default=None,
+        help="one weight per --reward-col, comma-separated (default 1)",
+    )
     dg.add_argument("--step-col", default=None, help="step column, or 'none' to pool steps (default: step, ...)")
     dg.add_argument(
         "--reward-range",
+        type=_reward_range,
         default=None,
         metavar="LO,HI",
         help="rewards lie in [LO, HI] (negative LO: --reward-range=-1,1)",
     )
-    dg.add_argument("--max-reward", type=float, default=None, help="best reward (default: HI, else the largest seen)")
-    dg.add_argument("--std-threshold", type=float, default=None, help="vanishing if STD < this (default 0.1 x range)")
-    dg.add_argument("--gap", type=float, default=None, help="... and mean < max reward - gap (default 0.5 x range)")
+    dg.add_argument(
+        "--max-reward", type=_number(), default=None, help="best reward (default: HI, else the largest seen)"
+    )
+    dg.add_argument(
+        "--std-threshold",
+        type=_number(0, strict=True),
+        default=None,
+        help="vanishing if STD < this (default 0.1 x range)",
+    )
+    dg.add_argument(
+        "--gap", type=_number(0), default=None, help="... and mean < max reward - gap (default 0.5 x range)"
+    )
     dg.add_argument(
         "--group-sizes",
-        default=",".join(map(str, GROUP_SIZES)),
+        type=_list_of(_integer(1)),
+        default=GROUP_SIZES,
         help="G values for the predicted frac_reward_zero_std (default 2,4,8,16,32,64)",
     )
     dg.add_argument("--skip-singletons", action="store_true", help="drop prompts with one sample instead of failing")
-    dg.add_argument("--out", default=None, help="output folder (default diagnose_<file stem>)")
+    dg.add_argument("--out", default=None, help="output folder (default diagnose_<file stem>, else ...-2, ...)")
+    dg.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     dg.set_defaults(handler=_cmd_diagnose)
     return parser
 
@@ -335,12 +478,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit code 1. The command line, and only it, draws with the file backend ``Agg``.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version (0) or a malformed command line (2, one line printed)
+        return int(done.code or 0)
     import matplotlib
 
     matplotlib.use("Agg")  # the CLI writes files; library code never switches the backend
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that went away fails here, inside the handlers below, not at exit
+        return code
     except RftgradError as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"rftgrad: error: {message}", file=sys.stderr)
@@ -348,6 +496,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rftgrad: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`rftgrad ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141  # 128 + SIGPIPE, what a shell reports for a process killed by it
     except Exception:
         traceback.print_exc()
         print(BUG_REPORT, file=sys.stderr)

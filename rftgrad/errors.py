@@ -17,6 +17,8 @@ __all__ = [
     "ShapeMismatchError",
     "ConfigError",
     "InitializationError",
+    "OutputError",
+    "CheckpointError",
 ]
 
 
@@ -50,3 +52,12 @@ class ConfigError(RftgradError, ValueError):
 
 class InitializationError(RftgradError, ValueError):
     """A policy could not be initialised to the requested output probabilities."""
+
+
+class OutputError(RftgradError, ValueError):
+    """An output location that cannot be used: not a directory, not writable, in use by another run,
+    or holding files that writing there would replace (pass ``overwrite=True`` / ``--overwrite``)."""
+
+
+class CheckpointError(RftgradError, ValueError):
+    """A training checkpoint that is truncated, corrupt, or from another run: the message names the file to delete."""

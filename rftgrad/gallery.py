@@ -8,19 +8,19 @@ the one measured number that matters. Scripts never train: :func:`make_figure` r
 experiment first when its results are absent (or were made with another config), then
 draws. The same run serves every figure that asks for the same experiment and settings.
 
-Outputs, in ``out`` (default ``paper_figures/``): ``<name>.png`` and ``<name>.pdf``,
-``<name>.json`` (the key number, seconds, budget, commit) and the manifest ``README.md``
-with one row per figure, rebuilt from the scripts and the ``.json`` files each time.
-Runs go to ``runs/figures/<budget>/<experiment>[-<variant>][-<settings hash>]``.
+Outputs, in ``out``: ``<name>.png`` and ``<name>.pdf``, ``<name>.json`` (the key number,
+seconds, budget, commit, the images' sha256) and the manifest ``README.md`` with one row per
+figure, rebuilt from the scripts and the ``.json`` files each time. ``rftgrad figures`` writes
+to ``runs/figures/<budget>/gallery/`` unless asked for the checkout's gallery (``--gallery``);
+:func:`check_outputs` keeps it from replacing hand-edited images, images it did not draw, or a
+larger budget's. Runs go to ``runs/figures/<budget>/<experiment>[-<variant>][-<settings hash>]``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib.util
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,14 +30,15 @@ from typing import Any
 import pandas as pd
 
 from rftgrad import configs
-from rftgrad.errors import ConfigError
-from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment
+from rftgrad.errors import ConfigError, OutputError
+from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment, run_record
 from rftgrad.plotting import save_figure
-from rftgrad.results import atomic_write_text
+from rftgrad.results import atomic_write_text, read_run_record
 from rftgrad.runtime import git_commit
 
 __all__ = [
     "BUDGETS",
+    "BUDGET_RANK",
     "MANIFEST_HEADER",
     "ExperimentRun",
     "PaperFigure",
@@ -48,6 +49,7 @@ __all__ = [
     "run_dir",
     "ensure_run",
     "make_figure",
+    "check_outputs",
     "write_manifest",
     "summary_table",
 ]
@@ -55,12 +57,14 @@ __all__ = [
 #: budgets of ``rftgrad figures``: quick (default, under 15 minutes on 2 CPU cores), full (paper scale),
 #: tiny (seconds; for tests, the numbers mean nothing).
 BUDGETS = ("quick", "full", "tiny")
+#: budgets by size: a figure drawn at one is never replaced by a smaller one without ``overwrite``.
+BUDGET_RANK = {"tiny": 0, "quick": 1, "full": 2}
 
 MANIFEST_HEADER = """# Paper figures
 
 Every figure below is drawn by the script of the same name from an experiment's records;
-`rftgrad figures` regenerates all of them (`--only NAME` for one, `--full` for the paper-scale
-budget). This file is rebuilt by that command: do not edit it by hand.
+`rftgrad figures --gallery` regenerates all of them (`--only NAME` for one, `--full` for the
+paper-scale budget). This file is rebuilt by that command: do not edit it by hand.
 
 """
 
@@ -103,7 +107,7 @@ class PaperFigure:
 
     def command(self) -> str:
         """The command that regenerates this figure."""
-        return f"rftgrad figures --only {self.name}"
+        return f"rftgrad figures --gallery --only {self.name}"
 
 
 @dataclass(frozen=True)
@@ -182,22 +186,32 @@ def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any config value
 
 
 def ensure_run(
-    figure: PaperFigure, budget: str, runs_root: str | Path, device: str | None = None, progress: bool = True
+    figure: PaperFigure,
+    budget: str,
+    runs_root: str | Path,
+    device: str | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[ExperimentRun, bool]:
     """The figure's experiment run, reused when its directory holds a finished run of the same config,
-    else (re)run there. Returns the run and whether it was reused."""
+    else run there. Returns the run and whether it was reused.
+
+    The directory is rftgrad's cache, named by the settings' hash: a finished run of the same experiment
+    with another config (made by another version of the defaults) is replaced and an unfinished one of this
+    config resumes; a directory holding anything else is refused unless ``overwrite``.
+    """
     if budget not in BUDGETS:
         raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
     sets = _settings(figure, budget, device)
     config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
-    expected = _jsonable({"experiment": figure.experiment, **dataclasses.asdict(config)})
+    expected = _jsonable(run_record(figure.experiment, config))
     out = Path(runs_root) / budget / _run_name(figure, sets)
     reused = False
     if (out / "score.json").exists() and (out / "config.json").exists():
         reused = _jsonable(json.loads((out / "config.json").read_text(encoding="utf-8"))) == expected
     if not reused:
-        if out.exists() and not (out / "checkpoints").exists():
-            shutil.rmtree(out)  # a finished run of another config (an unfinished one resumes from its checkpoints)
+        previous = read_run_record(out) if out.is_dir() else None
+        stale = previous is not None and previous.finished and previous.command == f"run {figure.experiment}"
         run_experiment(
             figure.experiment,
             out,
@@ -205,8 +219,9 @@ def ensure_run(
             full=budget == "full",
             progress=progress,
             variant=figure.variant,
-            figures=False,
-        )  # fmt: skip (the figure script draws)
+            figures=False,  # the figure script draws
+            overwrite=overwrite or stale,
+        )
     tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
     score = json.loads((out / "score.json").read_text(encoding="utf-8"))
     stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
@@ -220,10 +235,18 @@ def make_figure(
     runs_root: str | Path = "runs/figures",
     device: str | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> FigureResult:
-    """Run the figure's experiment if needed, draw it, save ``<name>.png`` / ``.pdf`` / ``.json`` in ``out_dir``."""
+    """Run the figure's experiment if needed, draw it, save ``<name>.png`` / ``.pdf`` / ``.json`` in ``out_dir``.
+
+    What is there already is replaced only as :func:`check_outputs` allows (checked before the run);
+    ``overwrite`` also lets a stale run directory of another kind be replaced (:func:`ensure_run`).
+    """
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    check_outputs([figure], budget, out_dir, overwrite)
     start = time.perf_counter()
-    run, reused = ensure_run(figure, budget, runs_root, device, progress)
+    run, reused = ensure_run(figure, budget, runs_root, device, progress, overwrite)
     ran = time.perf_counter()
     fig, key_number = figure.draw(run)
     out = Path(out_dir)
@@ -240,9 +263,55 @@ def make_figure(
         "reused_run": reused,
         "run_dir": str(run.out_dir),
         "git_commit": git_commit(),
+        "sha256": {image.name: _sha256(image) for image in _images(out, figure)},
     }
     atomic_write_text(out / f"{figure.name}.json", json.dumps(record, indent=2) + "\n")
     return result
+
+
+def _images(out_dir: Path, figure: PaperFigure) -> list[Path]:
+    """The image files of ``figure`` in ``out_dir`` (``<name>.png`` and ``<name>.pdf``) that exist."""
+    return [path for path in (out_dir / f"{figure.name}.png", out_dir / f"{figure.name}.pdf") if path.exists()]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_outputs(figures: Sequence[PaperFigure], budget: str, out_dir: str | Path, overwrite: bool = False) -> None:
+    """Refuse, before anything runs, to replace in ``out_dir`` what drawing ``figures`` at ``budget`` should not:
+
+    * an image with no ``<name>.json`` beside it (not drawn by rftgrad), or changed since rftgrad drew it
+      (its sha256 differs from the one recorded: edited by hand);
+    * an image drawn at a larger budget (a ``--tiny`` run never replaces the quick gallery);
+    * a ``README.md`` that is not rftgrad's manifest.
+
+    ``overwrite=True`` (``--overwrite``) allows all of these. Raises :class:`~rftgrad.errors.OutputError`.
+    """
+    out = Path(out_dir)
+    fix = "pass --overwrite to replace it, or choose another --out"
+    for figure in [] if overwrite else figures:
+        images = _images(out, figure)
+        record_path = out / f"{figure.name}.json"
+        if not images:
+            continue
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+            drawn_at, digests = record["budget"], record.get("sha256", {})
+        except (OSError, ValueError, KeyError, TypeError):
+            no_record = f"{images[0]} was not drawn by rftgrad figures (no readable {record_path.name}); {fix}"
+            raise OutputError(no_record) from None
+        if BUDGET_RANK.get(drawn_at, 0) > BUDGET_RANK[budget]:
+            smaller = f"{images[0]} was drawn at the {drawn_at} budget and a {budget} run would replace it; {fix}"
+            raise OutputError(smaller)
+        for image in images:
+            if image.name in digests and digests[image.name] != _sha256(image):
+                raise OutputError(f"{image} changed since rftgrad drew it (edited by hand?); {fix}")
+    manifest = out / "README.md"
+    if not overwrite and manifest.exists():
+        head = manifest.read_bytes()[: len(MANIFEST_HEADER)].decode("utf-8", "replace")
+        if not head.startswith(MANIFEST_HEADER.splitlines()[0]):
+            raise OutputError(f"{manifest} is not rftgrad's figure manifest; {fix}")
 
 
 def write_manifest(figures: dict[str, PaperFigure], out_dir: str | Path) -> Path:

@@ -10,12 +10,15 @@ from rftgrad.experiments.base import (
     RunContext,
     analyse,
     config_device,
+    default_run_dir,
     experiment_config,
     experiment_module,
     run_experiment,
+    run_record,
 )
 from rftgrad.registry import EXPERIMENTS
 
 __all__ = [
-    "EXPERIMENTS", "RunContext", "analyse", "config_device", "experiment_config", "experiment_module", "run_experiment",
+    "EXPERIMENTS", "RunContext", "analyse", "config_device", "default_run_dir", "experiment_config",
+    "experiment_module", "run_experiment", "run_record",
 ]  # fmt: skip

@@ -34,8 +34,8 @@ from typing import Any
 import pandas as pd
 
 from rftgrad import configs
-from rftgrad.errors import ConfigError, RftgradError
-from rftgrad.results import atomic_write_text, write_run
+from rftgrad.errors import ConfigError
+from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint, free_run_dir, write_run
 from rftgrad.runtime import resolve_device
 
 
@@ -106,6 +106,26 @@ def experiment_config(
     return configs.load_config(module.Config, overrides, config_file, sets)
 
 
+def run_record(name: str, config: Any) -> dict[str, Any]:  # noqa: ANN401 - an experiment's Config
+    """What a run of experiment ``name`` stores as ``config.json``: the name and every config value."""
+    return {"experiment": name, **dataclasses.asdict(config)}
+
+
+def default_run_dir(
+    name: str,
+    config_file: str | Path | None = None,
+    sets: Sequence[str] = (),
+    full: bool = False,
+    variant: str | None = None,
+) -> Path:
+    """Where ``rftgrad run NAME`` writes without ``--out``: ``runs/<name>[-<variant>]``, or the unfinished run
+    of this config among it and its numbered siblings (``-2``, ``-3``, ...), else the first free one
+    (:func:`rftgrad.results.free_run_dir`): a default never replaces a finished run."""
+    config = experiment_config(name, config_file, sets, full, variant)
+    base = Path("runs") / (name + (f"-{variant}" if variant else ""))
+    return free_run_dir(base, f"run {name}", config_fingerprint(run_record(name, config)))
+
+
 def run_experiment(
     name: str,
     out_dir: str | Path,
@@ -115,29 +135,32 @@ def run_experiment(
     progress: bool = True,
     variant: str | None = None,
     figures: bool = True,
+    overwrite: bool = False,
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
     """Run experiment ``name`` into ``out_dir``: records, then score and (unless ``figures=False``) figures.
 
-    The config and the device are checked first, so bad values raise before anything is
-    written. If the run then fails with an :class:`RftgradError` in a directory it created,
-    the directory is removed; an interruption (Ctrl-C) keeps its checkpoints, and running
-    the same command again resumes from them.
+    The config, the device and the output directory are checked first
+    (:func:`rftgrad.results.claim_run_dir`), so bad values raise before anything is written, and
+    a directory holding a finished run, another command's run or other files is refused unless
+    ``overwrite``. If the run then fails with an :class:`RftgradError` in a directory it created,
+    the directory is removed; an interruption (Ctrl-C) keeps its checkpoints, and running the
+    same command again resumes from them.
     """
     config = experiment_config(name, config_file, sets, full, variant)
     device = resolve_device(config_device(config))
     run_module = experiment_module(name, "run")
-    out = Path(out_dir)
-    created = not out.exists()
-    try:
+    record = run_record(name, config)
+    with claim_run_dir(
+        out_dir, f"run {name}", config_fingerprint(record), overwrite=overwrite, resumable=True
+    ) as claim:
+        out = claim.path
         tables = run_module.run(config, RunContext(out, progress))
-    except RftgradError:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    write_run(out, {"experiment": name, **dataclasses.asdict(config)}, tables, device)
-    atomic_write_text(out / "config.toml", configs.to_toml(config, f"rftgrad run {name} --config config.toml"))
-    shutil.rmtree(RunContext(out).checkpoint_dir, ignore_errors=True)
-    return analyse(name, out, figures)
+        write_run(out, record, tables, device)
+        atomic_write_text(out / "config.toml", configs.to_toml(config, f"rftgrad run {name} --config config.toml"))
+        shutil.rmtree(RunContext(out).checkpoint_dir, ignore_errors=True)
+        tables, score, figure_paths = analyse(name, out, figures)
+        claim.finish()
+    return tables, score, figure_paths
 
 
 def analyse(
@@ -150,4 +173,3 @@ def analyse(
     score = analysis.score(tables)
     atomic_write_text(out / "score.json", json.dumps(score, indent=2, default=float) + "\n")
     return tables, score, analysis.make_figures(tables, out) if figures else []
-

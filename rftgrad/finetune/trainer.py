@@ -25,6 +25,7 @@ over the steps since the previous evaluation.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from rftgrad.finetune.config import Phase, ReplicaSettings, TrainConfig, replica
 from rftgrad.finetune.objectives import make_objective
 from rftgrad.finetune.optim import make_optimizer
 from rftgrad.models.base import Params, SoftmaxPolicy
-from rftgrad.results import atomic_write
+from rftgrad.results import read_checksummed, write_checksummed
 from rftgrad.runtime import resolve_device, resolve_dtype, stream, stream_seed
 from rftgrad.theory.bounds import stalled
 from rftgrad.theory.exact import evaluate, exact
@@ -183,7 +184,8 @@ class _ArmRun:
 
     # ------------------------------------------------------------ checkpoints
     def save(self) -> None:
-        """Write the state atomically (a temporary file renamed into place)."""
+        """Write the state atomically (a temporary file renamed into place) behind its sha256, so that a damaged
+        checkpoint is refused on resume (:func:`rftgrad.results.read_checksummed`) rather than half-loaded."""
         if self.checkpoint is None:
             return
         state = {
@@ -198,13 +200,16 @@ class _ArmRun:
             "batch_sums": self.batch_sums,
             "batch_count": self.batch_count,
         }
-        atomic_write(self.checkpoint, lambda stream: torch.save(state, stream))
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_checksummed(self.checkpoint, buffer.getvalue())
 
     def load(self) -> bool:
         """Restore the state from the checkpoint if there is one (False otherwise)."""
         if self.checkpoint is None or not self.checkpoint.exists():
             return False
-        state = torch.load(self.checkpoint, map_location=self.policy.device, weights_only=False)
+        data = read_checksummed(self.checkpoint)  # a truncated or corrupt file raises CheckpointError, naming it
+        state = torch.load(io.BytesIO(data), map_location=self.policy.device, weights_only=False)
         if state["fingerprint"] != self.fingerprint:
             raise ConfigError(
                 f"checkpoint {self.checkpoint} was written by a run with a different config; "

@@ -70,7 +70,7 @@ def test_toml_config_round_trips_every_field(tmp_path):
         (["--set", "estimator=a2c"], "unknown estimator 'a2c'"),
         (["--set", "learning_rate=0.1"], "unknown config key 'learning_rate'; valid keys: env (a string)"),
         (["--set", "seeds=two"], "config key 'trainer.seeds' expects an integer"),
-        (["--seeds", "0"], "seeds must be >= 1"),
+        (["--seeds", "0"], "--seeds: takes an integer >= 1, got 0"),
     ],
 )
 def test_bad_values_exit_2_with_one_line_and_no_directory(tmp_path, capsys, args, message):
