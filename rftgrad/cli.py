@@ -5,12 +5,15 @@
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
     rftgrad run NAME [options]   run an experiment: records, score and figures in --out
                                  (--config FILE.toml, --set key=value, --device, --seeds, --show-config)
-    rftgrad figures [options]    run what is missing and draw every figure of paper_figures/ (--only, --full)
+    rftgrad figures [options]    run what is missing and draw every figure (--only, --full; --gallery: into
+                                 the checkout's paper_figures/, else runs/figures/<budget>/gallery/)
     rftgrad diagnose FILE        which prompts of a rollout log (JSONL/CSV) are in the vanishing-gradient
                                  regime: per-prompt reward mean/STD, frac_reward_zero_std, a scatter in --out
 
-Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2; any other error is a
-bug of rftgrad's and shows its traceback, a line asking for a report, and exit code 1.
+Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2 (numbers are checked
+for range and finiteness as the command line is parsed; output folders are claimed before any work,
+:func:`rftgrad.results.claim_run_dir`); any other error is a bug of rftgrad's and shows its traceback,
+a line asking for a report, and exit code 1.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ def _file_mode() -> int:
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     """Write ``path`` atomically: ``write(stream)`` fills a uniquely named temporary file in the same folder,
     which is flushed to disk (fsync), given the usual file mode (an existing file keeps its own) and renamed
-    over ``path`` (``os.replace``); on any error the temporary file is removed and ``path`` is untouched.
-    The one way rftgrad writes a file (text, checkpoints, figures)."""
+    over ``path`` (``os.replace``; then the folder is fsynced too). On any error the temporary file is
+    removed and ``path`` is untouched. The one way rftgrad writes a file (text, checkpoints, figures)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -98,7 +98,17 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)  # the rename itself survives a crash only once its folder is on disk
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every platform or file system can open a folder for fsync
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str | bytes) -> Path:
