@@ -174,13 +174,18 @@ def _clip(text: str, limit: int = 32) -> str:
 
 
 def write_report(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
-    """Write ``prompts.csv``, ``steps.csv`` (with steps), ``summary.json`` and the figure; returns the paths."""
-    figure = plot_mean_vs_std(diagnosis)  # drawn before anything is written
+    """Write ``prompts.csv``, ``steps.csv`` (with steps), ``summary.json`` and the figure; returns the paths.
+
+    ``summary.json`` is strict JSON (``allow_nan=False``): a NaN or infinity in the summary is a
+    bug and raises ``ValueError`` before any file is written.
+    """
+    # drawn and serialised before anything is written; strict JSON: a NaN or inf is a bug, raised here
+    figure = plot_mean_vs_std(diagnosis)
+    summary = json.dumps(diagnosis.summary, indent=2, default=str, allow_nan=False) + "\n"
     out = Path(out_dir)
     written = [atomic_write_text(out / "prompts.csv", diagnosis.table.to_csv(index=False))]
     if diagnosis.summary["frac_reward_zero_std"]["per_step"]:
         written.append(atomic_write_text(out / "steps.csv", diagnosis.steps().to_csv(index=False)))
-    summary = json.dumps(diagnosis.summary, indent=2, default=str, allow_nan=False) + "\n"  # strict JSON: no NaN
     written.append(atomic_write_text(out / "summary.json", summary))
     written.append(save_figure(figure, out / FIGURE_NAME))
     return written
