@@ -124,7 +124,10 @@ def check_number(
     """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{option} takes a number, got {value!r}; {fix}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float64's range
+        number = math.inf if value > 0 else -math.inf
     if not math.isfinite(number) or abs(number) > MAX_ABS_REWARD:
         raise ConfigError(f"{option} must be finite, of magnitude <= {MAX_ABS_REWARD:g}, got {number!r}; {fix}")
     if minimum is not None and number < minimum:

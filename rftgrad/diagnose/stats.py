@@ -78,7 +78,14 @@ def check_group_sizes(group_sizes: Sequence[Any]) -> tuple[int, ...]:
     for g in group_sizes:
         whole = isinstance(g, numbers.Integral) or (isinstance(g, numbers.Real) and math.isfinite(g) and g == int(g))
         if isinstance(g, bool | np.bool_) or not whole or g < 1:
-            raise ConfigError(f"--group-sizes takes whole numbers >= 1, got {g!r}; e.g. --group-sizes 2,4,8")
+            shown = (
+                f"{g:g}"
+                if isinstance(g, float | np.floating)
+                else str(g)
+                if isinstance(g, numbers.Integral)
+                else repr(g)
+            )
+            raise ConfigError(f"--group-sizes takes whole numbers >= 1, got {shown}; e.g. --group-sizes 2,4,8")
         sizes.append(int(g))
     repeated = sorted({g for g in sizes if sizes.count(g) > 1})
     if repeated:
