@@ -8,6 +8,10 @@ Accepted files (the format comes from the suffix, or ``fmt``):
   (what TRL's ``log_completions`` table becomes when downloaded from W&B).
 * ``.csv`` / ``.tsv``: a header line, then one row per sample.
 * ``.parquet``: needs ``pyarrow`` (TRL writes ``completions/<mode>/completions_<step>.parquet``).
+* ``.jsonl.gz``, ``.json.gz``, ``.csv.gz``, ``.tsv.gz``: the same, gzip-compressed.
+
+Text files are UTF-8, with or without a byte-order mark. A file that is not (binary, UTF-16,
+compressed under a name without ``.gz``) is refused with a line saying what it looks like.
 
 Row shapes (``shape`` in :class:`RolloutLog`):
 
@@ -26,18 +30,23 @@ inside a per-group list) so that an error names the row to fix.
 
 from __future__ import annotations
 
+import gzip
+import itertools
 import json
 import math
+import numbers
+import os
 import re
-from collections.abc import Sequence
+import zlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
-from rftgrad.errors import RftgradError
+from rftgrad.errors import ConfigError, RftgradError
 
 #: auto-detected column names, first match wins (compared case-insensitively, also to the last
 #: component of a dotted nested name).
@@ -48,6 +57,19 @@ STEP_COLUMNS = ("step", "global_step", "iteration", "iter")
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 #: what a row is called in error messages, per format.
 ROW_WORDS = {"jsonl": "line", "json": "record", "csv": "row", "tsv": "row", "parquet": "row"}
+#: a compressed text log: ``.<format>.gz`` is read through gzip (parquet compresses inside itself).
+GZIP_SUFFIX = ".gz"
+#: the largest reward magnitude: squares and sums of larger float64 values overflow the statistics.
+MAX_ABS_REWARD = 1e100
+#: first bytes of files that are not text logs, and what to do about them.
+MAGIC = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"BZh": "bzip2-compressed: bunzip2 it first",
+    b"\xfd7zXZ\x00": "xz-compressed: unxz it first",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed: unzstd it first",
+    b"PK\x03\x04": "a zip archive: unzip it and pass the log inside",
+    b"PAR1": "a parquet file",
+}
 #: internal columns: the file line / row of each row, and the position inside a per-group list (-1: none).
 LINE, ELEMENT = "_rftgrad_line", "_rftgrad_element"
 
@@ -88,38 +110,199 @@ def _fail(path: Path, message: str) -> RolloutLogError:
     return RolloutLogError(f"{path}: {message}")
 
 
+def check_number(
+    value: Any,  # noqa: ANN401 - any input
+    option: str,
+    minimum: float | None = None,
+    fix: str = "pass a finite number such as 0.5",
+) -> float:
+    """``value`` as a float: a real number, finite, ``|value| <= MAX_ABS_REWARD``, and ``>= minimum`` if given.
+
+    Raises:
+        ConfigError: NaN, inf, a string or another non-number, a value past the bounds; the
+            message names ``option`` and ends with ``fix``.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{option} takes a number, got {value!r}; {fix}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int past float64's range
+        number = math.inf if value > 0 else -math.inf
+    if not math.isfinite(number) or abs(number) > MAX_ABS_REWARD:
+        raise ConfigError(f"{option} must be finite, of magnitude <= {MAX_ABS_REWARD:g}, got {number!r}; {fix}")
+    if minimum is not None and number < minimum:
+        raise ConfigError(f"{option} must be >= {minimum:g}, got {number:g}; pass a non-negative value")
+    return number
+
+
+def _check_name(value: Any, option: str) -> str | None:  # noqa: ANN401 - any input
+    """A column option: None, or a name that is not empty."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{option} takes a column name, got {value!r}")
+    if not value.strip():
+        raise ConfigError(f"{option} is empty; name a column or leave the option out")
+    return value
+
+
+def _gzipped(path: Path) -> bool:
+    return path.suffix.lower() == GZIP_SUFFIX
+
+
+def _log_suffix(path: Path) -> str:
+    """The suffix that names the format: ``.jsonl`` for ``x.jsonl`` and ``x.jsonl.gz``."""
+    return (path.with_suffix("") if _gzipped(path) else path).suffix.lower()
+
+
+def _open(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if _gzipped(path) else path.open("rb")  # type: ignore[return-value]
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a path that is not a readable regular file, saying what it is."""
+    if path.is_dir():
+        logs = sorted(c.name for c in path.iterdir() if c.is_file() and _log_suffix(c) in FORMATS)
+        hint = (
+            f"pass one of its {len(logs)} log file(s), e.g. {path / logs[0]}"
+            if logs
+            else "it holds no .jsonl, .json, .csv, .tsv or .parquet file; pass the log file itself"
+        )
+        raise _fail(path, f"is a directory, not a log file; {hint}")
+    if not path.exists():
+        raise _fail(path, "no such file; check the path")
+    if not path.is_file():
+        raise _fail(path, "is not a regular file (a device, pipe or socket); pass a log file")
+    if not os.access(path, os.R_OK):
+        raise _fail(path, "cannot be read (permission denied); check the file's permissions")
+
+
+def _corrupt_gzip(path: Path, err: Exception) -> RolloutLogError:
+    return _fail(path, f"is a truncated or corrupt gzip file ({err}); compress the log again")
+
+
+def _check_content(path: Path, fmt: str) -> None:
+    """Refuse a file whose first bytes say it is not a ``fmt`` log: empty, compressed, parquet, binary, UTF-16."""
+    with path.open("rb") as stream:
+        head = stream.read(4096)
+    if not head:
+        raise _fail(path, "the file is empty (0 bytes); point at a log with one row per sampled output")
+    kind = next((what for magic, what in MAGIC.items() if head.startswith(magic)), None)
+    if _gzipped(path):
+        if fmt == "parquet":
+            raise _fail(path, "parquet compresses itself: gunzip the file and pass the .parquet")
+        if kind != MAGIC[b"\x1f\x8b"]:
+            raise _fail(path, f"is named {GZIP_SUFFIX} but is not gzip-compressed; rename it without {GZIP_SUFFIX}")
+        try:
+            with gzip.open(path, "rb") as stream:
+                head = stream.read(4096)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise _corrupt_gzip(path, err) from err
+        if not head:
+            raise _fail(path, "the file is empty once decompressed; point at a log with one row per sampled output")
+        kind = next((what for magic, what in MAGIC.items() if head.startswith(magic)), None)
+    elif kind == MAGIC[b"\x1f\x8b"]:
+        raise _fail(path, f"is gzip-compressed, not UTF-8 text: gunzip it, or name it {path.name}{GZIP_SUFFIX}")
+    if fmt == "parquet" or kind == MAGIC[b"PAR1"]:
+        if fmt != "parquet":
+            raise _fail(path, f"is a parquet file, not {fmt.upper()}: name it .parquet or pass --format parquet")
+        if kind != MAGIC[b"PAR1"]:
+            raise _fail(path, "is not a parquet file (those start with PAR1); check the file, --format or the suffix")
+        return
+    if kind is not None:
+        raise _fail(path, f"is {kind}, not a UTF-8 text log")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise _fail(path, "is UTF-16 text, not UTF-8; save it as UTF-8 (e.g. iconv -f utf-16 -t utf-8)")
+    if b"\x00" in head:
+        raise _fail(path, f"is a binary file, not UTF-8 text ({fmt.upper()}); export the log as JSONL or CSV")
+
+
+def _not_utf8(path: Path, line: int, column: int, byte: int) -> RolloutLogError:
+    return _fail(path, f"line {line} is not UTF-8 text (byte 0x{byte:02x} at column {column}); save the file as UTF-8")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a UTF-8 file (a byte-order mark at the start dropped)."""
+    with _open(path) as stream:
+        for number, raw in enumerate(stream, start=1):
+            try:
+                yield number, raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise _not_utf8(path, number, err.start + 1, raw[err.start]) from err
+
+
+def _looks_like(text: str) -> str | None:
+    """The format a line of text looks like (``jsonl``, ``json``, ``tsv``, ``csv``), or None."""
+    text = text.lstrip()
+    if text.startswith("{"):
+        return "jsonl"
+    if text.startswith("["):
+        return "json"
+    return "tsv" if "\t" in text else "csv" if "," in text else None
+
+
 def _read_jsonl(path: Path) -> tuple[pd.DataFrame, list[int]]:
     records, lines = [], []
-    with path.open(encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line.rstrip("\r\n"))
-            except json.JSONDecodeError as err:
-                raise _fail(
-                    path, f"line {number} is not valid JSON ({err.msg}, column {err.colno}); fix or delete it"
-                ) from err
-            if not isinstance(record, dict):
-                raise _fail(path, f"line {number} is a JSON {type(record).__name__}, not an object; one object a line")
-            records.append(record)
-            lines.append(number)
-    return pd.json_normalize(records, sep=".") if records else pd.DataFrame(), lines
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.rstrip("\r\n"))
+        except json.JSONDecodeError as err:
+            guess = _looks_like(line) if not records else None
+            hint = "fix or delete it"
+            if guess in ("csv", "tsv"):
+                hint = f"it looks like {guess.upper()}: pass --format {guess}"
+            raise _fail(path, f"line {number} is not valid JSON ({err.msg}, column {err.colno}); {hint}") from err
+        if not isinstance(record, dict):
+            objects = isinstance(record, list) and record and all(isinstance(item, dict) for item in record)
+            hint = (
+                "a list of objects is a .json log: pass --format json or rename the file"
+                if objects and not records
+                else "one object a line"
+            )
+            raise _fail(path, f"line {number} is a JSON {type(record).__name__}, not an object; {hint}")
+        records.append(record)
+        lines.append(number)
+    if not records:
+        raise _fail(path, "the file is empty (only blank lines); point at a log with one row per sampled output")
+    return pd.json_normalize(records, sep="."), lines
 
 
 def _read_json(path: Path) -> tuple[pd.DataFrame, list[int]]:
+    with _open(path) as stream:
+        raw = stream.read()
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line_start = raw.rfind(b"\n", 0, err.start) + 1
+        raise _not_utf8(path, raw.count(b"\n", 0, err.start) + 1, err.start - line_start + 1, raw[err.start]) from err
+    try:
+        content = json.loads(text)
     except json.JSONDecodeError as err:
-        raise _fail(
-            path, f"line {err.lineno} is not valid JSON ({err.msg}); for one object a line name it .jsonl"
-        ) from err
+        guess = _looks_like(text) if err.pos == len(text) - len(text.lstrip()) else None
+        hint = (
+            f"it looks like {guess.upper()}: pass --format {guess}"
+            if guess in ("csv", "tsv")
+            else "for one object a line pass --format jsonl or name it .jsonl"
+        )
+        raise _fail(path, f"line {err.lineno} is not valid JSON ({err.msg}); {hint}") from err
     if isinstance(content, dict) and {"columns", "data"} <= content.keys():  # W&B table export
-        frame = pd.DataFrame(content["data"], columns=content["columns"])
+        columns, data = content["columns"], content["data"]
+        if not isinstance(columns, list) or not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+            raise _fail(path, 'a W&B table needs "columns": [names] and "data": [[row], ...]; export the table again')
+        bad = next((i for i, row in enumerate(data) if len(row) != len(columns)), None)
+        if bad is not None:
+            raise _fail(
+                path, f"record {bad + 1} has {len(data[bad])} values for {len(columns)} columns; fix or delete it"
+            )
+        frame = pd.DataFrame(data, columns=[str(c) for c in columns])
     elif isinstance(content, list) and all(isinstance(item, dict) for item in content):
         frame = pd.json_normalize(content, sep=".") if content else pd.DataFrame()
     else:
         raise _fail(path, 'a .json log must be a list of objects or a W&B table {"columns": [...], "data": [...]}')
+    if frame.empty:
+        raise _fail(path, "the file is empty (no records); point at a log with one row per sampled output")
     return frame, list(range(1, len(frame) + 1))
 
 
@@ -134,21 +317,44 @@ def _read_table(path: Path, fmt: str) -> tuple[pd.DataFrame, list[int]]:
             ) from err
     else:
         try:
-            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
-        except pd.errors.EmptyDataError:
-            frame = pd.DataFrame()
+            sep, compression = "\t" if fmt == "tsv" else ",", "gzip" if _gzipped(path) else None
+            frame = pd.read_csv(path, sep=sep, encoding="utf-8", compression=compression)
+        except pd.errors.EmptyDataError as err:
+            raise _fail(
+                path, "the file is empty (only blank lines); point at a log with a header line and rows"
+            ) from err
         except pd.errors.ParserError as err:
             raise _fail(path, f"is not a valid {fmt.upper()} file: {str(err).strip().splitlines()[0]}") from err
+        except UnicodeDecodeError:
+            for _ in _lines(path):  # raises on the first line that is not UTF-8, naming it
+                pass
+            raise
+        if frame.empty:
+            header = ", ".join(map(str, frame.columns))
+            raise _fail(path, f"the file is empty: a header ({header}) but no rows; log one row per sampled output")
+        first = str(frame.columns[0])
+        guess = _looks_like(first) if first.lstrip().startswith(("{", "[")) or len(frame.columns) == 1 else None
+        if guess is not None and guess != fmt:
+            raise _fail(
+                path, f"its header {_short(first)} looks like {guess.upper()}, not {fmt.upper()}; pass --format {guess}"
+            )
+        if len(frame.columns) == 1 and ";" in first:
+            raise _fail(path, f"its header {_short(first)} is separated by ';'; save the file with commas")
     return frame, list(range(1, len(frame) + 1))
 
 
 def _read_frame(path: Path, fmt: str) -> tuple[pd.DataFrame, list[int]]:
-    """The file as a flat frame plus the line / row number of each of its rows."""
-    if fmt == "jsonl":
-        return _read_jsonl(path)
-    if fmt == "json":
-        return _read_json(path)
-    return _read_table(path, fmt)
+    """The file as a flat frame (at least one row) plus the line / row number of each of its rows."""
+    try:
+        if fmt == "jsonl":
+            return _read_jsonl(path)
+        if fmt == "json":
+            return _read_json(path)
+        return _read_table(path, fmt)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        if not _gzipped(path):
+            raise
+        raise _corrupt_gzip(path, err) from err
 
 
 def _name_matches(column: str, name: str) -> bool:
@@ -191,6 +397,34 @@ def _reward_function_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str
     ]
 
 
+def _object_base(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
+    """The first flattened object whose own name is one of ``names``: ``reward`` for a column ``reward.a``."""
+    for column in map(str, frame.columns):
+        parts = column.split(".")
+        for k in range(1, len(parts)):
+            if parts[k - 1].lower() in names:
+                return ".".join(parts[:k])
+    return None
+
+
+def _check_not_object(frame: pd.DataFrame, path: Path, column: str, word: str) -> None:
+    """Refuse a reward column that holds JSON objects (flattened to ``column.field``) in some rows."""
+    fields = [str(c) for c in frame.columns if str(c).startswith(column + ".")]
+    if not fields:
+        return
+    held = frame[fields].notna().any(axis=1).to_numpy()  # (rows,)
+    if column in frame:
+        held = held & frame[column].isna().to_numpy()
+    if held.any():
+        index = int(np.flatnonzero(held)[0])
+        keys = ", ".join(repr(f[len(column) + 1 :]) for f in fields[:5]) + (", ..." if len(fields) > 5 else "")
+        raise _fail(
+            path,
+            f"{word} {frame[LINE].iat[index]}: reward column {column!r} holds an object (keys {keys}), not a number; "
+            f"name the number with --reward-col {fields[0]} (several, comma-separated, are summed)",
+        )
+
+
 def _where(word: str, line: int, element: int) -> str:
     return f"{word} {line}" + (f", element {element + 1}" if element >= 0 else "")
 
@@ -226,7 +460,12 @@ def _to_float(value: Any) -> float | None:  # noqa: ANN401 - a cell of any type
     """A reward cell as a float (bools as 0/1, numeric strings parsed), or None if it is not a number."""
     if isinstance(value, bool | np.bool_):
         return float(value)
-    if isinstance(value, int | float | np.integer | np.floating):
+    if isinstance(value, int | np.integer):
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float64's range (JSON allows 10**400)
+            return math.inf if value > 0 else -math.inf
+    if isinstance(value, float | np.floating):
         return float(value)
     if isinstance(value, str):
         try:
@@ -253,21 +492,34 @@ def _rewards(
                 what = "is missing" if missing else f"{_short(cell)} is not a number"
                 raise _fail(path, f"{wheres[index]}: reward {what} (column {column!r}); fix the value or drop the row")
             values[index, k] = number
-    finite = np.isfinite(values) | (np.isnan(values) & (len(columns) > 1))
-    if not finite.all():
-        index, k = np.argwhere(~finite)[0]
-        raise _fail(
-            path,
-            f"{wheres[index]}: reward "
-            f"{'is missing or NaN' if np.isnan(values[index, k]) else f'{values[index, k]} is not finite'} "
-            f"(column {columns[k]!r}); fix the value or drop the row",
+    with np.errstate(invalid="ignore"):
+        ok = (np.abs(values) <= MAX_ABS_REWARD) | (np.isnan(values) & (len(columns) > 1))  # (S, K)
+    if not ok.all():
+        index, k = np.argwhere(~ok)[0]
+        value = values[index, k]
+        what = (
+            "is missing or NaN"
+            if np.isnan(value)
+            else f"{value} is not finite (or past float64's range, 1.8e308)"
+            if np.isinf(value)
+            else f"{value:g} is larger than {MAX_ABS_REWARD:g} in magnitude, past what the statistics can hold"
         )
+        raise _fail(path, f"{wheres[index]}: reward {what} (column {columns[k]!r}); fix the value or drop the row")
     if len(columns) > 1:
         empty = np.isnan(values).all(axis=1)
         if empty.any():
             index = int(np.flatnonzero(empty)[0])
             raise _fail(path, f"{wheres[index]}: every reward column ({', '.join(columns)}) is empty; drop the row")
-    return np.nansum(values * np.asarray(weights, dtype=np.float64), axis=1)  # (S,)
+    total = np.nansum(values * np.asarray(weights, dtype=np.float64), axis=1)  # (S,)
+    large = ~(np.abs(total) <= MAX_ABS_REWARD)
+    if large.any():
+        index = int(np.flatnonzero(large)[0])
+        raise _fail(
+            path,
+            f"{wheres[index]}: the weighted reward {total[index]:g} is larger than {MAX_ABS_REWARD:g} in magnitude; "
+            "use smaller --reward-weights",
+        )
+    return total
 
 
 def _short(value: Any, limit: int = 40) -> str:  # noqa: ANN401 - a cell of any type
@@ -296,23 +548,32 @@ def _steps(cells: pd.Series, path: Path, column: str, wheres: list[str]) -> pd.S
         raise _fail(path, f"{where}: no value in step column {column!r}; fill it or pass --step-col none")
     numeric = pd.to_numeric(cells, errors="coerce")
     if numeric.notna().all():
+        infinite = ~np.isfinite(numeric.to_numpy(dtype=np.float64))
+        if infinite.any():
+            index = int(np.flatnonzero(infinite)[0])
+            raise _fail(
+                path,
+                f"{wheres[index]}: step {numeric.iat[index]} is not finite (column {column!r}); "
+                "fix it or pass --step-col none",
+            )
         return numeric.astype(np.int64) if (numeric == numeric.round()).all() else numeric.astype(np.float64)
     return cells.map(_key)
 
 
 def detect_format(path: str | Path, fmt: str | None = None) -> str:
-    """``fmt`` if given, else the format of ``path``'s suffix; :class:`RolloutLogError` for an unknown one."""
+    """``fmt`` if given, else the format of ``path``'s suffix (before ``.gz``); :class:`RolloutLogError` if unknown."""
     path = Path(path)
     if fmt is not None and fmt != "auto":
         if fmt not in ROW_WORDS:
             raise _fail(path, f"unknown format {fmt!r}; choose one of {', '.join(ROW_WORDS)}")
         return fmt
-    suffix = path.suffix.lower()
+    suffix = _log_suffix(path)
     if suffix not in FORMATS:
+        shown = suffix + (GZIP_SUFFIX if _gzipped(path) else "") if suffix else path.suffix.lower() or "(no suffix)"
         raise _fail(
             path,
-            f"unknown format {suffix or '(no suffix)'!r}; name the file .jsonl, .json, .csv, .tsv or .parquet, "
-            "or pass --format",
+            f"unknown format {shown!r}; name the file .jsonl, .json, .csv, .tsv or .parquet (text ones may end "
+            f"in {GZIP_SUFFIX}), or pass --format",
         )
     return FORMATS[suffix]
 
@@ -337,18 +598,34 @@ def read_rollouts(
         step_col: the step column; ``"none"`` ignores steps (default: the first of :data:`STEP_COLUMNS`).
 
     Raises:
-        RolloutLogError: missing or empty file, unknown format, malformed JSON line, missing
-            columns (the message lists those found), a reward that is not a finite number, a row
-            without prompt or step; the message names the line / row.
+        RolloutLogError: a missing path, a directory, an empty file (or a header only), an unknown
+            format, a file that is not UTF-8 text (binary, compressed without ``.gz``, UTF-16) or a
+            line that is not, malformed JSON, missing columns (the message lists those found), a
+            reward that is not a finite number of magnitude <= :data:`MAX_ABS_REWARD` (an object,
+            a string, NaN, inf), a row without prompt or step; the message names the line / row.
+        ConfigError: an empty column name, a column named twice or for two roles, reward weights
+            that are not finite numbers or not one per reward column.
     """
     path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "no such file; check the path")
+    prompt_col = _check_name(prompt_col, "--prompt-col")
+    step_col = _check_name(step_col, "--step-col")
+    if reward_col is not None:
+        names = reward_col.split(",") if isinstance(reward_col, str) else reward_col
+        if isinstance(names, bytes) or not isinstance(names, Sequence):
+            raise ConfigError(f"--reward-col takes column names, got {reward_col!r}")
+        reward_col = [_check_name(c, "--reward-col").strip() for c in names]  # type: ignore[union-attr]
+        repeated = sorted({c for c in reward_col if reward_col.count(c) > 1})
+        if repeated:
+            raise ConfigError(f"--reward-col names {', '.join(repeated)} more than once; name each column once")
+    if reward_weights is not None:
+        if isinstance(reward_weights, str | bytes) or not isinstance(reward_weights, Sequence | np.ndarray):
+            raise ConfigError(f"--reward-weights takes numbers, one per reward column, got {reward_weights!r}")
+        reward_weights = [check_number(w, "--reward-weights") for w in reward_weights]
+    _check_file(path)
     fmt = detect_format(path, fmt)
     word = ROW_WORDS[fmt]
+    _check_content(path, fmt)
     frame, lines = _read_frame(path, fmt)
-    if frame.empty:
-        raise _fail(path, "the file is empty (no rows to diagnose); point at a log with one row per sampled output")
     frame = frame.reset_index(drop=True).assign(**{LINE: lines})
 
     prompt = _find_column(frame, path, prompt_col, PROMPT_COLUMNS, "--prompt-col")
@@ -361,13 +638,18 @@ def read_rollouts(
     step = None
     if step_col is None or step_col.lower() != "none":
         step = _find_column(frame, path, step_col, STEP_COLUMNS, "--step-col")
-    if isinstance(reward_col, str):
-        reward_col = [c.strip() for c in reward_col.split(",") if c.strip()]
     shape = "per-sample"
     if reward_col:
+        columns = {str(c).lower() for c in frame.columns}
+        for name in reward_col:
+            if name.lower() not in columns:
+                _check_not_object(frame, path, name, word)
         rewards = [_find_column(frame, path, c, (), "--reward-col") for c in reward_col]
     else:
         found = _find_column(frame, path, None, REWARD_COLUMNS, "--reward-col")
+        base = _object_base(frame, REWARD_COLUMNS) if found is None else None
+        if base is not None:
+            _check_not_object(frame, path, base, word)
         rewards = [found] if found else _reward_function_columns(frame, {prompt, step or ""})
         if not found and rewards:
             shape = "per-function"
@@ -378,9 +660,18 @@ def read_rollouts(
             f"no reward column (looked for {', '.join(REWARD_COLUMNS)} and *_reward); columns found: "
             f"{_columns_found(frame)}; name it with --reward-col",
         )
-    weights = tuple(float(w) for w in reward_weights) if reward_weights is not None else (1.0,) * len(reward_names)
+    for name in reward_names:
+        _check_not_object(frame, path, name, word)
+    roles = [("--prompt-col", prompt), ("--step-col", step)] + [("--reward-col", c) for c in reward_names]
+    for (option, column), (other, same) in itertools.combinations(roles, 2):
+        if column is not None and column == same:
+            raise ConfigError(f"{option} and {other} both take column {column!r}; give each role its own column")
+    weights = tuple(reward_weights) if reward_weights is not None else (1.0,) * len(reward_names)
     if len(weights) != len(reward_names):
-        raise _fail(path, f"{len(weights)} reward weight(s) for {len(reward_names)} reward column(s) {reward_names}")
+        raise ConfigError(
+            f"{len(weights)} --reward-weights for {len(reward_names)} reward column(s) {reward_names}; "
+            "pass one weight per column"
+        )
 
     frame, grouped = _explode_lists(frame, path, reward_names, word)
     if grouped:

@@ -21,7 +21,15 @@ import numpy as np
 import pandas as pd
 
 from rftgrad.diagnose.readers import RolloutLog, read_rollouts
-from rftgrad.diagnose.stats import GROUP_SIZES, Regime, make_regime, prompt_table, summarize
+from rftgrad.diagnose.stats import (
+    GROUP_SIZES,
+    Regime,
+    check_group_sizes,
+    check_regime_options,
+    make_regime,
+    prompt_table,
+    summarize,
+)
 from rftgrad.plotting import COLORS, figure_grid, save_figure, themed
 from rftgrad.results import atomic_write_text
 
@@ -54,6 +62,7 @@ def diagnose_log(
     skip_singletons: bool = False,
 ) -> Diagnosis:
     """Per-group statistics and the summary of ``log`` (nothing written); options as in :func:`diagnose`."""
+    group_sizes = check_group_sizes(group_sizes)
     regime = make_regime(log, reward_range, max_reward, std_threshold, gap)
     table, skipped = prompt_table(log, regime, group_sizes, skip_singletons)
     return Diagnosis(log, regime, table, skipped, summarize(log, table, regime, group_sizes, skipped))
@@ -144,11 +153,12 @@ def format_summary(diagnosis: Diagnosis, max_steps: int = 8, max_examples: int =
         more = f", ... ({len(zero['per_step'])} steps)" if len(zero["per_step"]) > max_steps else ""
         lines.append(f"  per step: {shown}{more}")
     lines.append("predicted frac_reward_zero_std for groups of G (mean over groups of Σ_j q_j^G):")
-    lines.append(f"  {'G':>4}  {'plug-in':>8}  {'unbiased':>8}")
+    width = max([4] + [len(str(row["group_size"])) for row in s["predicted_frac_reward_zero_std"]])
+    lines.append(f"  {'G':>{width}}  {'plug-in':>8}  {'unbiased':>8}")
     for row in s["predicted_frac_reward_zero_std"]:
         unbiased = "-" if row["unbiased"] is None else f"{row['unbiased']:.3f}"
         partial = f"  ({row['unbiased_groups']} groups with n >= G)" if 0 < row["unbiased_groups"] < s["groups"] else ""
-        lines.append(f"  {row['group_size']:>4}  {row['plugin']:>8.3f}  {unbiased:>8}{partial}")
+        lines.append(f"  {row['group_size']:>{width}}  {row['plugin']:>8.3f}  {unbiased:>8}{partial}")
     worst = diagnosis.table[diagnosis.table["vanishing"]].sort_values("reward_mean", kind="stable")
     if len(worst):
         examples = "; ".join(
@@ -164,13 +174,18 @@ def _clip(text: str, limit: int = 32) -> str:
 
 
 def write_report(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
-    """Write ``prompts.csv``, ``steps.csv`` (with steps), ``summary.json`` and the figure; returns the paths."""
-    figure = plot_mean_vs_std(diagnosis)  # drawn before anything is written
+    """Write ``prompts.csv``, ``steps.csv`` (with steps), ``summary.json`` and the figure; returns the paths.
+
+    ``summary.json`` is strict JSON (``allow_nan=False``): a NaN or infinity in the summary is a
+    bug and raises ``ValueError`` before any file is written.
+    """
+    # drawn and serialised before anything is written; strict JSON: a NaN or inf is a bug, raised here
+    figure = plot_mean_vs_std(diagnosis)
+    summary = json.dumps(diagnosis.summary, indent=2, default=str, allow_nan=False) + "\n"
     out = Path(out_dir)
     written = [atomic_write_text(out / "prompts.csv", diagnosis.table.to_csv(index=False))]
     if diagnosis.summary["frac_reward_zero_std"]["per_step"]:
         written.append(atomic_write_text(out / "steps.csv", diagnosis.steps().to_csv(index=False)))
-    summary = json.dumps(diagnosis.summary, indent=2, default=str) + "\n"
     written.append(atomic_write_text(out / "summary.json", summary))
     written.append(save_figure(figure, out / FIGURE_NAME))
     return written
@@ -207,15 +222,23 @@ def diagnose(
         max_reward: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
         std_threshold: vanishing when a group's STD is below this (default ``0.1·(hi - lo)``).
         gap: vanishing needs a mean below ``max_reward - gap`` (default ``0.5·(hi - lo)``).
-        group_sizes: ``G`` values for the predicted ``frac_reward_zero_std``.
+        group_sizes: ``G`` values for the predicted ``frac_reward_zero_std``: whole numbers ``>= 1``
+            (ints, or whole floats such as ``8.0``), each once; any size is fast.
         skip_singletons: leave out groups with one sample instead of raising.
+
+    Every number must be finite; the options are checked before the file is read.
 
     Returns:
         The diagnosis and the files written.
 
     Raises:
         RolloutLogError: a file that cannot be read or analysed (the message names the row); nothing is written.
+        ConfigError: an option out of range: a non-finite or negative ``std_threshold`` / ``gap``, a
+            non-finite ``max_reward``, ``reward_range`` not two finite numbers with ``lo < hi``, bad
+            ``group_sizes`` or ``reward_weights``, an empty or repeated column name; nothing is written.
     """
+    check_regime_options(reward_range, max_reward, std_threshold, gap)  # before a long read of the file
+    check_group_sizes(group_sizes)
     log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col)
     diagnosis = diagnose_log(log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons)
     return diagnosis, write_report(diagnosis, default_out_dir(path) if out_dir is None else out_dir)

@@ -24,10 +24,17 @@ column): the ``G`` outputs a group-based trainer (GRPO, RLOO, ...) compares with
     at ``G = n`` it is the observed indicator "all ``n`` rewards equal".
 
   The predicted ``frac_reward_zero_std`` for group size ``G`` is the average over groups.
+
+  Cost in ``G``: the plug-in is one power per distinct value, ``O(K)`` per group for any ``G``.
+  The unbiased ratio is 0 for a value with ``n_j < G`` and a product of ``G`` factors otherwise;
+  such a value holds at least ``G`` of the group's samples, so all its products together take
+  at most as many factors as the log has samples, whatever ``G`` (no limit on ``G`` is needed).
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
@@ -36,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from rftgrad.diagnose.readers import RolloutLog, RolloutLogError
+from rftgrad.diagnose.readers import RolloutLog, RolloutLogError, check_number
 from rftgrad.errors import ConfigError
 from rftgrad.theory.bounds import stalled
 from rftgrad.theory.group_updates import prob_all_equal
@@ -50,6 +57,58 @@ VALUE_DECIMALS = 12
 #: defaults as fractions of the reward range R: STD threshold and gap below the maximum.
 STD_THRESHOLD_FRACTION = 0.1
 GAP_FRACTION = 0.5
+#: exponents past this give the same float64 powers: ``p^G`` with ``p <= 1 - 2^-53`` (the largest
+#: double below 1) is below ``exp(-2^63 · 2^-53) = exp(-1024)``, which rounds to 0, and ``1^G = 1``.
+EXPONENT_CAP = 2**63
+#: the unbiased estimator multiplies at most this many factors per value at a time (memory bound).
+FACTOR_BLOCK = 4096
+
+
+def check_group_sizes(group_sizes: Sequence[Any]) -> tuple[int, ...]:
+    """``group_sizes`` as ints, each a whole number ``>= 1``, none twice (any size: see the module docstring).
+
+    Accepts ints, numpy integers and whole floats (``8.0``: what a command line parses).
+
+    Raises:
+        ConfigError: a value that is not a whole number ``>= 1`` (NaN, inf, 2.5, 0, a string), or a repeat.
+    """
+    if isinstance(group_sizes, str | bytes) or not isinstance(group_sizes, Sequence | np.ndarray):
+        raise ConfigError(f"--group-sizes takes a list of whole numbers >= 1, got {group_sizes!r}; e.g. 2,4,8")
+    sizes = []
+    for g in group_sizes:
+        whole = isinstance(g, numbers.Integral) or (isinstance(g, numbers.Real) and math.isfinite(g) and g == int(g))
+        if isinstance(g, bool | np.bool_) or not whole or g < 1:
+            shown = (
+                f"{g:g}"
+                if isinstance(g, float | np.floating)
+                else str(g)
+                if isinstance(g, numbers.Integral)
+                else repr(g)
+            )
+            raise ConfigError(f"--group-sizes takes whole numbers >= 1, got {shown}; e.g. --group-sizes 2,4,8")
+        sizes.append(int(g))
+    repeated = sorted({g for g in sizes if sizes.count(g) > 1})
+    if repeated:
+        raise ConfigError(f"--group-sizes lists {', '.join(map(str, repeated))} more than once; list each G once")
+    return tuple(sizes)
+
+
+def check_reward_range(reward_range: Any) -> tuple[float, float]:  # noqa: ANN401 - any input
+    """``(lo, hi)`` as floats: two finite numbers with ``lo < hi``.
+
+    Raises:
+        ConfigError: not two numbers, a non-finite one, or ``lo >= hi`` (an empty range).
+    """
+    if isinstance(reward_range, str | bytes) or not isinstance(reward_range, Sequence | np.ndarray):
+        raise ConfigError(f"--reward-range takes two numbers LO,HI, got {reward_range!r}; e.g. (0, 1)")
+    if len(reward_range) != 2:
+        raise ConfigError(f"--reward-range takes two numbers LO,HI, got {list(reward_range)}; e.g. (0, 1)")
+    lo, hi = (
+        check_number(v, "--reward-range", fix="pass finite bounds, e.g. --reward-range 0,1") for v in reward_range
+    )
+    if not lo < hi:
+        raise ConfigError(f"--reward-range needs LO < HI (a range that is not empty), got {lo:g},{hi:g}; e.g. 0,1")
+    return lo, hi
 
 
 def plugin_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
@@ -61,15 +120,20 @@ def plugin_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
 
     Returns:
         ``(...)`` probabilities; ``(k/n)^G + (1 - k/n)^G`` for a binary reward with ``k`` successes.
+        One power per value, so any ``G`` costs the same (``G`` past :data:`EXPONENT_CAP` gives the
+        same powers as the cap, so it is capped).
     """
+    (group_size,) = check_group_sizes([group_size])
     counts = np.asarray(counts, dtype=np.float64)
-    return prob_all_equal(counts / counts.sum(-1, keepdims=True), group_size)
+    return prob_all_equal(counts / counts.sum(-1, keepdims=True), min(group_size, EXPONENT_CAP))
 
 
 def unbiased_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
     """Unbiased ``Σ_j C(n_j, G) / C(n, G)`` of ``Σ_j q_j^G`` from ``n`` samples; NaN where ``n < G``.
 
-    Computed as ``Σ_j Π_{i<G} (n_j - i)/(n - i)`` (no overflow for large ``n``).
+    Computed as ``Σ_j Π_{i<G} (n_j - i)/(n - i)`` (no overflow for large ``n``), over the values
+    with ``n_j >= G`` only (the others give 0), so the work is at most ``Σ_j n_j``, the sample
+    count, for any ``G``; each product stops early once it underflows to 0.
 
     Args:
         counts: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
@@ -78,15 +142,21 @@ def unbiased_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarra
     Returns:
         ``(...)`` estimates in ``[0, 1]``.
     """
-    if group_size < 1:
-        raise ConfigError(f"group size must be >= 1, got {group_size}")
+    (group_size,) = check_group_sizes([group_size])
     counts = np.asarray(counts, dtype=np.float64)
-    n = counts.sum(-1)  # (...)
-    product = np.ones_like(counts)  # (..., K)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for i in range(group_size):
-            product *= np.clip(counts - i, 0.0, None) / (n - i)[..., None]
-    return np.where(n >= group_size, product.sum(-1), np.nan)
+    total = counts.sum(-1)  # (...)
+    n = np.broadcast_to(total[..., None], counts.shape)  # (..., K)
+    ratios = (counts == n).astype(np.float64)  # (..., K): a group of one value has ratio 1
+    used = (counts >= group_size) & (counts < n)  # the other values whose ratio is not 0
+    n_j, n_used = counts[used], n[used]  # (E,)
+    product = np.ones_like(n_j)  # (E,)
+    for start in range(0, group_size, FACTOR_BLOCK):
+        if not product.any():  # every factor is below 1: a product at 0 stays 0
+            break
+        i = np.arange(start, min(start + FACTOR_BLOCK, group_size), dtype=np.float64)  # (B,)
+        product *= np.prod((n_j[:, None] - i) / (n_used[:, None] - i), axis=1)
+    ratios[used] = product
+    return np.where(total >= group_size, ratios.sum(-1), np.nan)
 
 
 def value_counts(group_ids: np.ndarray, rewards: np.ndarray, num_groups: int) -> np.ndarray:
@@ -147,6 +217,26 @@ def _check_bound(log: RolloutLog, bad: np.ndarray, message: str) -> None:
         raise RolloutLogError(f"{log.path}: {log.samples['where'].iat[index]}: reward {reward:g} {message}")
 
 
+def check_regime_options(
+    reward_range: Any,  # noqa: ANN401 - any input
+    max_reward: Any,  # noqa: ANN401
+    std_threshold: Any,  # noqa: ANN401
+    gap: Any,  # noqa: ANN401
+) -> tuple[tuple[float, float] | None, float | None, float | None, float | None]:
+    """The options of :func:`make_regime` checked and as floats (None stays None).
+
+    Raises:
+        ConfigError: ``reward_range`` not two finite numbers with ``lo < hi``; ``max_reward`` not a
+            finite number; ``std_threshold`` or ``gap`` not a finite number ``>= 0``.
+    """
+    return (
+        None if reward_range is None else check_reward_range(reward_range),
+        None if max_reward is None else check_number(max_reward, "--max-reward"),
+        None if std_threshold is None else check_number(std_threshold, "--std-threshold", minimum=0.0),
+        None if gap is None else check_number(gap, "--gap", minimum=0.0),
+    )
+
+
 def make_regime(
     log: RolloutLog,
     reward_range: tuple[float, float] | None = None,
@@ -159,13 +249,13 @@ def make_regime(
     Raises:
         RolloutLogError: a reward outside ``reward_range`` or above ``max_reward`` (naming its row),
             or a reward range of zero width.
-        ConfigError: a negative threshold or gap, or ``lo >= hi``.
+        ConfigError: an option that is not a finite number (:func:`check_number`), a negative
+            threshold or gap, or ``lo >= hi`` (:func:`check_reward_range`).
     """
+    reward_range, max_reward, std_threshold, gap = check_regime_options(reward_range, max_reward, std_threshold, gap)
     rewards = log.samples["reward"].to_numpy()
     if reward_range is not None:
-        lo, hi = (float(v) for v in reward_range)
-        if not lo < hi:
-            raise ConfigError(f"--reward-range needs LO < HI, got {lo:g},{hi:g}")
+        lo, hi = reward_range
         _check_bound(log, (rewards < lo) | (rewards > hi), f"is outside --reward-range [{lo:g}, {hi:g}]; fix the row")
         range_source = "--reward-range"
     else:
@@ -181,10 +271,8 @@ def make_regime(
     else:
         max_reward, max_source = (hi, range_source) if reward_range is not None else (float(rewards.max()), "observed")
     width = hi - lo
-    std_threshold = STD_THRESHOLD_FRACTION * width if std_threshold is None else float(std_threshold)
-    gap = GAP_FRACTION * width if gap is None else float(gap)
-    if std_threshold < 0 or gap < 0:
-        raise ConfigError(f"--std-threshold and --gap must be >= 0, got {std_threshold:g} and {gap:g}")
+    std_threshold = STD_THRESHOLD_FRACTION * width if std_threshold is None else std_threshold
+    gap = GAP_FRACTION * width if gap is None else gap
     return Regime((lo, hi), range_source, float(max_reward), max_source, std_threshold, gap)
 
 
@@ -202,10 +290,11 @@ def prompt_table(
     ``G`` in ``group_sizes``, ``first_row`` (where the group's first sample is in the file).
 
     Raises:
-        RolloutLogError: a group with a single sample (STD undefined), unless ``skip_singletons``.
+        RolloutLogError: a group with a single sample (STD undefined), unless ``skip_singletons``;
+            every group with a single sample, even with ``skip_singletons`` (nothing left to diagnose).
+        ConfigError: ``group_sizes`` that are not whole numbers ``>= 1`` (:func:`check_group_sizes`).
     """
-    if any(int(g) < 1 for g in group_sizes):
-        raise ConfigError(f"group sizes must be >= 1, got {list(group_sizes)}")
+    group_sizes = check_group_sizes(group_sizes)
     samples = log.samples
     keys = ["step", "prompt"] if "step" in samples else ["prompt"]
     groups = samples.groupby(keys, sort=False)
@@ -218,6 +307,13 @@ def prompt_table(
     ).reset_index()
     table.insert(len(keys) + 2, "reward_std", groups["reward"].std(ddof=0).to_numpy())  # population STD
     single = table["n"] < 2
+    pool = " or pool the steps with --step-col none" if "step" in table else ""
+    if single.all():  # --skip-singletons would leave nothing: say what is wrong with the log instead
+        raise RolloutLogError(
+            f"{log.path}: every one of the {len(table)} groups has 1 sample, so no reward STD can be estimated; "
+            f"log every sampled output of a group (TRL: wandb_log_unique_prompts=False), check that "
+            f"--prompt-col ({log.prompt_col!r}) names the prompt{pool}"
+        )
     if single.any() and not skip_singletons:
         row = table[single].iloc[0]
         step = f" at step {row['step']}" if "step" in table else ""
@@ -227,17 +323,15 @@ def prompt_table(
             "or pass --skip-singletons"
         )
     skipped = table[single].reset_index(drop=True)
-    if len(skipped) == len(table):
-        raise RolloutLogError(f"{log.path}: no prompt has 2 or more samples; nothing to diagnose")
     counts = value_counts(groups.ngroup().to_numpy(), samples["reward"].to_numpy(), len(table))[~single.to_numpy()]
     table = table[~single].reset_index(drop=True)
     table["num_values"] = (counts > 0).sum(-1)
     table["zero_std"] = table["num_values"] == 1
     table["vanishing"] = regime.vanishing(table["reward_mean"], table["reward_std"])
     for g in group_sizes:
-        table[f"p_all_equal_G{g}"] = plugin_prob_all_equal(counts, int(g))
+        table[f"p_all_equal_G{g}"] = plugin_prob_all_equal(counts, g)
     for g in group_sizes:
-        table[f"p_all_equal_unbiased_G{g}"] = unbiased_prob_all_equal(counts, int(g))
+        table[f"p_all_equal_unbiased_G{g}"] = unbiased_prob_all_equal(counts, g)
     table.insert(len(table.columns) - 1, "first_row", table.pop("first_row"))
     return table, skipped
 
@@ -252,7 +346,7 @@ def summarize(
     """The overall numbers (what ``summary.json`` holds): counts, regime share, observed and predicted
     ``frac_reward_zero_std`` (per step too when the log has steps)."""
     predicted = []
-    for g in group_sizes:
+    for g in check_group_sizes(group_sizes):
         unbiased = table[f"p_all_equal_unbiased_G{g}"].dropna()
         predicted.append(
             {
