@@ -274,23 +274,20 @@ def _number(minimum: float = -math.inf, strict: bool = False) -> Callable[[str],
     return parse
 
 
-def _list_of(item: Callable[[str], float], count: int | None = None) -> Callable[[str], tuple]:
-    """An argparse type: comma-separated values of type ``item`` (exactly ``count`` of them if given)."""
+def _list_of(item: Callable[[str], float]) -> Callable[[str], tuple]:
+    """An argparse type: comma-separated values of type ``item``.
+
+    ``diagnose``'s options are only parsed here (``float``): :func:`rftgrad.diagnose.diagnose` checks
+    their values, for the API and the command line alike.
+    """
 
     def parse(text: str) -> tuple:
-        values = tuple(item(part.strip()) for part in text.split(","))
-        if count is not None and len(values) != count:
-            raise argparse.ArgumentTypeError(f"takes {count} comma-separated values, got {text!r}")
-        return values
+        try:
+            return tuple(item(part.strip()) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"takes comma-separated numbers, got {text!r}") from None
 
     return parse
-
-
-def _reward_range(text: str) -> tuple[float, float]:
-    low, high = _list_of(_number(), count=2)(text)
-    if low >= high:
-        raise argparse.ArgumentTypeError(f"takes LO,HI with LO < HI, got {text!r}")
-    return low, high
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
@@ -429,33 +426,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dg.add_argument(
         "--reward-weights",
-        type=_list_of(_number()),
+        type=_list_of(float),
         default=None,
         help="one weight per --reward-col, comma-separated (default 1)",
     )
     dg.add_argument("--step-col", default=None, help="step column, or 'none' to pool steps (default: step, ...)")
     dg.add_argument(
         "--reward-range",
-        type=_reward_range,
+        type=_list_of(float),
         default=None,
         metavar="LO,HI",
         help="rewards lie in [LO, HI] (negative LO: --reward-range=-1,1)",
     )
     dg.add_argument(
-        "--max-reward", type=_number(), default=None, help="best reward (default: HI, else the largest seen)"
+        "--max-reward", type=float, default=None, help="best reward (default: HI, else the largest seen)"
     )
     dg.add_argument(
         "--std-threshold",
-        type=_number(0, strict=True),
+        type=float,
         default=None,
         help="vanishing if STD < this (default 0.1 x range)",
     )
     dg.add_argument(
-        "--gap", type=_number(0), default=None, help="... and mean < max reward - gap (default 0.5 x range)"
+        "--gap", type=float, default=None, help="... and mean < max reward - gap (default 0.5 x range)"
     )
     dg.add_argument(
         "--group-sizes",
-        type=_list_of(_integer(1)),
+        type=_list_of(float),
         default=GROUP_SIZES,
         help="G values for the predicted frac_reward_zero_std (default 2,4,8,16,32,64)",
     )
