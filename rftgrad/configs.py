@@ -20,8 +20,11 @@ that builds ``trainer.arms`` from its own fields): they are neither shown nor se
 Values come, in order, from the defaults, an optional override dict (an experiment's
 ``FULL`` budget), a TOML/JSON file and ``key=value`` strings. Unknown keys and values of
 the wrong type raise :class:`ConfigError` naming the key and listing the valid ones;
-range checks live in each config's ``__post_init__``. :func:`to_toml` writes a config
-back as a TOML file that :func:`load_config` reads (what a run directory stores).
+range checks live in each config's ``__post_init__``; every key named ``seed`` or ``*_seed`` must be
+an integer >= 0 (one rule for every experiment). :func:`to_toml` writes a config back as a TOML file
+that :func:`load_config` reads, and so is a run's ``config.json`` (``{"experiment": name, **config}``):
+a file's ``experiment`` key must name the experiment it is loaded for, and derived keys it holds at
+their default values (what ``dataclasses.asdict`` writes) are skipped.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ __all__ = [
     "as_sets",
     "build",
     "load_config",
+    "experiment_of",
     "key_values",
     "to_toml",
     "describe_config",
@@ -239,28 +243,76 @@ def build(config_cls: type, values: Mapping[str, Any]) -> Any:  # noqa: ANN401 -
     return config_cls(**top)
 
 
+def experiment_of(config_cls: type) -> str | None:
+    """The experiment a config class belongs to (``rftgrad.experiments.<name>.config`` -> ``name``), else None."""
+    parts = config_cls.__module__.split(".")
+    return parts[2] if len(parts) == 4 and parts[:2] == ["rftgrad", "experiments"] and parts[3] == "config" else None
+
+
+def _file_values(config_cls: type, path: str | Path, experiment: str | None) -> dict[str, Any]:
+    """The settable key/value pairs of a config file, less its ``experiment`` key (checked against
+    ``experiment``) and the derived keys it holds at their defaults (a run's config.json has both)."""
+    loaded = read_config_file(path)
+    if "experiment" in loaded and "experiment" not in field_types(config_cls):
+        named = loaded.pop("experiment")
+        expected = experiment or experiment_of(config_cls)
+        if expected is None:
+            raise ConfigError(
+                f"config file {path} names experiment {named!r} but this config belongs to none; drop the key"
+            )
+        if named != expected:
+            raise ConfigError(
+                f"config file {path} is for experiment {named!r}, not {expected}; run `rftgrad run {named} "
+                f"--config {path}`"
+            )
+    values = flatten(loaded)
+    defaults = config_cls()
+    for key in derived_keys(config_cls):
+        if key in values:
+            default: Any = defaults
+            for part in key.split("."):
+                default = getattr(default, part)
+            given = tuple(values[key]) if isinstance(values[key], list) else values[key]
+            if given == default:
+                del values[key]  # what dataclasses.asdict wrote: the field's default, not a setting
+    return values
+
+
+def _check_seed_keys(values: Mapping[str, Any]) -> None:
+    """Every ``seed`` / ``*_seed`` key is an integer >= 0 (NumPy's generators refuse negative seeds)."""
+    for key, value in values.items():
+        name = key.rsplit(".", 1)[-1]
+        if (name == "seed" or name.endswith("_seed")) and isinstance(value, int) and value < 0:
+            raise ConfigError(f"{key}={value} is invalid: seeds are integers >= 0; give e.g. {key}=0")
+
+
 def load_config(
     config_cls: type,
     overrides: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
     sets: Sequence[str] = (),
+    experiment: str | None = None,
 ) -> Any:  # noqa: ANN401 - an instance of config_cls
     """Defaults, then ``overrides``, then a TOML/JSON file, then ``key=value`` strings.
 
     ``overrides`` and the file may nest a section's keys (``{"trainer": {"lr": ...}}``, a TOML
     ``[trainer]`` table) or write them ``trainer.lr``; ``sets`` are ``key=value`` strings.
+    The file may be a run's ``config.json``: its ``experiment`` key must be ``experiment`` (default:
+    the experiment ``config_cls`` belongs to, :func:`experiment_of`) and is otherwise ignored, and
+    derived keys at their default values are skipped. Seeds (``seed``, ``*_seed``) must be >= 0.
     """
     values: dict[str, Any] = {}
     for key, value in flatten(overrides or {}).items():
         values[resolve_key(config_cls, key)] = coerce(config_cls, key, value)
     if config_file is not None:
-        for key, value in flatten(read_config_file(config_file)).items():
+        for key, value in _file_values(config_cls, config_file, experiment).items():
             values[resolve_key(config_cls, key)] = coerce(config_cls, key, value)
     for item in sets:
         key, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set expects key=value, got {item!r}")
         values[resolve_key(config_cls, key.strip())] = coerce(config_cls, key.strip(), text, from_text=True)
+    _check_seed_keys(values)
     return build(config_cls, values)
 
 

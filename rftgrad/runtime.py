@@ -24,6 +24,7 @@ from rftgrad.errors import ConfigError, DeviceError
 __all__ = [
     "resolve_device",
     "resolve_dtype",
+    "check_seed",
     "replica_seeds",
     "generator",
     "torch_threads",
@@ -78,8 +79,19 @@ def resolve_dtype(dtype: str | torch.dtype = "float32") -> torch.dtype:
     return _DTYPES[key]
 
 
+def check_seed(seed: object, what: str = "seed") -> int:
+    """``seed`` as an int, or raise :class:`ConfigError` unless it is an integer >= 0.
+
+    Seeds are non-negative everywhere (NumPy's ``default_rng`` refuses negative ones, so every
+    seed rftgrad takes, a policy's, an environment's or a config's, follows the same rule).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"{what}={seed!r} is invalid: seeds are integers >= 0; give e.g. {what}=0")
+    return int(seed)
+
+
 def replica_seeds(seed: int | Sequence[int], num_replicas: int | None = None) -> list[int]:
-    """Seeds of the R replicas: ``seed, seed+1, ..., seed+R-1`` or an explicit list.
+    """Seeds of the R replicas: ``seed, seed+1, ..., seed+R-1`` or an explicit list (every seed >= 0).
 
     A replica's random draws depend only on its own seed, so replica ``r`` of a batched
     run equals a single-replica run with ``seed=seeds[r]``.
@@ -88,12 +100,12 @@ def replica_seeds(seed: int | Sequence[int], num_replicas: int | None = None) ->
         count = 1 if num_replicas is None else num_replicas
         if count < 1:
             raise ConfigError(f"num_replicas must be >= 1, got {count}")
-        return [int(seed) + r for r in range(count)]
+        return [check_seed(seed) + r for r in range(count)]
     if not isinstance(seed, Sequence) or not all(
         isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seed
     ):
         raise ConfigError(f"seed must be an integer or a list of integers, got {seed!r}")
-    seeds = [int(s) for s in seed]
+    seeds = [check_seed(s) for s in seed]
     if not seeds:
         raise ConfigError("seed list is empty; give at least one seed")
     if num_replicas is not None and num_replicas != len(seeds):

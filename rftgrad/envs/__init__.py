@@ -45,10 +45,12 @@ from rftgrad.envs.sequence import (
 )
 from rftgrad.envs.tasks import (
     CLASSIFICATION_DATA,
+    ENV_SETTINGS,
     PROMPT_LENGTH,
     PROMPT_VOCAB,
     Task,
     build_env,
+    check_env_settings,
     check_task_settings,
     classification_task,
     family_task,
@@ -58,10 +60,12 @@ from rftgrad.registry import ENVIRONMENTS  # name -> one-line description, for `
 
 __all__ = [
     "CLASSIFICATION_DATA",
+    "ENV_SETTINGS",
     "PROMPT_LENGTH",
     "PROMPT_VOCAB",
     "Task",
     "check_task_settings",
+    "check_env_settings",
     "build_env",
     "classification_task",
     "family_task",

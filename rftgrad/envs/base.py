@@ -14,13 +14,14 @@ outputs below prefix ``u`` form the contiguous block ``[u·V^(L-l), (u+1)·V^(L-
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from rftgrad.errors import EnumerationLimitError, OutputSpaceError, RewardRangeError, ShapeMismatchError
+from rftgrad.errors import ConfigError, EnumerationLimitError, OutputSpaceError, RewardRangeError, ShapeMismatchError
 
 #: Largest output space (V**L) that exact enumeration accepts unless told otherwise.
 DEFAULT_MAX_OUTPUTS = 2**20
@@ -53,8 +54,8 @@ class OutputSpace:
         if self.num_outputs > max_outputs:
             raise EnumerationLimitError(
                 f"output space V^L = {self.vocab_size}^{self.length} = {self.num_outputs} is past "
-                f"the enumeration limit max_outputs={max_outputs}; raise max_outputs if memory "
-                "allows, or estimate by sampling (rftgrad.theory.reinforce_gradient)"
+                f"the enumeration limit max_outputs={max_outputs}; lower V or L, raise max_outputs if "
+                "memory allows, or estimate by sampling (rftgrad.theory.reinforce_gradient)"
             )
 
     def prefixes(self, level: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -110,15 +111,49 @@ class OutputSpace:
             )
 
 
-def validate_rewards(rewards: torch.Tensor | np.ndarray, what: str = "reward") -> torch.Tensor:
+def _reward_array(rewards: object, what: str) -> torch.Tensor:
+    """``rewards`` as a real tensor (int or float), or raise :class:`RewardRangeError` naming what is wrong."""
+    if isinstance(rewards, torch.Tensor):
+        values = rewards
+    else:
+        try:
+            array = np.asarray(rewards)
+        except ValueError:  # a ragged nest of lists
+            raise RewardRangeError(f"{what} is a ragged list; give a rectangular array of numbers") from None
+        if array.dtype == object:  # Python numbers (e.g. ints past int64), or anything else
+            bad = [v for v in array.flat if isinstance(v, bool | np.bool_) or not isinstance(v, numbers.Real)][:1]
+            if bad:
+                bad = bad[0]
+                raise RewardRangeError(
+                    f"{what} must be numbers, got {bad!r} ({type(bad).__name__}); return or give floats in [-1, 1]"
+                )
+            try:
+                array = array.astype(np.float64)
+            except OverflowError:
+                raise RewardRangeError(
+                    f"{what} holds a number too large for a float (e.g. 10**400); rescale rewards into [-1, 1]"
+                ) from None
+        if array.dtype.kind == "f" and array.dtype.itemsize > 8:  # long double: torch has no such dtype
+            array = array.astype(np.float64)
+        if array.dtype.kind not in "biufc":
+            raise RewardRangeError(
+                f"{what} must be numbers, got an array of dtype {array.dtype}; give floats in [-1, 1]"
+            )
+        values = torch.as_tensor(array)
+    if values.dtype == torch.bool or values.dtype.is_complex:  # every other torch dtype is an int or a float
+        raise RewardRangeError(f"{what} must be numeric, got dtype {values.dtype}; give floats in [-1, 1]")
+    return values
+
+
+def validate_rewards(rewards: torch.Tensor | np.ndarray | object, what: str = "reward") -> torch.Tensor:
     """Return ``rewards`` as a new float64 tensor (never the caller's), or raise :class:`RewardRangeError`.
 
-    Theorem 1 (Razin et al., 2024) assumes ``r(x, y) ∈ [-1, 1]``; NaN and values outside
-    that range are refused (no silent clipping), naming the first offending entry.
+    Accepts a tensor, an array, a list or a number of real values (bools, complex numbers, strings and other
+    objects are refused). Theorem 1 (Razin et al., 2024) assumes ``r(x, y) ∈ [-1, 1]``; NaN and values outside
+    that range (``±inf``, a Python int too large for a float) are refused (no silent clipping), naming the
+    first offending entry.
     """
-    values = torch.as_tensor(rewards)
-    if values.dtype == torch.bool or values.dtype.is_complex:  # every other torch dtype is an int or a float
-        raise RewardRangeError(f"{what} must be numeric, got dtype {values.dtype}")
+    values = _reward_array(rewards, what)
     values = values.to(torch.float64, copy=True)  # an environment keeping it is unaffected by later edits
     bad = torch.isnan(values) | (values < -1.0) | (values > 1.0)
     if bool(bad.any()):
@@ -130,6 +165,31 @@ def validate_rewards(rewards: torch.Tensor | np.ndarray, what: str = "reward") -
             "[-1, 1] (e.g. r -> 2r - 1 for r in [0, 1])"
         )
     return values
+
+
+def index_tensor(values: torch.Tensor | np.ndarray | object, what: str) -> torch.Tensor:
+    """``values`` (labels, target tokens, prompt tokens) as a long tensor, refusing what is not a whole number.
+
+    Integer arrays pass as they are; float arrays pass only if every entry is a finite whole number
+    (``2.0`` is label 2); ``1.7``, NaN, bools, strings or objects raise :class:`ConfigError` (a silent
+    ``long()`` would truncate ``1.7`` to 1). Range checks are the caller's.
+    """
+    try:
+        tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be integers, got {type(values).__name__}; give an integer array") from None
+    if tensor.dtype == torch.bool or tensor.dtype.is_complex:
+        raise ConfigError(f"{what} must be integers, got dtype {tensor.dtype}; give an integer array")
+    if tensor.dtype.is_floating_point:
+        whole = torch.isfinite(tensor) & (tensor == tensor.round())
+        if not bool(whole.all()):
+            where = tuple(int(i) for i in torch.nonzero(~whole)[0])
+            loc = where[0] if len(where) == 1 else where
+            raise ConfigError(
+                f"{what} at index {loc} is {float(tensor[where])}, not a whole number; give integer "
+                "labels or tokens (a float would be truncated)"
+            )
+    return tensor.long()
 
 
 class RewardEnv(ABC):
@@ -183,12 +243,12 @@ class RewardEnv(ABC):
                 f"input ids must lie in [0, N={self.num_inputs}), got range "
                 f"[{int(input_ids.min())}, {int(input_ids.max())}]"
             )
-        values = torch.as_tensor(self._reward(input_ids, outputs.long()))
+        values = validate_rewards(self._reward(input_ids, outputs.long()), f"reward of {self.name}")
         if values.shape != input_ids.shape:
             raise ShapeMismatchError(
                 f"reward function returned shape {tuple(values.shape)}, expected ({input_ids.shape[0]},)"
             )
-        return validate_rewards(values, f"reward of {self.name}")
+        return values
 
     def reward_table(self, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> torch.Tensor:
         """Rewards of every (input, output): float64 ``(N, V**L)`` on the CPU.

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rftgrad.envs.base import OutputSpace, RewardEnv, validate_rewards
-from rftgrad.errors import ConfigError, ShapeMismatchError
+from rftgrad.envs.base import OutputSpace, RewardEnv, index_tensor, validate_rewards
+from rftgrad.errors import ConfigError, OutputSpaceError, ShapeMismatchError
 
 
 def correct_label_rewards(labels: torch.Tensor, num_classes: int, wrong: float = -1.0) -> torch.Tensor:
@@ -34,8 +34,10 @@ class ClassificationEnv(RewardEnv):
     """Labelled inputs, one output token (``L = 1``, ``V = num_classes``).
 
     Args:
-        features: ``(N, D)`` input features.
-        labels: ``(N,)`` correct labels in ``[0, num_classes)`` (the SFT targets).
+        features: ``(N, D)`` input features (``N = 0`` only for an empty split, e.g. ``test_fraction=0``;
+            the constructors refuse zero inputs).
+        labels: ``(N,)`` correct labels in ``[0, num_classes)`` (the SFT targets): integers, or floats
+            that are whole numbers (``1.7`` is refused, not truncated).
         num_classes: ``K``, the number of output tokens.
         reward_table: optional ``(N, K)`` rewards; default ``+1`` for the label, ``-1``
             otherwise. Validated to lie in ``[-1, 1]``.
@@ -58,7 +60,7 @@ class ClassificationEnv(RewardEnv):
         self.name = name
         self.output_space = OutputSpace(int(num_classes), 1)
         self.features = torch.as_tensor(features, dtype=torch.float64)
-        labels = torch.as_tensor(labels).long()
+        labels = index_tensor(labels, f"labels of {name}")
         if self.features.ndim != 2:
             raise ShapeMismatchError(f"features must be 2-D (N, D), got shape {tuple(self.features.shape)}")
         if labels.shape != (self.features.shape[0],):
@@ -75,7 +77,7 @@ class ClassificationEnv(RewardEnv):
                     f"(N={self.num_inputs}, K={self.output_space.vocab_size})"
                 )
         self.table = table  # (N, K)
-        self.label_sets = None if label_sets is None else torch.as_tensor(label_sets).long()
+        self.label_sets = None if label_sets is None else index_tensor(label_sets, f"label sets of {name}")
         self._set_groups(groups)
 
     @property
@@ -113,15 +115,20 @@ class ClassificationEnv(RewardEnv):
 
 
 class BanditEnv(ClassificationEnv):
-    """One input (feature ``[1.0]``), ``K`` actions, reward vector ``rewards`` in [-1, 1].
+    """One input (feature ``[1.0]``), ``K >= 2`` actions, reward vector ``rewards`` in [-1, 1].
 
     The target (for SFT) is the best action.
     """
 
     def __init__(self, rewards: torch.Tensor | np.ndarray | list[float], name: str = "bandit") -> None:
-        table = validate_rewards(torch.as_tensor(rewards, dtype=torch.float64), "bandit reward")
+        table = validate_rewards(rewards, "bandit reward")
         if table.ndim != 1:
             raise ShapeMismatchError(f"bandit rewards must be a vector (K,), got shape {tuple(table.shape)}")
+        if table.shape[0] < 2:
+            raise OutputSpaceError(
+                f"a bandit needs K >= 2 actions, got {table.shape[0]} reward(s) (V={table.shape[0]}); "
+                "give one reward per action, at least 2"
+            )
         super().__init__(torch.ones(1, 1), table.argmax()[None], table.shape[0], reward_table=table[None], name=name)
 
 
@@ -163,8 +170,10 @@ def orthonormal(
 
     Features are the first ``N`` rows of a Haar-random orthogonal ``dim x dim`` matrix
     (``dim`` defaults to ``N``), so ``x_i · x_j = δ_ij`` and, for a linear policy, each
-    input's logits evolve on their own (docs/paper.md §3).
+    input's logits evolve on their own (docs/paper.md §3). ``num_inputs >= 1``, ``seed >= 0``.
     """
+    if isinstance(num_inputs, bool) or not isinstance(num_inputs, int | np.integer) or num_inputs < 1:
+        raise ConfigError(f"num_inputs={num_inputs!r} is invalid: give at least 1 input")
     dim = num_inputs if dim is None else dim
     if dim < num_inputs:
         raise ConfigError(f"dim={dim} < num_inputs={num_inputs}: at most dim orthonormal vectors exist; raise dim")
@@ -196,6 +205,9 @@ def gaussian_clusters(
     transfers to the others (the shared structure of language that lets a little SFT
     generalise, docs/paper.md §6).
     """
+    for what, value in (("num_classes", num_classes), ("per_class", per_class), ("dim", dim)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ConfigError(f"{what}={value!r} is invalid: give an integer >= 1")
     if noise < 0 or separation < 0:
         raise ConfigError(f"noise={noise} and separation={separation} must be >= 0")
     if not 0 <= family_size <= num_classes or not 0.0 <= family_weight <= 1.0:

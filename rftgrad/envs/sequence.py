@@ -20,10 +20,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from rftgrad.envs.base import OutputSpace, RewardEnv, validate_rewards
+from rftgrad.envs.base import OutputSpace, RewardEnv, index_tensor, validate_rewards
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.registry import SEQUENCE_REWARDS
-from rftgrad.runtime import generator
+from rftgrad.runtime import check_seed, generator
 
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -108,17 +108,20 @@ class TableReward:
 class CallableReward:
     """Wraps a user function ``fn(input_ids (B,), outputs (B, L)) -> (B,)``.
 
-    NumPy arrays and lists are accepted as return values; the environment validates
-    the shape and the [-1, 1] range of what comes back.
+    Tensors, NumPy arrays and lists of real numbers are accepted as return values, converted
+    to float64 and checked to lie in [-1, 1] (:func:`~rftgrad.envs.base.validate_rewards`: a string,
+    a bool or a number too large for a float raises :class:`~rftgrad.errors.RewardRangeError`);
+    the environment checks the shape.
     """
 
-    def __init__(self, fn: RewardFn) -> None:
+    def __init__(self, fn: RewardFn, what: str = "reward") -> None:
         if not callable(fn):
             raise ConfigError(f"reward must be callable, a table or a reward name, got {type(fn).__name__}")
         self.fn = fn
+        self.what = what  # how errors name the values (the environment passes "reward of <its name>")
 
     def __call__(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(self.fn(input_ids, outputs), dtype=np.float64))
+        return validate_rewards(self.fn(input_ids, outputs), self.what)
 
 
 REWARDS = SEQUENCE_REWARDS  # the names, defined once in rftgrad.registry
@@ -128,8 +131,9 @@ class SequenceEnv(RewardEnv):
     """Prompts plus a reward on whole outputs.
 
     Args:
-        prompts: ``(N, P)`` prompt tokens in ``[0, prompt_vocab_size)``.
-        targets: ``(N, L)`` target outputs (the SFT labels; exact/position match use them).
+        prompts: ``(N, P)`` prompt tokens in ``[0, prompt_vocab_size)``, ``N >= 1``, ``P >= 1``.
+        targets: ``(N, L)`` target outputs (the SFT labels; exact/position match use them). Prompts
+            and targets are integers, or floats that are whole numbers (``1.7`` is refused, not truncated).
         vocab_size: ``V``, the output vocabulary.
         reward: a reward name (see ``REWARDS``), a callable, or a ``(N, V**L)`` table.
         prompt_vocab_size: size of the prompt vocabulary (default ``max(prompts) + 1``).
@@ -152,10 +156,14 @@ class SequenceEnv(RewardEnv):
     ) -> None:
         super().__init__()
         self.name = name
-        self.prompts = torch.as_tensor(prompts).long()
-        targets = torch.as_tensor(targets).long()
+        self.prompts = index_tensor(prompts, f"prompts of {name}")
+        targets = index_tensor(targets, f"targets of {name}")
         if self.prompts.ndim != 2:
             raise ShapeMismatchError(f"prompts must be 2-D (N, P), got shape {tuple(self.prompts.shape)}")
+        if self.prompts.shape[0] < 1 or self.prompts.shape[1] < 1:
+            raise ConfigError(
+                f"{name} has prompts of shape {tuple(self.prompts.shape)}; give at least 1 prompt of at least 1 token"
+            )
         if targets.ndim != 2 or targets.shape[0] != self.prompts.shape[0]:
             raise ShapeMismatchError(
                 f"targets have shape {tuple(targets.shape)}, expected (N={self.prompts.shape[0]}, L)"
@@ -201,7 +209,7 @@ class SequenceEnv(RewardEnv):
         return (
             reward
             if isinstance(reward, ExactMatch | PositionMatch | ContainsToken | RandomRewardNetwork | TableReward)
-            else CallableReward(reward)
+            else CallableReward(reward, f"reward of {self.name}")
         )
 
     def _reward(self, input_ids: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
@@ -230,8 +238,16 @@ def random_sequence_env(
     reward: str | RewardFn | torch.Tensor | np.ndarray = "exact_match",
     seed: int = 0,
 ) -> SequenceEnv:
-    """Random prompts and random targets, deterministic given ``seed``."""
+    """Random prompts and random targets, deterministic given ``seed``.
+
+    ``num_prompts``, ``prompt_length`` and ``prompt_vocab_size`` are >= 1, ``seed >= 0``.
+    """
     space = OutputSpace(vocab_size, length)  # validates V and L first
+    for what, value in (("num_prompts", num_prompts), ("prompt_length", prompt_length),
+                        ("prompt_vocab_size", prompt_vocab_size)):  # fmt: skip
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ConfigError(f"{what}={value!r} is invalid: give an integer >= 1")
+    check_seed(seed)
     rng = np.random.default_rng(seed)
     prompts = rng.integers(0, prompt_vocab_size, size=(num_prompts, prompt_length))
     targets = rng.integers(0, space.vocab_size, size=(num_prompts, space.length))

@@ -16,7 +16,7 @@ outputs each training input is pretrained toward. The builders are deterministic
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -37,11 +37,40 @@ from rftgrad.envs.classification import (
 from rftgrad.envs.sequence import SequenceEnv, random_sequence_env
 from rftgrad.errors import ConfigError
 from rftgrad.registry import ENVIRONMENTS
+from rftgrad.runtime import check_seed
 
 #: prompt length and prompt vocabulary of :func:`sequence_task`.
 PROMPT_LENGTH, PROMPT_VOCAB = 4, 16
 #: the classification data of :func:`classification_task`.
 CLASSIFICATION_DATA = ("digits", "gaussian")
+
+
+#: environment name -> the :func:`build_env` arguments it reads (the others it ignores).
+ENV_SETTINGS: dict[str, tuple[str, ...]] = {
+    "bandit": ("bandit_rewards",),
+    "orthonormal": ("num_inputs", "vocab_size", "seed"),
+    "gaussian": ("num_inputs", "vocab_size", "seed"),
+    "digits": ("num_inputs", "seed"),
+    "sequence": ("num_inputs", "vocab_size", "length", "reward", "seed"),
+}
+
+
+def check_env_settings(name: str, given: Iterable[str]) -> None:
+    """Refuse settings the environment ``name`` ignores (what :func:`build_env` would drop silently).
+
+    ``given`` names the :func:`build_env` arguments a caller set explicitly (e.g. the command-line
+    options given, translated to argument names); any not in ``ENV_SETTINGS[name]`` raises
+    :class:`ConfigError` naming it and the settings that do apply.
+    """
+    if name not in ENV_SETTINGS:
+        raise ConfigError(f"unknown environment {name!r}; choose one of {', '.join(ENVIRONMENTS)}")
+    ignored = [key for key in given if key not in ENV_SETTINGS[name]]
+    if ignored:
+        names = ", ".join(ignored)
+        raise ConfigError(
+            f"{names} {'does' if len(ignored) == 1 else 'do'} not apply to the {name} environment, which reads "
+            f"only {', '.join(ENV_SETTINGS[name])}; drop {names} or choose an environment that reads it"
+        )
 
 
 @dataclasses.dataclass
@@ -64,9 +93,19 @@ def build_env(
 ) -> tuple[RewardEnv, RewardEnv | None]:
     """``(train, test)`` environments named ``name`` (``test`` is None where there is no split).
 
-    ``num_inputs`` is the number of inputs (orthonormal), prompts (sequence), training images
-    (digits) or points per class (gaussian); ``vocab_size`` the classes or output vocabulary.
+    ``num_inputs >= 1`` is the number of inputs (orthonormal), prompts (sequence), training images
+    (digits, at most 1,437) or points per class (gaussian); ``vocab_size`` the classes or output
+    vocabulary; ``seed >= 0``. Each environment reads only the arguments ``ENV_SETTINGS[name]`` lists
+    (the bandit: its rewards; digits: its 10 classes whatever ``vocab_size``); callers that must not
+    drop a setting silently check it with :func:`check_env_settings`.
     """
+    if name not in ENV_SETTINGS:
+        raise ConfigError(f"unknown environment {name!r}; choose one of {', '.join(ENVIRONMENTS)}")
+    check_seed(seed)
+    if name != "bandit" and (
+        isinstance(num_inputs, bool) or not isinstance(num_inputs, int | np.integer) or num_inputs < 1
+    ):
+        raise ConfigError(f"num_inputs={num_inputs!r} is invalid: give at least 1 input")
     if name == "bandit":
         return BanditEnv(list(bandit_rewards)), None
     if name == "orthonormal":

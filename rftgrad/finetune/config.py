@@ -24,12 +24,17 @@ batched program (:func:`replica_grid`).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+import numbers
+import typing
 from dataclasses import dataclass
 
 from rftgrad.errors import ConfigError
+from rftgrad.models import temperature_range
 from rftgrad.registry import ADVANTAGES, ESTIMATORS, GROUP_ESTIMATORS, OBJECTIVES, OPTIMIZERS, SCALE_REWARDS
+from rftgrad.runtime import check_seed
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,24 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...] | dict[str, st
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _typed(name: str, kind: type, value: object, example: object, many: bool = False) -> object:
+    """``value`` as ``kind`` (an int is a float too; a bool is neither), or :class:`ConfigError`
+    (``many``: the field is a tuple of ``kind``)."""
+    if kind is bool and isinstance(value, bool):
+        return value
+    if kind is str and isinstance(value, str):
+        return value
+    if kind is int and isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if kind is float and isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    takes = f"{_KINDS[kind]} or a list of them" if many else _KINDS[kind]
+    raise ConfigError(f"{name}={value!r} is invalid: TrainConfig.{name} takes {takes}; give e.g. {name}={example!r}")
+
+
 def _check_positive(name: str, values: tuple[float, ...] | float, allow_zero: bool = False) -> None:
     for value in values if isinstance(values, tuple) else (values,):
         ok = math.isfinite(value) and (value >= 0 if allow_zero else value > 0)
@@ -83,7 +106,13 @@ def _check_positive(name: str, values: tuple[float, ...] | float, allow_zero: bo
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Trainer settings shared by every finetuning experiment (see module doc)."""
+    """Trainer settings shared by every finetuning experiment (see module doc).
+
+    Every field is checked when the config is built: its type (a tuple field also takes one value,
+    stored as a 1-tuple: ``TrainConfig(lr=0.1)`` means ``lr=(0.1,)``; an int is accepted for a float)
+    and its range (see each field's comment and the checks below; seeds are >= 0, temperatures lie
+    in :func:`rftgrad.models.temperature_range` of ``dtype``).
+    """
 
     arms: tuple[str, ...] = ("rft:200", "sft:200")  # runs side by side: phases objective:steps[@fraction] joined by +
     estimator: str = "exact"  # RFT gradient: exact, reinforce, reinforce_baseline, rloo, grpo, dr_grpo, dapo, ppo
@@ -113,7 +142,22 @@ class TrainConfig:
     device: str = "cpu"  # cpu, cuda, cuda:N or auto
     dtype: str = "float64"  # float32 or float64
 
+    def _normalise_types(self) -> None:
+        """Check each field's type; a single value of a tuple field becomes a 1-tuple (frozen: object.__setattr__)."""
+        hints = typing.get_type_hints(type(self))
+        for field in dataclasses.fields(self):
+            value, hint = getattr(self, field.name), hints[field.name]
+            if typing.get_origin(hint) is tuple:
+                kind = typing.get_args(hint)[0]
+                example = field.default[0] if field.default else None
+                items = value if isinstance(value, list | tuple) else (value,)
+                value = tuple(_typed(field.name, kind, item, example, many=True) for item in items)
+            else:
+                value = _typed(field.name, hint, value, field.default)
+            object.__setattr__(self, field.name, value)
+
     def __post_init__(self) -> None:
+        self._normalise_types()
         if not self.arms:
             raise ConfigError("arms is empty; give at least one arm such as rft:200")
         for arm in self.arms:
@@ -145,6 +189,13 @@ class TrainConfig:
                 raise ConfigError(f"{name} is empty; give at least one value")
         _check_positive("lr", self.lr)
         _check_positive("temperature", self.temperature)
+        low, high = temperature_range(self.dtype)
+        for value in self.temperature:
+            if not low <= value <= high:
+                raise ConfigError(
+                    f"temperature={value!r} is outside [{low:.2g}, {high:.2g}], where logits / T stay finite in "
+                    f"{self.dtype}; give a temperature in that range (usually 0.1 to 10)"
+                )
         _check_positive("entropy_coef", self.entropy_coef, allow_zero=True)
         _check_positive("kl_coef", self.kl_coef, allow_zero=True)
         _check_positive("std_eps", self.std_eps, allow_zero=True)
@@ -160,6 +211,7 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 0 (0: all inputs), got {self.batch_size}")
         if not 0.0 <= self.std_threshold <= 1.0:
             raise ConfigError(f"std_threshold must lie in [0, 1], got {self.std_threshold}")
+        check_seed(self.seed, "seed")
 
     def phases(self) -> dict[str, tuple[Phase, ...]]:
         """Arm spec -> its phases."""

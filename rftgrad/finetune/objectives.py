@@ -210,7 +210,9 @@ class SampledRFT(Objective):
         in_batch = weights > 0  # (R, N)
         metrics = {
             "reward_mean": weighted(rewards[:, :, 0].mean(-1), weights),
-            "reward_std": weighted(rewards[:, :, 0].std(-1, correction=1), weights),
+            # the sample STD of each group (correction 1); a group of one (G = 1, plain REINFORCE) has no
+            # spread: STD 0, the group frac_reward_zero_std counts as all-equal (not NaN, which drops the row)
+            "reward_std": weighted(rewards[:, :, 0].std(-1, correction=1 if generations > 1 else 0), weights),
             "frac_reward_zero_std": weighted(zero_std_groups(rewards[:, :, 0]).to(weights.dtype), weights),
         }
         outputs = outputs.reshape(num_replicas, num_inputs, tries, generations, length)

@@ -5,7 +5,14 @@ A new policy subclasses :class:`SoftmaxPolicy` and writes its parameters' initia
 :meth:`SoftmaxPolicy.replica_prefix_logits` ``(params, ids, x, prefixes (N, M, l)) -> (N, M, V)``.
 """
 
-from rftgrad.models.base import INIT_LOGPROB_TOLERANCE, Params, SoftmaxPolicy, init_normal
+from rftgrad.models.base import (
+    INIT_LOGPROB_TOLERANCE,
+    TEMPERATURE_HEADROOM,
+    Params,
+    SoftmaxPolicy,
+    init_normal,
+    temperature_range,
+)
 from rftgrad.models.build import POLICIES, build_policy
 from rftgrad.models.linear import FEATURE_MAPS, LinearSoftmaxPolicy
 from rftgrad.models.mlp import ACTIVATIONS, MLPPolicy
@@ -17,6 +24,7 @@ __all__ = [
     "FEATURE_MAPS",
     "INIT_LOGPROB_TOLERANCE",
     "POLICIES",
+    "TEMPERATURE_HEADROOM",
     "LinearSoftmaxPolicy",
     "MLPPolicy",
     "Params",
@@ -25,4 +33,5 @@ __all__ = [
     "TinyTransformerPolicy",
     "build_policy",
     "init_normal",
+    "temperature_range",
 ]

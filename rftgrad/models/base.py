@@ -38,6 +38,25 @@ Params = dict[str, torch.Tensor]
 #: |log p_achieved - log p_requested| allowed by :meth:`SoftmaxPolicy.set_output_probability`.
 INIT_LOGPROB_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
 
+#: logits ``|f_θ|`` and Jacobian norms ``||J||`` up to this size stay finite at every allowed temperature
+#: (see :func:`temperature_range`).
+TEMPERATURE_HEADROOM = 1e6
+
+
+def temperature_range(dtype: str | torch.dtype) -> tuple[float, float]:
+    """``(T_min, T_max)``, the temperatures a policy of ``dtype`` accepts: ``H / sqrt(M)`` to ``sqrt(M) / H``.
+
+    ``M = torch.finfo(dtype).max`` and ``H = TEMPERATURE_HEADROOM = 1e6``. Why these bounds: the policy
+    divides logits by ``T``, the theory squares tempered quantities (the Gram matrix ``J J^T / T^2``
+    whose top eigenvalue gives γ, the squared spreads of STD and of the martingale variances) and
+    :meth:`SoftmaxPolicy.set_output_probability` multiplies logits by ``T``. For ``|f|, ||J|| <= H``
+    and ``T`` in the range, ``(|f| / T)^2 <= M`` and ``|f| T <= sqrt(M)``, so none of them overflows
+    (``T = 1e-300`` in float64 made ``J J^T / T^2`` infinite and ``eigh`` fail; in float32 it rounds
+    to ``T = 0``). float64: about ``[7.5e-149, 1.3e148]``; float32: about ``[5.4e-14, 1.8e13]``.
+    """
+    root = math.sqrt(torch.finfo(resolve_dtype(dtype)).max)
+    return TEMPERATURE_HEADROOM / root, root / TEMPERATURE_HEADROOM
+
 
 class SoftmaxPolicy(ABC):
     """Base class: ``R`` replicas of an autoregressive softmax policy over ``V`` tokens.
@@ -49,7 +68,8 @@ class SoftmaxPolicy(ABC):
         num_replicas: ``R`` (default: 1, or the length of the seed list).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
         dtype: ``"float32"`` or ``"float64"``.
-        temperature: sampling temperature ``T > 0``, one value or one per replica.
+        temperature: sampling temperature ``T``, one value or one per replica, finite and inside
+            :func:`temperature_range` of ``dtype`` (about ``[7.5e-149, 1.3e148]`` in float64).
     """
 
     name: ClassVar[str] = "policy"
@@ -74,6 +94,7 @@ class SoftmaxPolicy(ABC):
         self.seeds = replica_seeds(seed, num_replicas)
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype)
+        temperature = self._checked_temperature(temperature)  # refused before any parameter is drawn
         per_replica = [self._init_replica(generator(s)) for s in self.seeds]
         self.params: Params = {
             key: torch.stack([p[key] for p in per_replica]).to(self.device, self.dtype)  # (R, ...)
@@ -128,15 +149,31 @@ class SoftmaxPolicy(ABC):
         """Parameters per replica."""
         return sum(p[0].numel() for p in self.params.values())
 
-    def set_temperature(self, temperature: float | Sequence[float] | torch.Tensor) -> None:
-        """Set ``T`` (one value, or one per replica); must be finite and > 0."""
-        temp = torch.as_tensor(temperature, dtype=torch.float64).reshape(-1)
+    def _checked_temperature(self, temperature: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """``temperature`` as ``(R,)`` float64, or :class:`ConfigError` (count, finite, > 0, in range)."""
+        try:
+            temp = torch.as_tensor(temperature, dtype=torch.float64).reshape(-1)
+        except (TypeError, ValueError, RuntimeError):
+            raise ConfigError(f"temperature must be a number or a list of numbers, got {temperature!r}") from None
         if temp.numel() == 1:
             temp = temp.expand(self.num_replicas)
         if temp.numel() != self.num_replicas:
             raise ConfigError(f"{temp.numel()} temperatures for R={self.num_replicas} replicas; give 1 or R")
         if not bool(torch.isfinite(temp).all() and (temp > 0).all()):
-            raise ConfigError(f"temperature must be finite and > 0, got {temp.tolist()}")
+            raise ConfigError(f"temperature must be finite and > 0, got {temp.tolist()}; give e.g. temperature=1.0")
+        low, high = temperature_range(self.dtype)
+        outside = (temp < low) | (temp > high)
+        if bool(outside.any()):
+            raise ConfigError(
+                f"temperature={float(temp[outside][0])!r} is outside [{low:.2g}, {high:.2g}], where logits / T "
+                f"stay finite in {str(self.dtype).replace('torch.', '')}; give a temperature in that range "
+                "(usually 0.1 to 10)"
+            )
+        return temp
+
+    def set_temperature(self, temperature: float | Sequence[float] | torch.Tensor) -> None:
+        """Set ``T`` (one value, or one per replica): finite and inside :func:`temperature_range` of the dtype."""
+        temp = self._checked_temperature(temperature)
         self.temperature = temp.to(self.device, self.dtype).clone()  # (R,)
 
     def inputs_from(self, env: RewardEnv) -> torch.Tensor:
@@ -270,8 +307,12 @@ class SoftmaxPolicy(ABC):
         targets = (env.targets if targets is None else torch.as_tensor(targets)).to(self.device).long()
         env.output_space.check_outputs(targets)
         prob_t = torch.as_tensor(prob, dtype=torch.float64)
-        if not bool(((prob_t > 0) & (prob_t < 1)).all()):
-            raise ConfigError(f"target probability must lie strictly inside (0, 1), got {prob}")
+        inside = (prob_t > 0) & (prob_t < 1)
+        if not bool(inside.all()):
+            bad = float(prob_t.reshape(-1)[~inside.reshape(-1)][0])
+            raise ConfigError(
+                f"target probability must lie strictly inside (0, 1), got {bad!r}; give a probability such as 1e-3"
+            )
         try:
             prob_t = prob_t.expand(self.num_replicas, env.num_inputs).to(self.device)  # (R, N)
         except RuntimeError as err:
@@ -295,9 +336,10 @@ class SoftmaxPolicy(ABC):
         error = float((achieved - prob_t.log()).abs().max())
         if not error <= INIT_LOGPROB_TOLERANCE[self.dtype]:
             raise InitializationError(
-                f"{self.name} policy reached log p off by {error:.2e} from the requested probability; "
-                "its read-out cannot separate the N·L target-path states (use a tabular policy, "
-                "a wider read-out, or fewer inputs)"
+                f"{self.name} policy reached log p off by {error:.2e} from the requested probability: its "
+                f"read-out cannot separate the N·L = {env.num_inputs * length} target-path states; leave the "
+                "probability unset (p0=0 in an experiment config, no --p0 on the command line), or use a "
+                "tabular policy, a wider read-out or fewer inputs"
             )
 
     def _fit_target_logits(

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from rftgrad.envs.base import RewardEnv
+from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
 from rftgrad.errors import ConfigError
 from rftgrad.models.base import SoftmaxPolicy
 from rftgrad.models.linear import FEATURE_MAPS, LinearSoftmaxPolicy
@@ -36,12 +36,22 @@ def build_policy(
     d_model: int = 32,
     num_layers: int = 2,
     num_replicas: int | None = None,
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
 ) -> SoftmaxPolicy:
-    """A ``kind`` policy (tabular, linear, mlp, transformer) sized for ``env``, one replica per seed."""
+    """A ``kind`` policy (tabular, linear, mlp, transformer) sized for ``env``, one replica per seed.
+
+    Every kind refuses an output space past the enumeration limit (``V^L > max_outputs``,
+    :class:`~rftgrad.errors.EnumerationLimitError`) before allocating anything: the trainer and the
+    theory evaluate every output exactly, and a tabular policy's table alone has more than ``N · V^L``
+    logits. ``hidden`` widths, ``d_model`` and ``num_layers`` are >= 1 (checked by the policy classes).
+    """
     if kind not in POLICIES:
         raise ConfigError(f"unknown policy {kind!r}; choose one of {', '.join(POLICIES)}")
+    env.output_space.check_enumerable(max_outputs)
     extra: dict[str, Any] = {}
-    if kind == "linear":
+    if kind == "tabular":
+        extra["max_outputs"] = max_outputs
+    elif kind == "linear":
         extra["features"] = features
     elif kind == "mlp":
         extra["hidden"] = tuple(hidden)

@@ -14,6 +14,8 @@ Feature maps ``φ(x, u)`` for an input ``x ∈ R^D`` and a prefix ``u`` of lengt
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import torch
@@ -38,11 +40,11 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
     """Logits ``W φ(x, u)`` with ``W`` of shape ``(R, V, D_φ)``.
 
     Args:
-        input_dim: ``D``, the environment's feature dimension.
+        input_dim: ``D >= 1``, the environment's feature dimension.
         vocab_size: ``V``.
         max_length: ``L``.
         features: one of ``FEATURE_MAPS``.
-        init_scale: ``W ~ N(0, init_scale² / D_φ)``.
+        init_scale: ``W ~ N(0, init_scale² / D_φ)``, finite and >= 0.
         **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
@@ -60,6 +62,10 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
     ) -> None:
         if features not in FEATURE_MAPS:
             raise ConfigError(f"unknown feature map {features!r}; choose one of {', '.join(FEATURE_MAPS)}")
+        if isinstance(input_dim, bool) or not isinstance(input_dim, numbers.Integral) or input_dim < 1:
+            raise ConfigError(f"input_dim={input_dim!r} is invalid: the linear policy needs at least 1 input feature")
+        if not math.isfinite(init_scale) or init_scale < 0:
+            raise ConfigError(f"init_scale={init_scale!r} is invalid: give a finite scale >= 0")
         self.input_dim = int(input_dim)
         self.features = features
         self.init_scale = float(init_scale)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,11 @@ class MLPPolicy(SoftmaxPolicy):
     """A multilayer perceptron over ``env.features``; one output token.
 
     Args:
-        input_dim: ``D``.
+        input_dim: ``D >= 1``.
         vocab_size: number of classes ``V``.
-        hidden: widths of the hidden layers.
+        hidden: widths of the hidden layers, each an integer >= 1 (one int: one layer).
         activation: ``relu``, ``tanh`` or ``gelu``.
-        init_scale: scale of the read-out weights (0 starts from the uniform policy).
+        init_scale: scale of the read-out weights, finite and >= 0 (0 starts from the uniform policy).
         **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
@@ -45,8 +46,16 @@ class MLPPolicy(SoftmaxPolicy):
     ) -> None:
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
-        if not hidden or any(int(h) < 1 for h in hidden):
-            raise ConfigError(f"hidden widths must be a non-empty list of positive ints, got {hidden!r}")
+        widths = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
+        if not widths or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in widths):
+            raise ConfigError(
+                f"hidden widths must be a non-empty list of positive ints, got {hidden!r}; give e.g. hidden=(64,)"
+            )
+        if isinstance(input_dim, bool) or not isinstance(input_dim, numbers.Integral) or input_dim < 1:
+            raise ConfigError(f"input_dim={input_dim!r} is invalid: the MLP needs at least 1 input feature")
+        if not math.isfinite(init_scale) or init_scale < 0:
+            raise ConfigError(f"init_scale={init_scale!r} is invalid: give a finite scale >= 0 (0: uniform policy)")
+        hidden = widths
         self.input_dim = int(input_dim)
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation

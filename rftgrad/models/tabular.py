@@ -9,23 +9,28 @@ docs/theorem1.md section 4).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from rftgrad.envs.base import RewardEnv
-from rftgrad.errors import ShapeMismatchError
+from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv
+from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy
 
 
 class TabularPolicy(SoftmaxPolicy):
     """Free logits ``θ`` of shape ``(R, N, S, V)``, ``S = Σ_{l<L} V^l`` prefix states.
 
+    The table holds ``N · Σ_{l<L} V^l · V`` logits per replica, more than ``N · V^L``, so like exact
+    enumeration it refuses output spaces past ``max_outputs`` (before allocating anything).
+
     Args:
-        num_inputs: ``N``.
-        vocab_size: ``V``.
-        max_length: ``L``.
-        init_scale: logits start as ``init_scale · N(0, 1)`` (0: uniform policy).
+        num_inputs: ``N >= 1``.
+        vocab_size: ``V >= 2``.
+        max_length: ``L >= 1``.
+        init_scale: logits start as ``init_scale · N(0, 1)`` (0: uniform policy); finite, >= 0.
+        max_outputs: refuse ``V^L > max_outputs`` (:class:`~rftgrad.errors.EnumerationLimitError`).
         **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
@@ -33,8 +38,19 @@ class TabularPolicy(SoftmaxPolicy):
     input_kind = "index"
 
     def __init__(
-        self, num_inputs: int, vocab_size: int, max_length: int = 1, init_scale: float = 1.0, **kwargs: Any
+        self,
+        num_inputs: int,
+        vocab_size: int,
+        max_length: int = 1,
+        init_scale: float = 1.0,
+        max_outputs: int = DEFAULT_MAX_OUTPUTS,
+        **kwargs: Any,
     ) -> None:
+        OutputSpace(int(vocab_size), int(max_length)).check_enumerable(max_outputs)  # refuses huge tables first
+        if isinstance(num_inputs, bool) or int(num_inputs) != num_inputs or num_inputs < 1:
+            raise ConfigError(f"num_inputs={num_inputs!r} is invalid: a tabular policy needs at least 1 input")
+        if not math.isfinite(init_scale) or init_scale < 0:
+            raise ConfigError(f"init_scale={init_scale!r} is invalid: give a finite scale >= 0 (0: uniform policy)")
         self.num_inputs = int(num_inputs)
         self.init_scale = float(init_scale)
         self._num_states = sum(int(vocab_size) ** level for level in range(int(max_length)))

@@ -10,6 +10,7 @@ parameter dict so that ``torch.func.vmap`` batches it over replicas and inputs.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -24,14 +25,14 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     """A causal transformer over prompt + output tokens.
 
     Args:
-        prompt_vocab_size: size of the prompt-token vocabulary ``P_v``.
-        prompt_length: ``P``, prompt tokens per input.
+        prompt_vocab_size: size of the prompt-token vocabulary ``P_v``, >= 1.
+        prompt_length: ``P``, prompt tokens per input, >= 0.
         vocab_size: output vocabulary ``V``.
         max_length: longest output ``L``.
-        d_model: width; ``num_heads`` must divide it.
-        num_heads: attention heads.
-        num_layers: blocks.
-        init_scale: scale of the unembedding (0 starts from the uniform policy).
+        d_model: width, >= 1; ``num_heads`` must divide it.
+        num_heads: attention heads, >= 1.
+        num_layers: blocks, >= 1 (with none the logits would read the token embeddings only).
+        init_scale: scale of the unembedding, finite and >= 0 (0 starts from the uniform policy).
         **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
@@ -51,10 +52,18 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         init_scale: float = 1.0,
         **kwargs: Any,
     ) -> None:
-        if d_model < 1 or num_heads < 1 or d_model % num_heads:
-            raise ConfigError(f"num_heads={num_heads} must divide d_model={d_model} (both >= 1)")
-        if num_layers < 0 or prompt_vocab_size < 1 or prompt_length < 0:
-            raise ConfigError("need num_layers >= 0, prompt_vocab_size >= 1, prompt_length >= 0")
+        sizes = {"d_model": (d_model, 1), "num_heads": (num_heads, 1), "num_layers": (num_layers, 1),
+                 "prompt_vocab_size": (prompt_vocab_size, 1), "prompt_length": (prompt_length, 0)}  # fmt: skip
+        for what, (value, least) in sizes.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+                raise ConfigError(
+                    f"{what}={value!r} is invalid: the transformer needs an integer {what} >= {least}; "
+                    f"set it to at least {least}"
+                )
+        if d_model % num_heads:
+            raise ConfigError(f"num_heads={num_heads} must divide d_model={d_model} (both >= 1); give a divisor")
+        if not math.isfinite(init_scale) or init_scale < 0:
+            raise ConfigError(f"init_scale={init_scale!r} is invalid: give a finite scale >= 0 (0: uniform policy)")
         self.prompt_vocab_size = int(prompt_vocab_size)
         self.prompt_length = int(prompt_length)
         self.d_model, self.num_heads, self.num_layers = int(d_model), int(num_heads), int(num_layers)
@@ -74,7 +83,7 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     def _init_replica(self, gen: torch.Generator) -> Params:
         d, layers = self.d_model, self.num_layers
         num_tokens = self.prompt_vocab_size + 1 + self.vocab_size
-        depth_scale = 1.0 / math.sqrt(2 * max(layers, 1))  # GPT-2: residual writes scaled by depth
+        depth_scale = 1.0 / math.sqrt(2 * layers)  # GPT-2: residual writes scaled by depth
         return {
             "tok_emb": torch.randn(num_tokens, d, generator=gen, dtype=torch.float64) * 0.5,
             "pos_emb": torch.randn(self.prompt_length + self.max_length, d, generator=gen, dtype=torch.float64) * 0.5,

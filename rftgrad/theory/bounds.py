@@ -38,6 +38,7 @@ __all__ = [
     "REL_SLACK",
     "ABS_SLACK",
     "GAMMA_SLACK",
+    "rounding_slack",
     "BOUNDS",
     "stalled",
     "paper_bound",
@@ -95,12 +96,38 @@ def stalled(
 
 #: the paper's constant in ``6 L γ STD^(2/3)``.
 PAPER_CONSTANT = 6.0
-#: a gradient counts as violating a bound when ``grad > bound · (1 + REL_SLACK) + floor`` with the
-#: rounding floor ``ABS_SLACK + GAMMA_SLACK · L · γ`` (``γ = 1`` for the logit gradient): in float64
-#: the spreads ``Q(u·a) - Q(u)`` carry ~L(V+1)·u <= 2.3e-15 of rounding (u = 1.1e-16) and ``J^T``
-#: multiplies it by up to γ, so a gradient below that floor is rounding noise, not a violation
-#: (seen: ||∇V|| = 1.2e-13 for a transformer with STD = 3.5e-72 and γ = 4380).
+#: a gradient counts as violating a bound when ``grad > bound · (1 + rel) + floor`` with the rounding
+#: floor ``abs + per_gamma · L · γ`` (``γ = 1`` for the logit gradient; :func:`rounding_slack`). These are
+#: the float64 values, and the least any dtype gets: in float64 the spreads ``Q(u·a) - Q(u)`` carry
+#: ~L(V+1)·u <= 2.3e-15 of rounding (u = 1.1e-16) and ``J^T`` multiplies it by up to γ, so a gradient
+#: below that floor is rounding noise, not a violation (seen: ||∇V|| = 1.2e-13 for a transformer with
+#: STD = 3.5e-72 and γ = 4380).
 REL_SLACK, ABS_SLACK, GAMMA_SLACK = 1e-9, 1e-12, 1e-14
+
+
+def rounding_slack(dtype: torch.dtype, length: int, vocab_size: int) -> tuple[float, float, float]:
+    """``(rel, abs, per_gamma)`` of the violation test ``grad > bound·(1 + rel) + abs + per_gamma·L·γ`` in ``dtype``.
+
+    With ``ε = torch.finfo(dtype).eps``:
+
+    * ``per_gamma = max(GAMMA_SLACK, 2ε (V + 1 + ln(1/ε)))``. Rewards lie in [-1, 1], so every value
+      ``Q(u)`` and spread ``Q(u·a) - Q(u)`` is O(1) and carries ~ε·(V + 1) of rounding from the sum over
+      the V children; the tempered log-probabilities add ``ε·|f/T - max f/T|`` each, which matters only
+      where a token's probability is above ε, i.e. where ``|f/T - max f/T| <= ln(1/ε)`` (tokens past that
+      weigh less than ε, so the logit scale itself, ×1e4 or more, does not enter). A spread error δ
+      reaches the logit gradient as ``||π ⊙ δ|| <= δ`` per prefix and ``||∇_θ V||`` through ``J^T`` times
+      γ, summed over the L positions: ``L γ δ``; the factor 2 is margin.
+    * ``abs = max(ABS_SLACK, 16ε)``: the reward mean and STD are O(1) quantities known to ~ε.
+    * ``rel = max(REL_SLACK, 4 (L + 2) ε)``: the bounds are products and sums of L + 2 rounded factors.
+
+    float64 (ε = 2.2e-16) keeps ``REL_SLACK`` and ``ABS_SLACK`` and gets ``per_gamma`` about 1.7e-14
+    (V = 2) to 2.4e-14 (V = 16); float32 (ε = 1.2e-7) gets ``per_gamma`` about 4.5e-6 (V = 2),
+    ``abs`` 1.9e-6 and ``rel`` 1.4e-6 at L = 1: a float32 gradient of size ~6e-8 (rounding of an STD
+    of 2^-24) is then not a violation, while one 1% above a bound of size 1e-3 still is.
+    """
+    eps = torch.finfo(dtype).eps
+    per_gamma = max(GAMMA_SLACK, 2.0 * eps * (vocab_size + 1 + math.log(1.0 / eps)))
+    return max(REL_SLACK, 4.0 * (length + 2) * eps), max(ABS_SLACK, 16.0 * eps), per_gamma
 
 #: bound name -> (gradient column it bounds, bound column).
 BOUNDS: dict[str, tuple[str, str]] = {
@@ -158,7 +185,9 @@ def bound_table(
     Columns: ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm,
     gamma``, ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in
     ``BOUNDS``, and ``violation`` (True if a gradient exceeds its bound by more than the
-    rounding floor ``ABS_SLACK + GAMMA_SLACK · L · γ``).
+    rounding slack of the policy's dtype, ``grad > bound·(1 + rel) + abs + per_gamma · L · γ``,
+    :func:`rounding_slack`: in float64 ``REL_SLACK``, ``ABS_SLACK``, about ``GAMMA_SLACK``; in float32
+    scaled with its ε).
     ``result`` and ``gamma`` are computed when not given.
     """
     result = exact(policy, env, max_outputs=max_outputs) if result is None else result
@@ -174,14 +203,15 @@ def bound_table(
         "tight_bound": tight_bound(gamma, result.position_variance),
         "logit_bound": logit_bound(result.max_first_token_prob, result.std),
     }
-    floors = {  # rounding floor of each gradient column (see GAMMA_SLACK)
-        "grad_norm": ABS_SLACK + GAMMA_SLACK * length * gamma,
-        "logit_grad_norm": ABS_SLACK + GAMMA_SLACK * length * torch.ones_like(gamma),
+    rel, absolute, per_gamma = rounding_slack(policy.dtype, length, env.output_space.vocab_size)
+    floors = {  # rounding floor of each gradient column (see rounding_slack)
+        "grad_norm": absolute + per_gamma * length * gamma,
+        "logit_grad_norm": absolute + per_gamma * length * torch.ones_like(gamma),
     }
     violation = torch.zeros_like(result.std, dtype=torch.bool)
     for name, (grad_key, bound_key) in BOUNDS.items():
         columns[f"ratio_{name}"] = ratio(columns[grad_key], columns[bound_key], floors[grad_key])
-        violation |= columns[grad_key] > columns[bound_key] * (1 + REL_SLACK) + floors[grad_key]
+        violation |= columns[grad_key] > columns[bound_key] * (1 + rel) + floors[grad_key]
     frame = result.to_frame()[["replica", "input", "reward_mean", "reward_std"]]
     for key, value in columns.items():
         frame[key] = value.detach().double().cpu().reshape(-1).numpy()

@@ -122,7 +122,7 @@ def test_policy_with_longer_max_length_serves_a_shorter_env(kind: str) -> None:
     [
         ("mlp", {"activation": "relu"}),
         ("mlp", {"activation": "gelu", "hidden": (5,)}),
-        ("transformer", {"num_layers": 0}),
+        ("transformer", {"num_layers": 3}),  # num_layers=0 is refused (no blocks)
         ("transformer", {"num_layers": 1, "num_heads": 1, "d_model": 6}),
     ],
 )

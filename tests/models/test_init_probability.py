@@ -173,7 +173,7 @@ def test_infeasible_request_raises_initialization_error(case: str) -> None:
     policy = make_policy(kind, env, seed=0, **extra)
     with pytest.raises(
         InitializationError,
-        match=rf"{name} policy reached log p off by \S+ from the requested probability; "
-        r"its read-out cannot separate the N·L target-path states",
+        match=rf"{name} policy reached log p off by \S+ from the requested probability: "
+        r"its read-out cannot separate the N·L = \d+ target-path states; leave the probability unset \(p0=0",
     ):
         policy.set_output_probability(env, 1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rftgrad.envs import check_env_settings
 from rftgrad.errors import ConfigError
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.models import POLICIES
@@ -39,6 +40,12 @@ class Config:
         for name in ("num_inputs", "vocab_size", "length", "hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.data_seed < 0:
+            raise ConfigError(f"data_seed={self.data_seed} is invalid: seeds are integers >= 0; give e.g. data_seed=0")
+        # settings the environment ignores must keep their neutral value (L = 1, the default reward,
+        # digits' 10 classes); any other value would be dropped silently
+        neutral = {"length": 1, "reward": "exact_match", "vocab_size": 10 if self.env == "digits" else self.vocab_size}
+        check_env_settings(self.env, [name for name, value in neutral.items() if getattr(self, name) != value])
 
 
 #: a longer budget (`--full`): more steps and seeds.
