@@ -35,7 +35,7 @@ import torch
 from rftgrad import __version__
 from rftgrad.configs import describe_config
 from rftgrad.diagnose import GROUP_SIZES, default_out_dir, diagnose, format_summary
-from rftgrad.envs import ENVIRONMENTS, REWARDS, RewardEnv, build_env
+from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
@@ -51,14 +51,10 @@ __all__ = [
 ]
 
 
-#: the ``exact`` options each environment reads (any other given explicitly is refused, not ignored).
-ENV_OPTIONS: dict[str, frozenset[str]] = {
-    "bandit": frozenset({"rewards"}),
-    "orthonormal": frozenset({"inputs", "vocab"}),
-    "gaussian": frozenset({"inputs", "vocab"}),
-    "digits": frozenset({"inputs"}),
-    "sequence": frozenset({"inputs", "vocab", "length", "reward"}),
-}
+#: the ``exact`` options that set an environment, by the :func:`rftgrad.envs.build_env` argument each one sets.
+ENV_ARGUMENTS: dict[str, str] = {
+    "inputs": "num_inputs", "vocab": "vocab_size", "length": "length", "reward": "reward", "rewards": "bandit_rewards",
+}  # fmt: skip
 #: the ``exact`` options each policy reads.
 POLICY_OPTIONS: dict[str, frozenset[str]] = {
     "tabular": frozenset(),
@@ -76,7 +72,8 @@ EXACT_DEFAULTS: dict[str, object] = {
 def _exact_options(args: argparse.Namespace) -> dict[str, object]:
     """The environment and policy options of ``exact``, defaults filled in; an option given explicitly that
     the chosen ``--env`` / ``--policy`` does not read raises :class:`ConfigError` (it would be ignored)."""
-    used = ENV_OPTIONS[args.env] | POLICY_OPTIONS[args.policy]
+    env_reads = {option for option, argument in ENV_ARGUMENTS.items() if argument in ENV_SETTINGS[args.env]}
+    used = env_reads | POLICY_OPTIONS[args.policy]
     ignored = [name for name in EXACT_DEFAULTS if getattr(args, name) is not None and name not in used]
     if ignored:
         flags = ", ".join("--" + name.replace("_", "-") for name in ignored)
@@ -107,6 +104,7 @@ def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
         d_model=opts["d_model"],
         num_layers=opts["layers"],
         num_replicas=args.replicas,
+        max_outputs=args.max_outputs,
     )
     if args.p0 is not None:
         policy.set_output_probability(env, args.p0)
