@@ -125,9 +125,11 @@ def test_zero_inputs_are_refused_at_construction(build, error, patterns):
 
 
 def test_exact_with_zero_inputs_exits_2_and_writes_nothing(tmp_path, capsys):
-    out = tmp_path / "exact"
-    cli_refuses(capsys, ["exact", "--inputs", "0", "--out", str(out)], r"num_inputs=0 is invalid: give at least 1")
+    out = tmp_path / "exact"  # the command line refuses it as it parses; build_env refuses it for the API
+    cli_refuses(capsys, ["exact", "--inputs", "0", "--out", str(out)], r"--inputs: takes an integer >= 1, got 0")
     assert not out.exists()
+    with raises_one_line(ConfigError, r"num_inputs=0 is invalid: give at least 1"):
+        build_env("sequence", 0, 4, 3)
 
 
 # --------------------------------------------------------------------------- 3. temperature range
@@ -271,7 +273,7 @@ def test_negative_seeds_are_refused_in_every_layer(tmp_path, capsys):
     out = tmp_path / "run"
     cli_refuses(capsys, compare_argv(out, "seed=-5"), r"trainer\.seed=-5 is invalid: seeds are integers >= 0")
     cli_refuses(capsys, compare_argv(out, "data_seed=-1"), r"data_seed=-1 is invalid")
-    cli_refuses(capsys, ["exact", "--seed", "-1", "--out", str(out)], r"seed=-1 is invalid")
+    cli_refuses(capsys, ["exact", "--seed", "-1", "--out", str(out)], r"--seed: takes an integer >= 0, got -1")
     assert not out.exists()
 
 
@@ -294,7 +296,7 @@ def test_empty_or_fractional_architectures_are_refused(build, patterns):
 
 
 def test_exact_with_no_transformer_blocks_exits_2(tmp_path, capsys):
-    cli_refuses(capsys, ["exact", "--layers", "0", "--out", str(tmp_path / "x")], r"num_layers=0 is invalid")
+    cli_refuses(capsys, ["exact", "--layers", "0", "--out", str(tmp_path / "x")], r"--layers: takes an integer >= 1")
     assert not (tmp_path / "x").exists()
 
 
