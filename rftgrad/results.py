@@ -258,6 +258,7 @@ class RunDirectory:
         self.created = created  # the claim created the directory
         self.resumed = resumed  # it holds an unfinished run of this command and config, which continues
         self.preexisting: frozenset[str] = frozenset()  # names there before the run (kept by --overwrite into them)
+        self.made: list[Path] = []  # the folders the claim created, deepest (the directory itself) first
         self._lock: int | None = lock
 
     def finish(self) -> None:
@@ -287,6 +288,7 @@ class RunDirectory:
         unfinished_work = (self.path / "checkpoints").exists() and not isinstance(error, RftgradError)
         if not unfinished_work:
             shutil.rmtree(self.path, ignore_errors=True)
+            _remove_empty(self.made[1:])  # and the parents the claim created, e.g. runs/ of runs/compare
 
 
 def claim_output_dir(path: str | Path, *, inputs: Sequence[str | Path] = ()) -> RunDirectory:
@@ -307,18 +309,34 @@ def claim_output_dir(path: str | Path, *, inputs: Sequence[str | Path] = ()) -> 
         if source == directory.resolve() or directory.resolve() in source.parents:
             raise OutputError(f"{directory} holds the input {item}, which writing there could replace; "
                               "choose another --out")  # fmt: skip
-    created = not directory.exists()
+    made = _missing_folders(directory)  # the folders mkdir will create, deepest first
     try:
         directory.mkdir(parents=True, exist_ok=True)
         lock = _acquire_lock(directory)
-    except OutputError:
-        raise
-    except OSError as err:
-        if created:
-            with contextlib.suppress(OSError):
-                directory.rmdir()
+    except (OSError, OutputError) as err:
+        _remove_empty(made)
+        if isinstance(err, OutputError):
+            raise
         raise OutputError(f"cannot write to {directory}: {err.strerror}; choose a writable --out") from None
-    return RunDirectory(directory, "", "", created, False, lock)
+    claim = RunDirectory(directory, "", "", bool(made), False, lock)
+    claim.made = made
+    return claim
+
+
+def _missing_folders(directory: Path) -> list[Path]:
+    """``directory`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are empty: what a refused or failed claim created."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def claim_run_dir(

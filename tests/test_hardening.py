@@ -100,6 +100,14 @@ def test_a_read_only_directory_is_refused(tmp_path, capsys):
     assert list(locked.iterdir()) == []
 
 
+def test_a_refused_run_leaves_no_folder_behind_not_even_a_parent(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default out is runs/compare: both folders would be new
+    refused(capsys, [*COMPARE, "--set", "policy=tabular", "--set", "env=sequence", "--set", "vocab_size=50",
+                     "--set", "length=6"], "past the enumeration limit")  # fmt: skip
+    refused(capsys, [*COMPARE, "--out", "a/b/c", "--set", "temperature=1e-300"], "temperature=1e-300 is outside")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("command", ("run", "exact", "check", "diagnose"))
 def test_an_empty_out_is_an_error_not_the_default(command, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
