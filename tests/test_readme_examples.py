@@ -227,39 +227,39 @@ DIGITS = "rftgrad run compare --set env=digits --set num_inputs=1000 --set polic
 )
 FIGURES_TINY = ("--tiny", "--out", "gallery", "--runs", "runs/figures")
 
-#: README commands the default run executes with other arguments (measured verbatim at one thread, 2-core CPU).
+#: README commands the default run executes with other arguments. The times are of the README command verbatim, at
+#: one thread (OMP_NUM_THREADS=1), as CPU seconds (about the wall time on an idle machine). The default run
+#: executes verbatim what takes under about 15 s.
 SUBSTITUTED: dict[str, Substitute] = {
     "rftgrad figures": Substitute(
         ("figures", *FIGURES_TINY, "--only", "bound"),
-        "quick budget: about 7 min, and by default it writes the checkout's paper_figures/: --out and --runs go "
-        "to the temporary folder, --tiny --only bound draws one figure in seconds (tests/test_figures.py draws "
-        "each figure at --tiny)",
+        "quick budget, 7 min 39 s from a fresh clone (the README); by default it writes the checkout's "
+        "paper_figures/. --out and --runs in the working folder, --tiny --only bound draws one figure in seconds "
+        "(tests/test_figures.py draws each figure at --tiny)",
         slow_verbatim=False,
     ),
     "rftgrad figures --full": Substitute(
         ("figures", "--full", "--list"),
-        "paper-scale budget of every experiment (hours) into the checkout's paper_figures/; --list parses the "
-        "command and lists the figures (tests/test_figures.py draws each at --tiny)",
+        "paper-scale budget of every experiment (hours, not measured) into the checkout's paper_figures/; --list "
+        "parses the command and lists the figures (tests/test_figures.py draws each at --tiny)",
         slow_verbatim=False,
     ),
     DIGITS: Substitute(
-        (*shlex.split(DIGITS)[1:], "--set", "arms=rft:30,sft:30"),
-        "23 s verbatim; 30 steps per arm instead of 500",
-        slow_verbatim=True,
+        (*shlex.split(DIGITS)[1:], "--set", "arms=rft:30,sft:30"), "27 s; 30 steps per arm", slow_verbatim=True
     ),
-    "rftgrad run dynamics": Substitute(budget_of("dynamics"), "29 s verbatim", slow_verbatim=True),
-    "rftgrad run heuristics": Substitute(budget_of("heuristics"), "about 1 min verbatim", slow_verbatim=True),
-    "rftgrad run sft_budget": Substitute(budget_of("sft_budget"), "about 30 s verbatim", slow_verbatim=True),
-    "rftgrad run estimators": Substitute(budget_of("estimators"), "about 2.5 min verbatim", slow_verbatim=True),
-    "rftgrad run prevalence": Substitute(budget_of("prevalence"), "about 5 min verbatim", slow_verbatim=True),
+    "rftgrad run dynamics": Substitute(budget_of("dynamics"), "18 s; TESTING budget", slow_verbatim=True),
+    "rftgrad run heuristics": Substitute(budget_of("heuristics"), "141 s; TESTING budget", slow_verbatim=True),
+    "rftgrad run sft_budget": Substitute(budget_of("sft_budget"), "39 s; TESTING budget", slow_verbatim=True),
+    "rftgrad run estimators": Substitute(budget_of("estimators"), "334 s; TESTING budget", slow_verbatim=True),
+    "rftgrad run prevalence": Substitute(budget_of("prevalence"), "PREVALENCE; TESTING budget", slow_verbatim=True),
     "rftgrad check --examples 2000": Substitute(
-        ("check", "--examples", "2000", "--examples", "40"), "2000 examples take minutes; 40", slow_verbatim=True
+        ("check", "--examples", "2000", "--examples", "40"), "49 s; 40 examples", slow_verbatim=True
     ),
     "HYPOTHESIS_PROFILE=thorough python -m pytest tests/theory/test_bound_properties.py -k every_bound_holds": (
         Substitute(
             ("--collect-only", "-q", "tests/theory/test_bound_properties.py", "-k", "every_bound_holds"),
-            "10^5 examples, 42 min; collecting shows the profile loads and -k selects the property, which the "
-            "default run runs at the default profile",
+            "10^5 examples, 42 min (the README); collecting shows that the profile loads and -k selects the "
+            "property, which the default run runs at the default profile",
             slow_verbatim=False,
         )
     ),
@@ -287,9 +287,9 @@ EXIT_CODES: dict[str, int] = {}
 # --- running a command -----------------------------------------------------------------------------------
 
 
-def snapshot() -> dict[str, int]:
-    """Size and modification time of every file under the guarded parts of the checkout."""
-    files = {}
+def snapshot() -> dict[str, object]:
+    """The names at the top of the checkout, and size and modification time of every file under its guarded parts."""
+    files: dict[str, object] = {"top-level names": sorted(path.name for path in ROOT.iterdir())}
     for part in GUARDED:
         for path in sorted((ROOT / part).rglob("*")) if (ROOT / part).exists() else []:
             if path.is_file() and "__pycache__" not in path.parts:
@@ -333,6 +333,9 @@ def execute(command: Command, capsys: pytest.CaptureFixture[str], verbatim: bool
     before = snapshot()
     if argv[:1] == ["rftgrad"] and not env:
         args = substitute.args if substitute else argv[1:]
+        if args[:1] == ["figures"] and ("--out" not in args or "--gallery" in args) and "--list" not in args:
+            pytest.fail(f"README.md:{command.line}: `{command.text}` would write the checkout's gallery: give it a "
+                        "substitute with --out in the working folder in SUBSTITUTED")  # fmt: skip
         code, output = run_rftgrad(args, capsys)
     elif argv[:3] == ["python", "-m", "pytest"]:
         args = substitute.args if substitute else argv[3:]
@@ -502,3 +505,10 @@ def test_readme_has_the_examples_this_file_expects():
     assert "rftgrad run compare --config runs/compare/config.toml" in texts
     assert "rftgrad list" in texts and "rftgrad diagnose examples/rollouts.jsonl --out runs/diagnose" in texts
     assert {b.marker for b in PYTHON_BLOCKS} >= set(CHECKED_IN_TEST_README)
+
+
+def test_a_figures_command_without_out_is_refused_before_it_runs(workspace, capsys):
+    """`rftgrad figures` (or `--gallery`) writes the checkout's gallery: it needs a substitute, it never runs as is."""
+    for text in ("rftgrad figures --only bound", "rftgrad figures --gallery --out x"):
+        with pytest.raises(pytest.fail.Exception, match="would write the checkout's gallery"):
+            execute(Command(text, 1), capsys)
