@@ -251,7 +251,9 @@ SUBSTITUTED: dict[str, Substitute] = {
     "rftgrad run heuristics": Substitute(budget_of("heuristics"), "141 s; TESTING budget", slow_verbatim=True),
     "rftgrad run sft_budget": Substitute(budget_of("sft_budget"), "39 s; TESTING budget", slow_verbatim=True),
     "rftgrad run estimators": Substitute(budget_of("estimators"), "334 s; TESTING budget", slow_verbatim=True),
-    "rftgrad run prevalence": Substitute(budget_of("prevalence"), "PREVALENCE; TESTING budget", slow_verbatim=True),
+    "rftgrad run prevalence": Substitute(
+        budget_of("prevalence"), "554 s (pretraining cache empty); TESTING budget", slow_verbatim=True
+    ),
     "rftgrad check --examples 2000": Substitute(
         ("check", "--examples", "2000", "--examples", "40"), "49 s; 40 examples", slow_verbatim=True
     ),
