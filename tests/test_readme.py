@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from rftgrad.cli import main
+from tests.tolerances import EXACT_ATOL
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -22,16 +23,29 @@ def block_after(marker: str, language: str) -> str:
     return match.group(1)
 
 
+def quoted(block: str, comment: str) -> str:
+    """The number the README's comment ``comment`` ends in, e.g. ``-0.998`` of ``# ... = -0.998``."""
+    match = re.search(rf"#.*{re.escape(comment)}\s*(-?[0-9.e+-]+)", block)
+    assert match, f"README.md's snippet has no comment {comment!r} quoting a number"
+    return match.group(1)
+
+
 def test_readme_snippet_computes_exact_quantities():
     namespace: dict[str, object] = {}
+    block = block_after("readme-snippet", "python")
     with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(block_after("readme-snippet", "python"), "README.md", "exec"), namespace)
+        exec(compile(block, "README.md", "exec"), namespace)
     result, policy, env = namespace["result"], namespace["policy"], namespace["env"]
     p0 = 1e-3
     # exact-match reward: V = 2p - 1 and STD = 2 sqrt(p(1-p)) (docs/paper.md §3)
-    assert torch.allclose(result.value, torch.full_like(result.value, 2 * p0 - 1), atol=1e-12)
-    assert torch.allclose(result.std, torch.full_like(result.std, 2 * math.sqrt(p0 * (1 - p0))), atol=1e-12)
-    assert torch.allclose(result.position_variance.sum(-1), result.std**2, atol=1e-12)
+    assert torch.allclose(result.value, torch.full_like(result.value, 2 * p0 - 1), atol=EXACT_ATOL)
+    assert torch.allclose(result.std, torch.full_like(result.std, 2 * math.sqrt(p0 * (1 - p0))), atol=EXACT_ATOL)
+    assert torch.allclose(result.position_variance.sum(-1), result.std**2, atol=EXACT_ATOL)  # the comment's "~0"
+    # the comments quote V and STD rounded to the digits shown
+    for values, comment in ((result.value, "2·1e-3 - 1 ="), (result.std, "2·sqrt(p(1-p)) =")):
+        number = quoted(block, comment)
+        digits = len(number.lstrip("-").lstrip("0.").replace(".", ""))
+        assert {f"{v:.{digits}g}" for v in values.flatten().tolist()} == {number}, (comment, values)
     gammas = namespace["gamma"](policy, env)
     # the sharpened bound ||∇V|| <= γ sqrt(L) STD (docs/paper.md §2) holds, and the gradient is not trivially 0
     assert bool((result.grad_norm <= gammas * math.sqrt(env.output_space.length) * result.std).all())
@@ -64,6 +78,12 @@ def test_readme_finetune_snippet_shows_rft_stalling_where_sft_succeeds():
     # RFT's logit gradient is 2p(e_y - π) ~ 2e-4: 200 unit steps move p by about 4%
     assert 1e-4 < final["rft:200"] < 1.1e-4
     assert final["sft:200"] > 0.9
+    comment = re.search(
+        r"# RFT: still ~([0-9.e-]+) \(stalled\); SFT: > ([0-9.]+)", block_after("finetune-snippet", "python")
+    )
+    assert comment, "the finetune snippet's last comment no longer quotes RFT's and SFT's numbers"
+    assert f"{final['rft:200']:.2e}" == f"{float(comment.group(1)):.2e}"  # ~1.05e-4, to the digits quoted
+    assert final["sft:200"] > float(comment.group(2))
 
 
 def test_readme_diagnose_command_prints_the_numbers_the_readme_quotes(tmp_path, capsys):
