@@ -233,15 +233,15 @@ FIGURES_TINY = ("--tiny", "--out", "gallery", "--runs", "runs/figures")
 SUBSTITUTED: dict[str, Substitute] = {
     "rftgrad figures": Substitute(
         ("figures", *FIGURES_TINY, "--only", "bound"),
-        "quick budget, 7 min 39 s from a fresh clone (the README); by default it writes the checkout's "
-        "paper_figures/. --out and --runs in the working folder, --tiny --only bound draws one figure in seconds "
-        "(tests/test_figures.py draws each figure at --tiny)",
+        "the layout table names the command: quick budget, minutes, into runs/figures/quick/gallery/; --out and "
+        "--runs in the working folder, --tiny --only bound draws one figure in seconds",
         slow_verbatim=False,
     ),
-    "rftgrad figures --full": Substitute(
-        ("figures", "--full", "--list"),
-        "paper-scale budget of every experiment (hours, not measured) into the checkout's paper_figures/; --list "
-        "parses the command and lists the figures (tests/test_figures.py draws each at --tiny)",
+    "rftgrad figures --gallery": Substitute(
+        ("figures", *FIGURES_TINY, "--only", "bound"),
+        "quick budget, 7 min 39 s from a fresh clone (the README); --gallery writes the checkout's "
+        "paper_figures/. --out and --runs in the working folder, --tiny --only bound draws one figure in seconds "
+        "(tests/test_figures.py draws each figure at --tiny)",
         slow_verbatim=False,
     ),
     DIGITS: Substitute(
@@ -336,8 +336,9 @@ def execute(command: Command, capsys: pytest.CaptureFixture[str], verbatim: bool
     if argv[:1] == ["rftgrad"] and not env:
         args = substitute.args if substitute else argv[1:]
         if args[:1] == ["figures"] and ("--out" not in args or "--gallery" in args) and "--list" not in args:
-            pytest.fail(f"README.md:{command.line}: `{command.text}` would write the checkout's gallery: give it a "
-                        "substitute with --out in the working folder in SUBSTITUTED")  # fmt: skip
+            pytest.fail(f"README.md:{command.line}: `{command.text}` would write the checkout's gallery (--gallery) "
+                        "or run minutes outside --out: give it a substitute with --out in the working folder in "
+                        "SUBSTITUTED")  # fmt: skip
         code, output = run_rftgrad(args, capsys)
     elif argv[:3] == ["python", "-m", "pytest"]:
         args = substitute.args if substitute else argv[3:]
