@@ -34,12 +34,12 @@ import torch
 
 from rftgrad import __version__
 from rftgrad.configs import describe_config
-from rftgrad.diagnose import GROUP_SIZES, default_out_dir, diagnose, format_summary
+from rftgrad.diagnose import GROUP_SIZES, diagnose, format_summary
 from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
-from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint, free_run_dir, write_run
+from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint, write_run
 from rftgrad.theory import exact, gamma
 from rftgrad.theory.check import run_check
 from rftgrad.theory.instances import POLICY_KINDS, draw_specs
@@ -289,27 +289,24 @@ def _list_of(item: Callable[[str], float]) -> Callable[[str], tuple]:
 
 
 def _cmd_diagnose(args: argparse.Namespace) -> int:
-    fingerprint = _fingerprint(args)
-    out = free_run_dir(default_out_dir(args.file), "diagnose", fingerprint) if args.out is None else args.out
-    with claim_run_dir(out, "diagnose", fingerprint, overwrite=args.overwrite, inputs=[args.file]) as claim:
-        diagnosis, written = diagnose(
-            args.file,
-            claim.path,
-            fmt=args.format,
-            prompt_col=args.prompt_col,
-            reward_col=args.reward_col,
-            reward_weights=args.reward_weights,
-            step_col=args.step_col,
-            reward_range=args.reward_range,
-            max_reward=args.max_reward,
-            std_threshold=args.std_threshold,
-            gap=args.gap,
-            group_sizes=args.group_sizes,
-            skip_singletons=args.skip_singletons,
-        )
-        claim.finish()
+    diagnosis, written = diagnose(
+        args.file,
+        args.out,  # None: diagnose_<file stem>, numbered if taken
+        fmt=args.format,
+        prompt_col=args.prompt_col,
+        reward_col=args.reward_col,
+        reward_weights=args.reward_weights,
+        step_col=args.step_col,
+        reward_range=args.reward_range,
+        max_reward=args.max_reward,
+        std_threshold=args.std_threshold,
+        gap=args.gap,
+        group_sizes=args.group_sizes,
+        skip_singletons=args.skip_singletons,
+        overwrite=args.overwrite,
+    )
     print(format_summary(diagnosis))
-    print(f"wrote {claim.path}/: " + ", ".join(p.name for p in written) + " (+ .pdf)")
+    print(f"wrote {written[0].parent}/: " + ", ".join(p.name for p in written) + " (+ .pdf)")
     return 0
 
 

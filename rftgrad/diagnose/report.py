@@ -31,7 +31,7 @@ from rftgrad.diagnose.stats import (
     summarize,
 )
 from rftgrad.plotting import COLORS, figure_grid, save_figure, themed
-from rftgrad.results import atomic_write_text
+from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint, free_run_dir
 
 #: the figure's file name (without suffix) inside the output folder.
 FIGURE_NAME = "mean_vs_std"
@@ -211,12 +211,18 @@ def diagnose(
     gap: float | None = None,
     group_sizes: Sequence[int] = GROUP_SIZES,
     skip_singletons: bool = False,
+    overwrite: bool = False,
 ) -> tuple[Diagnosis, list[Path]]:
     """Read the rollout log at ``path``, diagnose it and write the report to ``out_dir``.
 
+    The output folder is claimed first (:func:`rftgrad.results.claim_run_dir`): a folder that holds
+    ``path``, a finished report, another command's run or other files is refused unless
+    ``overwrite`` (never the one holding ``path``), and a refused or failed run leaves nothing.
+
     Args:
         path: a JSONL / JSON / CSV / TSV / parquet rollout log (:func:`rftgrad.diagnose.read_rollouts`).
-        out_dir: output folder (default ``diagnose_<file stem>``).
+        out_dir: output folder (default ``diagnose_<file stem>``, else ``diagnose_<file stem>-2``, ...:
+            the first that is free, :func:`rftgrad.results.free_run_dir`).
         fmt, prompt_col, reward_col, reward_weights, step_col: passed to :func:`read_rollouts`.
         reward_range: ``(lo, hi)`` every reward must lie in (default: the observed range).
         max_reward: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
@@ -225,6 +231,7 @@ def diagnose(
         group_sizes: ``G`` values for the predicted ``frac_reward_zero_std``: whole numbers ``>= 1``
             (ints, or whole floats such as ``8.0``), each once; any size is fast.
         skip_singletons: leave out groups with one sample instead of raising.
+        overwrite: replace what ``out_dir`` holds (see above).
 
     Every number must be finite; the options are checked before the file is read.
 
@@ -239,6 +246,17 @@ def diagnose(
     """
     check_regime_options(reward_range, max_reward, std_threshold, gap)  # before a long read of the file
     check_group_sizes(group_sizes)
-    log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col)
-    diagnosis = diagnose_log(log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons)
-    return diagnosis, write_report(diagnosis, default_out_dir(path) if out_dir is None else out_dir)
+    options = {
+        "file": str(path), "format": fmt, "prompt_col": prompt_col, "reward_col": reward_col,
+        "reward_weights": reward_weights, "step_col": step_col, "reward_range": reward_range,
+        "max_reward": max_reward, "std_threshold": std_threshold, "gap": gap,
+        "group_sizes": [int(g) for g in group_sizes], "skip_singletons": skip_singletons,
+    }  # fmt: skip
+    fingerprint = config_fingerprint(options)
+    out = free_run_dir(default_out_dir(path), "diagnose", fingerprint) if out_dir is None else out_dir
+    with claim_run_dir(out, "diagnose", fingerprint, overwrite=overwrite, inputs=[path]) as claim:
+        log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col)
+        diagnosis = diagnose_log(log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons)
+        written = write_report(diagnosis, claim.path)
+        claim.finish()
+    return diagnosis, written
