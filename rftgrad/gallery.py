@@ -46,6 +46,7 @@ __all__ = [
     "figures_dir",
     "load_figures",
     "choose_figures",
+    "check_budget",
     "run_dir",
     "ensure_run",
     "make_figure",
@@ -163,6 +164,12 @@ def choose_figures(figures: dict[str, PaperFigure], only: Sequence[str] | None) 
     return [figures[name] for name in figures if name in only]
 
 
+def check_budget(budget: str) -> None:
+    """Raise :class:`ConfigError` unless ``budget`` is one of :data:`BUDGETS`."""
+    if budget not in BUDGETS:
+        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+
+
 def _settings(figure: PaperFigure, budget: str, device: str | None) -> tuple[str, ...]:
     """The budget's ``--set`` overrides, plus ``device=...`` for experiments whose config has a device."""
     sets = figure.sets(budget)
@@ -200,8 +207,7 @@ def ensure_run(
     with another config (made by another version of the defaults) is replaced and an unfinished one of this
     config resumes; a directory holding anything else is refused unless ``overwrite``.
     """
-    if budget not in BUDGETS:
-        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
+    check_budget(budget)
     sets = _settings(figure, budget, device)
     config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
     expected = _jsonable(run_record(figure.experiment, config))
@@ -242,8 +248,6 @@ def make_figure(
     What is there already is replaced only as :func:`check_outputs` allows (checked before the run);
     ``overwrite`` also lets a stale run directory of another kind be replaced (:func:`ensure_run`).
     """
-    if budget not in BUDGETS:
-        raise ConfigError(f"unknown budget {budget!r}; choose one of {', '.join(BUDGETS)}")
     check_outputs([figure], budget, out_dir, overwrite)
     start = time.perf_counter()
     run, reused = ensure_run(figure, budget, runs_root, device, progress, overwrite)
@@ -286,8 +290,10 @@ def check_outputs(figures: Sequence[PaperFigure], budget: str, out_dir: str | Pa
     * an image drawn at a larger budget (a ``--tiny`` run never replaces the quick gallery);
     * a ``README.md`` that is not rftgrad's manifest.
 
-    ``overwrite=True`` (``--overwrite``) allows all of these. Raises :class:`~rftgrad.errors.OutputError`.
+    ``overwrite=True`` (``--overwrite``) allows all of these. Raises :class:`~rftgrad.errors.OutputError`
+    (:class:`ConfigError` for an unknown budget).
     """
+    check_budget(budget)
     out = Path(out_dir)
     fix = "pass --overwrite to replace it, or choose another --out"
     for figure in [] if overwrite else figures:

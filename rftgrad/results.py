@@ -251,15 +251,19 @@ class RunDirectory:
     (an :class:`~rftgrad.errors.RftgradError`, bad input found mid-run, removes it anyway).
     """
 
-    def __init__(self, path: Path, command: str, fingerprint: str, created: bool, resumed: bool, lock: int) -> None:
+    def __init__(self, path: Path, made: list[Path], lock: int) -> None:
         self.path = path
-        self.command = command
-        self.fingerprint = fingerprint
-        self.created = created  # the claim created the directory
-        self.resumed = resumed  # it holds an unfinished run of this command and config, which continues
+        self.made = made  # the folders the claim created, deepest (the directory itself) first
+        self.command = ""  # what claim_run_dir claimed it for (empty for a plain claim_output_dir)
+        self.fingerprint = ""
+        self.resumed = False  # it holds an unfinished run of this command and config, which continues
         self.preexisting: frozenset[str] = frozenset()  # names there before the run (kept by --overwrite into them)
-        self.made: list[Path] = []  # the folders the claim created, deepest (the directory itself) first
         self._lock: int | None = lock
+
+    @property
+    def created(self) -> bool:
+        """Whether the claim created the directory."""
+        return bool(self.made)
 
     def finish(self) -> None:
         """Record the run as finished, with the files it wrote: every name in the directory that was not
@@ -318,9 +322,7 @@ def claim_output_dir(path: str | Path, *, inputs: Sequence[str | Path] = ()) -> 
         if isinstance(err, OutputError):
             raise
         raise OutputError(f"cannot write to {directory}: {err.strerror}; choose a writable --out") from None
-    claim = RunDirectory(directory, "", "", bool(made), False, lock)
-    claim.made = made
-    return claim
+    return RunDirectory(directory, made, lock)
 
 
 def _missing_folders(directory: Path) -> list[Path]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import os
 import warnings
 from collections.abc import Mapping
@@ -60,7 +59,7 @@ from rftgrad.finetune.trainer import TrainResult, group_means, per_input_metrics
 from rftgrad.models.base import Params, SoftmaxPolicy
 from rftgrad.models.build import build_policy
 from rftgrad.models.transformer import TinyTransformerPolicy
-from rftgrad.results import atomic_write_text
+from rftgrad.results import atomic_write_text, config_fingerprint
 from rftgrad.runtime import resolve_device, resolve_dtype, torch_threads
 
 #: bump when the cache format or the pretraining recipe changes (invalidates old files).
@@ -214,7 +213,7 @@ def cache_key(env: RewardEnv, mixture: Mixture, **settings: object) -> str:
         "weights": _digest(torch.as_tensor(mixture.weights, dtype=torch.float64)),
         **{key: str(value) for key, value in settings.items()},
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return config_fingerprint(spec)
 
 
 def _load_cached(path: Path, policy: TinyTransformerPolicy) -> bool:
