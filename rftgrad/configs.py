@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rftgrad.errors import ConfigError
+from rftgrad.runtime import check_seed
 
 __all__ = [
     "sections",
@@ -282,8 +283,8 @@ def _check_seed_keys(values: Mapping[str, Any]) -> None:
     """Every ``seed`` / ``*_seed`` key is an integer >= 0 (NumPy's generators refuse negative seeds)."""
     for key, value in values.items():
         name = key.rsplit(".", 1)[-1]
-        if (name == "seed" or name.endswith("_seed")) and isinstance(value, int) and value < 0:
-            raise ConfigError(f"{key}={value} is invalid: seeds are integers >= 0; give e.g. {key}=0")
+        if (name == "seed" or name.endswith("_seed")) and isinstance(value, int):
+            check_seed(value, key)
 
 
 def load_config(

@@ -24,6 +24,7 @@ from rftgrad.errors import ConfigError, DeviceError
 __all__ = [
     "resolve_device",
     "resolve_dtype",
+    "is_count",
     "check_seed",
     "replica_seeds",
     "generator",
@@ -79,13 +80,19 @@ def resolve_dtype(dtype: str | torch.dtype = "float32") -> torch.dtype:
     return _DTYPES[key]
 
 
+def is_count(value: object, least: int = 1) -> bool:
+    """Whether ``value`` is an integer (Python or NumPy, not a bool) ``>= least``: the test of every size
+    and count argument (inputs, widths, layers, V, L) before it is used."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= least
+
+
 def check_seed(seed: object, what: str = "seed") -> int:
     """``seed`` as an int, or raise :class:`ConfigError` unless it is an integer >= 0.
 
     Seeds are non-negative everywhere (NumPy's ``default_rng`` refuses negative ones, so every
     seed rftgrad takes, a policy's, an environment's or a config's, follows the same rule).
     """
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if not is_count(seed, 0):
         raise ConfigError(f"{what}={seed!r} is invalid: seeds are integers >= 0; give e.g. {what}=0")
     return int(seed)
 

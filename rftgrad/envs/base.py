@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from rftgrad.errors import ConfigError, EnumerationLimitError, OutputSpaceError, RewardRangeError, ShapeMismatchError
+from rftgrad.runtime import is_count
 
 #: Largest output space (V**L) that exact enumeration accepts unless told otherwise.
 DEFAULT_MAX_OUTPUTS = 2**20
@@ -35,13 +36,9 @@ class OutputSpace:
     length: int  # L >= 1
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.vocab_size, bool)
-            or not isinstance(self.vocab_size, int | np.integer)
-            or self.vocab_size < 2
-        ):
+        if not is_count(self.vocab_size, 2):
             raise OutputSpaceError(f"vocabulary size V={self.vocab_size!r} is invalid; a softmax policy needs V >= 2")
-        if isinstance(self.length, bool) or not isinstance(self.length, int | np.integer) or self.length < 1:
+        if not is_count(self.length):
             raise OutputSpaceError(f"output length L={self.length!r} is invalid; use L >= 1 (L = 1 is classification)")
 
     @property

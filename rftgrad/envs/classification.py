@@ -21,6 +21,7 @@ import torch
 
 from rftgrad.envs.base import OutputSpace, RewardEnv, index_tensor, validate_rewards
 from rftgrad.errors import ConfigError, OutputSpaceError, ShapeMismatchError
+from rftgrad.runtime import is_count
 
 
 def correct_label_rewards(labels: torch.Tensor, num_classes: int, wrong: float = -1.0) -> torch.Tensor:
@@ -172,7 +173,7 @@ def orthonormal(
     (``dim`` defaults to ``N``), so ``x_i · x_j = δ_ij`` and, for a linear policy, each
     input's logits evolve on their own (docs/paper.md §3). ``num_inputs >= 1``, ``seed >= 0``.
     """
-    if isinstance(num_inputs, bool) or not isinstance(num_inputs, int | np.integer) or num_inputs < 1:
+    if not is_count(num_inputs):
         raise ConfigError(f"num_inputs={num_inputs!r} is invalid: give at least 1 input")
     dim = num_inputs if dim is None else dim
     if dim < num_inputs:
@@ -206,7 +207,7 @@ def gaussian_clusters(
     generalise, docs/paper.md §6).
     """
     for what, value in (("num_classes", num_classes), ("per_class", per_class), ("dim", dim)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        if not is_count(value):
             raise ConfigError(f"{what}={value!r} is invalid: give an integer >= 1")
     if noise < 0 or separation < 0:
         raise ConfigError(f"noise={noise} and separation={separation} must be >= 0")

@@ -23,7 +23,7 @@ import torch
 from rftgrad.envs.base import OutputSpace, RewardEnv, index_tensor, validate_rewards
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.registry import SEQUENCE_REWARDS
-from rftgrad.runtime import check_seed, generator
+from rftgrad.runtime import check_seed, generator, is_count
 
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -245,7 +245,7 @@ def random_sequence_env(
     space = OutputSpace(vocab_size, length)  # validates V and L first
     for what, value in (("num_prompts", num_prompts), ("prompt_length", prompt_length),
                         ("prompt_vocab_size", prompt_vocab_size)):  # fmt: skip
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        if not is_count(value):
             raise ConfigError(f"{what}={value!r} is invalid: give an integer >= 1")
     check_seed(seed)
     rng = np.random.default_rng(seed)

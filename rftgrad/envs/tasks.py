@@ -37,7 +37,7 @@ from rftgrad.envs.classification import (
 from rftgrad.envs.sequence import SequenceEnv, random_sequence_env
 from rftgrad.errors import ConfigError
 from rftgrad.registry import ENVIRONMENTS
-from rftgrad.runtime import check_seed
+from rftgrad.runtime import check_seed, is_count
 
 #: prompt length and prompt vocabulary of :func:`sequence_task`.
 PROMPT_LENGTH, PROMPT_VOCAB = 4, 16
@@ -102,9 +102,7 @@ def build_env(
     if name not in ENV_SETTINGS:
         raise ConfigError(f"unknown environment {name!r}; choose one of {', '.join(ENVIRONMENTS)}")
     check_seed(seed)
-    if name != "bandit" and (
-        isinstance(num_inputs, bool) or not isinstance(num_inputs, int | np.integer) or num_inputs < 1
-    ):
+    if name != "bandit" and not is_count(num_inputs):
         raise ConfigError(f"num_inputs={num_inputs!r} is invalid: give at least 1 input")
     if name == "bandit":
         return BanditEnv(list(bandit_rewards)), None

@@ -15,7 +15,6 @@ Feature maps ``φ(x, u)`` for an input ``x ∈ R^D`` and a prefix ``u`` of lengt
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ import torch
 from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
+from rftgrad.runtime import is_count
 
 FEATURE_MAPS = ("input", "input_position", "input_prefix", "input_last_token")
 
@@ -62,7 +62,7 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
     ) -> None:
         if features not in FEATURE_MAPS:
             raise ConfigError(f"unknown feature map {features!r}; choose one of {', '.join(FEATURE_MAPS)}")
-        if isinstance(input_dim, bool) or not isinstance(input_dim, numbers.Integral) or input_dim < 1:
+        if not is_count(input_dim):
             raise ConfigError(f"input_dim={input_dim!r} is invalid: the linear policy needs at least 1 input feature")
         if not math.isfinite(init_scale) or init_scale < 0:
             raise ConfigError(f"init_scale={init_scale!r} is invalid: give a finite scale >= 0")

@@ -16,6 +16,7 @@ import torch
 from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
+from rftgrad.runtime import is_count
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
 
@@ -47,11 +48,11 @@ class MLPPolicy(SoftmaxPolicy):
         if activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         widths = (hidden,) if isinstance(hidden, numbers.Integral) else tuple(hidden)
-        if not widths or any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in widths):
+        if not widths or any(not is_count(h) for h in widths):
             raise ConfigError(
                 f"hidden widths must be a non-empty list of positive ints, got {hidden!r}; give e.g. hidden=(64,)"
             )
-        if isinstance(input_dim, bool) or not isinstance(input_dim, numbers.Integral) or input_dim < 1:
+        if not is_count(input_dim):
             raise ConfigError(f"input_dim={input_dim!r} is invalid: the MLP needs at least 1 input feature")
         if not math.isfinite(init_scale) or init_scale < 0:
             raise ConfigError(f"init_scale={init_scale!r} is invalid: give a finite scale >= 0 (0: uniform policy)")

@@ -10,7 +10,6 @@ parameter dict so that ``torch.func.vmap`` batches it over replicas and inputs.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from torch.nn.functional import gelu, layer_norm
 from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
+from rftgrad.runtime import is_count
 
 
 class TinyTransformerPolicy(SoftmaxPolicy):
@@ -55,7 +55,7 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         sizes = {"d_model": (d_model, 1), "num_heads": (num_heads, 1), "num_layers": (num_layers, 1),
                  "prompt_vocab_size": (prompt_vocab_size, 1), "prompt_length": (prompt_length, 0)}  # fmt: skip
         for what, (value, least) in sizes.items():
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            if not is_count(value, least):
                 raise ConfigError(
                     f"{what}={value!r} is invalid: the transformer needs an integer {what} >= {least}; "
                     f"set it to at least {least}"
