@@ -32,7 +32,7 @@ import typing
 from dataclasses import dataclass
 
 from rftgrad.errors import ConfigError
-from rftgrad.models import temperature_range
+from rftgrad.models import check_temperatures
 from rftgrad.registry import ADVANTAGES, ESTIMATORS, GROUP_ESTIMATORS, OBJECTIVES, OPTIMIZERS, SCALE_REWARDS
 from rftgrad.runtime import check_seed
 
@@ -189,13 +189,7 @@ class TrainConfig:
                 raise ConfigError(f"{name} is empty; give at least one value")
         _check_positive("lr", self.lr)
         _check_positive("temperature", self.temperature)
-        low, high = temperature_range(self.dtype)
-        for value in self.temperature:
-            if not low <= value <= high:
-                raise ConfigError(
-                    f"temperature={value!r} is outside [{low:.2g}, {high:.2g}], where logits / T stay finite in "
-                    f"{self.dtype}; give a temperature in that range (usually 0.1 to 10)"
-                )
+        check_temperatures(self.temperature, self.dtype)
         _check_positive("entropy_coef", self.entropy_coef, allow_zero=True)
         _check_positive("kl_coef", self.kl_coef, allow_zero=True)
         _check_positive("std_eps", self.std_eps, allow_zero=True)

@@ -10,6 +10,7 @@ from rftgrad.models.base import (
     TEMPERATURE_HEADROOM,
     Params,
     SoftmaxPolicy,
+    check_temperatures,
     init_normal,
     temperature_range,
 )
@@ -33,5 +34,6 @@ __all__ = [
     "TinyTransformerPolicy",
     "build_policy",
     "init_normal",
+    "check_temperatures",
     "temperature_range",
 ]

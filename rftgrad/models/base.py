@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import torch
@@ -56,6 +56,19 @@ def temperature_range(dtype: str | torch.dtype) -> tuple[float, float]:
     """
     root = math.sqrt(torch.finfo(resolve_dtype(dtype)).max)
     return TEMPERATURE_HEADROOM / root, root / TEMPERATURE_HEADROOM
+
+
+def check_temperatures(temperatures: Iterable[float], dtype: str | torch.dtype) -> None:
+    """Raise :class:`ConfigError` naming the first of ``temperatures`` outside :func:`temperature_range`
+    of ``dtype`` (a policy's temperatures and a trainer config's, one rule)."""
+    low, high = temperature_range(dtype)
+    for value in temperatures:
+        if not low <= value <= high:
+            name = str(resolve_dtype(dtype)).replace("torch.", "")
+            raise ConfigError(
+                f"temperature={value!r} is outside [{low:.2g}, {high:.2g}], where logits / T stay finite in "
+                f"{name}; give a temperature in that range (usually 0.1 to 10)"
+            )
 
 
 class SoftmaxPolicy(ABC):
@@ -161,14 +174,7 @@ class SoftmaxPolicy(ABC):
             raise ConfigError(f"{temp.numel()} temperatures for R={self.num_replicas} replicas; give 1 or R")
         if not bool(torch.isfinite(temp).all() and (temp > 0).all()):
             raise ConfigError(f"temperature must be finite and > 0, got {temp.tolist()}; give e.g. temperature=1.0")
-        low, high = temperature_range(self.dtype)
-        outside = (temp < low) | (temp > high)
-        if bool(outside.any()):
-            raise ConfigError(
-                f"temperature={float(temp[outside][0])!r} is outside [{low:.2g}, {high:.2g}], where logits / T "
-                f"stay finite in {str(self.dtype).replace('torch.', '')}; give a temperature in that range "
-                "(usually 0.1 to 10)"
-            )
+        check_temperatures(temp.tolist(), self.dtype)
         return temp
 
     def set_temperature(self, temperature: float | Sequence[float] | torch.Tensor) -> None:

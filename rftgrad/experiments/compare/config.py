@@ -9,6 +9,7 @@ from rftgrad.errors import ConfigError
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.models import POLICIES
 from rftgrad.registry import TRAINING_ENVIRONMENTS
+from rftgrad.runtime import check_seed
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,7 @@ class Config:
         for name in ("num_inputs", "vocab_size", "length", "hidden"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.data_seed < 0:
-            raise ConfigError(f"data_seed={self.data_seed} is invalid: seeds are integers >= 0; give e.g. data_seed=0")
+        check_seed(self.data_seed, "data_seed")
         # settings the environment ignores must keep their neutral value (L = 1, the default reward,
         # digits' 10 classes); any other value would be dropped silently
         neutral = {"length": 1, "reward": "exact_match", "vocab_size": 10 if self.env == "digits" else self.vocab_size}
