@@ -245,12 +245,12 @@ def diagnose(
             ``group_sizes`` or ``reward_weights``, an empty or repeated column name; nothing is written.
     """
     check_regime_options(reward_range, max_reward, std_threshold, gap)  # before a long read of the file
-    check_group_sizes(group_sizes)
+    group_sizes = check_group_sizes(group_sizes)  # as ints
     options = {
         "file": str(path), "format": fmt, "prompt_col": prompt_col, "reward_col": reward_col,
         "reward_weights": reward_weights, "step_col": step_col, "reward_range": reward_range,
         "max_reward": max_reward, "std_threshold": std_threshold, "gap": gap,
-        "group_sizes": [int(g) for g in group_sizes], "skip_singletons": skip_singletons,
+        "group_sizes": list(group_sizes), "skip_singletons": skip_singletons,
     }  # fmt: skip
     fingerprint = config_fingerprint(options)
     out = free_run_dir(default_out_dir(path), "diagnose", fingerprint) if out_dir is None else out_dir
