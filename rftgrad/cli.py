@@ -34,7 +34,7 @@ import torch
 
 from rftgrad import __version__
 from rftgrad.configs import describe_config
-from rftgrad.diagnose import GROUP_SIZES, diagnose, format_summary
+from rftgrad.diagnose import EXPORT_NOTE, GROUP_SIZES, SCALE_REWARDS, TO_LABEL_SUFFIX, diagnose, format_summary
 from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
@@ -303,10 +303,31 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         gap=args.gap,
         group_sizes=args.group_sizes,
         skip_singletons=args.skip_singletons,
+        group_size=args.group_size,
+        scale_rewards=args.scale_rewards,
+        reference_col=args.reference_col,
+        export_stalled_to=args.export_stalled,
         overwrite=args.overwrite,
     )
     print(format_summary(diagnosis))
-    print(f"wrote {written[0].parent}/: " + ", ".join(p.name for p in written) + " (+ .pdf)")
+    report = [p for p in written if p.parent == written[0].parent]
+    print(f"wrote {written[0].parent}/: " + ", ".join(p.name for p in report) + " (+ .pdf)")
+    if args.export_stalled is not None:
+        exported = written[len(report) :]
+        if not exported:
+            print(
+                f"--export-stalled: no prompt is in the vanishing regime; nothing written to {args.export_stalled}"
+            )
+        for path in exported:
+            rows = sum(1 for _ in path.open(encoding="utf-8"))
+            what = (
+                "stalled prompts without a reference, to label (add a 'completion' to each)"
+                if path.name.endswith(TO_LABEL_SUFFIX)
+                else "stalled prompts with their reference: a prompt-completion dataset for TRL's SFTTrainer"
+            )
+            print(f"exported {rows} {what}: {path}")
+        if exported:
+            print(f"  {EXPORT_NOTE}")
     return 0
 
 
@@ -408,7 +429,11 @@ def build_parser() -> argparse.ArgumentParser:
     fg.set_defaults(handler=_cmd_figures)
 
     dg = commands.add_parser("diagnose", help="which prompts of a rollout log are in the vanishing-gradient regime")
-    dg.add_argument("file", help="rollout log: .jsonl, .json, .csv, .tsv or .parquet, one row per sample or group")
+    dg.add_argument(
+        "file",
+        help="rollout log: .jsonl, .json, .csv, .tsv or .parquet, one row per sample or group; or a folder of "
+        "per-step logs (TRL's output_dir or its completions/, verl's rollout_data_dir)",
+    )
     dg.add_argument(
         "--format",
         default="auto",
@@ -433,18 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LO,HI",
         help="rewards lie in [LO, HI] (negative LO: --reward-range=-1,1)",
     )
-    dg.add_argument(
-        "--max-reward", type=float, default=None, help="best reward (default: HI, else the largest seen)"
-    )
+    dg.add_argument("--max-reward", type=float, default=None, help="best reward (default: HI, else the largest seen)")
     dg.add_argument(
         "--std-threshold",
         type=float,
         default=None,
         help="vanishing if STD < this (default 0.1 x range)",
     )
-    dg.add_argument(
-        "--gap", type=float, default=None, help="... and mean < max reward - gap (default 0.5 x range)"
-    )
+    dg.add_argument("--gap", type=float, default=None, help="... and mean < max reward - gap (default 0.5 x range)")
     dg.add_argument(
         "--group-sizes",
         type=_list_of(float),
@@ -452,6 +473,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="G values for the predicted frac_reward_zero_std (default 2,4,8,16,32,64)",
     )
     dg.add_argument("--skip-singletons", action="store_true", help="drop prompts with one sample instead of failing")
+    dg.add_argument(
+        "--group-size",
+        type=float,
+        default=None,
+        help="rows of a step are consecutive groups of G (TRL's num_generations; inferred for TRL tables); "
+        "0: group by prompt text",
+    )
+    dg.add_argument(
+        "--scale-rewards",
+        default="group",
+        choices=SCALE_REWARDS,
+        help="TRL's scale_rewards, for TRL's own frac_reward_zero_std (default group)",
+    )
+    dg.add_argument(
+        "--reference-col",
+        default=None,
+        help="reference answers for --export-stalled (default: solution, answer, reference, ground_truth, gts, ...)",
+    )
+    dg.add_argument(
+        "--export-stalled",
+        default=None,
+        metavar="FILE.jsonl",
+        help="write the vanishing prompts as a dataset for TRL's SFTTrainer (and FILE.to_label.jsonl)",
+    )
     dg.add_argument("--out", default=None, help="output folder (default diagnose_<file stem>, else ...-2, ...)")
     dg.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     dg.set_defaults(handler=_cmd_diagnose)

@@ -133,7 +133,7 @@ def test_vanishing_share_exact_on_a_constructed_file(tmp_path):
     diagnosis = diagnose_log(read_rollouts(path), reward_range=(0.0, 1.0))
     assert (diagnosis.regime.std_threshold, diagnosis.regime.gap, diagnosis.regime.max_reward) == (0.1, 0.5, 1.0)
     assert diagnosis.summary["vanishing"] == {"count": 14, "share": 14 / 27}
-    assert diagnosis.summary["frac_reward_zero_std"]["observed"] == 15 / 27  # fail + solved
+    assert diagnosis.summary["zero_std_groups"]["share"] == 15 / 27  # fail + solved
     vanishing = diagnosis.table.loc[diagnosis.table["vanishing"], "prompt"].str.rstrip("0123456789")
     assert set(vanishing) == {"fail", "flat_low"}
     # a stricter STD threshold drops flat_low (STD 0.0071); a wider gap drops flat_low (mean 0.2 > 1 - 0.85)
@@ -166,7 +166,7 @@ def test_observed_and_predicted_zero_std_fractions_match_the_closed_form(tmp_pat
     # the mean of P Bernoulli(π_i) has SE sqrt(Σ π(1-π)) / P (0.0065 here)
     expected = frac_reward_zero_std(probs, n)
     se = math.sqrt(float((expected * (1 - expected)).sum())) / len(probs)
-    assert abs(summary["frac_reward_zero_std"]["observed"] - expected.mean()) < MC_Z * se
+    assert abs(summary["zero_std_groups"]["share"] - expected.mean()) < MC_Z * se
     k = np.arange(n + 1)
     for row in summary["predicted_frac_reward_zero_std"]:
         g = row["group_size"]
@@ -184,7 +184,7 @@ def test_observed_and_predicted_zero_std_fractions_match_the_closed_form(tmp_pat
             assert row["unbiased"] is None and row["unbiased_groups"] == 0
     # at G = n the unbiased estimate is the observed fraction itself
     at_n = next(r for r in summary["predicted_frac_reward_zero_std"] if r["group_size"] == n)
-    assert at_n["unbiased"] == pytest.approx(summary["frac_reward_zero_std"]["observed"], abs=1e-12)
+    assert at_n["unbiased"] == pytest.approx(summary["zero_std_groups"]["share"], abs=1e-12)
 
 
 # ----------------------------------------------------------------------------- shapes and column detection
@@ -227,8 +227,8 @@ def test_wandb_table_export_and_pooled_steps(tmp_path):
     path = tmp_path / "completions.table.json"
     path.write_text(json.dumps(table), encoding="utf-8")
     by_step = diagnose_log(read_rollouts(path))
-    assert by_step.summary["groups"] == 2 and by_step.summary["frac_reward_zero_std"]["observed"] == 0.5
-    assert [s["frac_reward_zero_std"] for s in by_step.summary["frac_reward_zero_std"]["per_step"]] == [0.0, 1.0]
+    assert by_step.summary["groups"] == 2 and by_step.summary["zero_std_groups"]["share"] == 0.5
+    assert [s["zero_std_groups_share"] for s in by_step.summary["per_step"]] == [0.0, 1.0]
     pooled = diagnose_log(read_rollouts(path, step_col="none"))
     assert pooled.summary["groups"] == 1 and pooled.table["reward_mean"].item() == 0.75
 
@@ -267,7 +267,7 @@ def test_cli_end_to_end_on_the_shipped_example(tmp_path, capsys):
     probs = _load_example_script().success_probabilities(np.random.default_rng(0))
     expected = frac_reward_zero_std(probs, 8)
     se = math.sqrt(float((expected * (1 - expected)).sum())) / len(probs)  # 0.034
-    assert abs(summary["frac_reward_zero_std"]["observed"] - expected.mean()) < MC_Z * se
+    assert abs(summary["zero_std_groups"]["share"] - expected.mean()) < MC_Z * se
     # the 60 hard prompts (p = 0.001) all fail with probability 0.999^480 = 0.62; at least 57 do with prob. > 0.9999
     assert summary["vanishing"]["count"] >= 57
 
@@ -278,7 +278,9 @@ def test_verl_style_csv_example_gives_the_same_numbers(tmp_path, capsys, monkeyp
     assert "prompt='input', reward='score', step='step'" in capsys.readouterr().out
     assert main(["diagnose", str(EXAMPLES / "rollouts.jsonl"), "--out", "jsonl"]) == 0
     csv, jsonl = (pd.read_csv(tmp_path / d / "prompts.csv") for d in ("diagnose_rollouts", "jsonl"))
-    pd.testing.assert_frame_equal(csv.drop(columns="first_row"), jsonl.drop(columns="first_row"))
+    # the JSONL has TRL's columns, so its groups are blocks of consecutive rows (numbered): the same groups here
+    assert "grouped by blocks of 8 consecutive rows per step (inferred)" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(csv.drop(columns="first_row"), jsonl.drop(columns=["first_row", "group"]))
 
 
 # ----------------------------------------------------------------------------- bad files: one line, exit 2, no output

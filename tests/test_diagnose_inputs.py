@@ -120,7 +120,7 @@ CLI_CASES: dict[str, tuple[str, str | bytes | None, list[str], str]] = {
         "x.jsonl",
         None,
         [],
-        r"x\.jsonl: is a directory, not a log file; it holds no \.jsonl.*pass the log file itself",
+        r"x\.jsonl: is a directory with no \.jsonl, .* file; pass a log file, a folder of per-step log files",
     ),
     "zero bytes": ("log.jsonl", "", [], r"the file is empty \(0 bytes\)"),
     "zero bytes JSON": ("log.json", "", [], r"log\.json: the file is empty \(0 bytes\)"),
@@ -261,17 +261,25 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys
     assert not out.exists()
 
 
-def test_a_directory_with_logs_names_one_of_them(tmp_path, capsys):
+def test_a_directory_of_step_files_reads_as_one_log_in_step_order(tmp_path, capsys):
     folder = tmp_path / "rollouts"
     folder.mkdir()
-    for step in (2, 1):
-        (folder / f"{step}.jsonl").write_text(GOOD, encoding="utf-8")
-    (folder / "notes.txt").write_text("x", encoding="utf-8")
-    assert main(["diagnose", str(folder), "--out", str(tmp_path / "report")]) == 2
-    assert_one_line_error(
-        capsys, rf"is a directory, not a log file; pass one of its 2 log file\(s\), e.g. {folder}/1\.jsonl"
-    )
-    assert not (tmp_path / "report").exists()
+    for step, rewards in ((10, (1, 1)), (9, (1, 0))):  # written out of order
+        lines = "".join(f'{{"step": {step}, "prompt": "a", "reward": {r}}}\n' for r in rewards)
+        (folder / f"{step}.jsonl").write_text(lines, encoding="utf-8")
+    (folder / "notes.txt").write_text("x", encoding="utf-8")  # not a log: ignored
+    (folder / ".hidden.jsonl").write_text("not json", encoding="utf-8")  # hidden: ignored
+    log = read_rollouts(folder)
+    assert [f.name for f in log.files] == ["9.jsonl", "10.jsonl"]  # 9 before 10: numbers compare as numbers
+    assert log.samples["where"].tolist() == ["9.jsonl line 1", "9.jsonl line 2", "10.jsonl line 1", "10.jsonl line 2"]
+    assert log.samples["step"].tolist() == [9, 9, 10, 10]
+    assert main(["diagnose", str(folder), "--out", str(tmp_path / "report")]) == 0
+    assert "in 2 files" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "report" / "steps.csv")["zero_std_groups_share"].tolist() == [0.0, 1.0]
+    (folder / "11.csv").write_text("prompt,reward\na,1\n", encoding="utf-8")
+    assert main(["diagnose", str(folder), "--out", str(tmp_path / "mixed")]) == 2
+    assert_one_line_error(capsys, r"holds log files of 2 formats \(csv, jsonl\); pass --format")
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_an_unreadable_file_says_so(tmp_path, capsys, monkeypatch):

@@ -321,8 +321,8 @@ my_diagnosis = diagnose_log(read_rollouts(rollout_path))
 assert true_success is not None and my_diagnosis is not None, "fill in true_success and my_diagnosis"
 assert my_diagnosis.summary["groups"] >= 100 and len(true_success) == my_diagnosis.summary["groups"]
 assert (my_diagnosis.table["n"] == 8).all(), "use 8 samples per prompt"
-observed = my_diagnosis.summary["frac_reward_zero_std"]["observed"]
-standard_error = my_diagnosis.summary["frac_reward_zero_std"]["standard_error"]
+observed = my_diagnosis.summary["zero_std_groups"]["share"]
+standard_error = my_diagnosis.summary["zero_std_groups"]["standard_error"]
 expected = float(frac_reward_zero_std(np.asarray(true_success), 8).mean())
 assert abs(observed - expected) < 4 * max(standard_error, 0.01), (observed, expected, standard_error)
 print(

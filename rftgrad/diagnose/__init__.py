@@ -7,8 +7,11 @@ sampled output, with a prompt and a reward) estimate both per prompt, so this pa
 * per prompt (per step and prompt when the log has steps): reward mean, population STD, sample count;
 * the share of prompts in the vanishing regime: STD below a threshold while the mean is far below
   the maximum reward (docs/paper.md §5's mean-vs-STD picture, as a number);
-* the observed ``frac_reward_zero_std`` and its prediction ``Σ_j q_j^G`` for other group sizes
-  (docs/paper.md §7), plug-in and unbiased;
+* the share of groups whose rewards are all equal (``zero_std_groups``) and its prediction
+  ``Σ_j q_j^G`` for other group sizes (docs/paper.md §7), plug-in and unbiased;
+* TRL's own ``reward``, ``reward_std`` and ``frac_reward_zero_std`` per step, as TRL defines them
+  (:func:`~rftgrad.diagnose.stats.trl_metrics`), so that a TRL dashboard can be checked number by number;
+* with ``--export-stalled``, the stalled prompts as a dataset for TRL's ``SFTTrainer``;
 * a mean-vs-STD scatter, ``prompts.csv`` and ``summary.json``.
 
 Modules: :mod:`~rftgrad.diagnose.readers` (formats, shapes, column detection),
@@ -16,19 +19,37 @@ Modules: :mod:`~rftgrad.diagnose.readers` (formats, shapes, column detection),
 (figure, printed summary, files). See docs/diagnose.md.
 """
 
-from rftgrad.diagnose.readers import FORMATS, RolloutLog, RolloutLogError, detect_format, read_rollouts
+from rftgrad.diagnose.readers import (
+    FORMATS,
+    PROMPT_COLUMNS,
+    REFERENCE_COLUMNS,
+    REWARD_COLUMNS,
+    STEP_COLUMNS,
+    RolloutLog,
+    RolloutLogError,
+    detect_format,
+    log_files,
+    read_rollouts,
+    total_reward,
+)
 from rftgrad.diagnose.report import (
+    EXPORT_NOTE,
+    TO_LABEL_SUFFIX,
     Diagnosis,
+    StalledExport,
     default_out_dir,
     diagnose,
     diagnose_log,
+    export_stalled,
     format_summary,
     plot_mean_vs_std,
+    to_label_path,
     write_report,
 )
 from rftgrad.diagnose.stats import (
     GAP_FRACTION,
     GROUP_SIZES,
+    SCALE_REWARDS,
     STD_THRESHOLD_FRACTION,
     VALUE_DECIMALS,
     Regime,
@@ -36,31 +57,45 @@ from rftgrad.diagnose.stats import (
     plugin_prob_all_equal,
     prompt_table,
     summarize,
+    trl_metrics,
     unbiased_prob_all_equal,
     value_counts,
 )
 
 __all__ = [
     "Diagnosis",
+    "EXPORT_NOTE",
     "FORMATS",
     "GAP_FRACTION",
     "GROUP_SIZES",
+    "PROMPT_COLUMNS",
+    "REFERENCE_COLUMNS",
+    "REWARD_COLUMNS",
     "Regime",
     "RolloutLog",
     "RolloutLogError",
+    "SCALE_REWARDS",
     "STD_THRESHOLD_FRACTION",
+    "STEP_COLUMNS",
+    "StalledExport",
+    "TO_LABEL_SUFFIX",
     "VALUE_DECIMALS",
     "default_out_dir",
     "detect_format",
     "diagnose",
     "diagnose_log",
+    "export_stalled",
     "format_summary",
+    "log_files",
     "make_regime",
     "plot_mean_vs_std",
     "plugin_prob_all_equal",
     "prompt_table",
     "read_rollouts",
     "summarize",
+    "to_label_path",
+    "total_reward",
+    "trl_metrics",
     "unbiased_prob_all_equal",
     "value_counts",
     "write_report",

@@ -53,6 +53,8 @@ from rftgrad.errors import ConfigError, RftgradError
 PROMPT_COLUMNS = ("prompt_id", "prompt", "query", "question", "input", "problem")
 REWARD_COLUMNS = ("reward", "rewards", "score", "scores")
 STEP_COLUMNS = ("step", "global_step", "iteration", "iter")
+#: columns holding a reference answer (for ``--export-stalled``); verl dumps it as ``gts``.
+REFERENCE_COLUMNS = ("solution", "answer", "reference", "ground_truth", "gts", "target")
 #: suffix -> format.
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 #: what a row is called in error messages, per format.
@@ -70,40 +72,22 @@ MAGIC = {
     b"PK\x03\x04": "a zip archive: unzip it and pass the log inside",
     b"PAR1": "a parquet file",
 }
-#: internal columns: the file line / row of each row, and the position inside a per-group list (-1: none).
-LINE, ELEMENT = "_rftgrad_line", "_rftgrad_element"
+#: internal columns: the file line / row of each row, its label in messages (``row 17``, ``3.jsonl line 17``),
+#: and the position inside a per-group list (-1: none).
+LINE, ROW, ELEMENT = "_rftgrad_line", "_rftgrad_row", "_rftgrad_element"
+INTERNAL = (LINE, ROW, ELEMENT)
+#: layouts recognised by their columns (lower-case): TRL's completions table (``log_completions``) and
+#: verl's ``trainer.rollout_data_dir`` dump.
+TRL_COLUMNS = ("prompt", "completion", "advantage")
+VERL_COLUMNS = ("input", "output", "score")
+#: the folder of TRL's ``output_dir`` that holds its per-step completions files.
+TRL_SUBDIR = "completions"
+#: how a log's samples form groups (``grouping`` in :class:`RolloutLog`).
+GROUPINGS = ("blocks", "prompt", "rows")
 
 
 class RolloutLogError(RftgradError, ValueError):
     """A rollout log cannot be read or analysed; the message names the file, the row and the fix."""
-
-
-@dataclass(frozen=True)
-class RolloutLog:
-    """A rollout log as one row per sample.
-
-    Attributes:
-        samples: ``(S, ...)`` frame with ``prompt`` (str key), ``reward`` (float64, finite),
-            ``where`` (str, e.g. ``"line 17"``) and ``step`` when the log has a step column.
-        path: the file read.
-        fmt: ``jsonl``, ``json``, ``csv``, ``tsv`` or ``parquet``.
-        shape: ``per-sample``, ``per-group`` or ``per-function`` (see the module docstring).
-        prompt_col: the column the prompts came from.
-        reward_cols: the column(s) the reward came from (summed with ``reward_weights``).
-        reward_weights: one weight per reward column.
-        step_col: the step column, or None.
-        rows: rows (lines, records) read from the file.
-    """
-
-    samples: pd.DataFrame
-    path: Path
-    fmt: str
-    shape: str
-    prompt_col: str
-    reward_cols: tuple[str, ...]
-    reward_weights: tuple[float, ...]
-    step_col: str | None
-    rows: int
 
 
 def _fail(path: Path, message: str) -> RolloutLogError:
@@ -160,15 +144,7 @@ def _open(path: Path) -> BinaryIO:
 
 
 def _check_file(path: Path) -> None:
-    """Refuse a path that is not a readable regular file, saying what it is."""
-    if path.is_dir():
-        logs = sorted(c.name for c in path.iterdir() if c.is_file() and _log_suffix(c) in FORMATS)
-        hint = (
-            f"pass one of its {len(logs)} log file(s), e.g. {path / logs[0]}"
-            if logs
-            else "it holds no .jsonl, .json, .csv, .tsv or .parquet file; pass the log file itself"
-        )
-        raise _fail(path, f"is a directory, not a log file; {hint}")
+    """Refuse a path that is not a readable regular file, saying what it is (directories: :func:`log_files`)."""
     if not path.exists():
         raise _fail(path, "no such file; check the path")
     if not path.is_file():
@@ -363,7 +339,7 @@ def _name_matches(column: str, name: str) -> bool:
 
 
 def _columns_found(frame: pd.DataFrame) -> str:
-    names = [str(c) for c in frame.columns if c not in (LINE, ELEMENT)]
+    names = [str(c) for c in frame.columns if c not in INTERNAL]
     return ", ".join(names[:30]) + (f", ... ({len(names)} in all)" if len(names) > 30 else "")
 
 
@@ -371,15 +347,15 @@ def _find_column(
     frame: pd.DataFrame, path: Path, requested: str | None, candidates: Sequence[str], option: str
 ) -> str | None:
     """The column named ``requested`` (exact, then case-insensitive), or the first candidate present."""
-    columns = [str(c) for c in frame.columns if c not in (LINE, ELEMENT)]
+    columns = [str(c) for c in frame.columns if c not in INTERNAL]
     if requested is not None:
         for exact in (True, False):
             for column in columns:
                 if column == requested or (not exact and column.lower() == requested.lower()):
                     return column
         raise _fail(path, f"no column {requested!r} ({option}); columns found: {_columns_found(frame)}")
-    for name in candidates:
-        for nested in (False, True):  # a top-level column beats a nested one of the same name
+    for nested in (False, True):  # any top-level candidate beats a nested one (verl: input before gts.question)
+        for name in candidates:
             for column in columns:
                 if ("." in column) == nested and _name_matches(column, name):
                     return column
@@ -407,7 +383,7 @@ def _object_base(frame: pd.DataFrame, names: Sequence[str]) -> str | None:
     return None
 
 
-def _check_not_object(frame: pd.DataFrame, path: Path, column: str, word: str) -> None:
+def _check_not_object(frame: pd.DataFrame, path: Path, column: str) -> None:
     """Refuse a reward column that holds JSON objects (flattened to ``column.field``) in some rows."""
     fields = [str(c) for c in frame.columns if str(c).startswith(column + ".")]
     if not fields:
@@ -420,16 +396,16 @@ def _check_not_object(frame: pd.DataFrame, path: Path, column: str, word: str) -
         keys = ", ".join(repr(f[len(column) + 1 :]) for f in fields[:5]) + (", ..." if len(fields) > 5 else "")
         raise _fail(
             path,
-            f"{word} {frame[LINE].iat[index]}: reward column {column!r} holds an object (keys {keys}), not a number; "
+            f"{frame[ROW].iat[index]}: reward column {column!r} holds an object (keys {keys}), not a number; "
             f"name the number with --reward-col {fields[0]} (several, comma-separated, are summed)",
         )
 
 
-def _where(word: str, line: int, element: int) -> str:
-    return f"{word} {line}" + (f", element {element + 1}" if element >= 0 else "")
+def _where(row: str, element: int) -> str:
+    return row + (f", element {element + 1}" if element >= 0 else "")
 
 
-def _explode_lists(frame: pd.DataFrame, path: Path, columns: list[str], word: str) -> tuple[pd.DataFrame, bool]:
+def _explode_lists(frame: pd.DataFrame, path: Path, columns: list[str]) -> tuple[pd.DataFrame, bool]:
     """Per-group rows (reward cells that are lists) to one row per sample; ``ELEMENT`` is the list position."""
 
     def size(cell: Any) -> int:  # noqa: ANN401 - a cell of any type
@@ -439,16 +415,14 @@ def _explode_lists(frame: pd.DataFrame, path: Path, columns: list[str], word: st
     if (sizes < 0).all():
         return frame.assign(**{ELEMENT: -1}), False
     for index, row in enumerate(sizes):
-        line = frame[LINE].iat[index]
+        line = frame[ROW].iat[index]
         if (row == 0).any():
-            raise _fail(
-                path, f"{word} {line}: empty reward list in column {columns[int(np.argmin(row))]!r}; drop the row"
-            )
+            raise _fail(path, f"{line}: empty reward list in column {columns[int(np.argmin(row))]!r}; drop the row")
         if (row != row[0]).any():
             counts = ", ".join(
                 f"{c!r}: {'one value' if n < 0 else f'{n} values'}" for c, n in zip(columns, row, strict=True)
             )
-            raise _fail(path, f"{word} {line}: reward columns disagree on the number of samples ({counts})")
+            raise _fail(path, f"{line}: reward columns disagree on the number of samples ({counts})")
     is_list = pd.Series(sizes[:, 0] > 0, index=frame.index)
     frame = frame.explode(columns)  # keeps the original index: one label per input row
     element = frame.groupby(level=0).cumcount().to_numpy()
@@ -475,10 +449,15 @@ def _to_float(value: Any) -> float | None:  # noqa: ANN401 - a cell of any type
     return None
 
 
-def _rewards(
-    frame: pd.DataFrame, path: Path, columns: list[str], weights: Sequence[float], wheres: list[str]
+def _reward_terms(
+    frame: pd.DataFrame, path: Path, columns: list[str], wheres: list[str], allow_missing: bool
 ) -> np.ndarray:
-    """``(S,)`` total reward ``Σ_k w_k r_k`` (NaN terms skipped when there are several columns), all finite."""
+    """``(S, K)`` reward of each sample in each column; NaN for a missing one (``None``) if ``allow_missing``.
+
+    Raises:
+        RolloutLogError: a cell that is not a number (or missing, unless ``allow_missing``), or one past
+            :data:`MAX_ABS_REWARD`; the message names the row and the column.
+    """
     values = np.zeros((len(frame), len(columns)))  # (S, K)
     for k, column in enumerate(columns):
         cells = frame[column]
@@ -489,11 +468,14 @@ def _rewards(
             number = _to_float(cell)
             if number is None:
                 missing = cell is None or (isinstance(cell, float) and math.isnan(cell))
+                if missing and allow_missing:
+                    values[index, k] = np.nan
+                    continue
                 what = "is missing" if missing else f"{_short(cell)} is not a number"
                 raise _fail(path, f"{wheres[index]}: reward {what} (column {column!r}); fix the value or drop the row")
             values[index, k] = number
     with np.errstate(invalid="ignore"):
-        ok = (np.abs(values) <= MAX_ABS_REWARD) | (np.isnan(values) & (len(columns) > 1))  # (S, K)
+        ok = (np.abs(values) <= MAX_ABS_REWARD) | (np.isnan(values) & allow_missing)  # (S, K)
     if not ok.all():
         index, k = np.argwhere(~ok)[0]
         value = values[index, k]
@@ -505,13 +487,22 @@ def _rewards(
             else f"{value:g} is larger than {MAX_ABS_REWARD:g} in magnitude, past what the statistics can hold"
         )
         raise _fail(path, f"{wheres[index]}: reward {what} (column {columns[k]!r}); fix the value or drop the row")
-    if len(columns) > 1:
-        empty = np.isnan(values).all(axis=1)
-        if empty.any():
-            index = int(np.flatnonzero(empty)[0])
-            raise _fail(path, f"{wheres[index]}: every reward column ({', '.join(columns)}) is empty; drop the row")
-    total = np.nansum(values * np.asarray(weights, dtype=np.float64), axis=1)  # (S,)
-    large = ~(np.abs(total) <= MAX_ABS_REWARD)
+    return values
+
+
+def total_reward(terms: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """``(S,)`` total ``Σ_k w_k r_k`` of ``(S, K)`` reward terms, NaN terms left out; NaN where every term is.
+
+    TRL's rule (``GRPOTrainer``: ``(rewards_per_func * reward_weights).nansum(dim=1)``, then NaN for a
+    completion every reward function returned ``None`` for: "unscorable", left out of every mean and std).
+    """
+    terms = np.asarray(terms, dtype=np.float64)
+    total = np.nansum(terms * np.asarray(weights, dtype=np.float64), axis=1)  # (S,)
+    return np.where(np.isnan(terms).all(axis=1), np.nan, total)
+
+
+def _check_total(path: Path, total: np.ndarray, wheres: list[str]) -> None:
+    large = np.abs(total) > MAX_ABS_REWARD  # NaN (unscorable) compares False
     if large.any():
         index = int(np.flatnonzero(large)[0])
         raise _fail(
@@ -519,7 +510,6 @@ def _rewards(
             f"{wheres[index]}: the weighted reward {total[index]:g} is larger than {MAX_ABS_REWARD:g} in magnitude; "
             "use smaller --reward-weights",
         )
-    return total
 
 
 def _short(value: Any, limit: int = 40) -> str:  # noqa: ANN401 - a cell of any type
@@ -578,6 +568,227 @@ def detect_format(path: str | Path, fmt: str | None = None) -> str:
     return FORMATS[suffix]
 
 
+def _name_order(path: Path) -> tuple[tuple[int, str], ...]:
+    """Sort key of a file name, its numbers compared as numbers (``9.jsonl`` before ``10.jsonl``)."""
+    return tuple((int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", path.name) if part)
+
+
+def log_files(path: str | Path, fmt: str | None = None) -> list[Path]:
+    """The files of a rollout log: ``[path]`` for a file, a directory's per-step files in step order.
+
+    A directory holds one file per logged step, as the trainers write them:
+
+    * TRL ``log_completions``: ``<output_dir>/completions/completions_00001.parquet``, ... (TRL's
+      ``output_dir`` itself is accepted: its ``completions/`` folder is read);
+    * verl ``trainer.rollout_data_dir``: ``1.jsonl``, ``2.jsonl``, ...
+
+    Files are ordered by the numbers in their names; hidden files and files of other suffixes are
+    ignored; the log files must share one format (``fmt`` picks one when they do not).
+
+    Raises:
+        RolloutLogError: a missing path, a directory without log files, log files of several formats.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        _check_file(path)
+        return [path]
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise _fail(path, "cannot be read (permission denied); check the folder's permissions")
+    folder = path
+    candidates = [c for c in folder.iterdir() if not c.name.startswith(".") and c.is_file()]
+    logs = [c for c in candidates if _log_suffix(c) in FORMATS]
+    if not logs and (folder / TRL_SUBDIR).is_dir():  # TRL's output_dir: read its completions/ folder
+        folder = folder / TRL_SUBDIR
+        logs = [c for c in folder.iterdir() if not c.name.startswith(".") and c.is_file() and _log_suffix(c) in FORMATS]
+    if fmt is not None and fmt != "auto":
+        detect_format(folder, fmt)  # an unknown --format is named as such
+        logs = [c for c in logs if FORMATS[_log_suffix(c)] == fmt]
+    if not logs:
+        what = f"no .{fmt} file" if fmt not in (None, "auto") else "no .jsonl, .json, .csv, .tsv or .parquet file"
+        raise _fail(
+            path,
+            f"is a directory with {what}; pass a log file, a folder of per-step log files (TRL's "
+            f"{TRL_SUBDIR}/, verl's rollout_data_dir) or TRL's output_dir",
+        )
+    formats = sorted({FORMATS[_log_suffix(c)] for c in logs})
+    if len(formats) > 1:
+        raise _fail(
+            folder,
+            f"holds log files of {len(formats)} formats ({', '.join(formats)}); pass --format to read one of them",
+        )
+    return sorted(logs, key=_name_order)
+
+
+def _read_files(files: list[Path], fmt: str | None) -> tuple[pd.DataFrame, str]:
+    """The files as one frame, ``LINE`` and ``ROW`` filled in (``ROW`` names the file when there are several)."""
+    frames = []
+    for file in files:
+        file_fmt = detect_format(file, fmt)
+        _check_content(file, file_fmt)
+        frame, lines = _read_frame(file, file_fmt)
+        word = ROW_WORDS[file_fmt]
+        prefix = f"{file.name} " if len(files) > 1 else ""
+        rows = [f"{prefix}{word} {line}" for line in lines]
+        frames.append(frame.reset_index(drop=True).assign(**{LINE: lines, ROW: rows}))
+    frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
+    return frame, detect_format(files[0], fmt)
+
+
+def _layout(frame: pd.DataFrame) -> str:
+    """``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``, from the column names."""
+    names = {str(c).lower() for c in frame.columns}
+    if set(TRL_COLUMNS) <= names:
+        return "trl"
+    if set(VERL_COLUMNS) <= names:
+        return "verl"
+    return "generic"
+
+
+def _trl_reward_columns(frame: pd.DataFrame, exclude: set[str]) -> list[str]:
+    """TRL's reward-function columns: the numeric ones between ``completion`` and ``advantage``.
+
+    TRL (``GRPOTrainer.log``, ``RLOOTrainer.log``) writes ``step, prompt, completion``, one column per
+    reward function (named after it), the ``log_extra`` columns, then ``advantage``. A numeric
+    ``log_extra`` column cannot be told from a reward function: name the columns with ``--reward-col``.
+    """
+    columns = [str(c) for c in frame.columns if c not in INTERNAL]
+    lower = [c.lower() for c in columns]
+    start, end = lower.index("completion") + 1, lower.index("advantage")
+    return [
+        c
+        for c in columns[start:end]
+        if c not in exclude and (pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c]))
+    ]
+
+
+def _runs(keys: np.ndarray) -> np.ndarray:
+    """Lengths of the runs of equal consecutive values of ``keys`` ``(n,)``."""
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return np.diff(np.r_[starts, len(keys)])
+
+
+def _blocks(
+    keys: pd.Series, steps: pd.Series | None, group_size: int | None, path: Path, wheres: list[str]
+) -> tuple[np.ndarray, int, str]:
+    """Group index of each row: consecutive blocks of ``G`` rows within each step (TRL's groups).
+
+    TRL's sampler repeats each prompt ``num_generations`` times in a row, so a step's rows are
+    consecutive blocks of ``G``; two groups of the same prompt text in one step stay two groups.
+    Without ``group_size``, ``G`` is the greatest common divisor of the lengths of the runs of
+    equal prompts within the steps (two adjacent groups of one prompt make a run of ``2G``).
+
+    Returns:
+        ``(S,)`` block index within its step, ``G``, and where ``G`` came from.
+    """
+    step_of = np.zeros(len(keys), dtype=np.int64) if steps is None else pd.factorize(steps)[0]  # (S,)
+    position = pd.Series(np.arange(len(keys))).groupby(step_of).cumcount().to_numpy()  # (S,) row within its step
+    key_codes = pd.factorize(keys)[0]  # (S,)
+    by_step = [np.flatnonzero(step_of == s) for s in range(step_of.max() + 1)]
+    if group_size is None:
+        lengths = np.concatenate([_runs(key_codes[rows]) for rows in by_step])
+        group_size, source = math.gcd(*lengths.tolist()), "inferred"
+        if group_size < 2:
+            raise _fail(
+                path,
+                "cannot tell the groups apart: TRL writes each group as num_generations consecutive rows of one "
+                "prompt, but here runs of one prompt have lengths with no common divisor > 1; "
+                "pass --group-size (TRL's num_generations)",
+            )
+    else:
+        source = "--group-size"
+        for rows in by_step:
+            if len(rows) % group_size:
+                step = "" if steps is None else f" of step {steps.iat[rows[0]]}"
+                raise _fail(
+                    path,
+                    f"{wheres[rows[0]]}: the {len(rows)} rows{step} are not blocks of --group-size {group_size}; "
+                    "pass TRL's num_generations",
+                )
+    block = position // group_size  # (S,)
+    codes = pd.DataFrame({"step": step_of, "block": block, "key": key_codes})
+    mixed = codes.groupby(["step", "block"])["key"].transform("nunique").to_numpy() > 1
+    if mixed.any():
+        index = int(np.flatnonzero(mixed)[0])
+        raise _fail(
+            path,
+            f"{wheres[index]}: a block of {group_size} consecutive rows holds several prompts, so the rows are not "
+            f"groups of {group_size} ({source}); pass TRL's num_generations as --group-size, or "
+            "--group-size 0 to group by prompt text",
+        )
+    return block, group_size, source
+
+
+def check_group_size(group_size: Any) -> int | None:  # noqa: ANN401 - any input
+    """``--group-size`` as an int: None (the layout decides), 0 (group by prompt) or ``G >= 2``.
+
+    Raises:
+        ConfigError: anything else (a bool, 1, a negative or fractional number, a string).
+    """
+    if group_size is None:
+        return None
+    whole = isinstance(group_size, numbers.Integral) or (
+        isinstance(group_size, numbers.Real) and math.isfinite(group_size) and group_size == int(group_size)
+    )
+    if isinstance(group_size, bool | np.bool_) or not whole or int(group_size) == 1 or group_size < 0:
+        raise ConfigError(
+            f"--group-size takes a whole number >= 2 (TRL's num_generations), or 0 to group by prompt text; "
+            f"got {group_size!r}"
+        )
+    return int(group_size)
+
+
+@dataclass(frozen=True)
+class RolloutLog:
+    """A rollout log as one row per sample.
+
+    Attributes:
+        samples: ``(S, ...)`` frame of the scorable samples with ``[step]``, ``group`` (the group's key
+            within its step: a block index or the prompt), ``prompt`` (str key), ``reward`` (float64,
+            finite) and ``where`` (str, e.g. ``"line 17"``, ``"3.jsonl line 17"``).
+        terms: ``(S + unscorable, ...)`` every sample read, scorable or not: ``[step]``, ``group`` and one
+            float64 column per reward column (NaN where a reward function returned ``None``), in file
+            order: what TRL's own metrics are computed from (:func:`rftgrad.diagnose.stats.trl_metrics`).
+        path: the file or directory given.
+        files: the files read (one, or a directory's per-step files in step order).
+        fmt: ``jsonl``, ``json``, ``csv``, ``tsv`` or ``parquet``.
+        layout: ``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``.
+        shape: ``per-sample``, ``per-group`` or ``per-function`` (see the module docstring).
+        grouping: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``prompt`` (the
+            samples of one prompt text per step) or ``rows`` (a per-group row is one group).
+        group_size: ``G`` of the blocks (None unless ``grouping == "blocks"``).
+        group_size_source: ``"--group-size"`` or ``"inferred"`` (None unless blocks).
+        prompt_col: the column the prompts came from.
+        reward_cols: the column(s) the reward came from (summed with ``reward_weights``).
+        reward_weights: one weight per reward column.
+        step_col: the step column, or None.
+        rows: rows (lines, records) read from the files.
+        reference_col: the column of reference answers (``samples["reference"]``), or None.
+        chat_prompts: the prompts are chat messages (lists of ``{"role", "content"}``); ``prompt``
+            then holds their JSON text.
+        unscorable: samples left out because every reward column is empty (TRL: every reward
+            function returned ``None``; TRL leaves them out of its means and stds too).
+    """
+
+    samples: pd.DataFrame
+    terms: pd.DataFrame
+    path: Path
+    files: tuple[Path, ...]
+    fmt: str
+    layout: str
+    shape: str
+    grouping: str
+    group_size: int | None
+    group_size_source: str | None
+    prompt_col: str
+    reward_cols: tuple[str, ...]
+    reward_weights: tuple[float, ...]
+    step_col: str | None
+    rows: int
+    reference_col: str | None
+    chat_prompts: bool
+    unscorable: int
+
+
 def read_rollouts(
     path: str | Path,
     fmt: str | None = None,
@@ -585,30 +796,44 @@ def read_rollouts(
     reward_col: str | Sequence[str] | None = None,
     reward_weights: Sequence[float] | None = None,
     step_col: str | None = None,
+    group_size: int | None = None,
+    reference_col: str | None = None,
 ) -> RolloutLog:
-    """Read a rollout log into one row per sample (see the module docstring for the shapes).
+    """Read a rollout log (a file, or a directory of per-step files) into one row per sample.
+
+    See the module docstring for the formats, layouts and shapes.
 
     Args:
-        path: the log file.
+        path: the log file, or a directory of per-step log files (:func:`log_files`).
         fmt: ``jsonl``, ``json``, ``csv``, ``tsv``, ``parquet``, or None / ``auto`` (from the suffix).
-        prompt_col: the prompt column (default: the first of :data:`PROMPT_COLUMNS` present).
-        reward_col: the reward column, or several to sum (default: the first of :data:`REWARD_COLUMNS`
-            present, else every column with ``reward`` as a word of its name, TRL >= 0.15 style).
+        prompt_col: the prompt column (default: the first of :data:`PROMPT_COLUMNS` present, a
+            top-level column before a nested one).
+        reward_col: the reward column, or several to sum (default: a TRL table's reward-function
+            columns; else the first of :data:`REWARD_COLUMNS` present; else every column with
+            ``reward`` as a word of its name).
         reward_weights: one weight per reward column (default 1 each), as TRL's ``reward_weights``.
         step_col: the step column; ``"none"`` ignores steps (default: the first of :data:`STEP_COLUMNS`).
+        group_size: ``G``: the rows of a step are consecutive groups of ``G`` (TRL's ``num_generations``);
+            0 groups by prompt text; None: blocks for a TRL table (``G`` inferred), prompt text otherwise.
+        reference_col: the column of reference answers (default: the first of :data:`REFERENCE_COLUMNS`
+            present); ``"none"`` for no references.
 
     Raises:
-        RolloutLogError: a missing path, a directory, an empty file (or a header only), an unknown
-            format, a file that is not UTF-8 text (binary, compressed without ``.gz``, UTF-16) or a
-            line that is not, malformed JSON, missing columns (the message lists those found), a
-            reward that is not a finite number of magnitude <= :data:`MAX_ABS_REWARD` (an object,
-            a string, NaN, inf), a row without prompt or step; the message names the line / row.
+        RolloutLogError: a missing path, a directory without logs, an empty file (or a header only),
+            an unknown format, a file that is not UTF-8 text (binary, compressed without ``.gz``,
+            UTF-16) or a line that is not, malformed JSON, missing columns (the message lists those
+            found), a reward that is not a finite number of magnitude <= :data:`MAX_ABS_REWARD` (an
+            object, a string, NaN, inf; a missing one is allowed where several reward columns are
+            summed, or in a TRL table), a row without prompt or step, rows that are not blocks of
+            ``group_size``; the message names the file and the row.
         ConfigError: an empty column name, a column named twice or for two roles, reward weights
-            that are not finite numbers or not one per reward column.
+            that are not finite numbers or not one per reward column, a bad ``group_size``.
     """
     path = Path(path)
     prompt_col = _check_name(prompt_col, "--prompt-col")
     step_col = _check_name(step_col, "--step-col")
+    reference_col = _check_name(reference_col, "--reference-col")
+    group_size = check_group_size(group_size)
     if reward_col is not None:
         names = reward_col.split(",") if isinstance(reward_col, str) else reward_col
         if isinstance(names, bytes) or not isinstance(names, Sequence):
@@ -621,12 +846,9 @@ def read_rollouts(
         if isinstance(reward_weights, str | bytes) or not isinstance(reward_weights, Sequence | np.ndarray):
             raise ConfigError(f"--reward-weights takes numbers, one per reward column, got {reward_weights!r}")
         reward_weights = [check_number(w, "--reward-weights") for w in reward_weights]
-    _check_file(path)
-    fmt = detect_format(path, fmt)
-    word = ROW_WORDS[fmt]
-    _check_content(path, fmt)
-    frame, lines = _read_frame(path, fmt)
-    frame = frame.reset_index(drop=True).assign(**{LINE: lines})
+    files = log_files(path, fmt)
+    frame, fmt = _read_files(files, fmt)
+    layout = _layout(frame)
 
     prompt = _find_column(frame, path, prompt_col, PROMPT_COLUMNS, "--prompt-col")
     if prompt is None:
@@ -643,26 +865,40 @@ def read_rollouts(
         columns = {str(c).lower() for c in frame.columns}
         for name in reward_col:
             if name.lower() not in columns:
-                _check_not_object(frame, path, name, word)
+                _check_not_object(frame, path, name)
         rewards = [_find_column(frame, path, c, (), "--reward-col") for c in reward_col]
+    elif layout == "trl":
+        rewards = _trl_reward_columns(frame, {prompt, step or ""})
+        shape = "per-function"
     else:
         found = _find_column(frame, path, None, REWARD_COLUMNS, "--reward-col")
         base = _object_base(frame, REWARD_COLUMNS) if found is None else None
         if base is not None:
-            _check_not_object(frame, path, base, word)
+            _check_not_object(frame, path, base)
         rewards = [found] if found else _reward_function_columns(frame, {prompt, step or ""})
         if not found and rewards:
             shape = "per-function"
     reward_names = [str(c) for c in rewards if c is not None]
     if not reward_names:
+        looked = (
+            "numeric reward-function columns between 'completion' and 'advantage'"
+            if layout == "trl"
+            else f"{', '.join(REWARD_COLUMNS)} and *_reward"
+        )
         raise _fail(
             path,
-            f"no reward column (looked for {', '.join(REWARD_COLUMNS)} and *_reward); columns found: "
-            f"{_columns_found(frame)}; name it with --reward-col",
+            f"no reward column (looked for {looked}); columns found: {_columns_found(frame)}; "
+            "name it with --reward-col",
         )
     for name in reward_names:
-        _check_not_object(frame, path, name, word)
-    roles = [("--prompt-col", prompt), ("--step-col", step)] + [("--reward-col", c) for c in reward_names]
+        _check_not_object(frame, path, name)
+    reference = None
+    if reference_col is None or reference_col.lower() != "none":
+        reference = _find_column(frame, path, reference_col, REFERENCE_COLUMNS, "--reference-col")
+        if reference_col is None and reference in {prompt, step, *reward_names}:  # a found column in another role
+            reference = None
+    roles = [("--prompt-col", prompt), ("--step-col", step), ("--reference-col", reference)]
+    roles += [("--reward-col", c) for c in reward_names]
     for (option, column), (other, same) in itertools.combinations(roles, 2):
         if column is not None and column == same:
             raise ConfigError(f"{option} and {other} both take column {column!r}; give each role its own column")
@@ -673,27 +909,59 @@ def read_rollouts(
             "pass one weight per column"
         )
 
-    frame, grouped = _explode_lists(frame, path, reward_names, word)
+    frame, grouped = _explode_lists(frame, path, reward_names)
     if grouped:
         shape = "per-group"
-    wheres = [_where(word, line, element) for line, element in zip(frame[LINE], frame[ELEMENT], strict=True)]
+    wheres = [_where(row, element) for row, element in zip(frame[ROW], frame[ELEMENT], strict=True)]
     keys = frame[prompt].map(_key)
     if keys.isna().any():
         where = wheres[int(np.flatnonzero(keys.isna().to_numpy())[0])]
         raise _fail(path, f"{where}: no prompt in column {prompt!r}; every row needs one (or drop the row)")
-    samples = pd.DataFrame({"prompt": keys.to_numpy(dtype=object)})
-    if step is not None:
-        samples.insert(0, "step", _steps(frame[step], path, step, wheres).to_numpy())
-    samples["reward"] = _rewards(frame, path, reward_names, weights, wheres)
-    samples["where"] = wheres
+    steps = None if step is None else _steps(frame[step], path, step, wheres)
+    terms = _reward_terms(frame, path, reward_names, wheres, allow_missing=layout == "trl" or len(reward_names) > 1)
+    total = total_reward(terms, weights)  # (S,) NaN: unscorable
+    _check_total(path, total, wheres)
+
+    block_size, size_source = None, None
+    if grouped:
+        grouping = "rows"
+        groups = pd.Series(frame[ROW].to_numpy(dtype=object))  # one list row, one group
+    elif group_size or (group_size is None and layout == "trl"):
+        grouping = "blocks"
+        blocks, block_size, size_source = _blocks(keys, steps, group_size, path, wheres)
+        groups = pd.Series(blocks)
+    else:
+        grouping = "prompt"
+        groups = keys
+    head = {} if steps is None else {"step": steps.to_numpy()}
+    all_rows = pd.DataFrame({**head, "group": groups.to_numpy(dtype=object)})
+    scorable = ~np.isnan(total)  # (S,)
+    samples = all_rows[scorable].reset_index(drop=True)
+    samples["prompt"] = keys.to_numpy(dtype=object)[scorable]
+    samples["reward"] = total[scorable]
+    samples["where"] = np.asarray(wheres, dtype=object)[scorable]
+    if reference is not None:
+        samples["reference"] = frame[reference].map(_key).to_numpy(dtype=object)[scorable]
+    chat = bool(frame[prompt].map(lambda cell: isinstance(cell, list | tuple | dict | np.ndarray)).any())
+    if samples.empty:
+        raise _fail(path, f"every one of the {len(total)} samples is unscorable (no reward in any reward column)")
     return RolloutLog(
         samples=samples,
+        terms=all_rows.join(pd.DataFrame(terms, columns=reward_names)),
         path=path,
+        files=tuple(files),
         fmt=fmt,
+        layout=layout,
         shape=shape,
+        grouping=grouping,
+        group_size=block_size,
+        group_size_source=size_source,
         prompt_col=prompt,
         reward_cols=tuple(reward_names),
         reward_weights=weights,
         step_col=step,
-        rows=len(lines),
+        rows=int((frame[ELEMENT] < 1).sum()),
+        reference_col=reference,
+        chat_prompts=chat,
+        unscorable=int((~scorable).sum()),
     )

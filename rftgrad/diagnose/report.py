@@ -7,6 +7,9 @@ atomically), so a bad file leaves nothing behind:
     OUT/steps.csv        one row per step (logs with a step column only)
     OUT/summary.json     :func:`rftgrad.diagnose.stats.summarize`
     OUT/mean_vs_std.png  (and .pdf) x = reward STD, y = reward mean, the vanishing region shaded
+
+and, with ``export_stalled=FILE``, the vanishing prompts as a dataset for TRL's ``SFTTrainer``
+(:func:`export_stalled`).
 """
 
 from __future__ import annotations
@@ -20,21 +23,30 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rftgrad.diagnose.readers import RolloutLog, read_rollouts
+from rftgrad.diagnose.readers import RolloutLog, check_group_size, read_rollouts
 from rftgrad.diagnose.stats import (
     GROUP_SIZES,
     Regime,
     check_group_sizes,
     check_regime_options,
+    check_scale_rewards,
     make_regime,
     prompt_table,
     summarize,
 )
+from rftgrad.errors import ConfigError, OutputError
 from rftgrad.plotting import COLORS, figure_grid, save_figure, themed
 from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint, free_run_dir
 
 #: the figure's file name (without suffix) inside the output folder.
 FIGURE_NAME = "mean_vs_std"
+#: the suffix of the file of stalled prompts without a reference, beside ``--export-stalled FILE``.
+TO_LABEL_SUFFIX = ".to_label.jsonl"
+#: what the export is for (printed with it).
+EXPORT_NOTE = (
+    "a few SFT steps on such inputs, then RFT, move them where RFT alone does not (Razin et al., ICLR 2024, "
+    "Section 5.2; docs/paper.md §6)"
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,8 @@ class Diagnosis:
     summary: dict[str, Any]
 
     def steps(self) -> pd.DataFrame:
-        """One row per step (empty without a step column): groups, mean reward, zero-STD and regime shares."""
-        return pd.DataFrame(self.summary["frac_reward_zero_std"]["per_step"])
+        """One row per step (empty without a step column): our per-group numbers and TRL's ``trl_*`` ones."""
+        return pd.DataFrame(self.summary["per_step"])
 
 
 def diagnose_log(
@@ -60,12 +72,15 @@ def diagnose_log(
     gap: float | None = None,
     group_sizes: Sequence[int] = GROUP_SIZES,
     skip_singletons: bool = False,
+    scale_rewards: str = "group",
 ) -> Diagnosis:
     """Per-group statistics and the summary of ``log`` (nothing written); options as in :func:`diagnose`."""
     group_sizes = check_group_sizes(group_sizes)
+    scale_rewards = check_scale_rewards(scale_rewards)
     regime = make_regime(log, reward_range, max_reward, std_threshold, gap)
     table, skipped = prompt_table(log, regime, group_sizes, skip_singletons)
-    return Diagnosis(log, regime, table, skipped, summarize(log, table, regime, group_sizes, skipped))
+    summary = summarize(log, table, regime, group_sizes, skipped, scale_rewards)
+    return Diagnosis(log, regime, table, skipped, summary)
 
 
 @themed()
@@ -124,6 +139,10 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
     return fig
 
 
+def _value(value: float | None, digits: int = 4) -> str:
+    return "nan" if value is None else f"{value:.{digits}f}"
+
+
 def format_summary(diagnosis: Diagnosis, max_steps: int = 8, max_examples: int = 3) -> str:
     """The human-readable summary printed by ``rftgrad diagnose``."""
     s, regime = diagnosis.summary, diagnosis.regime
@@ -134,24 +153,55 @@ def format_summary(diagnosis: Diagnosis, max_steps: int = 8, max_examples: int =
     )
     per_group = s["samples_per_group"]
     where = f"{s['prompts']} prompts" + (f" over {s['steps']} steps" if s["steps"] is not None else "")
+    files = f" in {s['files']} files" if s["files"] > 1 else ""
+    grouping = s["grouping"]
+    groups_by = {
+        "blocks": f"blocks of {grouping['group_size']} consecutive rows per step ({grouping['group_size_source']})",
+        "prompt": "prompt text" + (" per step" if s["steps"] is not None else ""),
+        "rows": "row (one list of rewards per row)",
+    }[grouping["by"]]
     lines = [
-        f"{s['file']}: {s['rows']} {s['format']} rows, {s['shape']}; prompt={cols['prompt']!r}, reward={reward!r}, "
-        f"step={cols['step']!r}",
-        f"{s['samples']} samples in {s['groups']} groups ({where}); samples per group: min {per_group['min']}, "
-        f"median {per_group['median']:g}, max {per_group['max']}"
-        + (f"; {s['skipped_single_sample_groups']} single-sample groups skipped" if len(diagnosis.skipped) else ""),
+        f"{s['file']}: {s['rows']} {s['format']} rows{files}, {s['layout']} layout, {s['shape']}; "
+        f"prompt={cols['prompt']!r}, reward={reward!r}, step={cols['step']!r}",
+        f"{s['samples']} samples in {s['groups']} groups ({where}; grouped by {groups_by}); samples per group: "
+        f"min {per_group['min']}, median {per_group['median']:g}, max {per_group['max']}"
+        + (f"; {s['skipped_single_sample_groups']} single-sample groups skipped" if len(diagnosis.skipped) else "")
+        + (
+            f"; {s['unscorable_samples']} unscorable samples (no reward from any function) left out, as TRL does"
+            if s["unscorable_samples"]
+            else ""
+        ),
         f"reward range [{regime.reward_range[0]:g}, {regime.reward_range[1]:g}] ({regime.range_source}), "
         f"max reward {regime.max_reward:g} ({regime.max_source}); mean reward {s['reward_mean']:.3f}, "
-        f"mean reward STD {s['reward_std_mean']:.3f} (population STD)",
+        f"group_reward_std_mean {s['group_reward_std_mean']:.3f} (population STD within a group, mean over groups)",
         f"vanishing regime (STD < {regime.std_threshold:g} and mean < {regime.mean_below:g}): "
         f"{s['vanishing']['count']} of {s['groups']} groups ({s['vanishing']['share']:.1%})",
     ]
-    zero = s["frac_reward_zero_std"]
-    lines.append(f"frac_reward_zero_std observed: {zero['observed']:.3f} ± {zero['standard_error']:.3f} (SE)")
-    if zero["per_step"]:
-        shown = ", ".join(f"{row['step']}: {row['frac_reward_zero_std']:.3f}" for row in zero["per_step"][:max_steps])
-        more = f", ... ({len(zero['per_step'])} steps)" if len(zero["per_step"]) > max_steps else ""
-        lines.append(f"  per step: {shown}{more}")
+    zero = s["zero_std_groups"]
+    lines.append(
+        f"zero_std_groups (all rewards of a group equal): {zero['share']:.3f} ± {zero['standard_error']:.3f} (SE)"
+    )
+    trl = s["trl_metrics"]
+    if trl["per_step"]:
+        lines.append(
+            f"as TRL logs them (scale_rewards={trl['scale_rewards']!r}; reward_std = Bessel STD of all of a step's "
+            "rewards, not a per-group STD):"
+        )
+        shown = trl["per_step"][:max_steps]
+        label = "step" if "step" in shown[0] else ""
+        for row in shown:
+            head = f"  {label} {row['step']}: " if label else "  whole log: "
+            lines.append(
+                f"{head}reward {_value(row['reward'])}, reward_std {_value(row['reward_std'])}, "
+                f"frac_reward_zero_std {_value(row['frac_reward_zero_std'])}"
+            )
+        if len(trl["per_step"]) > max_steps:
+            lines.append(f"  ... ({len(trl['per_step'])} steps: steps.csv)")
+        if trl["scale_rewards"] == "batch":
+            lines.append(
+                "  under scale_rewards='batch' TRL's frac_reward_zero_std tests the std of the whole step, so it is "
+                f"1 only when every reward of the step is equal; the share of all-equal groups is {zero['share']:.3f}"
+            )
     lines.append("predicted frac_reward_zero_std for groups of G (mean over groups of Σ_j q_j^G):")
     width = max([4] + [len(str(row["group_size"])) for row in s["predicted_frac_reward_zero_std"]])
     lines.append(f"  {'G':>{width}}  {'plug-in':>8}  {'unbiased':>8}")
@@ -184,11 +234,100 @@ def write_report(diagnosis: Diagnosis, out_dir: str | Path) -> list[Path]:
     summary = json.dumps(diagnosis.summary, indent=2, default=str, allow_nan=False) + "\n"
     out = Path(out_dir)
     written = [atomic_write_text(out / "prompts.csv", diagnosis.table.to_csv(index=False))]
-    if diagnosis.summary["frac_reward_zero_std"]["per_step"]:
+    if diagnosis.summary["per_step"]:
         written.append(atomic_write_text(out / "steps.csv", diagnosis.steps().to_csv(index=False)))
     written.append(atomic_write_text(out / "summary.json", summary))
     written.append(save_figure(figure, out / FIGURE_NAME))
     return written
+
+
+@dataclass(frozen=True)
+class StalledExport:
+    """What :func:`export_stalled` wrote: the SFT dataset and the prompts still to label."""
+
+    sft_file: Path | None
+    sft_rows: int
+    to_label_file: Path | None
+    to_label_rows: int
+
+
+def to_label_path(path: str | Path) -> Path:
+    """The file beside ``path`` for the stalled prompts without a reference: ``s.jsonl`` -> ``s.to_label.jsonl``."""
+    path = Path(path)
+    return path.with_name(path.stem + TO_LABEL_SUFFIX)
+
+
+def check_export_path(path: str | Path, inputs: Sequence[str | Path] = (), overwrite: bool = False) -> Path:
+    """``--export-stalled FILE``, checked before any work: a ``.jsonl`` name, not an input, new unless ``overwrite``.
+
+    Raises:
+        ConfigError: a name that does not end in ``.jsonl``.
+        OutputError: ``path`` (or its ``.to_label.jsonl`` sibling) is an input, a folder, or exists
+            without ``overwrite``.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".jsonl" or path.name.endswith(TO_LABEL_SUFFIX):
+        raise ConfigError(
+            f"--export-stalled writes JSON Lines: name the file *.jsonl (not *{TO_LABEL_SUFFIX}), got {path}"
+        )
+    for target in (path, to_label_path(path)):
+        if any(target.resolve() == Path(source).resolve() for source in inputs):
+            raise OutputError(f"{target}: is the log being read; export the stalled prompts to another file")
+        if target.is_dir():
+            raise OutputError(f"{target}: is a folder; name a .jsonl file for --export-stalled")
+        if target.exists() and not overwrite:
+            raise OutputError(f"{target}: exists; pass --overwrite to replace it, or name another file")
+    return path
+
+
+def export_stalled(diagnosis: Diagnosis, path: str | Path, overwrite: bool = False) -> StalledExport:
+    """Write the prompts in the vanishing regime as a dataset for TRL's ``SFTTrainer``.
+
+    One row per distinct stalled prompt (its latest stalled group; across steps a prompt appears once):
+
+    * ``path``: ``{"prompt", "completion"}`` rows for the prompts with a reference answer
+      (``--reference-col``; verl's ``gts``): TRL's prompt-completion format. Chat prompts keep their
+      messages and get ``[{"role": "assistant", "content": reference}]`` as completion.
+    * ``<stem>.to_label.jsonl`` (:func:`to_label_path`): the prompts without a reference, with their
+      statistics (``reward_mean``, ``reward_std``, ``n``, ``step``, ``first_row``), for a person or a
+      stronger model to answer; add a ``completion`` and it is an SFT dataset too.
+
+    Razin et al. (ICLR 2024, Section 5.2; docs/paper.md §6): a short SFT phase on such inputs lets
+    RFT move them. A file with no rows is not written.
+
+    Raises:
+        OutputError: as :func:`check_export_path`.
+    """
+    path = check_export_path(path, [diagnosis.log.path, *diagnosis.log.files], overwrite)
+    table = diagnosis.table
+    stalled = table[table["vanishing"]]
+    if "step" in stalled:
+        stalled = stalled.sort_values("step", kind="stable")
+    stalled = stalled.drop_duplicates("prompt", keep="last")  # (P',) the latest stalled group of each prompt
+    references: dict[str, str] = {}
+    if "reference" in diagnosis.log.samples:
+        known = diagnosis.log.samples.dropna(subset=["reference"])
+        references = dict(zip(known["prompt"], known["reference"], strict=True))
+    sft_rows, label_rows = [], []
+    for row in stalled.itertuples(index=False):
+        prompt = json.loads(row.prompt) if diagnosis.log.chat_prompts else row.prompt
+        reference = references.get(row.prompt)
+        if reference is not None:
+            completion = [{"role": "assistant", "content": reference}] if diagnosis.log.chat_prompts else reference
+            sft_rows.append({"prompt": prompt, "completion": completion})
+        else:
+            stats = {"reward_mean": float(row.reward_mean), "reward_std": float(row.reward_std), "n": int(row.n)}
+            step = (
+                {"step": row.step.item() if isinstance(row.step, np.generic) else row.step} if "step" in stalled else {}
+            )
+            label_rows.append({"prompt": prompt, **stats, **step, "first_row": row.first_row})
+
+    def write(target: Path, rows: list[dict[str, Any]]) -> Path | None:
+        if not rows:
+            return None
+        return atomic_write_text(target, "".join(json.dumps(r, ensure_ascii=False, default=str) + "\n" for r in rows))
+
+    return StalledExport(write(path, sft_rows), len(sft_rows), write(to_label_path(path), label_rows), len(label_rows))
 
 
 def default_out_dir(path: str | Path) -> Path:
@@ -211,6 +350,10 @@ def diagnose(
     gap: float | None = None,
     group_sizes: Sequence[int] = GROUP_SIZES,
     skip_singletons: bool = False,
+    group_size: int | None = None,
+    scale_rewards: str = "group",
+    reference_col: str | None = None,
+    export_stalled_to: str | Path | None = None,
     overwrite: bool = False,
 ) -> tuple[Diagnosis, list[Path]]:
     """Read the rollout log at ``path``, diagnose it and write the report to ``out_dir``.
@@ -220,10 +363,13 @@ def diagnose(
     ``overwrite`` (never the one holding ``path``), and a refused or failed run leaves nothing.
 
     Args:
-        path: a JSONL / JSON / CSV / TSV / parquet rollout log (:func:`rftgrad.diagnose.read_rollouts`).
+        path: a JSONL / JSON / CSV / TSV / parquet rollout log, or a directory of per-step logs
+            (TRL's ``completions/`` or ``output_dir``, verl's ``rollout_data_dir``;
+            :func:`rftgrad.diagnose.read_rollouts`).
         out_dir: output folder (default ``diagnose_<file stem>``, else ``diagnose_<file stem>-2``, ...:
             the first that is free, :func:`rftgrad.results.free_run_dir`).
-        fmt, prompt_col, reward_col, reward_weights, step_col: passed to :func:`read_rollouts`.
+        fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col: passed to
+            :func:`read_rollouts`.
         reward_range: ``(lo, hi)`` every reward must lie in (default: the observed range).
         max_reward: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
         std_threshold: vanishing when a group's STD is below this (default ``0.1·(hi - lo)``).
@@ -231,7 +377,11 @@ def diagnose(
         group_sizes: ``G`` values for the predicted ``frac_reward_zero_std``: whole numbers ``>= 1``
             (ints, or whole floats such as ``8.0``), each once; any size is fast.
         skip_singletons: leave out groups with one sample instead of raising.
-        overwrite: replace what ``out_dir`` holds (see above).
+        scale_rewards: TRL's ``scale_rewards`` (``group``, ``batch``, ``none``), for TRL's own metrics
+            (:func:`rftgrad.diagnose.trl_metrics`).
+        export_stalled_to: write the stalled prompts there as an SFT dataset (:func:`export_stalled`);
+            returned after the report's files.
+        overwrite: replace what ``out_dir`` holds (see above), and an existing ``export_stalled_to``.
 
     Every number must be finite; the options are checked before the file is read.
 
@@ -246,17 +396,28 @@ def diagnose(
     """
     check_regime_options(reward_range, max_reward, std_threshold, gap)  # before a long read of the file
     group_sizes = check_group_sizes(group_sizes)  # as ints
+    group_size = check_group_size(group_size)
+    scale_rewards = check_scale_rewards(scale_rewards)
+    if export_stalled_to is not None:
+        check_export_path(export_stalled_to, [path], overwrite)
     options = {
         "file": str(path), "format": fmt, "prompt_col": prompt_col, "reward_col": reward_col,
         "reward_weights": reward_weights, "step_col": step_col, "reward_range": reward_range,
         "max_reward": max_reward, "std_threshold": std_threshold, "gap": gap,
-        "group_sizes": list(group_sizes), "skip_singletons": skip_singletons,
+        "group_sizes": list(group_sizes), "skip_singletons": skip_singletons, "group_size": group_size,
+        "scale_rewards": scale_rewards, "reference_col": reference_col,
+        "export_stalled": None if export_stalled_to is None else str(export_stalled_to),
     }  # fmt: skip
     fingerprint = config_fingerprint(options)
     out = free_run_dir(default_out_dir(path), "diagnose", fingerprint) if out_dir is None else out_dir
     with claim_run_dir(out, "diagnose", fingerprint, overwrite=overwrite, inputs=[path]) as claim:
-        log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col)
-        diagnosis = diagnose_log(log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons)
+        log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col)
+        diagnosis = diagnose_log(
+            log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons, scale_rewards
+        )
         written = write_report(diagnosis, claim.path)
+        if export_stalled_to is not None:
+            export = export_stalled(diagnosis, export_stalled_to, overwrite)
+            written += [p for p in (export.sft_file, export.to_label_file) if p is not None]
         claim.finish()
     return diagnosis, written

@@ -1,13 +1,17 @@
 """Per-prompt reward statistics of a rollout log: mean, STD, zero-STD groups, the vanishing regime.
 
-A *group* is the set of samples of one prompt at one step (one prompt when the log has no step
-column): the ``G`` outputs a group-based trainer (GRPO, RLOO, ...) compares with each other.
+A *group* is the set of samples a group-based trainer (GRPO, RLOO, ...) compares with each
+other: in a TRL table, each block of ``num_generations`` consecutive rows of a step (two groups of
+one prompt text stay two groups); otherwise the samples of one prompt at one step (one prompt when
+the log has no step column); in a per-group log, one row (:class:`rftgrad.diagnose.RolloutLog`).
 
 * Reward STD of a group of ``n`` samples ``r_1..r_n``: the population (plug-in) STD
   ``sqrt(1/n Σ_i (r_i - r̄)²)``, the STD of the empirical reward distribution, i.e. docs/paper.md
   section 1's ``STD(x;θ)`` with the policy replaced by the samples. It is never larger than
   ``sqrt((r̄ - lo)(hi - r̄))`` for rewards in ``[lo, hi]``, the envelope drawn in the scatter.
-  (TRL logs the Bessel STD, larger by ``sqrt(n/(n-1))``: 1.069 at ``n = 8``.)
+  Its mean over groups is ``group_reward_std_mean``. It is *not* TRL's logged ``reward_std``,
+  which is the Bessel STD of all the rewards of a step, pooled over its groups
+  (:func:`trl_metrics`); no factor converts one into the other.
 * Vanishing regime (Theorem 1, docs/paper.md §2: ``||∇V(x;θ)|| <= 6·L·γ·STD^(2/3)``, and
   ``<= γ·sqrt(L)·STD`` sharpened): ``STD < std_threshold`` while ``r̄ < max_reward - gap``,
   i.e. the expected gradient is small although the prompt is far from solved. Defaults:
@@ -42,6 +46,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import torch
 
 from rftgrad.diagnose.readers import RolloutLog, RolloutLogError, check_number
 from rftgrad.errors import ConfigError
@@ -62,6 +67,15 @@ GAP_FRACTION = 0.5
 EXPONENT_CAP = 2**63
 #: the unbiased estimator multiplies at most this many factors per value at a time (memory bound).
 FACTOR_BLOCK = 4096
+#: TRL's ``scale_rewards`` settings (GRPOConfig): the std an advantage is divided by.
+SCALE_REWARDS = ("group", "batch", "none")
+#: ``torch.isclose(std, 0)``'s tolerance in TRL's ``is_std_zero``: ``|std| <= atol``.
+TRL_ZERO_STD_ATOL = 1e-8
+#: where one row per prompt comes from in TRL (>= 1.0), and the fix.
+UNIQUE_PROMPTS_HINT = (
+    "TRL's W&B / trackio table keeps one row per prompt with log_unique_prompts=True: read the "
+    "completions/ parquet files in output_dir instead"
+)
 
 
 def check_group_sizes(group_sizes: Sequence[Any]) -> tuple[int, ...]:
@@ -296,22 +310,25 @@ def prompt_table(
     """
     group_sizes = check_group_sizes(group_sizes)
     samples = log.samples
-    keys = ["step", "prompt"] if "step" in samples else ["prompt"]
+    keys = ["step", "group"] if "step" in samples else ["group"]
     groups = samples.groupby(keys, sort=False)
     table = groups.agg(
+        prompt=("prompt", "first"),
         n=("reward", "size"),
         reward_mean=("reward", "mean"),
         reward_min=("reward", "min"),
         reward_max=("reward", "max"),
         first_row=("where", "first"),
     ).reset_index()
-    table.insert(len(keys) + 2, "reward_std", groups["reward"].std(ddof=0).to_numpy())  # population STD
+    table.insert(len(keys) + 3, "reward_std", groups["reward"].std(ddof=0).to_numpy())  # population STD
+    if log.grouping != "blocks":  # the group is the prompt (or the row, which first_row names)
+        table = table.drop(columns="group")
     single = table["n"] < 2
     pool = " or pool the steps with --step-col none" if "step" in table else ""
     if single.all():  # --skip-singletons would leave nothing: say what is wrong with the log instead
         raise RolloutLogError(
             f"{log.path}: every one of the {len(table)} groups has 1 sample, so no reward STD can be estimated; "
-            f"log every sampled output of a group (TRL: wandb_log_unique_prompts=False), check that "
+            f"log every sampled output of a group ({UNIQUE_PROMPTS_HINT}), check that "
             f"--prompt-col ({log.prompt_col!r}) names the prompt{pool}"
         )
     if single.any() and not skip_singletons:
@@ -319,7 +336,7 @@ def prompt_table(
         step = f" at step {row['step']}" if "step" in table else ""
         raise RolloutLogError(
             f"{log.path}: {row['first_row']}: prompt {_short(row['prompt'])}{step} has only 1 sample, so its reward "
-            "STD is undefined; log every sampled output of a group (TRL: wandb_log_unique_prompts=False) "
+            f"STD is undefined; log every sampled output of a group ({UNIQUE_PROMPTS_HINT}) "
             "or pass --skip-singletons"
         )
     skipped = table[single].reset_index(drop=True)
@@ -340,11 +357,110 @@ def _short(text: str, limit: int = 60) -> str:
     return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
+def check_scale_rewards(scale_rewards: Any) -> str:  # noqa: ANN401 - any input
+    """``scale_rewards`` as TRL spells it: ``group``, ``batch`` or ``none`` (TRL's True/False: group/none).
+
+    Raises:
+        ConfigError: any other value.
+    """
+    if isinstance(scale_rewards, bool):  # TRL's older spelling
+        return "group" if scale_rewards else "none"
+    if not isinstance(scale_rewards, str) or scale_rewards not in SCALE_REWARDS:
+        raise ConfigError(
+            f"--scale-rewards takes one of {', '.join(SCALE_REWARDS)} (TRL's setting), got {scale_rewards!r}"
+        )
+    return scale_rewards
+
+
+def _trl_nanstd(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """TRL's ``nanstd`` (trl/trainer/utils.py): the Bessel STD over the non-NaN entries, NaN for fewer than 2.
+
+    ``sqrt(nanmean((x - nanmean x)²) · c/(c-1))`` with ``c`` the non-NaN count, in the same order of
+    float32 operations as TRL, so that zero tests and logged values agree to the last bit.
+    """
+    dims = tuple(range(values.dim())) if dim is None else dim
+    mean = torch.nanmean(values, dim=dims, keepdim=True)
+    variance = torch.nanmean((values - mean) ** 2, dim=dims, keepdim=True)
+    count = torch.sum(~torch.isnan(values), dim=dims, keepdim=True)
+    correction = torch.where(count > 1, count / (count - 1), torch.full_like(variance, math.nan))
+    std = torch.sqrt(variance * correction)
+    return std.squeeze() if dim is None else std.squeeze(dim)
+
+
+def trl_metrics(log: RolloutLog, scale_rewards: str = "group") -> pd.DataFrame:
+    """TRL's logged ``reward``, ``reward_std`` and ``frac_reward_zero_std``, one row per step, as TRL computes them.
+
+    ``GRPOTrainer._generate_and_score_completions`` (TRL 1.16, ``multi_objective_aggregation =
+    "sum_then_normalize"``), on the ``S`` completions of one generation batch, in float32:
+
+        r_i = Σ_k w_k r_ik  (nansum; NaN where every function returned None: unscorable)
+        reward = nanmean_i r_i,   reward_std = nanstd_i r_i   (Bessel, pooled over all groups of the batch)
+        frac_reward_zero_std = (1/S) Σ_i [std_i ≈ 0],  std_i = nanstd of r_i's group   (scale_rewards group, none)
+                             = [nanstd_i r_i ≈ 0]  (0 or 1)                            (scale_rewards batch)
+
+    with ``≈ 0`` TRL's ``torch.isclose(std, 0)``, ``|std| <= 1e-8``; a group with fewer than two scorable
+    rewards has a NaN std, which is not ≈ 0. Under ``batch`` the metric no longer counts groups: it
+    is 1 only when every reward of the batch is equal. TRL logs, per logging step, the mean of these
+    over the generation batches of the window, while its completions table keeps the last batch
+    only; with one generation batch per logged step (``logging_steps=1``, the default
+    ``steps_per_generation``) the two are the same batch.
+
+    Args:
+        log: a rollout log; its steps are the batches (the whole log is one batch without steps).
+        scale_rewards: TRL's ``scale_rewards``.
+
+    Returns:
+        ``[step], reward, reward_std, frac_reward_zero_std`` (float64 of the float32 values; NaN
+        where TRL's is NaN, e.g. the std of a batch with one scorable reward).
+    """
+    scale_rewards = check_scale_rewards(scale_rewards)
+    terms = log.terms
+    weights = torch.tensor(log.reward_weights, dtype=torch.float32)  # (K,)
+    batches = terms.groupby("step", sort=True) if "step" in terms else [(None, terms)]
+    rows = []
+    for step, batch in batches:
+        per_func = torch.tensor(batch[list(log.reward_cols)].to_numpy(dtype=np.float64), dtype=torch.float32)  # (S, K)
+        rewards = (per_func * weights).nansum(dim=1)  # (S,)
+        rewards[torch.isnan(per_func).all(dim=1)] = math.nan
+        batch_std = _trl_nanstd(rewards)
+        if scale_rewards == "batch":
+            zero = float(bool(batch_std.abs() <= TRL_ZERO_STD_ATOL))
+        else:
+            codes = pd.factorize(batch["group"])[0]  # (S,) group of each sample
+            group_of = torch.tensor(codes)
+            slot = torch.tensor(pd.Series(codes).groupby(codes).cumcount().to_numpy())  # (S,) place in its group
+            padded = torch.full((int(group_of.max()) + 1, int(slot.max()) + 1), math.nan)  # (P, n_max)
+            padded[group_of, slot] = rewards
+            is_zero = _trl_nanstd(padded, dim=1).abs() <= TRL_ZERO_STD_ATOL  # (P,) NaN compares False
+            zero = float(is_zero[group_of].float().mean())  # (1/S) Σ_i [std of i's group ≈ 0]
+        row = {} if step is None else {"step": step.item() if isinstance(step, np.generic) else step}
+        rows.append(
+            {
+                **row,
+                "reward": float(torch.nanmean(rewards)),
+                "reward_std": float(batch_std),
+                "frac_reward_zero_std": zero,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def summarize(
-    log: RolloutLog, table: pd.DataFrame, regime: Regime, group_sizes: Sequence[int], skipped: pd.DataFrame
+    log: RolloutLog,
+    table: pd.DataFrame,
+    regime: Regime,
+    group_sizes: Sequence[int],
+    skipped: pd.DataFrame,
+    scale_rewards: str = "group",
 ) -> dict[str, Any]:
-    """The overall numbers (what ``summary.json`` holds): counts, regime share, observed and predicted
-    ``frac_reward_zero_std`` (per step too when the log has steps)."""
+    """The overall numbers (what ``summary.json`` holds).
+
+    Ours, per group: counts, ``group_reward_std_mean`` (mean over groups of the population STD),
+    ``zero_std_groups`` (share of groups whose rewards are all equal), the regime share, and the
+    predicted ``frac_reward_zero_std`` for other group sizes. TRL's, per step (:func:`trl_metrics`):
+    ``reward``, ``reward_std`` and ``frac_reward_zero_std`` under ``trl_metrics``, defined as TRL
+    logs them. ``per_step`` holds both, one row per step, when the log has steps.
+    """
     predicted = []
     for g in check_group_sizes(group_sizes):
         unbiased = table[f"p_all_equal_unbiased_G{g}"].dropna()
@@ -356,23 +472,38 @@ def summarize(
                 "unbiased_groups": len(unbiased),
             }
         )
+    trl = trl_metrics(log, scale_rewards)
+
+    def finite(value: float) -> float | None:  # JSON has no NaN: TRL's NaN (no std of one reward) is null
+        return None if math.isnan(value) else float(value)
+
+    trl_rows = [{key: finite(v) if key != "step" else v for key, v in row.items()} for row in trl.to_dict("records")]
     per_step = []
     if "step" in table:
+        by_step = {row["step"]: row for row in trl_rows}
         for step, rows in table.groupby("step", sort=True):
+            step = step.item() if isinstance(step, np.generic) else step
+            logged = by_step[step]
             per_step.append(
                 {
-                    "step": step.item() if isinstance(step, np.generic) else step,
+                    "step": step,
                     "groups": len(rows),
                     "reward_mean": float(rows["reward_mean"].mean()),
-                    "frac_reward_zero_std": float(rows["zero_std"].mean()),
+                    "group_reward_std_mean": float(rows["reward_std"].mean()),
+                    "zero_std_groups_share": float(rows["zero_std"].mean()),
                     "vanishing_share": float(rows["vanishing"].mean()),
+                    "trl_reward": logged["reward"],
+                    "trl_reward_std": logged["reward_std"],
+                    "trl_frac_reward_zero_std": logged["frac_reward_zero_std"],
                 }
             )
     n = table["n"]
     share = float(table["zero_std"].mean())
     return {
         "file": str(log.path),
+        "files": len(log.files),
         "format": log.fmt,
+        "layout": log.layout,
         "shape": log.shape,
         "columns": {
             "prompt": log.prompt_col,
@@ -380,8 +511,10 @@ def summarize(
             "reward_weights": list(log.reward_weights),
             "step": log.step_col,
         },
+        "grouping": {"by": log.grouping, "group_size": log.group_size, "group_size_source": log.group_size_source},
         "rows": log.rows,
         "samples": int(n.sum()),
+        "unscorable_samples": log.unscorable,
         "groups": len(table),
         "prompts": int(table["prompt"].nunique()),
         "steps": int(table["step"].nunique()) if "step" in table else None,
@@ -390,12 +523,19 @@ def summarize(
         "std": "population (ddof=0): sqrt(mean((r - mean r)^2)) over a group's samples",
         "regime": {**asdict(regime), "mean_below": regime.mean_below},
         "reward_mean": float(table["reward_mean"].mean()),
-        "reward_std_mean": float(table["reward_std"].mean()),
+        "group_reward_std_mean": float(table["reward_std"].mean()),
         "vanishing": {"count": int(table["vanishing"].sum()), "share": float(table["vanishing"].mean())},
-        "frac_reward_zero_std": {
-            "observed": share,
+        "zero_std_groups": {
+            "share": share,
             "standard_error": float(np.sqrt(share * (1 - share) / len(table))),
-            "per_step": per_step,
         },
         "predicted_frac_reward_zero_std": predicted,
+        "trl_metrics": {
+            "scale_rewards": scale_rewards,
+            "definition": "as TRL's GRPOTrainer logs them, per step (one generation batch): reward = mean reward, "
+            "reward_std = Bessel std of all the step's rewards (pooled over groups), frac_reward_zero_std = share "
+            "of samples whose group std is 0 (scale_rewards group/none) or [batch std is 0] (batch)",
+            "per_step": trl_rows,
+        },
+        "per_step": per_step,
     }
