@@ -372,7 +372,7 @@ def check_scale_rewards(scale_rewards: Any) -> str:  # noqa: ANN401 - any input
     return scale_rewards
 
 
-def _trl_nanstd(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+def trl_nanstd(values: torch.Tensor, dim: int | None = None) -> torch.Tensor:
     """TRL's ``nanstd`` (trl/trainer/utils.py): the Bessel STD over the non-NaN entries, NaN for fewer than 2.
 
     ``sqrt(nanmean((x - nanmean x)²) · c/(c-1))`` with ``c`` the non-NaN count, in the same order of
@@ -422,7 +422,7 @@ def trl_metrics(log: RolloutLog, scale_rewards: str = "group") -> pd.DataFrame:
         per_func = torch.tensor(batch[list(log.reward_cols)].to_numpy(dtype=np.float64), dtype=torch.float32)  # (S, K)
         rewards = (per_func * weights).nansum(dim=1)  # (S,)
         rewards[torch.isnan(per_func).all(dim=1)] = math.nan
-        batch_std = _trl_nanstd(rewards)
+        batch_std = trl_nanstd(rewards)
         if scale_rewards == "batch":
             zero = float(bool(batch_std.abs() <= TRL_ZERO_STD_ATOL))
         else:
@@ -431,7 +431,7 @@ def trl_metrics(log: RolloutLog, scale_rewards: str = "group") -> pd.DataFrame:
             slot = torch.tensor(pd.Series(codes).groupby(codes).cumcount().to_numpy())  # (S,) place in its group
             padded = torch.full((int(group_of.max()) + 1, int(slot.max()) + 1), math.nan)  # (P, n_max)
             padded[group_of, slot] = rewards
-            is_zero = _trl_nanstd(padded, dim=1).abs() <= TRL_ZERO_STD_ATOL  # (P,) NaN compares False
+            is_zero = trl_nanstd(padded, dim=1).abs() <= TRL_ZERO_STD_ATOL  # (P,) NaN compares False
             zero = float(is_zero[group_of].float().mean())  # (1/S) Σ_i [std of i's group ≈ 0]
         row = {} if step is None else {"step": step.item() if isinstance(step, np.generic) else step}
         rows.append(
