@@ -82,8 +82,13 @@ TRL_COLUMNS = ("prompt", "completion", "advantage")
 VERL_COLUMNS = ("input", "output", "score")
 #: the folder of TRL's ``output_dir`` that holds its per-step completions files.
 TRL_SUBDIR = "completions"
+#: verl's v1 trainer writes each sample's key ``{uid}_{session}_{index}`` here; the ``uid`` is its group.
+VERL_UID_COLUMN = "uid"
+#: verl's DAPO reward manager logs its overlong penalty here (``overlong_buffer.log=True``); the legacy
+#: trainer's dumped ``score`` is then the raw score and the reward that trained is ``score + overlong_reward``.
+VERL_OVERLONG_COLUMN = "overlong_reward"
 #: how a log's samples form groups (``grouping`` in :class:`RolloutLog`).
-GROUPINGS = ("blocks", "prompt", "rows")
+GROUPINGS = ("blocks", "prompt", "rows", "uid")
 
 
 class RolloutLogError(RftgradError, ValueError):
@@ -753,8 +758,9 @@ class RolloutLog:
         fmt: ``jsonl``, ``json``, ``csv``, ``tsv`` or ``parquet``.
         layout: ``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``.
         shape: ``per-sample``, ``per-group`` or ``per-function`` (see the module docstring).
-        grouping: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``prompt`` (the
-            samples of one prompt text per step) or ``rows`` (a per-group row is one group).
+        grouping: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``uid`` (verl's v1
+            dump: the ``uid`` part of its ``{uid}_{session}_{index}`` key), ``prompt`` (the samples of one
+            prompt text per step) or ``rows`` (a per-group row is one group).
         group_size: ``G`` of the blocks (None unless ``grouping == "blocks"``).
         group_size_source: ``"--group-size"`` or ``"inferred"`` (None unless blocks).
         prompt_col: the column the prompts came from.
@@ -870,6 +876,12 @@ def read_rollouts(
     elif layout == "trl":
         rewards = _trl_reward_columns(frame, {prompt, step or ""})
         shape = "per-function"
+    elif layout == "verl" and _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), "") is not None:
+        # verl's DAPO: the dump's score is the raw one, the penalty beside it (docs/verl.md)
+        rewards = [
+            _find_column(frame, path, None, ("score",), ""),
+            _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), ""),
+        ]
     else:
         found = _find_column(frame, path, None, REWARD_COLUMNS, "--reward-col")
         base = _object_base(frame, REWARD_COLUMNS) if found is None else None
@@ -930,6 +942,15 @@ def read_rollouts(
         grouping = "blocks"
         blocks, block_size, size_source = _blocks(keys, steps, group_size, path, wheres)
         groups = pd.Series(blocks)
+    elif group_size is None and layout == "verl" and VERL_UID_COLUMN in frame:
+        grouping = "uid"  # verl's v1 dump: {uid}_{session}_{index}, grouped by uid as verl's advantages are
+        uids = frame[VERL_UID_COLUMN].map(_key)
+        if uids.isna().any():
+            where = wheres[int(np.flatnonzero(uids.isna().to_numpy())[0])]
+            raise _fail(
+                path, f"{where}: no value in verl's {VERL_UID_COLUMN!r} column; fix the row or pass --group-size 0"
+            )
+        groups = uids.map(lambda key: key.rsplit("_", 2)[0])
     else:
         grouping = "prompt"
         groups = keys

@@ -159,6 +159,7 @@ def format_summary(diagnosis: Diagnosis, max_steps: int = 8, max_examples: int =
         "blocks": f"blocks of {grouping['group_size']} consecutive rows per step ({grouping['group_size_source']})",
         "prompt": "prompt text" + (" per step" if s["steps"] is not None else ""),
         "rows": "row (one list of rewards per row)",
+        "uid": "verl's uid (the v1 dump's {uid}_{session}_{index} key)",
     }[grouping["by"]]
     lines = [
         f"{s['file']}: {s['rows']} {s['format']} rows{files}, {s['layout']} layout, {s['shape']}; "

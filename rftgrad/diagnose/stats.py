@@ -321,7 +321,7 @@ def prompt_table(
         first_row=("where", "first"),
     ).reset_index()
     table.insert(len(keys) + 3, "reward_std", groups["reward"].std(ddof=0).to_numpy())  # population STD
-    if log.grouping != "blocks":  # the group is the prompt (or the row, which first_row names)
+    if log.grouping in ("prompt", "rows"):  # the group is the prompt (or the row, which first_row names)
         table = table.drop(columns="group")
     single = table["n"] < 2
     pool = " or pool the steps with --step-col none" if "step" in table else ""

@@ -83,7 +83,9 @@ def advantages(
         count = in_batch.sum(dim=(1, 2)) * num_generations  # (R,) samples in the batch
         baseline = (rewards * in_batch).sum(dim=(1, 2)) / count  # (R,)
         return rewards - baseline[:, None, None]
-    centred = rewards - rewards.mean(dim=-1, keepdim=True)  # r_i - mean(r)
+    # r_i - mean(r); exactly 0 in an all-equal group, where a float mean can be off by an ulp (eight
+    # float32 copies of 2.337951 average to 2.3379512) and that error divided by std + ε alone is no longer small
+    centred = torch.where(zero_std_groups(rewards)[..., None], 0.0, rewards - rewards.mean(dim=-1, keepdim=True))
     if kind == "rloo":
         return centred * (num_generations / (num_generations - 1))  # = r_i - mean_{j≠i} r_j
     if kind == "dr_grpo" or (kind in ("grpo", "dapo") and scale_rewards == "none"):

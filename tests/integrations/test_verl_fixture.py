@@ -102,12 +102,13 @@ def test_identical_prompt_text_is_two_groups_in_verl_and_one_input_in_the_dump()
     assert "uid" not in dump_rows("naive", 1)[0]  # the legacy dump has no uid column
 
 
-@pytest.mark.xfail(reason="needs directory support in read_rollouts", strict=False)
 @pytest.mark.parametrize("run", RUNS)
 def test_read_rollouts_reads_the_dump_directory(run):
     from rftgrad.diagnose import read_rollouts
 
-    log = read_rollouts(FIXTURE / EXPECTED[run]["dir"])
+    log = read_rollouts(FIXTURE / EXPECTED[run]["dir"], reward_col="score")
+    assert log.layout == "verl" and log.prompt_col == "input" and log.reference_col == "gts"
+    assert [f.name for f in log.files] == ["1.jsonl", "2.jsonl", "3.jsonl"]
     assert {"step", "prompt", "reward", "where"} <= set(log.samples.columns)
     assert len(log.samples) == 3 * 16
     means = log.samples.groupby(["step", "prompt"])["reward"].mean()
@@ -119,3 +120,35 @@ def test_read_rollouts_reads_the_dump_directory(run):
     assert {(int(s), p) for s, p in means.index} == set(expected)
     for (s, p), mean in means.items():
         assert mean == pytest.approx(expected[(int(s), p)], abs=1e-9)
+
+
+def test_diagnose_takes_the_reward_dapo_trained_on():
+    """A legacy DAPO dump's ``score`` is the raw one; diagnose adds ``overlong_reward``, as verl trained."""
+    from rftgrad.diagnose import read_rollouts
+
+    log = read_rollouts(FIXTURE / EXPECTED["dapo"]["dir"])
+    assert log.reward_cols == ("score", "overlong_reward")
+    for step in EXPECTED["dapo"]["steps"]:
+        rewards = log.samples.loc[log.samples["step"] == step["step"], "reward"].to_numpy()  # (16,) file order
+        for group in step["groups"]:
+            assert rewards[group["rows"]] == pytest.approx(group["rewards"], abs=1e-6)  # verl's trained rewards
+
+
+def test_a_v1_dump_is_grouped_by_verls_uid(tmp_path):
+    """verl's v1 trainer dumps a ``uid`` key ``{uid}_{session}_{index}``: its groups, even for one prompt text."""
+    from rftgrad.diagnose import diagnose_log, read_rollouts
+
+    step = EXPECTED["naive"]["steps"][0]
+    rows = dump_rows("naive", 1)
+    for group in step["groups"]:
+        for session, row in enumerate(group["rows"]):
+            rows[row]["uid"] = f"{group['uid']}_{session}_0"
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["uid"])  # v1 sorts its dump by the key
+    (tmp_path / "1.jsonl").write_text("".join(json.dumps(rows[i]) + "\n" for i in order), encoding="utf-8")
+    diagnosis = diagnose_log(read_rollouts(tmp_path), reward_range=(-1, 1))
+    assert diagnosis.log.grouping == "uid" and len(diagnosis.table) == len(step["groups"]) == 4
+    by_uid = diagnosis.table.set_index("group")["reward_mean"]
+    for group in step["groups"]:
+        scores = [rows[r]["score"] for r in group["rows"]]
+        assert by_uid[group["uid"]] == pytest.approx(sum(scores) / len(scores), abs=1e-12)
+    assert diagnosis.table["prompt"].nunique() == 3  # two uids share the text 'What is 1 + 1 ?'
