@@ -13,9 +13,10 @@ mixed groups):
 * :func:`contains_char`: 1.0 if it contains a digit, else 0.0 (a name without "reward" in it);
 * :func:`maybe_none_reward`: ``None`` when the completion contains one of :data:`MARKS`,
   otherwise :func:`vowel_reward`'s value;
-* :func:`half_or_none_reward`: ``None`` on the same completions, otherwise 0.5 with a digit and
-  0.0 without. With :func:`maybe_none_reward` alone or next to it, the completions with a mark are
-  unscorable (every function gave ``None``).
+* :func:`half_or_none_reward`: ``None`` on the same completions and on those with a ``z``,
+  otherwise 0.5 with a digit and 0.0 without. With :func:`maybe_none_reward` alone or next to it,
+  the completions with a mark are unscorable (every function gave ``None``); next to it, those
+  with a ``z`` and no mark have one ``None``.
 
 Usage::
 
@@ -169,9 +170,11 @@ def maybe_none_reward(completions: list, **kwargs: Any) -> list[float | None]:
 
 
 def half_or_none_reward(completions: list, **kwargs: Any) -> list[float | None]:
-    """``None`` where the completion contains one of :data:`MARKS`, else 0.5 with a digit and 0.0 without."""
+    """``None`` where the completion contains one of :data:`MARKS` or a ``z``, else 0.5 with a digit and 0.0 without."""
     digits = contains_char(completions)
-    return [None if _marked(c) else 0.5 * value for c, value in zip(completions, digits, strict=True)]
+    return [
+        None if _marked(c) or "z" in _text(c) else 0.5 * value for c, value in zip(completions, digits, strict=True)
+    ]
 
 
 def chat_prompts(texts: Sequence[str]) -> list[list[dict[str, str]]]:
@@ -262,6 +265,8 @@ def run_grpo(
         ``global_step`` at logging time added as ``_global_step`` (the last one is the
         end-of-training summary, which holds ``train_runtime``).
     """
+    if len(prompts) < prompts_per_step:  # TRL would run 0 steps without a word
+        raise ValueError(f"need at least prompts_per_step={prompts_per_step} prompts, got {len(prompts)}")
     out_dir = Path(out_dir)
     chat = not isinstance(prompts[0], str)
     tokenizer = make_tokenizer(chat=chat)
