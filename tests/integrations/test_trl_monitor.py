@@ -356,3 +356,62 @@ def test_weights_for_other_functions_and_a_custom_or_no_log(tmp_path):
     )
     assert monitor.log_file is None and not (out / "rftgrad_rollouts.jsonl").exists()
     assert "rftgrad/vanishing_share" in logs[0]
+
+
+def rollout_totals(monitor: GroupMonitor) -> dict[int, np.ndarray]:
+    """step -> the totals of the batch the rollout log holds for it (null -> NaN)."""
+    rows = [json.loads(line) for line in monitor.log_file.read_text(encoding="utf-8").splitlines()]
+    steps = sorted({row["step"] for row in rows})
+    return {
+        s: np.array([np.nan if r["reward"] is None else r["reward"] for r in rows if r["step"] == s]) for s in steps
+    }
+
+
+def test_a_logging_window_of_two_batches_logs_their_mean(tmp_path):
+    """TRL averages log_metric values over the generation batches of a logging window (and writes
+    only the last batch to its completions file), so the check uses the rollout log."""
+    monitor = GroupMonitor()
+    _, logs = run_grpo(
+        tmp_path,
+        prompts=["ab", "cd", "ef"],
+        reward_funcs=monitor.wrap(vowel_reward),
+        callbacks=[monitor],
+        max_steps=4,
+        extra_args=dict(logging_steps=2),
+    )
+    logs = [log for log in logs if "loss" in log]
+    assert [log["_global_step"] for log in logs] == [2, 4]
+    per_batch = {s: expected_metrics(t, 4, 0.0, 1.0, "grpo") for s, t in rollout_totals(monitor).items()}
+    assert sorted(per_batch) == [1, 2, 3, 4]
+    for log in logs:
+        window = [per_batch[log["_global_step"] - 1], per_batch[log["_global_step"]]]
+        for key in window[0]:
+            assert log[key] == pytest.approx(np.mean([m[key] for m in window]), abs=TOL), key
+
+
+def test_evaluation_batches_are_logged_as_eval_metrics_and_kept_out_of_the_rollout_log(tmp_path):
+    """With evaluation at a step, TRL's completions file of that step holds the *evaluation* batch
+    (its table keeps the last generation batch, and evaluation logs after training does)."""
+    monitor = GroupMonitor()
+    out, logs = run_grpo(
+        tmp_path,
+        prompts=["ab", "cd"],
+        eval_prompts=["ef", "gh"],
+        reward_funcs=monitor.wrap(vowel_reward),
+        callbacks=[monitor],
+        max_steps=2,
+    )
+    train = [log for log in logs if "loss" in log]
+    evals = [log for log in logs if "eval_loss" in log]
+    assert len(train) == len(evals) == 2 and monitor.batches == 4
+    totals = rollout_totals(monitor)
+    for log in train:
+        for key, value in expected_metrics(totals[log["_global_step"]], 4, 0.0, 1.0, "grpo").items():
+            assert log[key] == pytest.approx(value, abs=TOL), key
+    for log in evals:
+        table = pd.read_parquet(out / "completions" / f"completions_{log['_global_step']:05d}.parquet")
+        assert set(table["prompt"]) == {"ef", "gh"}
+        for key, value in expected_metrics(totals_of(table, ["vowel_reward"], None), 4, 0.0, 1.0, "grpo").items():
+            assert log[f"eval_{key}"] == pytest.approx(value, abs=TOL), key
+    rows = [json.loads(line) for line in monitor.log_file.read_text(encoding="utf-8").splitlines()]
+    assert {row["prompt"] for row in rows} == {"ab", "cd"} and len(rows) == 16

@@ -233,6 +233,7 @@ def run_grpo(
     extra_args: dict[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] | None = None,
     arch: str = "llama",
+    eval_prompts: list[str] | list[list[dict]] | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Run a real ``GRPOTrainer`` (or ``RLOOTrainer``) on the CPU with a tiny random model.
 
@@ -259,6 +260,8 @@ def run_grpo(
         extra_args: more config fields, overriding the ones above (e.g. ``{"shuffle_dataset": False}``).
         callbacks: trainer callbacks (a :class:`LogCapture` is added after them).
         arch: :func:`make_model`'s architecture.
+        eval_prompts: an evaluation dataset, evaluated after every step (``eval_strategy="steps"``,
+            ``eval_steps=1``, ``per_device_eval_batch_size`` as for training).
 
     Returns:
         ``(output_dir, logs)``: logs is every dict passed to ``on_log``, copied, with the
@@ -297,6 +300,10 @@ def run_grpo(
         disable_tqdm=True,
         reward_weights=None if reward_weights is None else list(reward_weights),
     )
+    if eval_prompts is not None:
+        settings.update(
+            eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=num_generations * prompts_per_step
+        )
     if rloo:
         settings["beta"] = 0.0
     else:
@@ -322,6 +329,7 @@ def run_grpo(
                 reward_funcs=reward_funcs if callable(reward_funcs) else list(reward_funcs),
                 args=config,
                 train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
+                eval_dataset=None if eval_prompts is None else Dataset.from_dict({"prompt": list(eval_prompts)}),
                 processing_class=tokenizer,
                 callbacks=[*(callbacks or []), capture],
             )
