@@ -415,3 +415,28 @@ def test_evaluation_batches_are_logged_as_eval_metrics_and_kept_out_of_the_rollo
             assert log[f"eval_{key}"] == pytest.approx(value, abs=TOL), key
     rows = [json.loads(line) for line in monitor.log_file.read_text(encoding="utf-8").splitlines()]
     assert {row["prompt"] for row in rows} == {"ab", "cd"} and len(rows) == 16
+
+
+@pytest.mark.filterwarnings("ignore")  # TRL's and transformers' own deprecation notes about their defaults
+def test_the_code_in_docs_trl_md_runs(tmp_path):
+    """docs/trl.md's example, with the tiny model for the hub one, a short run and real data."""
+    import re
+    from pathlib import Path
+
+    from tests.integrations.trl_tiny import make_model, make_tokenizer
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "trl.md").read_text(encoding="utf-8")
+    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    swaps = {
+        'model="Qwen/Qwen2.5-0.5B-Instruct",': "model=make_model(tokenizer), processing_class=tokenizer,",
+        "logging_steps=1)": 'logging_steps=1, max_steps=2, max_completion_length=6, report_to="none", use_cpu=True)',
+        '{"prompt": [...], "answer": [...]}': '{"prompt": ["ab", "cd"], "answer": ["x", "y."]}',
+        'output_dir="out"': f"output_dir={str(tmp_path / 'out')!r}",
+    }
+    for old, new in swaps.items():
+        assert block.count(old) == 1, old
+        block = block.replace(old, new)
+    namespace = {"make_model": make_model, "tokenizer": make_tokenizer()}
+    exec(compile(block, "docs/trl.md", "exec"), namespace)
+    rows = [json.loads(line) for line in namespace["monitor"].log_file.read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 16 and set(rows[0]["rewards"]) == {"accuracy_reward", "format_reward"}
