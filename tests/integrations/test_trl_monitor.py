@@ -325,25 +325,21 @@ def test_a_total_outside_the_range_stops_the_run(tmp_path):
         run_grpo(tmp_path, prompts=["ab", "cd"], reward_funcs=monitor.wrap(vowel_reward), callbacks=[monitor])
 
 
-def test_weights_for_other_functions_and_a_custom_or_no_log(tmp_path):
+@pytest.mark.parametrize(
+    "weights, match",
+    [([1.0, 1.0], "reward_weights has 2 entries"), (None, "did not wrap \\('contains_char'\\)")],
+)
+def test_a_partly_wrapped_list_is_refused(tmp_path, weights, match):
+    """Found at on_train_begin from reward_weights, else at the first log from TRL's rewards/<name>/mean."""
     monitor = GroupMonitor()
-    with pytest.raises(MonitorError, match="reward_weights has 2 entries"):
+    funcs = [*monitor.wrap([vowel_reward]), contains_char]
+    with pytest.raises(MonitorError, match=match):
         run_grpo(
-            tmp_path / "a",
-            prompts=["ab", "cd"],
-            reward_funcs=[*monitor.wrap([vowel_reward]), contains_char],
-            reward_weights=[1.0, 1.0],
-            callbacks=[monitor],
+            tmp_path, prompts=["ab", "cd"], reward_funcs=funcs, reward_weights=weights, callbacks=[monitor], max_steps=1
         )
-    monitor = GroupMonitor()
-    with pytest.raises(MonitorError, match="did not wrap \\('contains_char'\\)"):
-        run_grpo(
-            tmp_path / "a2",
-            prompts=["ab", "cd"],
-            reward_funcs=[*monitor.wrap([vowel_reward]), contains_char],
-            callbacks=[monitor],
-            max_steps=1,
-        )
+
+
+def test_a_custom_or_no_rollout_log(tmp_path):
     custom = tmp_path / "logs" / "mine.jsonl"
     monitor = GroupMonitor(log_path=custom)
     run_grpo(

@@ -65,6 +65,25 @@ MAX_COMPLETION_LENGTH = 6
 VOWELS = "aeo"
 #: a completion with one of these is unscorable for :func:`maybe_none_reward` and :func:`half_or_none_reward`.
 MARKS = "!?."
+#: the config fields run_grpo always sets: one generation batch per logged step, CPU, nothing saved or reported.
+FIXED_SETTINGS: dict[str, Any] = {
+    "gradient_accumulation_steps": 1,
+    "max_completion_length": MAX_COMPLETION_LENGTH,
+    "temperature": 1.0,
+    "learning_rate": 1e-2,
+    "logging_steps": 1,
+    "log_completions": True,
+    "num_completions_to_print": 0,
+    "report_to": "none",
+    "save_strategy": "no",
+    "use_vllm": False,
+    "use_cpu": True,
+    "bf16": False,
+    "fp16": False,
+    "dataloader_num_workers": 0,
+    "dataloader_pin_memory": False,
+    "disable_tqdm": True,
+}
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['role'][0] }}:{{ message['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}a:{% endif %}"
@@ -72,6 +91,7 @@ CHAT_TEMPLATE = (
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "FIXED_SETTINGS",
     "LogCapture",
     "RLOOWithCompletions",
     "MAX_COMPLETION_LENGTH",
@@ -275,31 +295,16 @@ def run_grpo(
     tokenizer = make_tokenizer(chat=chat)
     model = make_model(tokenizer, arch=arch, seed=seed)
     rloo = issubclass(trainer_cls, RLOOTrainer)
-    settings: dict[str, Any] = dict(
-        output_dir=str(out_dir),
-        num_generations=num_generations,
-        per_device_train_batch_size=num_generations * prompts_per_step,
-        gradient_accumulation_steps=1,
-        max_completion_length=MAX_COMPLETION_LENGTH,
-        temperature=1.0,
-        max_steps=max_steps,
-        learning_rate=1e-2,
-        logging_steps=1,
-        log_completions=True,
-        num_completions_to_print=0,
-        report_to="none",
-        save_strategy="no",
-        use_vllm=False,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-        reward_weights=None if reward_weights is None else list(reward_weights),
-    )
+    settings: dict[str, Any] = {
+        **FIXED_SETTINGS,
+        "output_dir": str(out_dir),
+        "num_generations": num_generations,
+        "per_device_train_batch_size": num_generations * prompts_per_step,
+        "max_steps": max_steps,
+        "seed": seed,
+        "data_seed": seed,
+        "reward_weights": None if reward_weights is None else list(reward_weights),
+    }
     if eval_prompts is not None:
         settings.update(
             eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=num_generations * prompts_per_step
