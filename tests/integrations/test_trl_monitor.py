@@ -33,8 +33,8 @@ from tests.integrations.trl_tiny import (  # noqa: E402
     run_grpo,
     vowel_reward,
 )
+from tests.tolerances import TRL_ATOL  # noqa: E402
 
-TOL = 1e-6
 GROUP_SIZES = (2, 4, 8, 16, 32, 64)
 
 
@@ -180,7 +180,7 @@ def test_logged_metrics_equal_a_recomputation_from_trls_completions(runs, name):
         logged = {key: value for key, value in log.items() if key.startswith("rftgrad/")}
         assert set(logged) == set(expected)
         for key, value in expected.items():
-            assert logged[key] == pytest.approx(float(value), abs=TOL), (log["_global_step"], key)
+            assert logged[key] == pytest.approx(float(value), abs=TRL_ATOL), (log["_global_step"], key)
             worst = max(worst, abs(logged[key] - float(value)))
         assert log["frac_reward_zero_std"] is not None  # TRL's own metrics are still there
     print(f"{name}: largest difference {worst:.2e}")
@@ -221,11 +221,11 @@ def test_the_rollout_log_has_exactly_trls_rows(runs, name):
             if math.isnan(trl[fn]):
                 assert row["rewards"][fn] is None
             else:
-                assert row["rewards"][fn] == pytest.approx(trl[fn], abs=TOL)
+                assert row["rewards"][fn] == pytest.approx(trl[fn], abs=TRL_ATOL)
         if math.isnan(totals[i]):
             assert row["reward"] is None
         else:
-            assert row["reward"] == pytest.approx(totals[i], abs=TOL)
+            assert row["reward"] == pytest.approx(totals[i], abs=TRL_ATOL)
 
 
 @pytest.mark.parametrize("name", RUNS)
@@ -247,7 +247,7 @@ def test_trls_advantages_are_rftgrads(runs, name):
         if scale == "batch":
             assert scorable.all()
             ours = advantages(torch.tensor(totals[None], dtype=torch.float32), kind, torch.ones(1, len(totals)), scale)
-            np.testing.assert_allclose(ours[0].numpy(), trl, atol=TOL, rtol=0)
+            np.testing.assert_allclose(ours[0].numpy(), trl, atol=TRL_ATOL, rtol=0)
             compared += totals.size
             continue
         for group, advantage, keep in zip(totals, trl, scorable, strict=True):
@@ -256,7 +256,7 @@ def test_trls_advantages_are_rftgrads(runs, name):
                 continue
             rewards = torch.tensor(group[keep][None, None], dtype=torch.float32)  # (1, 1, n)
             ours = advantages(rewards, kind, torch.ones(1, 1), scale or "group")
-            np.testing.assert_allclose(ours[0, 0].numpy(), advantage[keep], atol=TOL, rtol=0)
+            np.testing.assert_allclose(ours[0, 0].numpy(), advantage[keep], atol=TRL_ATOL, rtol=0)
             compared += int(keep.sum())
             partial += int(not keep.all())
     assert compared >= 8
@@ -382,7 +382,7 @@ def test_a_logging_window_of_two_batches_logs_their_mean(tmp_path):
     for log in logs:
         window = [per_batch[log["_global_step"] - 1], per_batch[log["_global_step"]]]
         for key in window[0]:
-            assert log[key] == pytest.approx(np.mean([m[key] for m in window]), abs=TOL), key
+            assert log[key] == pytest.approx(np.mean([m[key] for m in window]), abs=TRL_ATOL), key
 
 
 def test_evaluation_batches_are_logged_as_eval_metrics_and_kept_out_of_the_rollout_log(tmp_path):
@@ -403,12 +403,12 @@ def test_evaluation_batches_are_logged_as_eval_metrics_and_kept_out_of_the_rollo
     totals = rollout_totals(monitor)
     for log in train:
         for key, value in expected_metrics(totals[log["_global_step"]], 4, 0.0, 1.0, "grpo").items():
-            assert log[key] == pytest.approx(value, abs=TOL), key
+            assert log[key] == pytest.approx(value, abs=TRL_ATOL), key
     for log in evals:
         table = pd.read_parquet(out / "completions" / f"completions_{log['_global_step']:05d}.parquet")
         assert set(table["prompt"]) == {"ef", "gh"}
         for key, value in expected_metrics(totals_of(table, ["vowel_reward"], None), 4, 0.0, 1.0, "grpo").items():
-            assert log[f"eval_{key}"] == pytest.approx(value, abs=TOL), key
+            assert log[f"eval_{key}"] == pytest.approx(value, abs=TRL_ATOL), key
     rows = [json.loads(line) for line in monitor.log_file.read_text(encoding="utf-8").splitlines()]
     assert {row["prompt"] for row in rows} == {"ab", "cd"} and len(rows) == 16
 
