@@ -409,15 +409,19 @@ class GroupMonitor(TrainerCallback):
                 f"GroupMonitor was called for rewards before the run started: pass it as a callback, {USAGE}"
             )
         completions = kwargs.get("completions")
-        if completions is None or not isinstance(output, Sequence) or len(output) != len(completions):
+        try:
+            values = np.array([np.nan if r is None else float(r) for r in output], dtype=np.float32)
+        except (TypeError, ValueError):
             return  # TRL raises its own error about the reward function's output right after
+        if completions is None or len(values) != len(completions):
+            return  # the same
         if index in self._pending:
             raise MonitorError(
                 f"reward function {self._names[index]!r} was called twice for one batch before "
                 f"{', '.join(repr(self._names[i]) for i in range(len(self._names)) if i not in self._pending)}; "
                 f"the monitor needs every reward function of the trainer wrapped, {USAGE}"
             )
-        self._pending[index] = np.array([np.nan if r is None else r for r in output], dtype=np.float32)
+        self._pending[index] = values  # float32 with None as NaN, as TRL converts them
         if not self._batch:
             self._batch = kwargs
         if len(self._pending) == len(self._names):

@@ -436,3 +436,16 @@ def test_the_code_in_docs_trl_md_runs(tmp_path):
     exec(compile(block, "docs/trl.md", "exec"), namespace)
     rows = [json.loads(line) for line in namespace["monitor"].log_file.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 16 and set(rows[0]["rewards"]) == {"accuracy_reward", "format_reward"}
+
+
+def test_a_reward_function_returning_an_array_is_monitored(tmp_path):
+    """TRL takes any iterable of rewards (it reads them one by one), numpy arrays included."""
+
+    def array_reward(completions, **kwargs):
+        return np.array(vowel_reward(completions))
+
+    monitor = GroupMonitor()
+    _, logs = run_grpo(
+        tmp_path, prompts=["ab", "cd"], reward_funcs=monitor.wrap([array_reward]), callbacks=[monitor], max_steps=2
+    )
+    assert monitor.batches == 2 and all("rftgrad/vanishing_share" in log for log in logs if "loss" in log)
