@@ -3,7 +3,7 @@ and :func:`run_grpo`, which runs a real ``GRPOTrainer`` (or ``RLOOTrainer``) on 
 
 Nothing is downloaded: the tokenizer is built with the ``tokenizers`` library over a fixed
 vocabulary (:data:`VOCAB`) and the model is randomly initialised from a config. A run of 3 steps
-takes a few seconds after the imports.
+takes about 0.3 s on this 2-core machine once trl is imported (the imports take about 6 s).
 
 Test reward functions (deterministic in the completion text; the random model writes about one
 completion in three with one of ``aeo``, a digit or a mark, so a generation batch holds both all-equal and
