@@ -258,6 +258,8 @@ def rftgrad_function_names() -> set[str]:
 
     names = set()
     for info in pkgutil.walk_packages(rftgrad.__path__, "rftgrad."):
+        if info.name == "rftgrad.integrations.trl" and importlib.util.find_spec("trl") is None:
+            continue  # an optional integration: it needs trl, which rftgrad does not depend on
         for name, value in vars(importlib.import_module(info.name)).items():
             if inspect.isfunction(value) or inspect.isclass(value):
                 if not name.startswith("_") and value.__module__.startswith("rftgrad"):

@@ -78,6 +78,14 @@ ODE_ATOL = 1e-8
 #: atol 1e-14), so four orders of margin.
 CLOSED_VS_ODE_RTOL = 1e-6
 
+#: Absolute tolerance for rftgrad's numbers against TRL's in real ``GRPOTrainer``/``RLOOTrainer``
+#: runs (``tests/integrations/test_trl_monitor.py``): the monitor's logged metrics against their
+#: recomputation from TRL's completions files, its rollout log against those files, and TRL's
+#: ``advantage`` column against ``rftgrad.finetune.advantages``. TRL holds rewards, advantages and
+#: every ``log_metric`` value in float32 (``u ≈ 6e-8``) and the quantities are O(1): measured worst
+#: case 2.7e-8, so a margin of about 40.
+TRL_ATOL = 1e-6
+
 # --- Monte Carlo -----------------------------------------------------------------------------------
 
 #: Standard errors a Monte Carlo mean may miss its exact expectation by. For a correct estimator

@@ -3,7 +3,7 @@ and :func:`run_grpo`, which runs a real ``GRPOTrainer`` (or ``RLOOTrainer``) on 
 
 Nothing is downloaded: the tokenizer is built with the ``tokenizers`` library over a fixed
 vocabulary (:data:`VOCAB`) and the model is randomly initialised from a config. A run of 3 steps
-takes a few seconds after the imports.
+takes about 0.3 s on this 2-core machine once trl is imported (the imports take about 6 s).
 
 Test reward functions (deterministic in the completion text; the random model writes about one
 completion in three with one of ``aeo``, a digit or a mark, so a generation batch holds both all-equal and
@@ -13,9 +13,10 @@ mixed groups):
 * :func:`contains_char`: 1.0 if it contains a digit, else 0.0 (a name without "reward" in it);
 * :func:`maybe_none_reward`: ``None`` when the completion contains one of :data:`MARKS`,
   otherwise :func:`vowel_reward`'s value;
-* :func:`half_or_none_reward`: ``None`` on the same completions, otherwise 0.5 with a digit and
-  0.0 without. With :func:`maybe_none_reward` alone or next to it, the completions with a mark are
-  unscorable (every function gave ``None``).
+* :func:`half_or_none_reward`: ``None`` on the same completions and on those with a ``z``,
+  otherwise 0.5 with a digit and 0.0 without. With :func:`maybe_none_reward` alone or next to it,
+  the completions with a mark are unscorable (every function gave ``None``); next to it, those
+  with a ``z`` and no mark have one ``None``.
 
 Usage::
 
@@ -64,6 +65,25 @@ MAX_COMPLETION_LENGTH = 6
 VOWELS = "aeo"
 #: a completion with one of these is unscorable for :func:`maybe_none_reward` and :func:`half_or_none_reward`.
 MARKS = "!?."
+#: the config fields run_grpo always sets: one generation batch per logged step, CPU, nothing saved or reported.
+FIXED_SETTINGS: dict[str, Any] = {
+    "gradient_accumulation_steps": 1,
+    "max_completion_length": MAX_COMPLETION_LENGTH,
+    "temperature": 1.0,
+    "learning_rate": 1e-2,
+    "logging_steps": 1,
+    "log_completions": True,
+    "num_completions_to_print": 0,
+    "report_to": "none",
+    "save_strategy": "no",
+    "use_vllm": False,
+    "use_cpu": True,
+    "bf16": False,
+    "fp16": False,
+    "dataloader_num_workers": 0,
+    "dataloader_pin_memory": False,
+    "disable_tqdm": True,
+}
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['role'][0] }}:{{ message['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}a:{% endif %}"
@@ -71,6 +91,7 @@ CHAT_TEMPLATE = (
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "FIXED_SETTINGS",
     "LogCapture",
     "RLOOWithCompletions",
     "MAX_COMPLETION_LENGTH",
@@ -169,9 +190,11 @@ def maybe_none_reward(completions: list, **kwargs: Any) -> list[float | None]:
 
 
 def half_or_none_reward(completions: list, **kwargs: Any) -> list[float | None]:
-    """``None`` where the completion contains one of :data:`MARKS`, else 0.5 with a digit and 0.0 without."""
+    """``None`` where the completion contains one of :data:`MARKS` or a ``z``, else 0.5 with a digit and 0.0 without."""
     digits = contains_char(completions)
-    return [None if _marked(c) else 0.5 * value for c, value in zip(completions, digits, strict=True)]
+    return [
+        None if _marked(c) or "z" in _text(c) else 0.5 * value for c, value in zip(completions, digits, strict=True)
+    ]
 
 
 def chat_prompts(texts: Sequence[str]) -> list[list[dict[str, str]]]:
@@ -230,6 +253,7 @@ def run_grpo(
     extra_args: dict[str, Any] | None = None,
     callbacks: Sequence[TrainerCallback] | None = None,
     arch: str = "llama",
+    eval_prompts: list[str] | list[list[dict]] | None = None,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Run a real ``GRPOTrainer`` (or ``RLOOTrainer``) on the CPU with a tiny random model.
 
@@ -256,42 +280,35 @@ def run_grpo(
         extra_args: more config fields, overriding the ones above (e.g. ``{"shuffle_dataset": False}``).
         callbacks: trainer callbacks (a :class:`LogCapture` is added after them).
         arch: :func:`make_model`'s architecture.
+        eval_prompts: an evaluation dataset, evaluated after every step (``eval_strategy="steps"``,
+            ``eval_steps=1``, ``per_device_eval_batch_size`` as for training).
 
     Returns:
         ``(output_dir, logs)``: logs is every dict passed to ``on_log``, copied, with the
         ``global_step`` at logging time added as ``_global_step`` (the last one is the
         end-of-training summary, which holds ``train_runtime``).
     """
+    if len(prompts) < prompts_per_step:  # TRL would run 0 steps without a word
+        raise ValueError(f"need at least prompts_per_step={prompts_per_step} prompts, got {len(prompts)}")
     out_dir = Path(out_dir)
     chat = not isinstance(prompts[0], str)
     tokenizer = make_tokenizer(chat=chat)
     model = make_model(tokenizer, arch=arch, seed=seed)
     rloo = issubclass(trainer_cls, RLOOTrainer)
-    settings: dict[str, Any] = dict(
-        output_dir=str(out_dir),
-        num_generations=num_generations,
-        per_device_train_batch_size=num_generations * prompts_per_step,
-        gradient_accumulation_steps=1,
-        max_completion_length=MAX_COMPLETION_LENGTH,
-        temperature=1.0,
-        max_steps=max_steps,
-        learning_rate=1e-2,
-        logging_steps=1,
-        log_completions=True,
-        num_completions_to_print=0,
-        report_to="none",
-        save_strategy="no",
-        use_vllm=False,
-        use_cpu=True,
-        bf16=False,
-        fp16=False,
-        seed=seed,
-        data_seed=seed,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-        disable_tqdm=True,
-        reward_weights=None if reward_weights is None else list(reward_weights),
-    )
+    settings: dict[str, Any] = {
+        **FIXED_SETTINGS,
+        "output_dir": str(out_dir),
+        "num_generations": num_generations,
+        "per_device_train_batch_size": num_generations * prompts_per_step,
+        "max_steps": max_steps,
+        "seed": seed,
+        "data_seed": seed,
+        "reward_weights": None if reward_weights is None else list(reward_weights),
+    }
+    if eval_prompts is not None:
+        settings.update(
+            eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=num_generations * prompts_per_step
+        )
     if rloo:
         settings["beta"] = 0.0
     else:
@@ -317,6 +334,7 @@ def run_grpo(
                 reward_funcs=reward_funcs if callable(reward_funcs) else list(reward_funcs),
                 args=config,
                 train_dataset=Dataset.from_dict({"prompt": list(prompts)}),
+                eval_dataset=None if eval_prompts is None else Dataset.from_dict({"prompt": list(eval_prompts)}),
                 processing_class=tokenizer,
                 callbacks=[*(callbacks or []), capture],
             )
