@@ -78,16 +78,17 @@ UNIQUE_PROMPTS_HINT = (
 )
 
 
-def check_group_sizes(group_sizes: Sequence[Any]) -> tuple[int, ...]:
+def check_group_sizes(group_sizes: Sequence[Any], option: str = "--group-sizes") -> tuple[int, ...]:
     """``group_sizes`` as ints, each a whole number ``>= 1``, none twice (any size: see the module docstring).
 
-    Accepts ints, numpy integers and whole floats (``8.0``: what a command line parses).
+    Accepts ints, numpy integers and whole floats (``8.0``: what a command line parses). ``option``
+    names the setting in the messages (``group_sizes`` for a Python argument).
 
     Raises:
         ConfigError: a value that is not a whole number ``>= 1`` (NaN, inf, 2.5, 0, a string), or a repeat.
     """
     if isinstance(group_sizes, str | bytes) or not isinstance(group_sizes, Sequence | np.ndarray):
-        raise ConfigError(f"--group-sizes takes a list of whole numbers >= 1, got {group_sizes!r}; e.g. 2,4,8")
+        raise ConfigError(f"{option} takes a list of whole numbers >= 1, got {group_sizes!r}; e.g. 2,4,8")
     sizes = []
     for g in group_sizes:
         whole = isinstance(g, numbers.Integral) or (isinstance(g, numbers.Real) and math.isfinite(g) and g == int(g))
@@ -99,29 +100,28 @@ def check_group_sizes(group_sizes: Sequence[Any]) -> tuple[int, ...]:
                 if isinstance(g, numbers.Integral)
                 else repr(g)
             )
-            raise ConfigError(f"--group-sizes takes whole numbers >= 1, got {shown}; e.g. --group-sizes 2,4,8")
+            raise ConfigError(f"{option} takes whole numbers >= 1, got {shown}; e.g. 2,4,8")
         sizes.append(int(g))
     repeated = sorted({g for g in sizes if sizes.count(g) > 1})
     if repeated:
-        raise ConfigError(f"--group-sizes lists {', '.join(map(str, repeated))} more than once; list each G once")
+        raise ConfigError(f"{option} lists {', '.join(map(str, repeated))} more than once; list each G once")
     return tuple(sizes)
 
 
-def check_reward_range(reward_range: Any) -> tuple[float, float]:  # noqa: ANN401 - any input
-    """``(lo, hi)`` as floats: two finite numbers with ``lo < hi``.
+def check_reward_range(reward_range: Any, option: str = "--reward-range") -> tuple[float, float]:  # noqa: ANN401
+    """``(lo, hi)`` as floats: two finite numbers with ``lo < hi`` (``option`` names it in the messages).
 
     Raises:
         ConfigError: not two numbers, a non-finite one, or ``lo >= hi`` (an empty range).
     """
     if isinstance(reward_range, str | bytes) or not isinstance(reward_range, Sequence | np.ndarray):
-        raise ConfigError(f"--reward-range takes two numbers LO,HI, got {reward_range!r}; e.g. (0, 1)")
+        raise ConfigError(f"{option} takes two numbers LO,HI, got {reward_range!r}; e.g. (0, 1)")
     if len(reward_range) != 2:
-        raise ConfigError(f"--reward-range takes two numbers LO,HI, got {list(reward_range)}; e.g. (0, 1)")
-    lo, hi = (
-        check_number(v, "--reward-range", fix="pass finite bounds, e.g. --reward-range 0,1") for v in reward_range
-    )
+        raise ConfigError(f"{option} takes two numbers LO,HI, got {list(reward_range)}; e.g. (0, 1)")
+    example = f"{option} 0,1" if option.startswith("--") else f"{option}=(0, 1)"  # a flag, or a Python argument
+    lo, hi = (check_number(v, option, fix=f"pass finite bounds, e.g. {example}") for v in reward_range)
     if not lo < hi:
-        raise ConfigError(f"--reward-range needs LO < HI (a range that is not empty), got {lo:g},{hi:g}; e.g. 0,1")
+        raise ConfigError(f"{option} needs LO < HI (a range that is not empty), got {lo:g},{hi:g}; e.g. 0,1")
     return lo, hi
 
 

@@ -110,6 +110,7 @@ from rftgrad.diagnose import (
     unbiased_prob_all_equal,
     value_counts,
 )
+from rftgrad.diagnose.stats import check_group_sizes, check_reward_range
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.theory import expected_update
 
@@ -140,26 +141,6 @@ def _is_async(func: Callable) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
-
-
-def _check_range(reward_range: Any) -> tuple[float, float]:  # noqa: ANN401 - any input
-    pair = list(reward_range) if isinstance(reward_range, Sequence | np.ndarray) else None
-    if isinstance(reward_range, str | bytes) or pair is None or len(pair) != 2:
-        raise ConfigError(f"reward_range takes two numbers (lo, hi), got {reward_range!r}; e.g. reward_range=(0, 1)")
-    numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) for v in pair)
-    if not numeric or not pair[0] < pair[1]:
-        raise ConfigError(f"reward_range needs finite lo < hi, got {reward_range!r}; e.g. reward_range=(0, 1)")
-    return float(pair[0]), float(pair[1])
-
-
-def _check_sizes(group_sizes: Any) -> tuple[int, ...]:  # noqa: ANN401 - any input
-    sizes = list(group_sizes) if isinstance(group_sizes, Sequence | np.ndarray) else None
-    whole = sizes is not None and all(
-        isinstance(g, numbers.Integral) and not isinstance(g, bool | np.bool_) and g >= 1 for g in sizes
-    )
-    if isinstance(group_sizes, str | bytes) or not whole or not sizes or len(set(sizes)) != len(sizes):
-        raise ConfigError(f"group_sizes takes distinct integers >= 1, got {group_sizes!r}; e.g. (2, 4, 8)")
-    return tuple(int(g) for g in sizes)
 
 
 def _check_nonnegative(value: Any, name: str) -> float | None:  # noqa: ANN401 - any input
@@ -254,8 +235,8 @@ class GroupMonitor(TrainerCallback):
         std_threshold: float | None = None,
         gap: float | None = None,
     ) -> None:
-        lo, hi = _check_range(reward_range)
-        self.group_sizes = _check_sizes(group_sizes)
+        lo, hi = check_reward_range(reward_range, option="reward_range")
+        self.group_sizes = check_group_sizes(group_sizes, option="group_sizes")
         if log_path is True or not (log_path is None or log_path is False or isinstance(log_path, str | Path)):
             raise ConfigError(f"log_path takes a path, None (the default place) or False (no log), got {log_path!r}")
         self.log_path = log_path

@@ -299,11 +299,11 @@ def test_wrap_refuses_what_it_cannot_monitor():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(reward_range=(1, 0)), "lo < hi"),
-        (dict(reward_range=(0, float("nan"))), "lo < hi"),
-        (dict(reward_range="0,1"), "two numbers"),
-        (dict(group_sizes=(4, 4)), "distinct integers"),
-        (dict(group_sizes=(0,)), "distinct integers"),
+        (dict(reward_range=(1, 0)), r"reward_range needs LO < HI"),
+        (dict(reward_range=(0, float("nan"))), r"reward_range must be finite"),
+        (dict(reward_range="0,1"), r"reward_range takes two numbers"),
+        (dict(group_sizes=(4, 4)), r"group_sizes lists 4 more than once"),
+        (dict(group_sizes=(0,)), r"group_sizes takes whole numbers >= 1, got 0"),
         (dict(std_threshold=-1), "std_threshold"),
         (dict(log_path=True), "log_path"),
     ],
