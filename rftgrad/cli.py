@@ -306,6 +306,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         group_size=args.group_size,
         scale_rewards=args.scale_rewards,
         reference_col=args.reference_col,
+        group_col=args.group_col,
         export_stalled_to=args.export_stalled,
         overwrite=args.overwrite,
     )
@@ -315,9 +316,7 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
     if args.export_stalled is not None:
         exported = written[len(report) :]
         if not exported:
-            print(
-                f"--export-stalled: no prompt is in the vanishing regime; nothing written to {args.export_stalled}"
-            )
+            print(f"--export-stalled: no prompt is in the vanishing regime; nothing written to {args.export_stalled}")
         for path in exported:
             rows = sum(1 for _ in path.open(encoding="utf-8"))
             what = (
@@ -479,6 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="rows of a step are consecutive groups of G (TRL's num_generations; inferred for TRL tables); "
         "0: group by prompt text",
+    )
+    dg.add_argument(
+        "--group-col",
+        default=None,
+        help="a column naming each sample's group within its step (default: 'group' in rftgrad's TRL monitor log)",
     )
     dg.add_argument(
         "--scale-rewards",

@@ -80,6 +80,8 @@ INTERNAL = (LINE, ROW, ELEMENT)
 #: verl's ``trainer.rollout_data_dir`` dump.
 TRL_COLUMNS = ("prompt", "completion", "advantage")
 VERL_COLUMNS = ("input", "output", "score")
+#: the rollout log of :class:`rftgrad.integrations.trl.GroupMonitor`: these, plus ``rewards.<function>``.
+MONITOR_COLUMNS = ("step", "group", "prompt", "completion", "reward")
 #: the folder of TRL's ``output_dir`` that holds its per-step completions files.
 TRL_SUBDIR = "completions"
 #: verl's v1 trainer writes each sample's key ``{uid}_{session}_{index}`` here; the ``uid`` is its group.
@@ -88,7 +90,7 @@ VERL_UID_COLUMN = "uid"
 #: trainer's dumped ``score`` is then the raw score and the reward that trained is ``score + overlong_reward``.
 VERL_OVERLONG_COLUMN = "overlong_reward"
 #: how a log's samples form groups (``grouping`` in :class:`RolloutLog`).
-GROUPINGS = ("blocks", "prompt", "rows", "uid")
+GROUPINGS = ("blocks", "prompt", "rows", "uid", "column")
 
 
 class RolloutLogError(RftgradError, ValueError):
@@ -584,7 +586,7 @@ def log_files(path: str | Path, fmt: str | None = None) -> list[Path]:
     A directory holds one file per logged step, as the trainers write them:
 
     * TRL ``log_completions``: ``<output_dir>/completions/completions_00001.parquet``, ... (TRL's
-      ``output_dir`` itself is accepted: its ``completions/`` folder is read);
+      ``output_dir`` itself is accepted: its ``completions/`` folder is read, whatever else it holds);
     * verl ``trainer.rollout_data_dir``: ``1.jsonl``, ``2.jsonl``, ...
 
     Files are ordered by the numbers in their names; hidden files and files of other suffixes are
@@ -599,12 +601,13 @@ def log_files(path: str | Path, fmt: str | None = None) -> list[Path]:
         return [path]
     if not os.access(path, os.R_OK | os.X_OK):
         raise _fail(path, "cannot be read (permission denied); check the folder's permissions")
+    def logs_in(folder: Path) -> list[Path]:
+        return [c for c in folder.iterdir() if not c.name.startswith(".") and c.is_file() and _log_suffix(c) in FORMATS]
+
     folder = path
-    candidates = [c for c in folder.iterdir() if not c.name.startswith(".") and c.is_file()]
-    logs = [c for c in candidates if _log_suffix(c) in FORMATS]
-    if not logs and (folder / TRL_SUBDIR).is_dir():  # TRL's output_dir: read its completions/ folder
-        folder = folder / TRL_SUBDIR
-        logs = [c for c in folder.iterdir() if not c.name.startswith(".") and c.is_file() and _log_suffix(c) in FORMATS]
+    if (path / TRL_SUBDIR).is_dir() and logs_in(path / TRL_SUBDIR):  # TRL's output_dir: its completions/ folder
+        folder = path / TRL_SUBDIR  # (beside it may lie other logs, e.g. the monitor's rftgrad_rollouts.jsonl)
+    logs = logs_in(folder)
     if fmt is not None and fmt != "auto":
         detect_format(folder, fmt)  # an unknown --format is named as such
         logs = [c for c in logs if FORMATS[_log_suffix(c)] == fmt]
@@ -640,8 +643,11 @@ def _read_files(files: list[Path], fmt: str | None) -> tuple[pd.DataFrame, str]:
 
 
 def _layout(frame: pd.DataFrame) -> str:
-    """``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``, from the column names."""
+    """``monitor`` (rftgrad's TRL monitor), ``trl`` (TRL's completions table), ``verl`` (a verl rollout dump)
+    or ``generic``, from the column names."""
     names = {str(c).lower() for c in frame.columns}
+    if set(MONITOR_COLUMNS) <= names and any(name.startswith("rewards.") for name in names):
+        return "monitor"
     if set(TRL_COLUMNS) <= names:
         return "trl"
     if set(VERL_COLUMNS) <= names:
@@ -758,7 +764,8 @@ class RolloutLog:
         fmt: ``jsonl``, ``json``, ``csv``, ``tsv`` or ``parquet``.
         layout: ``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``.
         shape: ``per-sample``, ``per-group`` or ``per-function`` (see the module docstring).
-        grouping: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``uid`` (verl's v1
+        grouping: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``column`` (a
+            group column's values per step: ``--group-col``, the TRL monitor's ``group``), ``uid`` (verl's v1
             dump: the ``uid`` part of its ``{uid}_{session}_{index}`` key), ``prompt`` (the samples of one
             prompt text per step) or ``rows`` (a per-group row is one group).
         group_size: ``G`` of the blocks (None unless ``grouping == "blocks"``).
@@ -804,6 +811,7 @@ def read_rollouts(
     step_col: str | None = None,
     group_size: int | None = None,
     reference_col: str | None = None,
+    group_col: str | None = None,
 ) -> RolloutLog:
     """Read a rollout log (a file, or a directory of per-step files) into one row per sample.
 
@@ -823,6 +831,8 @@ def read_rollouts(
             0 groups by prompt text; None: blocks for a TRL table (``G`` inferred), prompt text otherwise.
         reference_col: the column of reference answers (default: the first of :data:`REFERENCE_COLUMNS`
             present); ``"none"`` for no references.
+        group_col: a column naming each sample's group within its step (default: ``group`` in the
+            rollout log of :class:`rftgrad.integrations.trl.GroupMonitor`, none otherwise).
 
     Raises:
         RolloutLogError: a missing path, a directory without logs, an empty file (or a header only),
@@ -839,7 +849,10 @@ def read_rollouts(
     prompt_col = _check_name(prompt_col, "--prompt-col")
     step_col = _check_name(step_col, "--step-col")
     reference_col = _check_name(reference_col, "--reference-col")
+    group_col = _check_name(group_col, "--group-col")
     group_size = check_group_size(group_size)
+    if group_col is not None and group_size is not None:
+        raise ConfigError("--group-col and --group-size both say how to form groups; pass one of them")
     if reward_col is not None:
         names = reward_col.split(",") if isinstance(reward_col, str) else reward_col
         if isinstance(names, bytes) or not isinstance(names, Sequence):
@@ -909,7 +922,8 @@ def read_rollouts(
         reference = _find_column(frame, path, reference_col, REFERENCE_COLUMNS, "--reference-col")
         if reference_col is None and reference in {prompt, step, *reward_names}:  # a found column in another role
             reference = None
-    roles = [("--prompt-col", prompt), ("--step-col", step), ("--reference-col", reference)]
+    group_by = _find_column(frame, path, group_col, ("group",) if layout == "monitor" else (), "--group-col")
+    roles = [("--prompt-col", prompt), ("--step-col", step), ("--reference-col", reference), ("--group-col", group_by)]
     roles += [("--reward-col", c) for c in reward_names]
     for (option, column), (other, same) in itertools.combinations(roles, 2):
         if column is not None and column == same:
@@ -930,7 +944,8 @@ def read_rollouts(
         where = wheres[int(np.flatnonzero(keys.isna().to_numpy())[0])]
         raise _fail(path, f"{where}: no prompt in column {prompt!r}; every row needs one (or drop the row)")
     steps = None if step is None else _steps(frame[step], path, step, wheres)
-    terms = _reward_terms(frame, path, reward_names, wheres, allow_missing=layout == "trl" or len(reward_names) > 1)
+    allow_missing = layout in ("trl", "monitor") or len(reward_names) > 1  # a missing reward: TRL's None
+    terms = _reward_terms(frame, path, reward_names, wheres, allow_missing)
     total = total_reward(terms, weights)  # (S,) NaN: unscorable
     _check_total(path, total, wheres)
 
@@ -938,6 +953,12 @@ def read_rollouts(
     if grouped:
         grouping = "rows"
         groups = pd.Series(frame[ROW].to_numpy(dtype=object))  # one list row, one group
+    elif group_by is not None:
+        grouping = "column"
+        groups = frame[group_by].map(_key)
+        if groups.isna().any():
+            where = wheres[int(np.flatnonzero(groups.isna().to_numpy())[0])]
+            raise _fail(path, f"{where}: no value in group column {group_by!r}; fill it or leave --group-col out")
     elif group_size or (group_size is None and layout == "trl"):
         grouping = "blocks"
         blocks, block_size, size_source = _blocks(keys, steps, group_size, path, wheres)

@@ -160,6 +160,7 @@ def format_summary(diagnosis: Diagnosis, max_steps: int = 8, max_examples: int =
         "prompt": "prompt text" + (" per step" if s["steps"] is not None else ""),
         "rows": "row (one list of rewards per row)",
         "uid": "verl's uid (the v1 dump's {uid}_{session}_{index} key)",
+        "column": "the group column" + (" per step" if s["steps"] is not None else ""),
     }[grouping["by"]]
     lines = [
         f"{s['file']}: {s['rows']} {s['format']} rows{files}, {s['layout']} layout, {s['shape']}; "
@@ -354,6 +355,7 @@ def diagnose(
     group_size: int | None = None,
     scale_rewards: str = "group",
     reference_col: str | None = None,
+    group_col: str | None = None,
     export_stalled_to: str | Path | None = None,
     overwrite: bool = False,
 ) -> tuple[Diagnosis, list[Path]]:
@@ -369,8 +371,8 @@ def diagnose(
             :func:`rftgrad.diagnose.read_rollouts`).
         out_dir: output folder (default ``diagnose_<file stem>``, else ``diagnose_<file stem>-2``, ...:
             the first that is free, :func:`rftgrad.results.free_run_dir`).
-        fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col: passed to
-            :func:`read_rollouts`.
+        fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col, group_col:
+            passed to :func:`read_rollouts`.
         reward_range: ``(lo, hi)`` every reward must lie in (default: the observed range).
         max_reward: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
         std_threshold: vanishing when a group's STD is below this (default ``0.1·(hi - lo)``).
@@ -406,13 +408,15 @@ def diagnose(
         "reward_weights": reward_weights, "step_col": step_col, "reward_range": reward_range,
         "max_reward": max_reward, "std_threshold": std_threshold, "gap": gap,
         "group_sizes": list(group_sizes), "skip_singletons": skip_singletons, "group_size": group_size,
-        "scale_rewards": scale_rewards, "reference_col": reference_col,
+        "scale_rewards": scale_rewards, "reference_col": reference_col, "group_col": group_col,
         "export_stalled": None if export_stalled_to is None else str(export_stalled_to),
     }  # fmt: skip
     fingerprint = config_fingerprint(options)
     out = free_run_dir(default_out_dir(path), "diagnose", fingerprint) if out_dir is None else out_dir
     with claim_run_dir(out, "diagnose", fingerprint, overwrite=overwrite, inputs=[path]) as claim:
-        log = read_rollouts(path, fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col)
+        log = read_rollouts(
+            path, fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col, group_col
+        )
         diagnosis = diagnose_log(
             log, reward_range, max_reward, std_threshold, gap, group_sizes, skip_singletons, scale_rewards
         )

@@ -291,3 +291,34 @@ def test_a_closed_pipe_ends_diagnose_quietly(runs, tmp_path):
     assert result.returncode == 0 and result.stdout.count("\n") == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
     assert (tmp_path / "r" / "summary.json").exists()  # the report was written before the pipe closed
+
+
+def test_the_monitors_rollout_log_diagnoses_like_trls_own_files(tmp_path):
+    """GroupMonitor's per-sample log and TRL's completions files give one diagnosis; its logged
+    rftgrad/* numbers are diagnose's per-step numbers (no None rewards here, so no group shrinks)."""
+    from rftgrad.integrations.trl import GroupMonitor
+
+    monitor = GroupMonitor(reward_range=(0.0, 1.5))
+    out, logs = run_grpo(
+        tmp_path / "trl",
+        prompts=["ab", "ab", "zz", "cd", "ef", "gh"],
+        reward_funcs=monitor.wrap([vowel_reward, contains_char]),
+        reward_weights=[1.0, 0.5],
+        callbacks=[monitor],
+        max_steps=3,
+        extra_args={"shuffle_dataset": False},
+    )
+    options = ["--reward-range", "0,1.5"]
+    assert main(["diagnose", str(out / "rftgrad_rollouts.jsonl"), *options, "--out", str(tmp_path / "m")]) == 0
+    assert main(["diagnose", str(out), *options, "--reward-weights", "1,0.5", "--out", str(tmp_path / "t")]) == 0
+    by_monitor, by_trl = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("m", "t"))
+    assert by_monitor["layout"] == "monitor" and by_monitor["grouping"]["by"] == "column"
+    assert by_monitor["groups"] == by_trl["groups"] == 6  # the two "ab" groups of step 1 stay two
+    for mine, theirs in zip(by_monitor["per_step"], by_trl["per_step"], strict=True):
+        assert mine == pytest.approx(theirs, abs=TOL)
+    logged = {log["_global_step"]: log for log in logs if "reward" in log}
+    for row in by_trl["per_step"]:
+        log = logged[row["step"]]
+        assert log["rftgrad/vanishing_share"] == pytest.approx(row["vanishing_share"], abs=TOL)
+        assert log["rftgrad/frac_zero_std_groups"] == pytest.approx(row["zero_std_groups_share"], abs=TOL)
+        assert log["rftgrad/group_std/mean"] == pytest.approx(row["group_reward_std_mean"], abs=TOL)
