@@ -24,7 +24,7 @@ MODULES = (
     "rftgrad.experiments.bound", "rftgrad.experiments.tightness", "rftgrad.experiments.dynamics",
     "rftgrad.experiments.compare", "rftgrad.experiments.controlled", "rftgrad.experiments.prevalence",
     "rftgrad.experiments.heuristics", "rftgrad.experiments.sft_budget", "rftgrad.experiments.estimators",
-    "rftgrad.plotting", "rftgrad.gallery", "rftgrad.diagnose", "rftgrad.cli",
+    "rftgrad.plotting", "rftgrad.gallery", "rftgrad.diagnose", "rftgrad.integrations.trl", "rftgrad.cli",
 )  # fmt: skip
 
 

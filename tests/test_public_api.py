@@ -127,13 +127,13 @@ def test_lessons_snippets_and_paper_figures_use_the_public_api():
 
 
 def test_subpackages_use_each_others_public_api_and_no_experiment_imports_another():
-    found = [
-        line for where, source, owner in library_sources() for line in violations(source, where, False, owner)
-    ]
+    found = [line for where, source, owner in library_sources() for line in violations(source, where, False, owner)]
     assert not found, "\n".join(found)
 
 
-@pytest.mark.parametrize("package", [f"rftgrad.{name}" for name in SUBPACKAGES] + ["rftgrad.plotting"])
+@pytest.mark.parametrize(
+    "package", [f"rftgrad.{name}" for name in SUBPACKAGES] + ["rftgrad.plotting", "rftgrad.integrations.trl"]
+)
 def test_every_name_in_all_exists(package):
     module = importlib.import_module(package)
     assert module.__all__ and len(module.__all__) == len(set(module.__all__))

@@ -106,11 +106,12 @@ from rftgrad.diagnose import (
     GROUP_SIZES,
     STD_THRESHOLD_FRACTION,
     Regime,
+    check_group_sizes,
+    check_reward_range,
     plugin_prob_all_equal,
     unbiased_prob_all_equal,
     value_counts,
 )
-from rftgrad.diagnose.stats import check_group_sizes, check_reward_range
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.theory import expected_update
 
