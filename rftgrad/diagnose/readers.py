@@ -601,6 +601,7 @@ def log_files(path: str | Path, fmt: str | None = None) -> list[Path]:
         return [path]
     if not os.access(path, os.R_OK | os.X_OK):
         raise _fail(path, "cannot be read (permission denied); check the folder's permissions")
+
     def logs_in(folder: Path) -> list[Path]:
         return [c for c in folder.iterdir() if not c.name.startswith(".") and c.is_file() and _log_suffix(c) in FORMATS]
 
@@ -727,6 +728,97 @@ def _blocks(
             "--group-size 0 to group by prompt text",
         )
     return block, group_size, source
+
+
+def _reward_columns(
+    frame: pd.DataFrame, path: Path, layout: str, requested: list[str] | None, exclude: set[str]
+) -> tuple[list[str], str]:
+    """The reward column(s) and the row shape: those requested, else by layout (see :func:`read_rollouts`)."""
+    shape = "per-sample"
+    if requested:
+        columns = {str(c).lower() for c in frame.columns}
+        for name in requested:
+            if name.lower() not in columns:
+                _check_not_object(frame, path, name)
+        rewards = [_find_column(frame, path, c, (), "--reward-col") for c in requested]
+    elif layout == "trl":
+        rewards = _trl_reward_columns(frame, exclude)
+        shape = "per-function"
+    elif layout == "verl" and _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), "") is not None:
+        # verl's DAPO: the dump's score is the raw one, the penalty beside it (docs/verl.md)
+        rewards = [
+            _find_column(frame, path, None, ("score",), ""),
+            _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), ""),
+        ]
+    else:
+        found = _find_column(frame, path, None, REWARD_COLUMNS, "--reward-col")
+        base = _object_base(frame, REWARD_COLUMNS) if found is None else None
+        if base is not None:
+            _check_not_object(frame, path, base)
+        rewards = [found] if found else _reward_function_columns(frame, exclude)
+        if not found and rewards:
+            shape = "per-function"
+    reward_names = [str(c) for c in rewards if c is not None]
+    if not reward_names:
+        looked = (
+            "numeric reward-function columns between 'completion' and 'advantage'"
+            if layout == "trl"
+            else f"{', '.join(REWARD_COLUMNS)} and *_reward"
+        )
+        raise _fail(
+            path,
+            f"no reward column (looked for {looked}); columns found: {_columns_found(frame)}; "
+            "name it with --reward-col",
+        )
+    return reward_names, shape
+
+
+def _groups(
+    frame: pd.DataFrame,
+    path: Path,
+    layout: str,
+    grouped: bool,
+    group_by: str | None,
+    group_size: int | None,
+    keys: pd.Series,
+    steps: pd.Series | None,
+    wheres: list[str],
+) -> tuple[str, pd.Series, int | None, str | None]:
+    """How the samples form groups within their steps (``grouping`` of :class:`RolloutLog`), first rule that applies:
+
+    a per-group row (``rows``); a group column (``column``); blocks of ``G`` rows, given or, in a TRL
+    table, inferred (``blocks``); verl's ``uid`` in a v1 dump (``uid``); the prompt text (``prompt``).
+
+    Returns:
+        the grouping, ``(S,)`` each sample's group key, ``G`` and its source (blocks only, else None).
+    """
+    block_size, size_source = None, None
+    if grouped:
+        grouping = "rows"
+        groups = pd.Series(frame[ROW].to_numpy(dtype=object))  # one list row, one group
+    elif group_by is not None:
+        grouping = "column"
+        groups = frame[group_by].map(_key)
+        if groups.isna().any():
+            where = wheres[int(np.flatnonzero(groups.isna().to_numpy())[0])]
+            raise _fail(path, f"{where}: no value in group column {group_by!r}; fill it or leave --group-col out")
+    elif group_size or (group_size is None and layout == "trl"):
+        grouping = "blocks"
+        blocks, block_size, size_source = _blocks(keys, steps, group_size, path, wheres)
+        groups = pd.Series(blocks)
+    elif group_size is None and layout == "verl" and VERL_UID_COLUMN in frame:
+        grouping = "uid"  # verl's v1 dump: {uid}_{session}_{index}, grouped by uid as verl's advantages are
+        uids = frame[VERL_UID_COLUMN].map(_key)
+        if uids.isna().any():
+            where = wheres[int(np.flatnonzero(uids.isna().to_numpy())[0])]
+            raise _fail(
+                path, f"{where}: no value in verl's {VERL_UID_COLUMN!r} column; fix the row or pass --group-size 0"
+            )
+        groups = uids.map(lambda key: key.rsplit("_", 2)[0])
+    else:
+        grouping = "prompt"
+        groups = keys
+    return grouping, groups, block_size, size_source
 
 
 def check_group_size(group_size: Any) -> int | None:  # noqa: ANN401 - any input
@@ -879,42 +971,7 @@ def read_rollouts(
     step = None
     if step_col is None or step_col.lower() != "none":
         step = _find_column(frame, path, step_col, STEP_COLUMNS, "--step-col")
-    shape = "per-sample"
-    if reward_col:
-        columns = {str(c).lower() for c in frame.columns}
-        for name in reward_col:
-            if name.lower() not in columns:
-                _check_not_object(frame, path, name)
-        rewards = [_find_column(frame, path, c, (), "--reward-col") for c in reward_col]
-    elif layout == "trl":
-        rewards = _trl_reward_columns(frame, {prompt, step or ""})
-        shape = "per-function"
-    elif layout == "verl" and _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), "") is not None:
-        # verl's DAPO: the dump's score is the raw one, the penalty beside it (docs/verl.md)
-        rewards = [
-            _find_column(frame, path, None, ("score",), ""),
-            _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), ""),
-        ]
-    else:
-        found = _find_column(frame, path, None, REWARD_COLUMNS, "--reward-col")
-        base = _object_base(frame, REWARD_COLUMNS) if found is None else None
-        if base is not None:
-            _check_not_object(frame, path, base)
-        rewards = [found] if found else _reward_function_columns(frame, {prompt, step or ""})
-        if not found and rewards:
-            shape = "per-function"
-    reward_names = [str(c) for c in rewards if c is not None]
-    if not reward_names:
-        looked = (
-            "numeric reward-function columns between 'completion' and 'advantage'"
-            if layout == "trl"
-            else f"{', '.join(REWARD_COLUMNS)} and *_reward"
-        )
-        raise _fail(
-            path,
-            f"no reward column (looked for {looked}); columns found: {_columns_found(frame)}; "
-            "name it with --reward-col",
-        )
+    reward_names, shape = _reward_columns(frame, path, layout, reward_col, {prompt, step or ""})
     for name in reward_names:
         _check_not_object(frame, path, name)
     reference = None
@@ -949,32 +1006,9 @@ def read_rollouts(
     total = total_reward(terms, weights)  # (S,) NaN: unscorable
     _check_total(path, total, wheres)
 
-    block_size, size_source = None, None
-    if grouped:
-        grouping = "rows"
-        groups = pd.Series(frame[ROW].to_numpy(dtype=object))  # one list row, one group
-    elif group_by is not None:
-        grouping = "column"
-        groups = frame[group_by].map(_key)
-        if groups.isna().any():
-            where = wheres[int(np.flatnonzero(groups.isna().to_numpy())[0])]
-            raise _fail(path, f"{where}: no value in group column {group_by!r}; fill it or leave --group-col out")
-    elif group_size or (group_size is None and layout == "trl"):
-        grouping = "blocks"
-        blocks, block_size, size_source = _blocks(keys, steps, group_size, path, wheres)
-        groups = pd.Series(blocks)
-    elif group_size is None and layout == "verl" and VERL_UID_COLUMN in frame:
-        grouping = "uid"  # verl's v1 dump: {uid}_{session}_{index}, grouped by uid as verl's advantages are
-        uids = frame[VERL_UID_COLUMN].map(_key)
-        if uids.isna().any():
-            where = wheres[int(np.flatnonzero(uids.isna().to_numpy())[0])]
-            raise _fail(
-                path, f"{where}: no value in verl's {VERL_UID_COLUMN!r} column; fix the row or pass --group-size 0"
-            )
-        groups = uids.map(lambda key: key.rsplit("_", 2)[0])
-    else:
-        grouping = "prompt"
-        groups = keys
+    grouping, groups, block_size, size_source = _groups(
+        frame, path, layout, grouped, group_by, group_size, keys, steps, wheres
+    )
     head = {} if steps is None else {"step": steps.to_numpy()}
     all_rows = pd.DataFrame({**head, "group": groups.to_numpy(dtype=object)})
     scorable = ~np.isnan(total)  # (S,)
