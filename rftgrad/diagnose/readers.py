@@ -1,6 +1,8 @@
-"""Reading rollout logs into one tidy table of samples: ``(step?, prompt, reward, where)``.
+"""Reading rollout logs into one tidy table of samples: ``(step?, group, prompt, reward, where)``.
 
-Accepted files (the format comes from the suffix, or ``fmt``):
+A log is a file, or a directory of per-step files read as one log in step order (TRL's
+``<output_dir>/completions/completions_00001.parquet``, ..., verl's ``trainer.rollout_data_dir``
+``1.jsonl``, ...; :func:`log_files`). Accepted files (the format comes from the suffix, or ``fmt``):
 
 * ``.jsonl`` / ``.ndjson``: one JSON object per line; blank lines are skipped; nested objects
   are flattened to dotted names (``{"sample": {"reward": 1}}`` gives column ``sample.reward``).
@@ -12,6 +14,21 @@ Accepted files (the format comes from the suffix, or ``fmt``):
 
 Text files are UTF-8, with or without a byte-order mark. A file that is not (binary, UTF-16,
 compressed under a name without ``.gz``) is refused with a line saying what it looks like.
+
+Layouts (``layout`` in :class:`RolloutLog`), recognised by their columns:
+
+* ``trl``: TRL's completions table ``step, prompt, completion, <reward functions>, <log_extra>,
+  advantage``. Every numeric column between ``completion`` and ``advantage`` is a reward function;
+  the total is TRL's weighted nansum; groups are consecutive blocks of ``num_generations`` rows.
+* ``verl``: a verl rollout dump ``input, output, gts, score, step`` (+ reward extras, or ``uid`` from
+  the v1 trainer: then grouped by verl's uid); with DAPO's ``overlong_reward`` the reward is
+  ``score + overlong_reward``, the one that trained (docs/verl.md).
+* ``monitor``: the rollout log of :class:`rftgrad.integrations.trl.GroupMonitor`, grouped by its
+  ``group`` column, a null total being unscorable.
+* ``generic``: anything else, columns found by name, grouped by prompt text.
+
+A sample every reward function gave ``None`` (NaN) is *unscorable*: left out and counted, as TRL
+leaves it out of its means and stds.
 
 Row shapes (``shape`` in :class:`RolloutLog`):
 
