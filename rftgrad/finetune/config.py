@@ -118,7 +118,7 @@ class TrainConfig:
     estimator: str = "exact"  # RFT gradient: exact, reinforce, reinforce_baseline, rloo, grpo, dr_grpo, dapo, ppo
     num_generations: int = 8  # G, sampled outputs per input (sampled estimators)
     scale_rewards: str = "group"  # GRPO/DAPO std normalisation: group, batch or none
-    std_eps: float = 1e-4  # epsilon added to the std in GRPO/DAPO advantages
+    std_eps: float = 1e-4  # ε added to the std in GRPO/DAPO advantages: TRL's 1e-4 (verl's is 1e-6: docs/verl.md)
     max_resample: int = 4  # DAPO: tries per input before an all-equal group is dropped
     pass_k: int = 1  # k of the pass@k objective E[max of k samples] (1: the expected reward); exact or rloo
     ppo_epochs: int = 4  # PPO: optimiser updates per sampled batch
