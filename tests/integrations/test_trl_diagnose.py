@@ -30,12 +30,10 @@ import pandas as pd
 import pytest
 import torch
 
-pytest.importorskip("trl")
-
-from rftgrad.cli import main  # noqa: E402
-from rftgrad.diagnose import read_rollouts  # noqa: E402
-from rftgrad.finetune.advantages import advantages  # noqa: E402
-from tests.integrations.trl_tiny import (  # noqa: E402
+from rftgrad.cli import main
+from rftgrad.diagnose import read_rollouts
+from rftgrad.finetune.advantages import advantages
+from tests.integrations.trl_tiny import (
     chat_prompts,
     contains_char,
     half_or_none_reward,

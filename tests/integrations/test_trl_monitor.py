@@ -14,18 +14,15 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
+from trl import RLOOTrainer
 
-pytest.importorskip("trl")
-
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from trl import RLOOTrainer  # noqa: E402
-
-from rftgrad.errors import ConfigError  # noqa: E402
-from rftgrad.finetune.advantages import advantages  # noqa: E402
-from rftgrad.integrations.trl import GroupMonitor, MonitorError  # noqa: E402
-from tests.integrations.trl_tiny import (  # noqa: E402
+from rftgrad.errors import ConfigError
+from rftgrad.finetune.advantages import advantages
+from rftgrad.integrations.trl import GroupMonitor, MonitorError
+from tests.integrations.trl_tiny import (
     chat_prompts,
     contains_char,
     half_or_none_reward,
@@ -33,7 +30,7 @@ from tests.integrations.trl_tiny import (  # noqa: E402
     run_grpo,
     vowel_reward,
 )
-from tests.tolerances import TRL_ATOL  # noqa: E402
+from tests.tolerances import TRL_ATOL
 
 GROUP_SIZES = (2, 4, 8, 16, 32, 64)
 
