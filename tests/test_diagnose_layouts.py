@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from rftgrad.cli import main
-from rftgrad.diagnose import diagnose_log, read_rollouts, trl_metrics
+from rftgrad.diagnose import diagnose_log, read_rollouts, trl_metrics, trl_nanstd
 from rftgrad.errors import ConfigError
 
 
@@ -69,7 +69,6 @@ def test_trl_metrics_agree_with_trls_own_nanstd():
     values[torch.rand(16, 8, generator=generator) < 0.2] = torch.nan
     values[3] = torch.nan  # a group with no reward
     values[5, 1:] = torch.nan  # a group with one
-    from rftgrad.diagnose.stats import trl_nanstd
 
     torch.testing.assert_close(
         trl_nanstd(values, dim=1), trl_utils.nanstd(values, dim=1), equal_nan=True, atol=0, rtol=0

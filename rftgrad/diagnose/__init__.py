@@ -60,6 +60,7 @@ from rftgrad.diagnose.stats import (
     prompt_table,
     summarize,
     trl_metrics,
+    trl_nanstd,
     unbiased_prob_all_equal,
     value_counts,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "to_label_path",
     "total_reward",
     "trl_metrics",
+    "trl_nanstd",
     "unbiased_prob_all_equal",
     "value_counts",
     "write_report",

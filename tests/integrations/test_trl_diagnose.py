@@ -43,8 +43,8 @@ from tests.integrations.trl_tiny import (
     run_grpo,
     vowel_reward,
 )
+from tests.tolerances import TRL_ATOL
 
-TOL = 1e-6
 #: the reference answer of each prompt (logged into TRL's table by a reward function, via log_extra).
 SOLUTIONS = {"ab": "ba", "cd": "dc", "zz": "zz!", "ef": "fe"}
 
@@ -128,7 +128,8 @@ def test_diagnose_reproduces_trls_logged_metrics_at_every_step(runs, name, tmp_p
     for log in logs:
         ours = steps[log["_global_step"]]
         for metric in ("reward", "reward_std", "frac_reward_zero_std"):
-            assert ours[f"trl_{metric}"] == pytest.approx(log[metric], abs=TOL), (name, log["_global_step"], metric)
+            where = (name, log["_global_step"], metric)
+            assert ours[f"trl_{metric}"] == pytest.approx(log[metric], abs=TRL_ATOL), where
     printed = capsys.readouterr().out
     assert "as TRL logs them" in printed
     if options.get("scale_rewards", "group") == "batch":  # TRL's metric is about the whole batch: 0 or 1
@@ -184,7 +185,7 @@ def test_rftgrads_advantages_equal_trls_advantage_column(runs, name):
             assert scale != "batch"  # one batch std over a ragged batch: not what the estimator takes
         ones = torch.ones(1, int(whole.sum()))
         mine = advantages(rewards[:, whole], kind, ones, scale, std_eps=1e-4)  # (1, N', G)
-        torch.testing.assert_close(mine, logged[:, whole], atol=TOL, rtol=0)
+        torch.testing.assert_close(mine, logged[:, whole], atol=TRL_ATOL, rtol=0)
         compared += int(whole.sum())
         for n in torch.nonzero(~whole).flatten().tolist():
             scorable = ~torch.isnan(rewards[0, n])  # (G,)
@@ -192,7 +193,7 @@ def test_rftgrads_advantages_equal_trls_advantage_column(runs, name):
             if scorable.sum() >= 2:
                 kept = rewards[0, n, scorable].view(1, 1, -1)  # (1, 1, G')
                 mine = advantages(kept, kind, torch.ones(1, 1), scale, std_eps=1e-4)
-                torch.testing.assert_close(mine[0, 0], logged[0, n, scorable], atol=TOL, rtol=0)
+                torch.testing.assert_close(mine[0, 0], logged[0, n, scorable], atol=TRL_ATOL, rtol=0)
                 partial += 1
     assert compared + partial >= 4
     if name == "unscorable":
@@ -313,10 +314,10 @@ def test_the_monitors_rollout_log_diagnoses_like_trls_own_files(tmp_path):
     assert by_monitor["layout"] == "monitor" and by_monitor["grouping"]["by"] == "column"
     assert by_monitor["groups"] == by_trl["groups"] == 6  # the two "ab" groups of step 1 stay two
     for mine, theirs in zip(by_monitor["per_step"], by_trl["per_step"], strict=True):
-        assert mine == pytest.approx(theirs, abs=TOL)
+        assert mine == pytest.approx(theirs, abs=TRL_ATOL)
     logged = {log["_global_step"]: log for log in logs if "reward" in log}
     for row in by_trl["per_step"]:
         log = logged[row["step"]]
-        assert log["rftgrad/vanishing_share"] == pytest.approx(row["vanishing_share"], abs=TOL)
-        assert log["rftgrad/frac_zero_std_groups"] == pytest.approx(row["zero_std_groups_share"], abs=TOL)
-        assert log["rftgrad/group_std/mean"] == pytest.approx(row["group_reward_std_mean"], abs=TOL)
+        assert log["rftgrad/vanishing_share"] == pytest.approx(row["vanishing_share"], abs=TRL_ATOL)
+        assert log["rftgrad/frac_zero_std_groups"] == pytest.approx(row["zero_std_groups_share"], abs=TRL_ATOL)
+        assert log["rftgrad/group_std/mean"] == pytest.approx(row["group_reward_std_mean"], abs=TRL_ATOL)
