@@ -142,3 +142,22 @@ def test_export_refuses_an_existing_file_and_the_input(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
         assert not (tmp_path / "r").exists()
     assert existing.read_text() == "keep\n"
+
+
+def test_a_crowded_scatter_draws_few_labels_and_fainter_markers(tmp_path):
+    from rftgrad.diagnose import plot_mean_vs_std
+    from rftgrad.diagnose.report import MAX_LABELS, SPARSE
+
+    def scatter(groups: int, binary: bool):
+        rng = np.random.default_rng(0)
+        rewards = rng.integers(0, 2, (groups, 4)) if binary else rng.random((groups, 4)).round(2)
+        records = [{"prompt": f"p{g}", "reward": float(r)} for g in range(groups) for r in rewards[g]]
+        log = read_rollouts(write_jsonl(tmp_path / f"{groups}.jsonl", records))
+        figure = plot_mean_vs_std(diagnose_log(log, reward_range=(0.0, 1.0)))
+        (ax,) = figure.axes
+        return len(ax.texts), ax.collections[-1].get_alpha(), ax.get_title()
+
+    labels, alpha, title = scatter(60, binary=True)  # 3 distinct points, each shared by many groups: labelled
+    assert 0 < labels <= MAX_LABELS and alpha == 0.6 and "×k" in title
+    labels, alpha, title = scatter(4 * SPARSE, binary=False)  # continuous: more distinct points than SPARSE
+    assert labels == 0 and alpha < 0.6 and "×k" not in title

@@ -15,6 +15,7 @@ and, with ``export_stalled=FILE``, the vanishing prompts as a dataset for TRL's 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,11 @@ from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint
 
 #: the figure's file name (without suffix) inside the output folder.
 FIGURE_NAME = "mean_vs_std"
+#: at most this many "×k" labels on the scatter, on its most crowded points: a label is a text artist
+#: that layout measures, and 19,000 of them (a TRL run of 32,000 groups) took 74 s to save.
+MAX_LABELS = 40
+#: a scatter of more distinct points than this draws smaller, fainter markers and no labels.
+SPARSE = 400
 #: the suffix of the file of stalled prompts without a reference, beside ``--export-stalled FILE``.
 TO_LABEL_SUFFIX = ".to_label.jsonl"
 #: what the export is for (printed with it).
@@ -88,8 +94,9 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
     """Reward mean (y) against reward STD (x), one marker per group, the vanishing region shaded.
 
     Marker area grows with the group's number of samples; groups at the same point are drawn
-    once and labelled ``×k``. The dashed arc ``STD = sqrt((mean - lo)(hi - mean))`` is the largest
-    STD a reward in ``[lo, hi]`` can have at that mean (two-point distributions on ``lo``, ``hi``).
+    once and labelled ``×k`` (the :data:`MAX_LABELS` most crowded points). The dashed arc
+    ``STD = sqrt((mean - lo)(hi - mean))`` is the largest STD a reward in ``[lo, hi]`` can have at
+    that mean (two-point distributions on ``lo``, ``hi``).
     """
     regime, table = diagnosis.regime, diagnosis.table
     lo, hi = regime.reward_range
@@ -112,7 +119,12 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
     means = np.linspace(lo, hi, 201)
     ax.plot(np.sqrt((means - lo) * (hi - means)), means, "--", color="0.5", lw=1, label="largest STD at a mean")
     ax.axhline(regime.max_reward, color="0.3", lw=0.8, ls=":", label=f"max reward {regime.max_reward:.3g}")
-    sizes = 15 + 185 * points["n"] / points["n"].max()
+    # up to SPARSE points: areas up to 200 pt², labels; past it markers shrink and fade with sqrt(SPARSE / points)
+    # (a TRL run of 32,000 groups otherwise paints one opaque blob) and no "×k" labels are drawn
+    crowding = min(1.0, math.sqrt(SPARSE / len(points)))
+    sizes = (15 + 185 * points["n"] / points["n"].max()) * max(crowding, 0.05)
+    alpha = max(0.6 * crowding, 0.1)
+    labelled = len(points) <= SPARSE
     for vanishing, color, label in ((False, COLORS["SFT"], "other groups"), (True, COLORS["RFT"], "vanishing")):
         mine = points["vanishing"] == vanishing
         if mine.any():
@@ -121,11 +133,12 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
                 points.loc[mine, "y"],
                 s=sizes[mine],
                 color=color,
-                alpha=0.6,
+                alpha=alpha,
                 label=label,
                 rasterized=len(points) > 2000,  # a bitmap inside the PDF: many markers stay quick to save
             )
-    for row in points[points["groups"] > 1].itertuples():
+    shared = points[points["groups"] > 1].nlargest(MAX_LABELS if labelled else 0, "groups", keep="first")
+    for row in shared.itertuples():  # the most crowded points
         ax.annotate(f"×{row.groups}", (row.x, row.y), xytext=(6, 4), textcoords="offset points", fontsize=7)
     ax.set(
         xlim=(-0.02 * x_max, x_max),
@@ -133,9 +146,12 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
         xlabel="reward STD over a group's samples",
         ylabel="reward mean",
         title=f"{diagnosis.log.path.name}: {diagnosis.summary['vanishing']['share']:.1%} of "
-        f"{len(table)} groups vanishing (area ∝ samples, ×k = k groups)",
+        f"{len(table)} groups vanishing (area ∝ samples" + (", ×k = k groups)" if labelled else ")"),
     )
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, markerscale=0.5)
+    legend = ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=7, markerscale=0.5)
+    for handle in legend.legend_handles:  # legend markers stay visible when the points fade
+        if hasattr(handle, "set_alpha") and handle.get_alpha() is not None and handle.get_alpha() < 0.6:
+            handle.set_alpha(0.6)
     return fig
 
 
