@@ -145,8 +145,7 @@ def test_export_refuses_an_existing_file_and_the_input(tmp_path, capsys):
 
 
 def test_a_crowded_scatter_draws_few_labels_and_fainter_markers(tmp_path):
-    from rftgrad.diagnose import plot_mean_vs_std
-    from rftgrad.diagnose.report import MAX_LABELS, SPARSE
+    from rftgrad.diagnose import SCATTER_MAX_LABELS, SCATTER_SPARSE, plot_mean_vs_std
 
     def scatter(groups: int, binary: bool):
         rng = np.random.default_rng(0)
@@ -158,6 +157,6 @@ def test_a_crowded_scatter_draws_few_labels_and_fainter_markers(tmp_path):
         return len(ax.texts), ax.collections[-1].get_alpha(), ax.get_title()
 
     labels, alpha, title = scatter(60, binary=True)  # 3 distinct points, each shared by many groups: labelled
-    assert 0 < labels <= MAX_LABELS and alpha == 0.6 and "×k" in title
-    labels, alpha, title = scatter(4 * SPARSE, binary=False)  # continuous: more distinct points than SPARSE
+    assert 0 < labels <= SCATTER_MAX_LABELS and alpha == 0.6 and "×k" in title
+    labels, alpha, title = scatter(4 * SCATTER_SPARSE, binary=False)  # continuous: more distinct points
     assert labels == 0 and alpha < 0.6 and "×k" not in title

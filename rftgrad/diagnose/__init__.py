@@ -34,6 +34,8 @@ from rftgrad.diagnose.readers import (
 )
 from rftgrad.diagnose.report import (
     EXPORT_NOTE,
+    SCATTER_MAX_LABELS,
+    SCATTER_SPARSE,
     TO_LABEL_SUFFIX,
     Diagnosis,
     StalledExport,
@@ -79,6 +81,8 @@ __all__ = [
     "RolloutLogError",
     "SCALE_REWARDS",
     "STD_THRESHOLD_FRACTION",
+    "SCATTER_MAX_LABELS",
+    "SCATTER_SPARSE",
     "STEP_COLUMNS",
     "StalledExport",
     "TO_LABEL_SUFFIX",

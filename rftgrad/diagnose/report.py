@@ -43,9 +43,9 @@ from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint
 FIGURE_NAME = "mean_vs_std"
 #: at most this many "×k" labels on the scatter, on its most crowded points: a label is a text artist
 #: that layout measures, and 19,000 of them (a TRL run of 32,000 groups) took 74 s to save.
-MAX_LABELS = 40
+SCATTER_MAX_LABELS = 40
 #: a scatter of more distinct points than this draws smaller, fainter markers and no labels.
-SPARSE = 400
+SCATTER_SPARSE = 400
 #: the suffix of the file of stalled prompts without a reference, beside ``--export-stalled FILE``.
 TO_LABEL_SUFFIX = ".to_label.jsonl"
 #: what the export is for (printed with it).
@@ -90,11 +90,12 @@ def diagnose_log(
 
 
 @themed()
-def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotlib Figure
+def plot_mean_vs_std(diagnosis: Diagnosis, max_labels: int = SCATTER_MAX_LABELS, sparse: int = SCATTER_SPARSE) -> Any:  # noqa: ANN401 - a matplotlib Figure
     """Reward mean (y) against reward STD (x), one marker per group, the vanishing region shaded.
 
     Marker area grows with the group's number of samples; groups at the same point are drawn
-    once and labelled ``×k`` (the :data:`MAX_LABELS` most crowded points). The dashed arc
+    once and labelled ``×k`` (the ``max_labels`` most crowded points, none past ``sparse`` distinct
+    points, where markers also shrink and fade). The dashed arc
     ``STD = sqrt((mean - lo)(hi - mean))`` is the largest STD a reward in ``[lo, hi]`` can have at
     that mean (two-point distributions on ``lo``, ``hi``).
     """
@@ -119,12 +120,12 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
     means = np.linspace(lo, hi, 201)
     ax.plot(np.sqrt((means - lo) * (hi - means)), means, "--", color="0.5", lw=1, label="largest STD at a mean")
     ax.axhline(regime.max_reward, color="0.3", lw=0.8, ls=":", label=f"max reward {regime.max_reward:.3g}")
-    # up to SPARSE points: areas up to 200 pt², labels; past it markers shrink and fade with sqrt(SPARSE / points)
+    # up to `sparse` points: areas up to 200 pt², labels; past it markers shrink and fade with sqrt(sparse / points)
     # (a TRL run of 32,000 groups otherwise paints one opaque blob) and no "×k" labels are drawn
-    crowding = min(1.0, math.sqrt(SPARSE / len(points)))
+    crowding = min(1.0, math.sqrt(sparse / len(points)))
     sizes = (15 + 185 * points["n"] / points["n"].max()) * max(crowding, 0.05)
     alpha = max(0.6 * crowding, 0.1)
-    labelled = len(points) <= SPARSE
+    labelled = len(points) <= sparse
     for vanishing, color, label in ((False, COLORS["SFT"], "other groups"), (True, COLORS["RFT"], "vanishing")):
         mine = points["vanishing"] == vanishing
         if mine.any():
@@ -137,7 +138,7 @@ def plot_mean_vs_std(diagnosis: Diagnosis) -> Any:  # noqa: ANN401 - a matplotli
                 label=label,
                 rasterized=len(points) > 2000,  # a bitmap inside the PDF: many markers stay quick to save
             )
-    shared = points[points["groups"] > 1].nlargest(MAX_LABELS if labelled else 0, "groups", keep="first")
+    shared = points[points["groups"] > 1].nlargest(max_labels if labelled else 0, "groups", keep="first")
     for row in shared.itertuples():  # the most crowded points
         ax.annotate(f"×{row.groups}", (row.x, row.y), xytext=(6, 4), textcoords="offset points", fontsize=7)
     ax.set(
