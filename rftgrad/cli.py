@@ -34,7 +34,15 @@ import torch
 
 from rftgrad import __version__
 from rftgrad.configs import describe_config
-from rftgrad.diagnose import EXPORT_NOTE, GROUP_SIZES, SCALE_REWARDS, TO_LABEL_SUFFIX, diagnose, format_summary
+from rftgrad.diagnose import (
+    EXPORT_NOTE,
+    GROUP_SIZES,
+    SCALE_REWARDS,
+    TO_LABEL_SUFFIX,
+    diagnose,
+    format_summary,
+    to_label_path,
+)
 from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
@@ -311,22 +319,24 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(format_summary(diagnosis))
-    report = [p for p in written if p.parent == written[0].parent]
-    print(f"wrote {written[0].parent}/: " + ", ".join(p.name for p in report) + " (+ .pdf)")
+    export_files = set()
     if args.export_stalled is not None:
-        exported = written[len(report) :]
-        if not exported:
-            print(f"--export-stalled: no prompt is in the vanishing regime; nothing written to {args.export_stalled}")
-        for path in exported:
-            rows = sum(1 for _ in path.open(encoding="utf-8"))
-            what = (
-                "stalled prompts without a reference, to label (add a 'completion' to each)"
-                if path.name.endswith(TO_LABEL_SUFFIX)
-                else "stalled prompts with their reference: a prompt-completion dataset for TRL's SFTTrainer"
-            )
-            print(f"exported {rows} {what}: {path}")
-        if exported:
-            print(f"  {EXPORT_NOTE}")
+        export_files = {Path(f).resolve() for f in (args.export_stalled, to_label_path(args.export_stalled))}
+    exported = [p for p in written if p.resolve() in export_files]  # may lie inside --out too
+    report = [p for p in written if p.resolve() not in export_files]
+    print(f"wrote {report[0].parent}/: " + ", ".join(p.name for p in report) + " (+ .pdf)")
+    if args.export_stalled is not None and not exported:
+        print(f"--export-stalled: no prompt is in the vanishing regime; nothing written to {args.export_stalled}")
+    for path in exported:
+        rows = path.read_text(encoding="utf-8").count("\n")  # one JSON object a line
+        what = (
+            "stalled prompts without a reference, to label (add a 'completion' to each)"
+            if path.name.endswith(TO_LABEL_SUFFIX)
+            else "stalled prompts with their reference: a prompt-completion dataset for TRL's SFTTrainer"
+        )
+        print(f"exported {rows} {what}: {path}")
+    if exported:
+        print(f"  {EXPORT_NOTE}")
     return 0
 
 

@@ -160,3 +160,21 @@ def test_a_crowded_scatter_draws_few_labels_and_fainter_markers(tmp_path):
     assert 0 < labels <= SCATTER_MAX_LABELS and alpha == 0.6 and "×k" in title
     labels, alpha, title = scatter(4 * SCATTER_SPARSE, binary=False)  # continuous: more distinct points
     assert labels == 0 and alpha < 0.6 and "×k" not in title
+
+
+def test_an_export_inside_the_output_folder_is_reported_as_the_export(tmp_path, capsys):
+    records = [{"prompt": "stuck", "solution": "42", "reward": 0.0}] * 4
+    records += [{"prompt": "fine", "solution": "7", "reward": float(r)} for r in (0, 1, 1, 0)]
+    path = write_jsonl(tmp_path / "log.jsonl", records)
+    out = tmp_path / "report"
+    argv = ["diagnose", str(path), "--out", str(out), "--reward-range", "0,1", "--export-stalled"]
+    assert main([*argv, str(out / "stalled.jsonl")]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out}/: prompts.csv, summary.json, mean_vs_std.png (+ .pdf)" in printed
+    assert (
+        f"exported 1 stalled prompts with their reference: a prompt-completion dataset for TRL's SFTTrainer: {out}"
+        in printed
+    )
+    assert [json.loads(line) for line in (out / "stalled.jsonl").read_text().splitlines()] == [
+        {"prompt": "stuck", "completion": "42"}
+    ]
