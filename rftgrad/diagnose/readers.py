@@ -527,11 +527,10 @@ def total_reward(terms: np.ndarray, weights: Sequence[float]) -> np.ndarray:
 
 def _check_total(path: Path, total: np.ndarray, wheres: list[str]) -> None:
     large = np.abs(total) > MAX_ABS_REWARD  # NaN (unscorable) compares False
-    if large.any():
-        index = int(np.flatnonzero(large)[0])
+    if (where := _first_where(large, wheres)) is not None:
         raise _fail(
             path,
-            f"{wheres[index]}: the weighted reward {total[index]:g} is larger than {MAX_ABS_REWARD:g} in magnitude; "
+            f"{where}: the weighted reward {total[np.argmax(large)]:g} is larger than {MAX_ABS_REWARD:g} in magnitude; "
             "use smaller --reward-weights",
         )
 
@@ -554,11 +553,15 @@ def _key(value: Any) -> str | None:  # noqa: ANN401 - a prompt cell: text, id, c
     return str(value)
 
 
+def _first_where(flagged: pd.Series | np.ndarray, wheres: list[str]) -> str | None:
+    """Where the first flagged sample is (``line 17``), None when no sample is flagged."""
+    flagged = np.asarray(flagged, dtype=bool)  # (S,)
+    return wheres[int(np.argmax(flagged))] if flagged.any() else None
+
+
 def _steps(cells: pd.Series, path: Path, column: str, wheres: list[str]) -> pd.Series:
     """Step values, numeric where every value is (TRL writes ``str(global_step)``), else text."""
-    missing = cells.isna().to_numpy()
-    if missing.any():
-        where = wheres[int(np.flatnonzero(missing)[0])]
+    if (where := _first_where(cells.isna(), wheres)) is not None:
         raise _fail(path, f"{where}: no value in step column {column!r}; fill it or pass --step-col none")
     numeric = pd.to_numeric(cells, errors="coerce")
     if numeric.notna().all():
@@ -710,9 +713,10 @@ def _blocks(
         ``(S,)`` block index within its step, ``G``, and where ``G`` came from.
     """
     step_of = np.zeros(len(keys), dtype=np.int64) if steps is None else pd.factorize(steps)[0]  # (S,)
-    position = pd.Series(np.arange(len(keys))).groupby(step_of).cumcount().to_numpy()  # (S,) row within its step
+    rows_by_step = pd.Series(np.arange(len(keys))).groupby(step_of)
+    position = rows_by_step.cumcount().to_numpy()  # (S,) row within its step
     key_codes = pd.factorize(keys)[0]  # (S,)
-    by_step = [np.flatnonzero(step_of == s) for s in range(step_of.max() + 1)]
+    by_step = list(rows_by_step.indices.values())  # each step's rows, in file order (one pass, not one per step)
     if group_size is None:
         lengths = np.concatenate([_runs(key_codes[rows]) for rows in by_step])
         group_size, source = math.gcd(*lengths.tolist()), "inferred"
@@ -736,11 +740,10 @@ def _blocks(
     block = position // group_size  # (S,)
     codes = pd.DataFrame({"step": step_of, "block": block, "key": key_codes})
     mixed = codes.groupby(["step", "block"])["key"].transform("nunique").to_numpy() > 1
-    if mixed.any():
-        index = int(np.flatnonzero(mixed)[0])
+    if (where := _first_where(mixed, wheres)) is not None:
         raise _fail(
             path,
-            f"{wheres[index]}: a block of {group_size} consecutive rows holds several prompts, so the rows are not "
+            f"{where}: a block of {group_size} consecutive rows holds several prompts, so the rows are not "
             f"groups of {group_size} ({source}); pass TRL's num_generations as --group-size, or "
             "--group-size 0 to group by prompt text",
         )
@@ -761,12 +764,9 @@ def _reward_columns(
     elif layout == "trl":
         rewards = _trl_reward_columns(frame, exclude)
         shape = "per-function"
-    elif layout == "verl" and _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), "") is not None:
+    elif layout == "verl" and (penalty := _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), "")) is not None:
         # verl's DAPO: the dump's score is the raw one, the penalty beside it (docs/verl.md)
-        rewards = [
-            _find_column(frame, path, None, ("score",), ""),
-            _find_column(frame, path, None, (VERL_OVERLONG_COLUMN,), ""),
-        ]
+        rewards = [_find_column(frame, path, None, ("score",), ""), penalty]
     else:
         found = _find_column(frame, path, None, REWARD_COLUMNS, "--reward-col")
         base = _object_base(frame, REWARD_COLUMNS) if found is None else None
@@ -816,8 +816,7 @@ def _groups(
     elif group_by is not None:
         grouping = "column"
         groups = frame[group_by].map(_key)
-        if groups.isna().any():
-            where = wheres[int(np.flatnonzero(groups.isna().to_numpy())[0])]
+        if (where := _first_where(groups.isna(), wheres)) is not None:
             raise _fail(path, f"{where}: no value in group column {group_by!r}; fill it or leave --group-col out")
     elif group_size or (group_size is None and layout == "trl"):
         grouping = "blocks"
@@ -826,8 +825,7 @@ def _groups(
     elif group_size is None and layout == "verl" and VERL_UID_COLUMN in frame:
         grouping = "uid"  # verl's v1 dump: {uid}_{session}_{index}, grouped by uid as verl's advantages are
         uids = frame[VERL_UID_COLUMN].map(_key)
-        if uids.isna().any():
-            where = wheres[int(np.flatnonzero(uids.isna().to_numpy())[0])]
+        if (where := _first_where(uids.isna(), wheres)) is not None:
             raise _fail(
                 path, f"{where}: no value in verl's {VERL_UID_COLUMN!r} column; fix the row or pass --group-size 0"
             )
@@ -1014,8 +1012,7 @@ def read_rollouts(
         shape = "per-group"
     wheres = [_where(row, element) for row, element in zip(frame[ROW], frame[ELEMENT], strict=True)]
     keys = frame[prompt].map(_key)
-    if keys.isna().any():
-        where = wheres[int(np.flatnonzero(keys.isna().to_numpy())[0])]
+    if (where := _first_where(keys.isna(), wheres)) is not None:
         raise _fail(path, f"{where}: no prompt in column {prompt!r}; every row needs one (or drop the row)")
     steps = None if step is None else _steps(frame[step], path, step, wheres)
     allow_missing = layout in ("trl", "monitor") or len(reward_names) > 1  # a missing reward: TRL's None
