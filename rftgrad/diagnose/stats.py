@@ -210,6 +210,24 @@ class Regime:
     std_threshold: float
     gap: float
 
+    @classmethod
+    def from_range(
+        cls,
+        reward_range: tuple[float, float],
+        range_source: str,
+        max_reward: float,
+        max_source: str,
+        std_threshold: float | None = None,
+        gap: float | None = None,
+    ) -> Regime:
+        """The regime over ``reward_range``, defaults filled in: ``std_threshold = 0.1·(hi - lo)``
+        (:data:`STD_THRESHOLD_FRACTION`), ``gap = 0.5·(hi - lo)`` (:data:`GAP_FRACTION`)."""
+        lo, hi = reward_range
+        width = hi - lo
+        std_threshold = STD_THRESHOLD_FRACTION * width if std_threshold is None else std_threshold
+        gap = GAP_FRACTION * width if gap is None else gap
+        return cls((lo, hi), range_source, float(max_reward), max_source, std_threshold, gap)
+
     @property
     def mean_below(self) -> float:
         """``max_reward - gap``: means below this are far from optimal."""
@@ -284,10 +302,7 @@ def make_regime(
         _check_bound(log, rewards > max_reward, f"is above --max-reward {max_reward:g}; raise --max-reward")
     else:
         max_reward, max_source = (hi, range_source) if reward_range is not None else (float(rewards.max()), "observed")
-    width = hi - lo
-    std_threshold = STD_THRESHOLD_FRACTION * width if std_threshold is None else std_threshold
-    gap = GAP_FRACTION * width if gap is None else gap
-    return Regime((lo, hi), range_source, float(max_reward), max_source, std_threshold, gap)
+    return Regime.from_range((lo, hi), range_source, max_reward, max_source, std_threshold, gap)
 
 
 def prompt_table(

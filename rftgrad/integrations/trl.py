@@ -92,7 +92,6 @@ import functools
 import inspect
 import json
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,11 +101,10 @@ import torch
 from transformers import TrainerCallback
 
 from rftgrad.diagnose import (
-    GAP_FRACTION,
     GROUP_SIZES,
-    STD_THRESHOLD_FRACTION,
     Regime,
     check_group_sizes,
+    check_number,
     check_reward_range,
     plugin_prob_all_equal,
     unbiased_prob_all_equal,
@@ -142,14 +140,6 @@ def _is_async(func: Callable) -> bool:
     while isinstance(func, functools.partial):
         func = func.func
     return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(type(func).__call__)
-
-
-def _check_nonnegative(value: Any, name: str) -> float | None:  # noqa: ANN401 - any input
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{name} must be a finite number >= 0 or None (the default), got {value!r}")
-    return float(value)
 
 
 def batch_metrics(
@@ -241,15 +231,12 @@ class GroupMonitor(TrainerCallback):
         if log_path is True or not (log_path is None or log_path is False or isinstance(log_path, str | Path)):
             raise ConfigError(f"log_path takes a path, None (the default place) or False (no log), got {log_path!r}")
         self.log_path = log_path
-        threshold, gap = _check_nonnegative(std_threshold, "std_threshold"), _check_nonnegative(gap, "gap")
-        self.regime = Regime(
-            reward_range=(lo, hi),
-            range_source="GroupMonitor(reward_range)",
-            max_reward=hi,
-            max_source="GroupMonitor(reward_range)",
-            std_threshold=STD_THRESHOLD_FRACTION * (hi - lo) if threshold is None else threshold,
-            gap=GAP_FRACTION * (hi - lo) if gap is None else gap,
+        threshold, gap = (
+            None if value is None else check_number(value, name, minimum=0.0)
+            for value, name in ((std_threshold, "std_threshold"), (gap, "gap"))
         )
+        source = "GroupMonitor(reward_range)"
+        self.regime = Regime.from_range((lo, hi), source, hi, source, threshold, gap)
         self.estimator: str | None = None
         self.log_file: Path | None = None
         self.batches = 0
