@@ -9,6 +9,7 @@ random generators, and what is written next to results so a run can be reproduce
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import platform
 import subprocess
@@ -25,6 +26,7 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "is_count",
+    "is_whole_number",
     "check_seed",
     "replica_seeds",
     "generator",
@@ -84,6 +86,16 @@ def is_count(value: object, least: int = 1) -> bool:
     """Whether ``value`` is an integer (Python or NumPy, not a bool) ``>= least``: the test of every size
     and count argument (inputs, widths, layers, V, L) before it is used."""
     return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= least
+
+
+def is_whole_number(value: object) -> bool:
+    """Whether ``value`` is an integer or a finite real with an integer value (``8.0``: what a command
+    line parses), not a bool: the test of group sizes that may come from a command line."""
+    if isinstance(value, bool):  # NumPy's bool is no numbers.Integral or Real: refused below
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return isinstance(value, numbers.Real) and math.isfinite(value) and bool(value == int(value))
 
 
 def check_seed(seed: object, what: str = "seed") -> int:

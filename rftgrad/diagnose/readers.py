@@ -64,6 +64,7 @@ import numpy as np
 import pandas as pd
 
 from rftgrad.errors import ConfigError, RftgradError
+from rftgrad.runtime import is_whole_number
 
 #: auto-detected column names, first match wins (compared case-insensitively, also to the last
 #: component of a dotted nested name).
@@ -844,10 +845,7 @@ def check_group_size(group_size: Any) -> int | None:  # noqa: ANN401 - any input
     """
     if group_size is None:
         return None
-    whole = isinstance(group_size, numbers.Integral) or (
-        isinstance(group_size, numbers.Real) and math.isfinite(group_size) and group_size == int(group_size)
-    )
-    if isinstance(group_size, bool | np.bool_) or not whole or int(group_size) == 1 or group_size < 0:
+    if not is_whole_number(group_size) or int(group_size) == 1 or group_size < 0:
         raise ConfigError(
             f"--group-size takes a whole number >= 2 (TRL's num_generations), or 0 to group by prompt text; "
             f"got {group_size!r}"

@@ -50,6 +50,7 @@ import torch
 
 from rftgrad.diagnose.readers import RolloutLog, RolloutLogError, check_number
 from rftgrad.errors import ConfigError
+from rftgrad.runtime import is_whole_number
 from rftgrad.theory.bounds import stalled
 from rftgrad.theory.group_updates import prob_all_equal
 
@@ -91,8 +92,7 @@ def check_group_sizes(group_sizes: Sequence[Any], option: str = "--group-sizes")
         raise ConfigError(f"{option} takes a list of whole numbers >= 1, got {group_sizes!r}; e.g. 2,4,8")
     sizes = []
     for g in group_sizes:
-        whole = isinstance(g, numbers.Integral) or (isinstance(g, numbers.Real) and math.isfinite(g) and g == int(g))
-        if isinstance(g, bool | np.bool_) or not whole or g < 1:
+        if not is_whole_number(g) or g < 1:
             shown = (
                 f"{g:g}"
                 if isinstance(g, float | np.floating)
