@@ -651,9 +651,8 @@ def log_files(path: str | Path, fmt: str | None = None) -> list[Path]:
 
 def _read_files(files: list[Path], fmt: str | None) -> tuple[pd.DataFrame, str]:
     """The files as one frame, ``LINE`` and ``ROW`` filled in (``ROW`` names the file when there are several)."""
-    frames = []
-    for file in files:
-        file_fmt = detect_format(file, fmt)
+    frames, formats = [], [detect_format(file, fmt) for file in files]  # one format: log_files checked it
+    for file, file_fmt in zip(files, formats, strict=True):
         _check_content(file, file_fmt)
         frame, lines = _read_frame(file, file_fmt)
         word = ROW_WORDS[file_fmt]
@@ -661,7 +660,7 @@ def _read_files(files: list[Path], fmt: str | None) -> tuple[pd.DataFrame, str]:
         rows = [f"{prefix}{word} {line}" for line in lines]
         frames.append(frame.reset_index(drop=True).assign(**{LINE: lines, ROW: rows}))
     frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
-    return frame, detect_format(files[0], fmt)
+    return frame, formats[0]
 
 
 def _layout(frame: pd.DataFrame) -> str:
