@@ -14,6 +14,10 @@ Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2 (
 for range and finiteness as the command line is parsed; output folders are claimed before any work,
 :func:`rftgrad.results.claim_run_dir`); any other error is a bug of rftgrad's and shows its traceback,
 a line asking for a report, and exit code 1.
+
+Threads: ``exact``, ``check``, ``run`` and ``figures`` take ``--threads N``; without it a command runs with
+``OMP_NUM_THREADS`` intra-op threads if that is set, else one (:func:`rftgrad.runtime.choose_threads` says why),
+and every ``environment.json`` records the count and its source.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from rftgrad.errors import ConfigError, RftgradError
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
 from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint, write_run
+from rftgrad.runtime import DEFAULT_CPU_THREADS, choose_threads, use_threads
 from rftgrad.theory import exact, gamma
 from rftgrad.theory.check import run_check
 from rftgrad.theory.instances import POLICY_KINDS, draw_specs
@@ -514,6 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--out", default=None, help="output folder (default diagnose_<file stem>, else ...-2, ...)")
     dg.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     dg.set_defaults(handler=_cmd_diagnose)
+    for compute in (ex, ck, rn, fg):
+        compute.add_argument(
+            "--threads",
+            type=_integer(1),
+            default=None,
+            help=f"intra-op torch threads on the CPU (default: OMP_NUM_THREADS if set, else {DEFAULT_CPU_THREADS}; "
+            "recorded in environment.json)",
+        )
     return parser
 
 
@@ -540,7 +553,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     matplotlib.use("Agg")  # the CLI writes files; library code never switches the backend
     try:
-        code = args.handler(args)
+        with use_threads(choose_threads(getattr(args, "threads", None))):
+            code = args.handler(args)
         sys.stdout.flush()  # a reader that went away fails here, inside the handlers below, not at exit
         return code
     except RftgradError as err:

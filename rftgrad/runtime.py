@@ -9,12 +9,15 @@ random generators, and what is written next to results so a run can be reproduce
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import numbers
+import os
 import platform
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -31,6 +34,10 @@ __all__ = [
     "replica_seeds",
     "generator",
     "torch_threads",
+    "DEFAULT_CPU_THREADS",
+    "ThreadChoice",
+    "choose_threads",
+    "use_threads",
     "stream_seed",
     "stream",
     "git_commit",
@@ -157,6 +164,64 @@ def torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+#: intra-op torch threads a command of the ``rftgrad`` CLI runs with on a CPU unless ``--threads`` or
+#: ``OMP_NUM_THREADS`` says otherwise (see :func:`choose_threads`).
+DEFAULT_CPU_THREADS = 1
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """The intra-op torch threads a command runs with (``count``) and who chose them (``source``):
+    ``"--threads"`` (the command line), ``"OMP_NUM_THREADS"`` (the environment) or ``"default"``
+    (:data:`DEFAULT_CPU_THREADS`)."""
+
+    count: int
+    source: str
+
+
+def choose_threads(requested: int | None = None, environ: Mapping[str, str] | None = None) -> ThreadChoice:
+    """The thread policy of the ``rftgrad`` command line: ``requested`` (``--threads N``) if given, else a valid
+    ``OMP_NUM_THREADS`` (a positive integer) from ``environ`` (default ``os.environ``), else
+    :data:`DEFAULT_CPU_THREADS` = 1.
+
+    Why one thread by default: every tensor of the toolkit's own workloads is small (thousands to a few
+    million numbers), so intra-op parallelism rarely pays, and when another process holds a core torch's
+    default of one thread per core collapses (benchmarks/README.md, "Threads": 2 threads beside one busy
+    process made ``rftgrad figures --tiny`` 4.8x slower than 1 thread, while on an idle machine 1 thread is
+    within the measured margin of the best setting). One thread also makes float32 results the same on
+    machines with different core counts. ``--threads N`` (or ``OMP_NUM_THREADS``) serves large models
+    on idle many-core machines.
+
+    Raises:
+        ConfigError: ``requested`` is not an integer >= 1.
+    """
+    if requested is not None:
+        if not is_count(requested):
+            raise ConfigError(f"threads={requested!r} is invalid: give an integer number of threads >= 1")
+        return ThreadChoice(int(requested), "--threads")
+    value = (os.environ if environ is None else environ).get("OMP_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) >= 1:
+        return ThreadChoice(int(value), "OMP_NUM_THREADS")
+    return ThreadChoice(DEFAULT_CPU_THREADS, "default")
+
+
+#: the :class:`ThreadChoice` of the command running now (set by :func:`use_threads`), for :func:`environment_info`.
+_ACTIVE_THREADS: contextvars.ContextVar[ThreadChoice | None] = contextvars.ContextVar("rftgrad_threads", default=None)
+
+
+@contextlib.contextmanager
+def use_threads(choice: ThreadChoice) -> Iterator[None]:
+    """Run the block with ``choice.count`` intra-op torch threads and record the choice, so that
+    :func:`environment_info` writes its source into every ``environment.json`` of the block; both are
+    restored on exit (the command line wraps each command in it; library code never calls it)."""
+    token = _ACTIVE_THREADS.set(choice)
+    try:
+        with torch_threads(choice.count):
+            yield
+    finally:
+        _ACTIVE_THREADS.reset(token)
+
+
 _MASK64 = (1 << 64) - 1
 _HASH_MODULUS = (1 << 61) - 1  # CPython's modulus for hashing integers on 64-bit builds
 _XXPRIME_1, _XXPRIME_2, _XXPRIME_5 = 11400714785074694791, 14029467366897019727, 2870177450012600261
@@ -228,6 +293,9 @@ def environment_info(device: torch.device | str | None = None) -> dict[str, obje
         # float32 CPU reductions split work by thread, so results can differ in the last bits between thread
         # counts: the same config and seed reproduce exactly at the same count (set OMP_NUM_THREADS to pin it)
         "cpu_threads": torch.get_num_threads(),
+        # who chose that count: "--threads", "OMP_NUM_THREADS" or "default" (the CLI's policy, choose_threads),
+        # or "caller" when rftgrad is used as a library and the caller's torch setting stands
+        "cpu_threads_source": choice.source if (choice := _ACTIVE_THREADS.get()) is not None else "caller",
     }
     if device is not None:
         dev = torch.device(device)

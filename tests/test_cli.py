@@ -7,6 +7,7 @@ import re
 
 import pandas as pd
 import pytest
+import torch
 
 from rftgrad.cli import main
 
@@ -42,6 +43,23 @@ def test_exact_writes_a_reproducible_run_directory(tmp_path, capsys):
     assert not list((tmp_path / "a").glob(".*.tmp"))  # no temporary files left behind
 
 
+def test_threads_are_chosen_recorded_and_restored(tmp_path, monkeypatch):
+    args = ["exact", "--policy", "tabular", "--inputs", "2", "--vocab", "2", "--length", "2"]
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert main([*args, "--out", str(tmp_path / "default")]) == 0
+    assert main([*args, "--threads", "2", "--out", str(tmp_path / "flag")]) == 0
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert main([*args, "--out", str(tmp_path / "omp")]) == 0
+    recorded = {
+        run: (info["cpu_threads"], info["cpu_threads_source"])
+        for run in ("default", "flag", "omp")
+        for info in [json.loads((tmp_path / run / "environment.json").read_text())]
+    }
+    assert recorded == {"default": (1, "default"), "flag": (2, "--threads"), "omp": (3, "OMP_NUM_THREADS")}
+    assert torch.get_num_threads() == before  # the command's choice does not outlive it
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -53,6 +71,7 @@ def test_exact_writes_a_reproducible_run_directory(tmp_path, capsys):
         (["--vocab", "8", "--length", "8", "--policy", "tabular"], "past the enumeration limit"),
         (["--env", "digits", "--policy", "transformer"], "reads prompts"),
         (["--p0", "1.5"], r"strictly inside \(0, 1\)"),
+        (["--threads", "0"], "--threads"),
     ],
 )
 def test_bad_input_gives_one_line_error_and_exit_code_2(args, message, capsys, tmp_path):

@@ -7,7 +7,17 @@ import random
 import pytest
 import torch
 
-from rftgrad.runtime import stream, stream_seed, torch_threads
+from rftgrad.errors import ConfigError
+from rftgrad.runtime import (
+    DEFAULT_CPU_THREADS,
+    ThreadChoice,
+    choose_threads,
+    environment_info,
+    stream,
+    stream_seed,
+    torch_threads,
+    use_threads,
+)
 
 
 def test_stream_seed_is_the_tuple_hash_of_cpython_written_out():
@@ -46,3 +56,28 @@ def test_torch_threads_restores_the_count_also_on_an_exception():
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+def test_choose_threads_prefers_the_flag_then_omp_num_threads_then_one():
+    assert choose_threads(3, {"OMP_NUM_THREADS": "2"}) == ThreadChoice(3, "--threads")
+    assert choose_threads(None, {"OMP_NUM_THREADS": " 2 "}) == ThreadChoice(2, "OMP_NUM_THREADS")
+    for unusable in ("", "0", "two", "-1", "1.5"):  # torch itself ignores such values: the default applies
+        assert choose_threads(None, {"OMP_NUM_THREADS": unusable}) == ThreadChoice(DEFAULT_CPU_THREADS, "default")
+    assert choose_threads(None, {}) == ThreadChoice(1, "default")
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ConfigError, match="threads=.* is invalid"):
+            choose_threads(bad, {})
+
+
+def test_use_threads_sets_and_records_the_choice_then_restores_both():
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    assert environment_info()["cpu_threads_source"] == "caller"  # library use: the caller's setting stands
+    with use_threads(ThreadChoice(target, "--threads")):
+        info = environment_info()
+        assert torch.get_num_threads() == target
+        assert (info["cpu_threads"], info["cpu_threads_source"]) == (target, "--threads")
+    assert torch.get_num_threads() == before and environment_info()["cpu_threads_source"] == "caller"
+    with pytest.raises(RuntimeError, match="boom"), use_threads(ThreadChoice(target, "default")):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before and environment_info()["cpu_threads_source"] == "caller"
