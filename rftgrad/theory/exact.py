@@ -240,56 +240,90 @@ def _flat_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgr
     return program, levels, cotangents
 
 
-def _backward_sweep(
-    cond_logp: list[torch.Tensor], rewards: torch.Tensor, reward_fn: ShapingFn | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """From next-token log-probs per level to every exact quantity.
+def _level_rows(vocab: int, length: int) -> list[slice]:
+    """The block of prefix states of each level ``l < L``: ``[Σ_{j<l} V^j, Σ_{j≤l} V^j)`` (``prefix_state`` order)."""
+    offsets = [0]
+    for level in range(length):
+        offsets.append(offsets[-1] + vocab**level)
+    return [slice(offsets[level], offsets[level + 1]) for level in range(length)]
+
+
+def _tree_sweep(
+    logits: torch.Tensor, rewards: torch.Tensor, space: OutputSpace, reward_fn: ShapingFn | None = None
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """From the tempered logits of every prefix to every exact quantity: one forward and one
+    backward sweep over the prefix tree, in the state-major layout ``(S, V, R, N)`` (states in
+    ``OutputSpace.prefix_state`` order, vocabulary, replicas, inputs innermost; see
+    :class:`~rftgrad.models.base.ClosedFormTree`), so every sum over the vocabulary or over
+    prefixes runs over contiguous rows of ``R·N``.
+
+    Forward, level by level (one exp per logit; ``m_u = max_a z_u(a)``, ``e_u = exp(z_u - m_u)``,
+    ``s_u = Σ_a e_u(a) >= 1``): ``π_u = e_u / s_u``, ``P(u·a) = P(u) π_u(a)`` and
+    ``log P(u·a) = log P(u) + (z_u(a) - m_u) - log s_u``. Backward, from the leaves
+    (``Q(y) = r(x, y)``) up: ``Q(u) = Σ_a π_u(a) Q(u·a)``, the cotangents
+    ``g_u = P(u) π_u ⊙ (Q(u·) - Q(u))`` and ``Var_l = Σ_{|u|=l} Σ_a P(u·a) (Q(u·a) - Q(u))²``.
+    Then ``V = Q(∅)`` and ``STD = sqrt(Σ_l Var_l)`` (the martingale identity; a sum of
+    non-negative terms, so no cancellation as STD -> 0).
 
     Args:
-        cond_logp: ``L`` tensors ``(R, N, V^l, V)``: log π_u for each prefix ``u`` of level ``l``.
+        logits: ``(S, V, R, N)`` ``f_θ(x_n, u) / T``, ``S = Σ_{l<L} V^l``; overwritten (shifted by ``m_u``).
         rewards: ``(N, Y)``.
+        space: the output space (``V``, ``L``).
         reward_fn: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
             ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
             (value, std and the martingale terms stay those of the reward).
 
     Returns:
-        log_probs ``(R, N, Y)``, value ``(R, N)``, std ``(R, N)``, position variances
-        ``(R, N, L)`` and the logit cotangents ``g_u`` per level ``(R, N, V^l, V)``.
+        The :class:`Evaluation` fields but ``rewards`` (``log_probs`` ``(R, N, Y)`` is a permuted view
+        of a ``(Y, R, N)`` tensor), and the cotangents ``g`` ``(S, V, R, N)``.
     """
-    num_replicas, num_inputs = cond_logp[0].shape[:2]
-    path = [cond_logp[0].new_zeros(num_replicas, num_inputs, 1)]  # log P(u), level 0: the empty prefix
-    for logp in cond_logp:
-        path.append((path[-1][..., None] + logp).reshape(num_replicas, num_inputs, -1))  # (R, N, V^(l+1))
-    log_probs = path[-1]  # (R, N, Y)
-    probs = log_probs.exp()
-    value = (probs * rewards).sum(-1)  # (R, N)
-    std = ((rewards - value[..., None]).pow(2) * probs).sum(-1).sqrt()  # (R, N)
+    num_replicas, num_inputs, vocab = logits.shape[2], logits.shape[3], space.vocab_size
+    level_rows = _level_rows(vocab, space.length)
+    unnormalised = torch.empty_like(logits)  # e_u = exp(z_u - m_u)
+    child_prob = torch.empty_like(logits)  # P(u·a) = P(u) π_u(a)
+    normalisers = []  # s_u per level, (V^l, 1, R, N)
+    log_path = logits.new_zeros(1, num_replicas, num_inputs)  # log P(u) at level 0 (the empty prefix)
+    prefix_prob = logits.new_ones(1, 1, num_replicas, num_inputs)  # P(u), (V^l, 1, R, N)
+    for rows in level_rows:
+        shifted = logits[rows]  # (V^l, V, R, N)
+        shifted.sub_(shifted.amax(1, keepdim=True))  # z_u - m_u
+        exp = torch.exp(shifted, out=unnormalised[rows])
+        normaliser = exp.sum(1, keepdim=True)  # s_u, (V^l, 1, R, N)
+        normalisers.append(normaliser)
+        torch.mul(exp, prefix_prob / normaliser, out=child_prob[rows])
+        log_path = ((log_path[:, None] - normaliser.log()) + shifted).reshape(-1, num_replicas, num_inputs)
+        prefix_prob = child_prob[rows].reshape(-1, 1, num_replicas, num_inputs)
+    log_probs = log_path  # (Y, R, N)
+    cotangents = torch.empty_like(logits)  # g_u, (S, V, R, N)
 
-    position_variance, cotangents = _martingale_sweep(cond_logp, path, rewards.expand(num_replicas, -1, -1))
+    def sweep_up(leaf_values: torch.Tensor, variance: torch.Tensor | None) -> torch.Tensor:
+        """``Q`` from the leaves ``(Y, R or 1, N)`` up: fills ``cotangents`` (and ``variance`` ``(R, N, L)``),
+        returns ``Q(∅)`` ``(R, N)``."""
+        q_level = leaf_values
+        for level in reversed(range(len(level_rows))):
+            rows = level_rows[level]
+            q_children = q_level.reshape(vocab**level, vocab, *q_level.shape[1:])  # Q(u·a)
+            q_prefix = (unnormalised[rows] * q_children).sum(1, keepdim=True) / normalisers[level]  # Q(u)
+            spread = q_children - q_prefix  # Q(u·a) - Q(u), (V^l, V, R, N)
+            cot = torch.mul(child_prob[rows], spread, out=cotangents[rows])  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
+            if variance is not None:
+                variance[..., level] = (cot * spread).sum((0, 1))
+            q_level = q_prefix.reshape(vocab**level, num_replicas, num_inputs)
+        return q_level[0]
+
+    position_variance = logits.new_empty(num_replicas, num_inputs, len(level_rows))
+    value = sweep_up(rewards.t()[:, None, :], position_variance)
     if reward_fn is not None:
-        _, cotangents = _martingale_sweep(cond_logp, path, reward_fn(log_probs))
-    return log_probs, value, std, position_variance, cotangents
-
-
-def _martingale_sweep(
-    cond_logp: list[torch.Tensor], path: list[torch.Tensor], rewards: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``Q(u) = Σ_a π_u(a) Q(u·a)`` from the leaves up: martingale variances ``(R, N, L)``
-    and logit cotangents ``g_u = P(u) π_u ⊙ (Q(u·) - Q(u))`` per level (``rewards``: ``(R, N, Y)``)."""
-    length = len(cond_logp)
-    position_variance = rewards.new_zeros(*rewards.shape[:2], length)
-    cots_from_last: list[torch.Tensor] = []  # filled from level L-1 down to 0
-    q_next = rewards  # Q at level L: the reward itself, (R, N, Y)
-    for level in reversed(range(length)):
-        pi = cond_logp[level].exp()  # (R, N, V^l, V)
-        q_children = q_next.reshape(pi.shape)  # Q(u·a), (R, N, V^l, V)
-        q_prefix = (pi * q_children).sum(-1)  # Q(u) = Σ_a π_u(a) Q(u·a), (R, N, V^l)
-        spread = q_children - q_prefix[..., None]  # Q(u·a) - Q(u)
-        prefix_prob = path[level].exp()  # P(u), (R, N, V^l)
-        position_variance[..., level] = (prefix_prob * (pi * spread.pow(2)).sum(-1)).sum(-1)
-        cots_from_last.append(prefix_prob[..., None] * pi * spread)  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
-        q_next = q_prefix
-    return position_variance, cots_from_last[::-1]
+        sweep_up(reward_fn(log_probs.permute(1, 2, 0)).permute(2, 0, 1), None)
+    fields = {
+        "log_probs": log_probs.permute(1, 2, 0),  # (R, N, Y)
+        "value": value,
+        "std": position_variance.sum(-1).sqrt(),
+        "position_variance": position_variance,
+        "logit_grad_norm": torch.linalg.vector_norm(cotangents, dim=(0, 1)),  # sqrt(Σ_u ||g_u||²), (R, N)
+        "max_first_token_prob": (unnormalised[0] / normalisers[0][0]).amax(0),  # max_a π_∅(a), (R, N)
+    }
+    return fields, cotangents
 
 
 def _input_weights(weights: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
@@ -300,8 +334,14 @@ def _input_weights(weights: torch.Tensor | None, value: torch.Tensor) -> torch.T
 
 
 class _Enumeration:
-    """Everything one exact pass shares: the logit program over all prefixes, its outputs
-    ``(R, N, ...)``, the backward sweep and (with autograd) the VJP pullback."""
+    """Everything one exact pass shares: the tempered logits of every prefix ``(S, V, R, N)``, the
+    tree sweep (:func:`_tree_sweep`) and the way back from logit cotangents to parameters.
+
+    Two ways to the logits and back, same sweep: the policy's :class:`~rftgrad.models.base.ClosedFormTree` (tabular,
+    linear; ``method="tree"``, ``closed_form=True``), which needs no autograd, or the generic
+    ``torch.func`` program (:func:`_tree_program` / :func:`_flat_program`, vmapped over replicas,
+    with a ``vjp`` pullback when ``autograd``), the reference for every policy.
+    """
 
     def __init__(
         self,
@@ -311,6 +351,7 @@ class _Enumeration:
         max_outputs: int,
         reward_fn: ShapingFn | None,
         autograd: bool,
+        closed_form: bool = True,
     ) -> None:
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -320,8 +361,20 @@ class _Enumeration:
         self.x = policy.inputs_from(env)  # (N, ...)
         self.ids = torch.arange(env.num_inputs, device=policy.device)
         rewards = env.reward_table(max_outputs).to(policy.device, policy.dtype)  # (N, Y)
+        self.tree = policy.closed_form_tree(space) if closed_form and method == "tree" else None
+        self.level_rows = _level_rows(space.vocab_size, space.length)
+        if self.tree is not None:
+            with torch.no_grad():
+                logits = self.tree.logits(policy.params, policy.temperature)  # (S, V, R, N)
+        else:
+            logits = self._generic_logits(policy, space, method, autograd)
+        self.fields, self.state_cotangents = _tree_sweep(logits, rewards, space, reward_fn)
+        self.fields["rewards"] = rewards
+
+    def _generic_logits(self, policy: SoftmaxPolicy, space: OutputSpace, method: str, autograd: bool) -> torch.Tensor:
+        """The ``torch.func`` program's logits, state-major ``(S, V, R, N)``; keeps its pullback."""
         make = _tree_program if method == "tree" else _flat_program
-        self.program, levels, to_cotangents = make(policy, space)
+        self.program, levels, self.to_cotangents = make(policy, space)
 
         def all_replicas(params: Params) -> tuple[torch.Tensor, ...]:
             return vmap(self.program, in_dims=(0, 0, None, None))(params, policy.temperature, self.ids, self.x)
@@ -331,30 +384,40 @@ class _Enumeration:
         else:
             with torch.no_grad():
                 outputs = all_replicas(policy.params)
-        cond_logp = [torch.log_softmax(level.detach(), dim=-1) for level in levels(outputs)]
-        log_probs, value, std, position_variance, level_cots = _backward_sweep(cond_logp, rewards, reward_fn)
-        self.cotangents = to_cotangents(level_cots)  # per program output, (R, N, ...)
-        self.fields = {
-            "log_probs": log_probs,
-            "rewards": rewards,
-            "value": value,
-            "std": std,
-            "position_variance": position_variance,
-            "logit_grad_norm": torch.stack([c.pow(2).sum(dim=(-2, -1)) for c in level_cots]).sum(0).sqrt(),  # (R, N)
-            "max_first_token_prob": cond_logp[0][:, :, 0, :].exp().amax(-1),  # (R, N)
-        }
+        return torch.cat([level.detach().permute(2, 3, 0, 1) for level in levels(outputs)])  # (R, N, V^l, V) each
+
+    @property
+    def cotangents(self) -> tuple[torch.Tensor, ...]:
+        """The cotangents ``g_u`` per output of the generic program, ``(R, N, ...)``."""
+        return self.to_cotangents([self.state_cotangents[rows].permute(2, 3, 0, 1) for rows in self.level_rows])
 
     def mean_grad(self, input_weights: torch.Tensor | None) -> dict[str, Params | torch.Tensor]:
-        """``mean_grad`` and ``mean_grad_norm``: one VJP with the cotangents weighted by ``w_n``."""
-        weights = _input_weights(input_weights, self.fields["value"])
-        (mean_grad,) = self.pullback(
-            tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in self.cotangents)
-        )
+        """``mean_grad`` and ``mean_grad_norm``: ``Σ_n w_n J_n^T g_n``, closed form or one VJP."""
+        weights = _input_weights(input_weights, self.fields["value"])  # (R, N)
+        if self.tree is not None:
+            mean_grad = self.tree.pullback(self.state_cotangents, weights / self.policy.temperature[:, None])
+        else:
+            (mean_grad,) = self.pullback(
+                tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in self.cotangents)
+            )
         return {"mean_grad": mean_grad, "mean_grad_norm": params_norm(mean_grad, 1)}
+
+    def per_input_grads(self, keep_grads: bool, input_chunk: int) -> tuple[torch.Tensor, Params | None]:
+        """``(R, N)`` ``||∇_θ V(x_n;θ)||`` and (``keep_grads``) the gradients: closed form or vmapped VJPs."""
+        if self.tree is not None:
+            value = self.fields["value"]
+            scale = (1.0 / self.policy.temperature)[:, None].expand(value.shape)  # (R, N)
+            return self.tree.per_input(self.state_cotangents, scale, keep_grads)
+        return _per_input_grads(self.policy, self.program, self.ids, self.x, self.cotangents, keep_grads, input_chunk)
 
 
 def evaluate(
-    policy: SoftmaxPolicy, env: RewardEnv, *, method: str = "tree", max_outputs: int = DEFAULT_MAX_OUTPUTS
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    *,
+    method: str = "tree",
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+    closed_form: bool = True,
 ) -> Evaluation:
     """Exact V, STD, log-probabilities and martingale variances for every replica and input, no autograd.
 
@@ -376,7 +439,7 @@ def evaluate(
         EnumerationLimitError: ``V^L > max_outputs``.
         ShapeMismatchError: the policy does not fit the environment.
     """
-    return Evaluation(**_Enumeration(policy, env, method, max_outputs, None, autograd=False).fields)
+    return Evaluation(**_Enumeration(policy, env, method, max_outputs, None, False, closed_form).fields)
 
 
 def mean_gradient(
@@ -387,6 +450,7 @@ def mean_gradient(
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
     input_weights: torch.Tensor | None = None,
     reward_fn: ShapingFn | None = None,
+    closed_form: bool = True,
 ) -> MeanGradResult:
     """:func:`evaluate` plus ``mean_grad = ∇_θ Σ_n w_n E_y[f(y)]``, by one vector-Jacobian product.
 
@@ -417,7 +481,7 @@ def mean_gradient(
         EnumerationLimitError: ``V^L > max_outputs``.
         ShapeMismatchError: the policy does not fit the environment.
     """
-    run = _Enumeration(policy, env, method, max_outputs, reward_fn, autograd=True)
+    run = _Enumeration(policy, env, method, max_outputs, reward_fn, autograd=True, closed_form=closed_form)
     return MeanGradResult(**run.fields, **run.mean_grad(input_weights))
 
 
@@ -431,6 +495,7 @@ def exact(
     input_chunk: int = 64,
     input_weights: torch.Tensor | None = None,
     reward_fn: ShapingFn | None = None,
+    closed_form: bool = True,
 ) -> ExactResult:
     """Exact V, STD, martingale variances, ``mean_grad`` and per-input ``||∇_θ V(x_n;θ)||``.
 
@@ -463,11 +528,9 @@ def exact(
         raise ConfigError(f"unknown grads={grads!r}; choose one of {', '.join(GRADIENT_MODES)}")
     if input_chunk < 1:
         raise ConfigError(f"input_chunk must be >= 1, got {input_chunk}")
-    run = _Enumeration(policy, env, method, max_outputs, reward_fn, autograd=True)
+    run = _Enumeration(policy, env, method, max_outputs, reward_fn, autograd=True, closed_form=closed_form)
     mean = run.mean_grad(input_weights)
-    grad_norm, kept = _per_input_grads(
-        policy, run.program, run.ids, run.x, run.cotangents, grads == "full", input_chunk
-    )
+    grad_norm, kept = run.per_input_grads(grads == "full", input_chunk)
     return ExactResult(**run.fields, **mean, grad_norm=grad_norm, _grads=kept)
 
 
