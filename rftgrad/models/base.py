@@ -392,9 +392,10 @@ class SoftmaxPolicy(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
 
-    def closed_form_tree(self, space: OutputSpace) -> ClosedFormTree | None:
-        """The policy's logits over the whole prefix tree of ``space`` as a linear map with a closed-form
-        adjoint (:class:`ClosedFormTree`), or ``None`` (the default): the exact engine then runs the
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> ClosedFormTree | None:
+        """The policy's logits over the whole prefix tree of ``space`` for inputs ``x`` (as
+        :meth:`inputs_from` returns them) as a linear map with a closed-form adjoint
+        (:class:`ClosedFormTree`), or ``None`` (the default): the exact engine then runs the
         generic ``torch.func`` program (:meth:`replica_prefix_logits`, ``vmap``, ``vjp``)."""
         return None
 
@@ -420,15 +421,17 @@ class ClosedFormTree(ABC):
     """
 
     @abstractmethod
-    def logits(self, params: Params, temperature: torch.Tensor) -> torch.Tensor:
-        """``(S, V, R, N)`` tempered logits ``f_θ(x_n, u) / T_r`` (``temperature``: ``(R,)``), a fresh
-        tensor the caller may overwrite."""
+    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The tempered logits ``f_θ(x_n, u) / T_r`` (``temperature``: ``(R,)``) written into ``out``
+        ``(S, V, R, N)`` and returned."""
 
     @abstractmethod
-    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor) -> Params:
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
         """``∇_θ Σ_{u,a,n} scale[r, n] · cotangent[u, a, r, n] · f_θ(x_n, u)[a]``: name -> ``(R, *shape)``.
 
-        ``cotangent``: ``(S, V, R, N)``; ``scale``: ``(R, N)``."""
+        ``cotangent``: ``(S, V, R, N)``; ``scale``: ``(R, N)``; ``out``: name -> a buffer of the
+        parameter's shape, zero when first handed over, that the result may be written into
+        (and returned as) instead of a fresh tensor."""
 
     @abstractmethod
     def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:

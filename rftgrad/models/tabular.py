@@ -24,11 +24,23 @@ from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import ClosedFormTree, Params, SoftmaxPolicy
 
 
+def state_major(table: torch.Tensor) -> torch.Tensor:
+    """``table`` ``(R, N, S, V)`` with its numbers stored state-major (memory order ``(S, V, R, N)``).
+
+    The same values and shape; only the strides change, so that the exact engine reads the table
+    as ``(S, V, R, N)`` (:class:`TabularTree`) and writes the gradient without a transpose, and an
+    optimiser step on a gradient of the same layout runs in memory order.
+    """
+    return table.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
+
+
 class TabularPolicy(SoftmaxPolicy):
     """Free logits ``θ`` of shape ``(R, N, S, V)``, ``S = Σ_{l<L} V^l`` prefix states.
 
     The table holds ``N · Σ_{l<L} V^l · V`` logits per replica, more than ``N · V^L``, so like exact
-    enumeration it refuses output spaces past ``max_outputs`` (before allocating anything).
+    enumeration it refuses output spaces past ``max_outputs`` (before allocating anything). It is
+    stored state-major (:func:`state_major`); a table put in ``params`` with other strides gives the
+    same numbers, the exact engine then transposes it at each call.
 
     Args:
         num_inputs: ``N >= 1``.
@@ -60,6 +72,7 @@ class TabularPolicy(SoftmaxPolicy):
         self.init_scale = float(init_scale)
         self._num_states = sum(int(vocab_size) ** level for level in range(int(max_length)))
         super().__init__(vocab_size, max_length, **kwargs)
+        self.params["logits"] = state_major(self.params["logits"])
 
     @classmethod
     def for_env(cls, env: RewardEnv, **kwargs: Any) -> TabularPolicy:
@@ -95,7 +108,7 @@ class TabularPolicy(SoftmaxPolicy):
         ones = torch.ones(self.num_replicas, *prefixes.shape[-3:-1], dtype=self.dtype, device=self.device)
         return ones / self.temperature[:, None, None]
 
-    def closed_form_tree(self, space: OutputSpace) -> TabularTree:
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> TabularTree:
         """The table read state-major (:class:`TabularTree`): the exact engine's autograd-free path."""
         return TabularTree(self, space)
 
@@ -113,19 +126,12 @@ class TabularTree(ClosedFormTree):
         self.policy = policy
         self.num_states = space.num_prefix_states  # S <= the table's states (its max_length may exceed L)
 
-    def logits(self, params: Params, temperature: torch.Tensor) -> torch.Tensor:
+    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         table = params["logits"][:, :, : self.num_states].permute(2, 3, 0, 1)  # (S, V, R, N) view
-        tempered = torch.empty(table.shape, dtype=table.dtype, device=table.device)
-        return torch.div(table, temperature[:, None], out=tempered)  # one pass: transpose and divide by T
+        return torch.div(table, temperature[:, None], out=out)  # one pass: transpose and divide by T
 
-    def _table(self, cotangent: torch.Tensor, scale: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
-        """``scale · c`` in the table's layout ``(*lead, N_table, S_table, V)``, zero past the first ``S`` states."""
-        table_shape = self.policy.params["logits"].shape[1:]  # (N, S_table, V)
-        make = torch.empty if table_shape[1] == self.num_states else torch.zeros
-        return make(*lead, *table_shape, dtype=cotangent.dtype, device=cotangent.device)
-
-    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor) -> Params:
-        grad = self._table(cotangent, scale, (cotangent.shape[2],))  # (R, N, S_table, V)
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
+        grad = out["logits"]  # (R, N, S_table, V), zero past the first S states (never written)
         torch.mul(cotangent.permute(2, 3, 0, 1), scale[:, :, None, None], out=grad[:, :, : self.num_states])
         return {"logits": grad}
 
@@ -134,7 +140,8 @@ class TabularTree(ClosedFormTree):
         if not keep:
             return norms, None
         num_replicas, num_inputs = scale.shape
-        grads = self._table(cotangent, scale, (num_replicas, num_inputs)).zero_()  # (R, N, N, S_table, V)
+        table = self.policy.params["logits"]  # (R, N, S_table, V)
+        grads = table.new_zeros(num_replicas, num_inputs, *table.shape[1:])  # (R, N, N, S_table, V)
         inputs = torch.arange(num_inputs, device=cotangent.device)
         grads[:, inputs, inputs, : self.num_states] = cotangent.permute(2, 3, 0, 1) * scale[:, :, None, None]
         return norms, {"logits": grads}
