@@ -3,7 +3,8 @@
 The step is what :func:`rftgrad.finetune.train` runs per step with ``estimator="exact"``, SGD
 (lr 0.1), full batch: :meth:`rftgrad.finetune.ExactRFT.ascent` (``mean_gradient``) and
 :meth:`rftgrad.finetune.SGD.step`. ``old`` sets ``ExactRFT.closed_form = False`` (the logits of
-every prefix by the vmapped program, the gradient by ``torch.func.vjp``); ``new`` is the default
+every prefix by the vmapped program, the gradient by ``torch.func.vjp``, a contiguous table as before
+the state-major storage); ``new`` is the default
 (the policy's :class:`~rftgrad.models.base.ClosedFormTree`: no autograd, state-major layout).
 
 Tasks: ``tabular`` (``random_sequence_env(num_prompts=100, vocab_size=4, length=3,
@@ -54,6 +55,8 @@ def make_policy(task: str, env: RewardEnv, replicas: int, dtype: str) -> Softmax
 def make_step(task: str, env: RewardEnv, replicas: int, dtype: str, closed_form: bool) -> Callable[[], None]:
     """One exact-RFT step (ascent + SGD) on its own policy; ``closed_form`` picks the path."""
     policy = make_policy(task, env, replicas, dtype)
+    if not closed_form:  # the old step read a contiguous (R, N, S, V) table
+        policy.params = {key: value.contiguous() for key, value in policy.params.items()}
     config = TrainConfig(arms=("rft:1",), optimizer="sgd", lr=(0.1,), seeds=replicas, dtype=dtype)
     zeros = torch.zeros(replicas, dtype=policy.dtype)
     objective = ExactRFT(policy, env, config, zeros, zeros, {k: v.clone() for k, v in policy.params.items()})
