@@ -116,3 +116,10 @@ MC_MAX_REL_TOL = 0.1
 #: fall in around the exact mean gradient (``tests/theory/test_bound_properties.py``, property 4).
 #: With δ = 1e-4 the second-moment band is 100 standard errors wide.
 MC_FAILURE = 1e-4
+
+#: Absolute tolerance, float64, for the exact engine's closed-form prefix tree (tabular, linear:
+#: ``closed_form=True``) against its generic ``torch.func`` path on the same instance (brief A: "float64
+#: to 1e-12"). Both run the same sweep; they differ only in how the logits are formed and pulled back
+#: (a transposed copy or a matmul vs vmapped indexing and a VJP), tens of operations per number, so
+#: round-off of order 1e-16 (measured: at most 6e-17 on the instances of tests/theory/test_exact_fast.py).
+CLOSED_FORM_ATOL = 1e-12

@@ -52,7 +52,7 @@ from rftgrad.finetune.advantages import (
 )
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.models.base import Params, SoftmaxPolicy
-from rftgrad.theory.exact import mean_gradient, params_norm
+from rftgrad.theory.exact import ExactWorkspace, mean_gradient, params_norm
 
 
 @dataclass
@@ -131,11 +131,20 @@ def binary_reward_values(env: RewardEnv) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class ExactRFT(Objective):
-    """The exact expected RFT gradient (optionally regularised, or of pass@k), by enumeration."""
+    """The exact expected RFT gradient (optionally regularised, or of pass@k), by enumeration.
+
+    ``closed_form`` (default ``True``) lets :func:`~rftgrad.theory.exact.mean_gradient` use the policy's
+    autograd-free prefix tree (tabular, linear); ``False`` runs the generic ``torch.func`` path (the
+    reference and benchmark baseline; same numbers). The objective keeps one
+    :class:`~rftgrad.theory.ExactWorkspace` for all its steps (the ascent it returns is overwritten
+    by the next step's).
+    """
 
     _ref_log_probs: torch.Tensor | None = None
+    closed_form: bool = True
 
     def setup(self) -> None:
+        self.workspace = ExactWorkspace()  # the sweep's buffers, allocated at the first step
         self.reward_values: tuple[torch.Tensor, torch.Tensor] | None = None  # (r⁻, r⁺) per input (N,), pass@k
         if self.config.pass_k > 1:
             low, high = binary_reward_values(self.env)  # refuses a non-binary reward before any step
@@ -183,6 +192,8 @@ class ExactRFT(Objective):
             self.env,
             input_weights=batch.weights,
             reward_fn=self._shaped if self.regularised or self.config.pass_k > 1 else None,
+            closed_form=self.closed_form,
+            workspace=self.workspace,
         )
         metrics = {
             "reward_mean": weighted(result.value, batch.weights),

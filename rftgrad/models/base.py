@@ -392,8 +392,48 @@ class SoftmaxPolicy(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.describe()}>"
 
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> ClosedFormTree | None:
+        """The policy's logits over the whole prefix tree of ``space`` for inputs ``x`` (as
+        :meth:`inputs_from` returns them) as a linear map with a closed-form adjoint
+        (:class:`ClosedFormTree`), or ``None`` (the default): the exact engine then runs the
+        generic ``torch.func`` program (:meth:`replica_prefix_logits`, ``vmap``, ``vjp``)."""
+        return None
+
 
 def init_normal(gen: torch.Generator, *shape: int, scale: float = 1.0) -> torch.Tensor:
     """``N(0, scale² / fan_in)`` weights (fan_in = last dimension), float64 on the CPU."""
     fan_in = shape[-1] if shape else 1
     return torch.randn(*shape, generator=gen, dtype=torch.float64) * (scale / math.sqrt(fan_in))
+
+
+class ClosedFormTree(ABC):
+    """Logits of every prefix state, linear in the parameters, with the adjoint in closed form.
+
+    What :meth:`SoftmaxPolicy.closed_form_tree` returns for policies whose logits are linear in
+    ``θ`` (tabular: ``f = θ[n, u]``; linear: ``f = W φ(x, u)``), so that the exact engine
+    (:mod:`rftgrad.theory.exact`) needs no autograd: ``∇_θ Σ_{n,u} c_{n,u}·f_θ(x_n, u) = A^T c``
+    with ``A`` the (fixed) matrix of the map ``θ -> f``. Tensors are *state-major*,
+    ``(S, V, R, N)``: the ``S = Σ_{l<L} V^l`` prefix states of the output space in
+    :meth:`OutputSpace.prefix_state` order (level ``l`` is the contiguous block
+    ``[Σ_{j<l} V^j, Σ_{j≤l} V^j)``), the vocabulary, then replicas and inputs innermost, so
+    softmax sums over the vocabulary and sums over prefixes run over contiguous rows of ``R·N``.
+    Built once per (policy, output space); the methods read the policy's current parameters.
+    """
+
+    @abstractmethod
+    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The tempered logits ``f_θ(x_n, u) / T_r`` (``temperature``: ``(R,)``) written into ``out``
+        ``(S, V, R, N)`` and returned."""
+
+    @abstractmethod
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
+        """``∇_θ Σ_{u,a,n} scale[r, n] · cotangent[u, a, r, n] · f_θ(x_n, u)[a]``: name -> ``(R, *shape)``.
+
+        ``cotangent``: ``(S, V, R, N)``; ``scale``: ``(R, N)``; ``out``: name -> a buffer of the
+        parameter's shape, zero when first handed over, that the result may be written into
+        (and returned as) instead of a fresh tensor."""
+
+    @abstractmethod
+    def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:
+        """Per input ``n``, ``G_n = ∇_θ Σ_{u,a} scale[r, n] · cotangent[u, a, r, n] · f_θ(x_n, u)[a]``:
+        its norm ``(R, N)``, and with ``keep`` the gradients name -> ``(R, N, *shape)`` (else ``None``)."""

@@ -10,6 +10,10 @@ Feature maps ``φ(x, u)`` for an input ``x ∈ R^D`` and a prefix ``u`` of lengt
   marks the empty prefix), a bigram-like model.
 
 ``∂f/∂vec(W) = I_V ⊗ φ^T``, whose spectral norm is ``||φ||``, so ``γ = max ||φ(x,u)|| / T``.
+
+The logits are linear in ``W``, so the exact engine needs no autograd (:class:`LinearTree`): for
+logit cotangents ``g_u`` the gradient is ``∇_W Σ_{n,u} w_n g_{n,u}·f(x_n, u)/T = Σ_{n,u} (w_n/T) g_{n,u} φ_{n,u}^T``
+and the per-input gradient ``∇_W V(x_n) = Σ_u g_{n,u} φ_{n,u}^T / T``.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from typing import Any
 
 import torch
 
-from rftgrad.envs.base import RewardEnv
+from rftgrad.envs.base import OutputSpace, RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
-from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
+from rftgrad.models.base import ClosedFormTree, Params, SoftmaxPolicy, init_normal
 from rftgrad.runtime import is_count
 
 FEATURE_MAPS = ("input", "input_position", "input_prefix", "input_last_token")
@@ -129,3 +133,54 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
         """``||I_V ⊗ φ^T||_2 = ||φ(x, u)||``, divided by ``T``."""
         norms = self.feature_vectors(x, prefixes).norm(dim=-1)  # (N, M)
         return norms[None] / self.temperature[:, None, None]
+
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> LinearTree:
+        """``W φ(x, u)`` over the prefix tree with its adjoint in closed form (:class:`LinearTree`)."""
+        return LinearTree(self, x, space)
+
+
+class LinearTree(ClosedFormTree):
+    """The linear policy's prefix tree, state-major ``(S, V, R, N)`` (see :class:`ClosedFormTree`).
+
+    The features of every prefix state, ``Φ[s, n] = φ(x_n, u_s)`` ``(S, N, D_φ)``, are built once;
+    ``f[s, a, r, n] = Σ_d W[r, a, d] Φ[s, n, d]``, and the adjoint of a cotangent ``c`` is
+    ``∇W[r] = Σ_{s,n} scale[r, n] c[s, :, r, n] Φ[s, n]^T``. With ``features="input"`` every prefix has
+    ``φ = x``: the logits are computed once per input and the cotangents summed over states first.
+    """
+
+    def __init__(self, policy: LinearSoftmaxPolicy, x: torch.Tensor, space: OutputSpace) -> None:
+        self.num_states = space.num_prefix_states
+        self.shared = policy.features == "input"  # one feature vector per input, whatever the prefix
+        if self.shared:
+            self.state_features = x[None]  # (1, N, D)
+        else:
+            levels = [space.prefixes(level, x.device)[None].expand(x.shape[0], -1, -1) for level in range(space.length)]
+            self.state_features = torch.cat(
+                [policy.feature_vectors(x, prefixes).transpose(0, 1) for prefixes in levels]
+            )  # (S, N, D_φ)
+
+    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        weight = params["W"]  # (R, V, D_φ)
+        num_replicas, vocab = weight.shape[:2]
+        by_token = weight.transpose(0, 1).reshape(vocab * num_replicas, -1)  # (V·R, D_φ)
+        logits = torch.matmul(by_token, self.state_features.transpose(1, 2))  # (S or 1, V·R, N)
+        logits = logits.view(-1, vocab, num_replicas, logits.shape[-1])  # (S or 1, V, R, N)
+        if self.shared:  # one logit vector per input, copied to every state
+            return out.copy_((logits / temperature[:, None]).expand_as(out))
+        return torch.div(logits, temperature[:, None], out=out)
+
+    def _state_sum(self, cotangent: torch.Tensor) -> torch.Tensor:
+        """``c`` summed over states when every state shares ``φ = x`` (``(1, V, R, N)``), else ``c``."""
+        return cotangent.sum(0, keepdim=True) if self.shared else cotangent
+
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
+        scaled = self._state_sum(cotangent) * scale  # (S', V, R, N)
+        states, vocab, num_replicas, num_inputs = scaled.shape
+        by_replica = scaled.permute(2, 1, 0, 3).reshape(num_replicas, vocab, states * num_inputs)  # (R, V, S'·N)
+        features = self.state_features.reshape(states * num_inputs, -1)  # (S'·N, D_φ)
+        return {"W": torch.matmul(by_replica, features, out=out["W"])}  # (R, V, D_φ)
+
+    def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:
+        summed = self._state_sum(cotangent)  # (S', V, R, N)
+        grads = torch.einsum("svrn,snd->rnvd", summed, self.state_features) * scale[:, :, None, None]  # (R, N, V, D_φ)
+        return torch.linalg.vector_norm(grads, dim=(-2, -1)), ({"W": grads} if keep else None)

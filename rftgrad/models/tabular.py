@@ -5,6 +5,11 @@
 own block, so ``γ = 1/T``. Per-prefix parameters give ``||∇_θ V|| <= sqrt(max_a π_∅(a)) · STD / T``
 (the largest non-empty-prefix probability; ``sqrt(max_y p(y))`` only when ``L = 1``;
 docs/theorem1.md section 4).
+
+The table's logits are the parameters themselves, so the exact engine reads them without autograd
+(:class:`TabularTree`): the logits of prefix level ``l`` are the contiguous slice
+``θ[:, :, Σ_{j<l} V^j : Σ_{j≤l} V^j]`` (no gather), and the gradient of ``Σ c·f`` is ``c`` itself:
+``∇θ[n, u] = w_n g_{n,u} / T`` for the mean objective, ``||∇_θ V(x_n)|| = ||g_n|| / T`` per input.
 """
 
 from __future__ import annotations
@@ -16,14 +21,26 @@ import torch
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
-from rftgrad.models.base import Params, SoftmaxPolicy
+from rftgrad.models.base import ClosedFormTree, Params, SoftmaxPolicy
+
+
+def state_major(table: torch.Tensor) -> torch.Tensor:
+    """``table`` ``(R, N, S, V)`` with its numbers stored state-major (memory order ``(S, V, R, N)``).
+
+    The same values and shape; only the strides change, so that the exact engine reads the table
+    as ``(S, V, R, N)`` (:class:`TabularTree`) and writes the gradient without a transpose, and an
+    optimiser step on a gradient of the same layout runs in memory order.
+    """
+    return table.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
 
 
 class TabularPolicy(SoftmaxPolicy):
     """Free logits ``θ`` of shape ``(R, N, S, V)``, ``S = Σ_{l<L} V^l`` prefix states.
 
     The table holds ``N · Σ_{l<L} V^l · V`` logits per replica, more than ``N · V^L``, so like exact
-    enumeration it refuses output spaces past ``max_outputs`` (before allocating anything).
+    enumeration it refuses output spaces past ``max_outputs`` (before allocating anything). It is
+    stored state-major (:func:`state_major`); a table put in ``params`` with other strides gives the
+    same numbers, the exact engine then transposes it at each call.
 
     Args:
         num_inputs: ``N >= 1``.
@@ -55,6 +72,7 @@ class TabularPolicy(SoftmaxPolicy):
         self.init_scale = float(init_scale)
         self._num_states = sum(int(vocab_size) ** level for level in range(int(max_length)))
         super().__init__(vocab_size, max_length, **kwargs)
+        self.params["logits"] = state_major(self.params["logits"])
 
     @classmethod
     def for_env(cls, env: RewardEnv, **kwargs: Any) -> TabularPolicy:
@@ -89,3 +107,41 @@ class TabularPolicy(SoftmaxPolicy):
         """Each logit is its own parameter: ``||J||_2 = 1/T``."""
         ones = torch.ones(self.num_replicas, *prefixes.shape[-3:-1], dtype=self.dtype, device=self.device)
         return ones / self.temperature[:, None, None]
+
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> TabularTree:
+        """The table read state-major (:class:`TabularTree`): the exact engine's autograd-free path."""
+        return TabularTree(self, space)
+
+
+class TabularTree(ClosedFormTree):
+    """The tabular policy's prefix tree, state-major ``(S, V, R, N)`` (see :class:`ClosedFormTree`).
+
+    ``f_θ(x_n, u) = θ[n, u]``: ``logits`` is the first ``S = space.num_prefix_states`` states of the
+    table transposed to ``(S, V, R, N)``; the map is a selection, so its adjoint writes the cotangent
+    back into the table's layout, ``∇θ[r, n, u, a] = scale[r, n] · c[u, a, r, n]`` (0 on the states past
+    ``S`` that a table with ``max_length > L`` also holds).
+    """
+
+    def __init__(self, policy: TabularPolicy, space: OutputSpace) -> None:
+        self.policy = policy
+        self.num_states = space.num_prefix_states  # S <= the table's states (its max_length may exceed L)
+
+    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        table = params["logits"][:, :, : self.num_states].permute(2, 3, 0, 1)  # (S, V, R, N) view
+        return torch.div(table, temperature[:, None], out=out)  # one pass: transpose and divide by T
+
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
+        grad = out["logits"]  # (R, N, S_table, V), zero past the first S states (never written)
+        torch.mul(cotangent.permute(2, 3, 0, 1), scale[:, :, None, None], out=grad[:, :, : self.num_states])
+        return {"logits": grad}
+
+    def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:
+        norms = torch.linalg.vector_norm(cotangent, dim=(0, 1)) * scale.abs()  # ||∇_θ V(x_n)|| = |scale| ||c_n||
+        if not keep:
+            return norms, None
+        num_replicas, num_inputs = scale.shape
+        table = self.policy.params["logits"]  # (R, N, S_table, V)
+        grads = table.new_zeros(num_replicas, num_inputs, *table.shape[1:])  # (R, N, N, S_table, V)
+        inputs = torch.arange(num_inputs, device=cotangent.device)
+        grads[:, inputs, inputs, : self.num_states] = cotangent.permute(2, 3, 0, 1) * scale[:, :, None, None]
+        return norms, {"logits": grads}

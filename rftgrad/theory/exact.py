@@ -39,6 +39,7 @@ benchmarks. Both share the backward sweep and give the same numbers.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -63,6 +64,7 @@ __all__ = [
     "mean_gradient",
     "exact",
     "params_norm",
+    "ExactWorkspace",
 ]
 
 METHODS = ("tree", "flat")
@@ -184,8 +186,28 @@ class ExactResult(MeanGradResult):
 
 def params_norm(params: Params, batch_dims: int) -> torch.Tensor:
     """Euclidean norm over all parameters, keeping the first ``batch_dims`` axes."""
-    squares = [p.flatten(batch_dims).pow(2).sum(-1) for p in params.values()]
-    return torch.stack(squares).sum(0).sqrt()
+    norms = [_trailing_norm(p, batch_dims) for p in params.values()]
+    return torch.linalg.vector_norm(torch.stack(norms), dim=0)
+
+
+def _trailing_norm(tensor: torch.Tensor, batch_dims: int) -> torch.Tensor:
+    """Euclidean norm of ``tensor`` over all but its first ``batch_dims`` axes, read in memory order.
+
+    A contiguous tensor is flattened (a view). A dense tensor stored in another axis order (the
+    state-major tabular table, :func:`rftgrad.models.tabular.state_major`) is viewed in memory order
+    as ``(outer, batch, inner)`` and reduced over ``inner`` then ``outer``, which avoids a copy and a
+    reduction over strided axes (either costs several times a pass over the tensor).
+    """
+    if tensor.is_contiguous():
+        return torch.linalg.vector_norm(tensor.flatten(batch_dims), dim=-1)
+    order = sorted(range(tensor.ndim), key=lambda dim: tensor.stride(dim), reverse=True)
+    memory = tensor.permute(order)  # a contiguous view when the tensor is dense
+    start = order.index(0) if batch_dims else 0
+    batch = tensor.shape[:batch_dims]
+    if memory.is_contiguous() and order[start : start + batch_dims] == list(range(batch_dims)):
+        blocks = memory.reshape(math.prod(memory.shape[:start]), math.prod(batch), -1)  # (outer, batch, inner)
+        return torch.linalg.vector_norm(torch.linalg.vector_norm(blocks, dim=-1), dim=0).reshape(batch)
+    return torch.linalg.vector_norm(tensor.reshape(*batch, -1), dim=-1)
 
 
 def _tree_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgram, Callable, Callable]:
@@ -240,56 +262,152 @@ def _flat_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgr
     return program, levels, cotangents
 
 
-def _backward_sweep(
-    cond_logp: list[torch.Tensor], rewards: torch.Tensor, reward_fn: ShapingFn | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    """From next-token log-probs per level to every exact quantity.
+def _level_rows(vocab: int, length: int) -> list[slice]:
+    """The block of prefix states of each level ``l < L``: ``[Σ_{j<l} V^j, Σ_{j≤l} V^j)`` (``prefix_state`` order)."""
+    offsets = [0]
+    for level in range(length):
+        offsets.append(offsets[-1] + vocab**level)
+    return [slice(offsets[level], offsets[level + 1]) for level in range(length)]
+
+
+class ExactWorkspace:
+    """Buffers the exact engine reuses from one call to the next, e.g. over the steps of a training run.
+
+    Pass one workspace to successive calls of :func:`evaluate`, :func:`mean_gradient` or :func:`exact`
+    (``workspace=``; :class:`~rftgrad.finetune.ExactRFT` keeps one): the sweep's temporaries, the
+    logits of every prefix and, for policies with a closed-form tree, ``mean_grad`` are then
+    allocated once instead of at every call (fresh multi-megabyte buffers cost about a page fault per
+    4 KiB, which dominated a tabular step at R = 64). The price: ``log_probs`` and ``mean_grad`` of a
+    result live in the workspace and are overwritten by the next call that uses it (clone what you
+    keep). Buffers are keyed by name and replaced when the shape, dtype or device changes.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor, zero: bool = False) -> torch.Tensor:
+        """The buffer ``name`` of ``shape`` with ``like``'s dtype and device (contents: whatever the last
+        user left, or zeros when ``zero`` and newly allocated)."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
+            make = torch.zeros if zero else torch.empty
+            buffer = self._buffers[name] = make(shape, dtype=like.dtype, device=like.device)
+        return buffer
+
+    def take_like(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The buffer ``name`` with ``like``'s shape, strides (memory layout), dtype and device; zeros
+        when newly allocated."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.stride() != like.stride() or buffer.shape != like.shape:
+            buffer = self._buffers[name] = torch.zeros_like(like)
+        elif buffer.dtype != like.dtype or buffer.device != like.device:
+            buffer = self._buffers[name] = torch.zeros_like(like)
+        return buffer
+
+
+def _tree_sweep(
+    logits: torch.Tensor,
+    rewards: torch.Tensor,
+    space: OutputSpace,
+    reward_fn: ShapingFn | None,
+    workspace: ExactWorkspace,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """From the tempered logits of every prefix to every exact quantity: one forward and one
+    backward sweep over the prefix tree, in the state-major layout ``(S, V, R, N)`` (states in
+    ``OutputSpace.prefix_state`` order, vocabulary, replicas, inputs innermost; see
+    :class:`~rftgrad.models.base.ClosedFormTree`), so every sum over the vocabulary or over
+    prefixes runs over contiguous rows of ``R·N``.
+
+    Forward, level by level (one exp per logit; ``m_u = max_a z_u(a)``, ``e_u = exp(z_u - m_u)``,
+    ``s_u = Σ_a e_u(a) >= 1``): ``π_u = e_u / s_u``, ``P(u·a) = P(u) π_u(a)`` and
+    ``log P(u·a) = log P(u) + (z_u(a) - m_u) - log s_u``. Backward, from the leaves
+    (``Q(y) = r(x, y)``) up: ``Q(u) = Σ_a π_u(a) Q(u·a)``, the cotangents
+    ``g_u = P(u) π_u ⊙ (Q(u·) - Q(u))`` and ``Var_l = Σ_{|u|=l} Σ_a P(u·a) (Q(u·a) - Q(u))²``.
+    Then ``V = Q(∅)`` and ``STD = sqrt(Σ_l Var_l)`` (the martingale identity; a sum of
+    non-negative terms, so no cancellation as STD -> 0).
 
     Args:
-        cond_logp: ``L`` tensors ``(R, N, V^l, V)``: log π_u for each prefix ``u`` of level ``l``.
+        logits: ``(S, V, R, N)`` ``f_θ(x_n, u) / T``, ``S = Σ_{l<L} V^l``; overwritten (shifted by ``m_u``).
         rewards: ``(N, Y)``.
+        space: the output space (``V``, ``L``).
         reward_fn: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
             ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
             (value, std and the martingale terms stay those of the reward).
+        workspace: where the buffers come from (``log_probs`` lives there).
 
     Returns:
-        log_probs ``(R, N, Y)``, value ``(R, N)``, std ``(R, N)``, position variances
-        ``(R, N, L)`` and the logit cotangents ``g_u`` per level ``(R, N, V^l, V)``.
+        The :class:`Evaluation` fields but ``rewards`` (``log_probs`` ``(R, N, Y)`` is a permuted view
+        of a ``(Y, R, N)`` tensor), and the cotangents ``g`` ``(S, V, R, N)`` (a workspace buffer).
     """
-    num_replicas, num_inputs = cond_logp[0].shape[:2]
-    path = [cond_logp[0].new_zeros(num_replicas, num_inputs, 1)]  # log P(u), level 0: the empty prefix
-    for logp in cond_logp:
-        path.append((path[-1][..., None] + logp).reshape(num_replicas, num_inputs, -1))  # (R, N, V^(l+1))
-    log_probs = path[-1]  # (R, N, Y)
-    probs = log_probs.exp()
-    value = (probs * rewards).sum(-1)  # (R, N)
-    std = ((rewards - value[..., None]).pow(2) * probs).sum(-1).sqrt()  # (R, N)
+    num_states, vocab, num_replicas, num_inputs = logits.shape
+    length, batch = space.length, (num_replicas, num_inputs)
+    level_rows = _level_rows(vocab, length)
+    widest = vocab ** (length - 1)  # prefixes at the last level
 
-    position_variance, cotangents = _martingale_sweep(cond_logp, path, rewards.expand(num_replicas, -1, -1))
+    def take(name: str, *shape: int) -> torch.Tensor:
+        return workspace.take(name, shape, logits)
+
+    unnormalised = take("unnormalised", num_states, vocab, *batch)  # e_u = exp(z_u - m_u)
+    child_prob = take("child_prob", num_states, vocab, *batch)  # P(u·a) = P(u) π_u(a)
+    normalisers = take("normalisers", num_states, 1, *batch)  # s_u
+    scratch = take("scratch", num_states, 1, *batch)  # m_u, then P(u)/s_u, then log P(u) - log s_u
+    q_prefixes = take("q_prefixes", num_states, 1, *batch)  # Q(u)
+    children = take("children", widest, vocab, *batch)  # per-level products and spreads
+    log_paths = take("log_paths", sum(vocab**level for level in range(1, length + 1)), *batch)  # log P(u), l >= 1
+    cotangents = take("cotangents", num_states, vocab, *batch)  # g_u
+    log_path = logits.new_zeros(1, *batch)  # log P(∅)
+    prefix_prob = logits.new_ones(1, 1, *batch)  # P(∅)
+    path_start = 0
+    for rows in level_rows:
+        shifted, extra = logits[rows], scratch[rows]  # (V^l, V, R, N), (V^l, 1, R, N)
+        shifted.sub_(torch.amax(shifted, 1, keepdim=True, out=extra))  # z_u - m_u
+        exp = torch.exp(shifted, out=unnormalised[rows])
+        normaliser = torch.sum(exp, 1, keepdim=True, out=normalisers[rows])
+        torch.mul(exp, torch.div(prefix_prob, normaliser, out=extra), out=child_prob[rows])
+        torch.sub(log_path[:, None], torch.log(normaliser, out=extra), out=extra)  # log P(u) - log s_u
+        count = shifted.shape[0] * vocab
+        log_path = log_paths[path_start : path_start + count]  # (V^(l+1), R, N)
+        torch.add(extra, shifted, out=log_path.view(shifted.shape))
+        path_start += count
+        prefix_prob = child_prob[rows].view(count, 1, *batch)
+    log_probs = log_path  # (Y, R, N)
+
+    def sweep_up(leaf_values: torch.Tensor, variance: torch.Tensor | None) -> torch.Tensor:
+        """``Q`` from the leaves ``(Y, R or 1, N)`` up: fills ``cotangents`` (and ``variance`` ``(R, N, L)``),
+        returns ``Q(∅)`` ``(R, N)``."""
+        q_level = leaf_values
+        for level in reversed(range(length)):
+            rows = level_rows[level]
+            q_children = q_level.reshape(vocab**level, vocab, *q_level.shape[1:])  # Q(u·a)
+            work = children[: vocab**level]  # (V^l, V, R, N)
+            torch.mul(unnormalised[rows], q_children, out=work)
+            q_prefix = torch.sum(work, 1, keepdim=True, out=q_prefixes[rows]).div_(normalisers[rows])  # Q(u)
+            spread = torch.sub(q_children, q_prefix, out=work)  # Q(u·a) - Q(u)
+            cot = torch.mul(child_prob[rows], spread, out=cotangents[rows])  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
+            if variance is not None:
+                variance[..., level] = torch.mul(cot, spread, out=work).sum((0, 1))
+            q_level = q_prefix.view(vocab**level, *batch)
+        return q_level[0]
+
+    position_variance = logits.new_empty(*batch, length)
+    value = sweep_up(rewards.t().contiguous()[:, None, :], position_variance).clone()
     if reward_fn is not None:
-        _, cotangents = _martingale_sweep(cond_logp, path, reward_fn(log_probs))
-    return log_probs, value, std, position_variance, cotangents
-
-
-def _martingale_sweep(
-    cond_logp: list[torch.Tensor], path: list[torch.Tensor], rewards: torch.Tensor
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """``Q(u) = Σ_a π_u(a) Q(u·a)`` from the leaves up: martingale variances ``(R, N, L)``
-    and logit cotangents ``g_u = P(u) π_u ⊙ (Q(u·) - Q(u))`` per level (``rewards``: ``(R, N, Y)``)."""
-    length = len(cond_logp)
-    position_variance = rewards.new_zeros(*rewards.shape[:2], length)
-    cots_from_last: list[torch.Tensor] = []  # filled from level L-1 down to 0
-    q_next = rewards  # Q at level L: the reward itself, (R, N, Y)
-    for level in reversed(range(length)):
-        pi = cond_logp[level].exp()  # (R, N, V^l, V)
-        q_children = q_next.reshape(pi.shape)  # Q(u·a), (R, N, V^l, V)
-        q_prefix = (pi * q_children).sum(-1)  # Q(u) = Σ_a π_u(a) Q(u·a), (R, N, V^l)
-        spread = q_children - q_prefix[..., None]  # Q(u·a) - Q(u)
-        prefix_prob = path[level].exp()  # P(u), (R, N, V^l)
-        position_variance[..., level] = (prefix_prob * (pi * spread.pow(2)).sum(-1)).sum(-1)
-        cots_from_last.append(prefix_prob[..., None] * pi * spread)  # g_u = P(u) π_u ⊙ (Q(u·) - Q(u))
-        q_next = q_prefix
-    return position_variance, cots_from_last[::-1]
+        sweep_up(reward_fn(log_probs.permute(1, 2, 0)).permute(2, 0, 1), None)
+    squares = torch.stack(
+        [
+            torch.mul(cotangents[rows], cotangents[rows], out=children[: rows.stop - rows.start]).sum((0, 1))
+            for rows in level_rows
+        ]
+    )  # ||g||² per level, (L, R, N)
+    fields = {
+        "log_probs": log_probs.permute(1, 2, 0),  # (R, N, Y)
+        "value": value,
+        "std": position_variance.sum(-1).sqrt(),
+        "position_variance": position_variance,
+        "logit_grad_norm": squares.sum(0).sqrt(),  # sqrt(Σ_u ||g_u||²), (R, N)
+        "max_first_token_prob": (unnormalised[0] / normalisers[0]).amax(0),  # max_a π_∅(a), (R, N)
+    }
+    return fields, cotangents
 
 
 def _input_weights(weights: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
@@ -300,8 +418,14 @@ def _input_weights(weights: torch.Tensor | None, value: torch.Tensor) -> torch.T
 
 
 class _Enumeration:
-    """Everything one exact pass shares: the logit program over all prefixes, its outputs
-    ``(R, N, ...)``, the backward sweep and (with autograd) the VJP pullback."""
+    """Everything one exact pass shares: the tempered logits of every prefix ``(S, V, R, N)``, the
+    tree sweep (:func:`_tree_sweep`) and the way back from logit cotangents to parameters.
+
+    Two ways to the logits and back, same sweep: the policy's :class:`~rftgrad.models.base.ClosedFormTree` (tabular,
+    linear; ``method="tree"``, ``closed_form=True``), which needs no autograd, or the generic
+    ``torch.func`` program (:func:`_tree_program` / :func:`_flat_program`, vmapped over replicas,
+    with a ``vjp`` pullback when ``autograd``), the reference for every policy.
+    """
 
     def __init__(
         self,
@@ -311,6 +435,8 @@ class _Enumeration:
         max_outputs: int,
         reward_fn: ShapingFn | None,
         autograd: bool,
+        closed_form: bool = True,
+        workspace: ExactWorkspace | None = None,
     ) -> None:
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -320,8 +446,24 @@ class _Enumeration:
         self.x = policy.inputs_from(env)  # (N, ...)
         self.ids = torch.arange(env.num_inputs, device=policy.device)
         rewards = env.reward_table(max_outputs).to(policy.device, policy.dtype)  # (N, Y)
+        self.tree = policy.closed_form_tree(self.x, space) if closed_form and method == "tree" else None
+        self.level_rows = _level_rows(space.vocab_size, space.length)
+        self.workspace = ExactWorkspace() if workspace is None else workspace
+        if self.tree is not None:
+            shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, env.num_inputs)
+            with torch.no_grad():  # (S, V, R, N)
+                logits = self.tree.logits(
+                    policy.params, policy.temperature, self.workspace.take("logits", shape, rewards)
+                )
+        else:
+            logits = self._generic_logits(policy, space, method, autograd)
+        self.fields, self.state_cotangents = _tree_sweep(logits, rewards, space, reward_fn, self.workspace)
+        self.fields["rewards"] = rewards
+
+    def _generic_logits(self, policy: SoftmaxPolicy, space: OutputSpace, method: str, autograd: bool) -> torch.Tensor:
+        """The ``torch.func`` program's logits, state-major ``(S, V, R, N)``; keeps its pullback."""
         make = _tree_program if method == "tree" else _flat_program
-        self.program, levels, to_cotangents = make(policy, space)
+        self.program, levels, self.to_cotangents = make(policy, space)
 
         def all_replicas(params: Params) -> tuple[torch.Tensor, ...]:
             return vmap(self.program, in_dims=(0, 0, None, None))(params, policy.temperature, self.ids, self.x)
@@ -331,30 +473,45 @@ class _Enumeration:
         else:
             with torch.no_grad():
                 outputs = all_replicas(policy.params)
-        cond_logp = [torch.log_softmax(level.detach(), dim=-1) for level in levels(outputs)]
-        log_probs, value, std, position_variance, level_cots = _backward_sweep(cond_logp, rewards, reward_fn)
-        self.cotangents = to_cotangents(level_cots)  # per program output, (R, N, ...)
-        self.fields = {
-            "log_probs": log_probs,
-            "rewards": rewards,
-            "value": value,
-            "std": std,
-            "position_variance": position_variance,
-            "logit_grad_norm": torch.stack([c.pow(2).sum(dim=(-2, -1)) for c in level_cots]).sum(0).sqrt(),  # (R, N)
-            "max_first_token_prob": cond_logp[0][:, :, 0, :].exp().amax(-1),  # (R, N)
-        }
+        return torch.cat([level.detach().permute(2, 3, 0, 1) for level in levels(outputs)])  # (R, N, V^l, V) each
+
+    @property
+    def cotangents(self) -> tuple[torch.Tensor, ...]:
+        """The cotangents ``g_u`` per output of the generic program, ``(R, N, ...)``."""
+        return self.to_cotangents([self.state_cotangents[rows].permute(2, 3, 0, 1) for rows in self.level_rows])
 
     def mean_grad(self, input_weights: torch.Tensor | None) -> dict[str, Params | torch.Tensor]:
-        """``mean_grad`` and ``mean_grad_norm``: one VJP with the cotangents weighted by ``w_n``."""
-        weights = _input_weights(input_weights, self.fields["value"])
-        (mean_grad,) = self.pullback(
-            tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in self.cotangents)
-        )
+        """``mean_grad`` and ``mean_grad_norm``: ``Σ_n w_n J_n^T g_n``, closed form or one VJP."""
+        weights = _input_weights(input_weights, self.fields["value"])  # (R, N)
+        if self.tree is not None:
+            out = {
+                key: self.workspace.take_like(f"mean_grad.{key}", value) for key, value in self.policy.params.items()
+            }
+            with torch.no_grad():
+                mean_grad = self.tree.pullback(self.state_cotangents, weights / self.policy.temperature[:, None], out)
+        else:
+            (mean_grad,) = self.pullback(
+                tuple(c * weights.reshape(*weights.shape, *[1] * (c.ndim - 2)) for c in self.cotangents)
+            )
         return {"mean_grad": mean_grad, "mean_grad_norm": params_norm(mean_grad, 1)}
+
+    def per_input_grads(self, keep_grads: bool, input_chunk: int) -> tuple[torch.Tensor, Params | None]:
+        """``(R, N)`` ``||∇_θ V(x_n;θ)||`` and (``keep_grads``) the gradients: closed form or vmapped VJPs."""
+        if self.tree is not None:
+            value = self.fields["value"]
+            scale = (1.0 / self.policy.temperature)[:, None].expand(value.shape)  # (R, N)
+            return self.tree.per_input(self.state_cotangents, scale, keep_grads)
+        return _per_input_grads(self.policy, self.program, self.ids, self.x, self.cotangents, keep_grads, input_chunk)
 
 
 def evaluate(
-    policy: SoftmaxPolicy, env: RewardEnv, *, method: str = "tree", max_outputs: int = DEFAULT_MAX_OUTPUTS
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    *,
+    method: str = "tree",
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+    closed_form: bool = True,
+    workspace: ExactWorkspace | None = None,
 ) -> Evaluation:
     """Exact V, STD, log-probabilities and martingale variances for every replica and input, no autograd.
 
@@ -369,6 +526,13 @@ def evaluate(
         method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
         max_outputs: refuse output spaces with more than this many outputs.
 
+        closed_form: use the policy's closed-form prefix tree
+            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+            numbers to rounding).
+        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` are
+            overwritten by the next call with it); default: fresh buffers.
+
     Returns:
         :class:`Evaluation` with ``(R, N)`` values and STDs, ``(R, N, Y)`` log-probabilities.
 
@@ -376,7 +540,8 @@ def evaluate(
         EnumerationLimitError: ``V^L > max_outputs``.
         ShapeMismatchError: the policy does not fit the environment.
     """
-    return Evaluation(**_Enumeration(policy, env, method, max_outputs, None, autograd=False).fields)
+    run = _Enumeration(policy, env, method, max_outputs, None, False, closed_form, workspace)
+    return Evaluation(**run.fields)
 
 
 def mean_gradient(
@@ -387,6 +552,8 @@ def mean_gradient(
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
     input_weights: torch.Tensor | None = None,
     reward_fn: ShapingFn | None = None,
+    closed_form: bool = True,
+    workspace: ExactWorkspace | None = None,
 ) -> MeanGradResult:
     """:func:`evaluate` plus ``mean_grad = ∇_θ Σ_n w_n E_y[f(y)]``, by one vector-Jacobian product.
 
@@ -409,6 +576,13 @@ def mean_gradient(
             ``mean_grad`` differentiates (default: the reward); value, STD and the martingale
             terms stay those of the reward.
 
+        closed_form: use the policy's closed-form prefix tree
+            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+            numbers to rounding).
+        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
+            overwritten by the next call with it); default: fresh buffers.
+
     Returns:
         :class:`MeanGradResult`: the :class:`Evaluation` fields, ``mean_grad`` (name ->
         ``(R, *shape)``) and ``mean_grad_norm`` ``(R,)``.
@@ -417,7 +591,9 @@ def mean_gradient(
         EnumerationLimitError: ``V^L > max_outputs``.
         ShapeMismatchError: the policy does not fit the environment.
     """
-    run = _Enumeration(policy, env, method, max_outputs, reward_fn, autograd=True)
+    run = _Enumeration(
+        policy, env, method, max_outputs, reward_fn, autograd=True, closed_form=closed_form, workspace=workspace
+    )
     return MeanGradResult(**run.fields, **run.mean_grad(input_weights))
 
 
@@ -431,6 +607,8 @@ def exact(
     input_chunk: int = 64,
     input_weights: torch.Tensor | None = None,
     reward_fn: ShapingFn | None = None,
+    closed_form: bool = True,
+    workspace: ExactWorkspace | None = None,
 ) -> ExactResult:
     """Exact V, STD, martingale variances, ``mean_grad`` and per-input ``||∇_θ V(x_n;θ)||``.
 
@@ -451,6 +629,13 @@ def exact(
         reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
             ``mean_grad`` and the per-input gradients differentiate (default: the reward).
 
+        closed_form: use the policy's closed-form prefix tree
+            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+            numbers to rounding).
+        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
+            overwritten by the next call with it); default: fresh buffers.
+
     Returns:
         :class:`ExactResult`.
 
@@ -463,11 +648,11 @@ def exact(
         raise ConfigError(f"unknown grads={grads!r}; choose one of {', '.join(GRADIENT_MODES)}")
     if input_chunk < 1:
         raise ConfigError(f"input_chunk must be >= 1, got {input_chunk}")
-    run = _Enumeration(policy, env, method, max_outputs, reward_fn, autograd=True)
-    mean = run.mean_grad(input_weights)
-    grad_norm, kept = _per_input_grads(
-        policy, run.program, run.ids, run.x, run.cotangents, grads == "full", input_chunk
+    run = _Enumeration(
+        policy, env, method, max_outputs, reward_fn, autograd=True, closed_form=closed_form, workspace=workspace
     )
+    mean = run.mean_grad(input_weights)
+    grad_norm, kept = run.per_input_grads(grads == "full", input_chunk)
     return ExactResult(**run.fields, **mean, grad_norm=grad_norm, _grads=kept)
 
 

@@ -45,7 +45,8 @@ def test_rounding_noise_of_a_near_deterministic_transformer_is_not_a_violation()
     table = bound_table(policy, env)
     floor = ABS_SLACK + GAMMA_SLACK * 3 * table["gamma"]
     assert (table["reward_std"] < 1e-20).all() and (table["grad_norm"] < floor).all()
-    assert (table["grad_norm"] > 1e-15).all()  # the noise is real: well above the true gradient
+    # (the state-major sweep forms P(u·a) = P(u) π_u(a) by products and now computes ||∇V|| ~ 1e-141 and
+    # 1e-45 here, without the 1e-13 noise of the exp(log P) sweep; the instance still checks the floor)
     assert not table["violation"].any()
     assert torch.allclose(gamma(policy, env)[0].double(), torch.tensor(table["gamma"].to_numpy()), rtol=1e-12)
 
