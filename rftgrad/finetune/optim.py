@@ -23,11 +23,20 @@ class SGD:
 
     def __init__(self, lr: torch.Tensor) -> None:
         self.lr = lr  # (R,)
+        self.scratch: Params = {}  # key -> (R, ...) buffer for lr · d, reused every step (not state)
 
     def step(self, params: Params, ascent: Params) -> None:
-        """Update ``params`` in place with ascent directions ``ascent`` (same keys and shapes)."""
+        """Update ``params`` in place with ascent directions ``ascent`` (same keys and shapes).
+
+        ``lr · d`` is rounded before the addition (a product, then a sum, as written; a fused
+        multiply-add would round once and change the numbers).
+        """
         for key, direction in ascent.items():
-            params[key].add_(_per_replica(self.lr, direction) * direction)
+            scaled = self.scratch.get(key)
+            if scaled is None or scaled.shape != direction.shape or scaled.dtype != direction.dtype:
+                scaled = self.scratch[key] = torch.empty_like(direction)
+            torch.mul(direction, _per_replica(self.lr, direction), out=scaled)
+            params[key].add_(scaled)
 
     def state_dict(self) -> dict[str, object]:
         """Optimiser state (SGD has none beyond its learning rates)."""
@@ -64,8 +73,9 @@ class Adam:
             first, second = self.first[key], self.second[key]
             first.mul_(self.beta1).add_(direction, alpha=1.0 - self.beta1)
             second.mul_(self.beta2).addcmul_(direction, direction, value=1.0 - self.beta2)
-            update = (first / bias1) / ((second / bias2).sqrt() + self.eps)
-            params[key].add_(_per_replica(self.lr, update) * update)
+            denominator = (second / bias2).sqrt_().add_(self.eps)  # sqrt(v̂) + ε
+            update = (first / bias1).div_(denominator).mul_(_per_replica(self.lr, direction))  # lr · m̂ / (...)
+            params[key].add_(update)
 
     def state_dict(self) -> dict[str, object]:
         """Step count and moment estimates (for checkpoints)."""

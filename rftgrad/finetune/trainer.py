@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,16 @@ def replica_uniform(seeds: Sequence[int], key: tuple[int, ...], size: int) -> to
     return torch.stack(rows).to(torch.float64)
 
 
+def takes_every_input(eligible: torch.Tensor, count: int) -> bool:
+    """Whether a draw of ``count`` inputs among ``eligible`` ``(R, N)`` takes them all (``count`` 0, or at least
+    the fewest eligible inputs of any replica): then :func:`choose_inputs` returns ``eligible`` itself."""
+    return count <= 0 or count >= int(eligible.sum(-1).min())
+
+
 def choose_inputs(eligible: torch.Tensor, count: int, seeds: Sequence[int], key: tuple[int, ...]) -> torch.Tensor:
     """Per replica, ``count`` random inputs among ``eligible`` ``(R, N)`` (all if ``count`` is 0 or
     larger): a bool mask ``(R, N)``, drawn from keys seeded by ``(seed, *key)``."""
-    if count <= 0 or count >= int(eligible.sum(-1).min()):
+    if takes_every_input(eligible, count):
         return eligible.clone()
     keys = replica_uniform(seeds, key, eligible.shape[1]).to(eligible.device)
     keys = keys.masked_fill(~eligible, 2.0)  # never before an eligible input
@@ -99,13 +106,21 @@ class _Recorder:
     def __init__(self, rows: dict[str, list[Any]] | None = None) -> None:
         self.rows: dict[str, list[Any]] = rows or {column: [] for column in RECORD_COLUMNS}
 
-    def add(self, arm: str, phase: str, step: int, split: str, group: str, metric: str, values: torch.Tensor) -> None:
-        """Append one row per replica from ``values`` ``(R,)``; NaN entries (empty groups) are skipped."""
-        for replica, value in enumerate(values.detach().double().cpu().tolist()):
-            if value == value:  # not NaN
-                row = (arm, phase, step, replica, split, group, metric, value)
-                for column, item in zip(RECORD_COLUMNS, row, strict=True):
-                    self.rows[column].append(item)
+    def add(
+        self, arm: str, phase: str, step: int, split: str, keys: Sequence[tuple[str, str]], values: torch.Tensor
+    ) -> None:
+        """Append one row per replica and ``(group, metric)`` of ``keys`` from ``values`` ``(K, R)``, key by key
+        (one device-to-host copy for all of them); NaN entries (empty groups) are skipped."""
+        columns = self.rows
+        for (group, metric), row in zip(keys, values.detach().double().cpu().tolist(), strict=True):
+            kept = [(replica, value) for replica, value in enumerate(row) if value == value]  # not NaN
+            count = len(kept)
+            for column, item in (("arm", arm), ("phase", phase), ("step", step), ("split", split)):
+                columns[column].extend([item] * count)
+            columns["group"].extend([group] * count)
+            columns["metric"].extend([metric] * count)
+            columns["replica"].extend(replica for replica, _ in kept)
+            columns["value"].extend(value for _, value in kept)
 
     def frame(self) -> pd.DataFrame:
         """The rows as a DataFrame."""
@@ -142,13 +157,15 @@ def per_input_metrics(
 
 
 def group_means(values: torch.Tensor, groups: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Mean of ``values`` ``(R, N)`` over each group mask ``(R, N)`` -> ``(R,)`` (NaN where a group is empty)."""
-    out = {}
-    for name, mask in groups.items():
-        weights = mask.to(values.dtype)
-        count = weights.sum(-1)
-        out[name] = torch.where(count > 0, (values * weights).sum(-1) / count.clamp_min(1), torch.nan)
-    return out
+    """Mean of ``values`` ``(..., R, N)`` over each group mask ``(R, N)`` (or ``(N,)``) -> ``(..., R)``, NaN where
+    a group is empty: ``Σ_n m_gn v_n / Σ_n m_gn``, every group in one tensor program."""
+    names = list(groups)
+    weights = torch.stack(torch.broadcast_tensors(*(groups[name].to(values.dtype) for name in names)))  # (G, *mask)
+    mask_ndim = weights.ndim - 1
+    count = weights.sum(-1)  # (G, *mask[:-1])
+    sums = (values.unsqueeze(-mask_ndim - 1) * weights).sum(-1)  # (..., G, *mask[:-1])
+    means = torch.where(count > 0, sums / count.clamp_min(1), torch.nan)
+    return {name: means.select(-mask_ndim, index) for index, name in enumerate(names)}
 
 
 class _ArmRun:
@@ -179,7 +196,8 @@ class _ArmRun:
         self.optimizer_state: dict[str, object] | None = None
         self.groups: dict[str, dict[str, torch.Tensor]] = {}
         self.recorder = _Recorder()
-        self.batch_sums: dict[str, torch.Tensor] = {}
+        self.batch_metrics: tuple[str, ...] = ()  # names of the rows of batch_total
+        self.batch_total: torch.Tensor | None = None  # (M, R) step metrics summed since the last evaluation
         self.batch_count = 0
 
     # ------------------------------------------------------------ checkpoints
@@ -196,8 +214,9 @@ class _ArmRun:
             "params": self.policy.params,
             "optimizer": self.optimizer_state,
             "groups": self.groups,
-            "records": self.recorder.rows,
-            "batch_sums": self.batch_sums,
+            # pickled apart: torch.save's pickler visits every list item in Python (0.4 s for 52k rows), pickle does not
+            "records": pickle.dumps(self.recorder.rows, protocol=pickle.HIGHEST_PROTOCOL),
+            "batch_sums": self.batch_sums(),
             "batch_count": self.batch_count,
         }
         buffer = io.BytesIO()
@@ -218,9 +237,18 @@ class _ArmRun:
         self.step, self.phase_index, self.phase_step = state["step"], state["phase_index"], state["phase_step"]
         self.policy.params = state["params"]
         self.optimizer_state, self.groups = state["optimizer"], state["groups"]
-        self.recorder = _Recorder(state["records"])
-        self.batch_sums, self.batch_count = state["batch_sums"], state["batch_count"]
+        rows = state["records"]  # bytes; a dict in checkpoints written before the records were pickled apart
+        self.recorder = _Recorder(pickle.loads(rows) if isinstance(rows, bytes) else rows)
+        sums: dict[str, torch.Tensor] = state["batch_sums"]
+        self.batch_metrics, self.batch_count = tuple(sums), state["batch_count"]
+        self.batch_total = torch.stack(list(sums.values())) if sums else None
         return True
+
+    def batch_sums(self) -> dict[str, torch.Tensor]:
+        """The summed step metrics as ``name -> (R,)`` (how a checkpoint stores them)."""
+        if self.batch_total is None:
+            return {}
+        return dict(zip(self.batch_metrics, self.batch_total.unbind(), strict=True))
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, phase: str) -> None:
@@ -232,19 +260,37 @@ class _ArmRun:
                 groups = {name: mask.to(self.policy.device).expand(shape) for name, mask in env.group_masks().items()}
                 small = metrics["reward_std"] < self.config.std_threshold
                 self.groups[split] = {**groups, "small_std": small, "large_std": ~small}
-            for metric, values in metrics.items():
-                for group, means in group_means(values, self.groups[split]).items():
-                    self.recorder.add(self.arm, phase, self.step, split, group, metric, means)
+            means = group_means(torch.stack(list(metrics.values())), self.groups[split])  # group -> (M, R)
+            keys = [(group, metric) for metric in metrics for group in means]
+            values = torch.stack(list(means.values()), dim=1)  # (M, G, R)
+            self.recorder.add(self.arm, phase, self.step, split, keys, values.flatten(0, 1))
         if self.batch_count:
-            for metric, total in self.batch_sums.items():
-                self.recorder.add(self.arm, phase, self.step, "batch", "all", metric, total / self.batch_count)
-        self.batch_sums, self.batch_count = {}, 0
+            keys = [("all", metric) for metric in self.batch_metrics]
+            self.recorder.add(self.arm, phase, self.step, "batch", keys, self.batch_total / self.batch_count)
+        self.batch_metrics, self.batch_total, self.batch_count = (), None, 0
+
+    def accumulate(self, metrics: Mapping[str, torch.Tensor], updates: int) -> None:
+        """Add one update's step metrics ``(R,)`` each, divided by the ``updates`` of its step, to the running
+        sums ``(M, R)`` (on the device: they reach the host once, at the next evaluation)."""
+        values = torch.stack([value.detach() for value in metrics.values()])  # (M, R)
+        if updates != 1:  # x / 1 is x: skipped
+            values = values / updates
+        if self.batch_total is None:
+            self.batch_metrics, self.batch_total = tuple(metrics), values + 0  # 0 + x, as a sum started at 0
+        elif tuple(metrics) != self.batch_metrics:
+            raise RuntimeError(f"step metrics changed from {self.batch_metrics} to {tuple(metrics)} within a phase")
+        else:
+            self.batch_total = self.batch_total + values
 
     # ------------------------------------------------------------ training
     def phase_inputs(self, index: int, phase: Phase) -> torch.Tensor:
         """The inputs a phase trains on, ``(R, N)`` bool (see :func:`phase_subset`)."""
         subset = phase_subset(self.train_env.num_inputs, phase.fraction, self.settings.seeds, index)
         return subset.to(self.policy.device)
+
+    def input_weights(self, chosen: torch.Tensor) -> torch.Tensor:
+        """``w_n = 1/|B|`` on the chosen inputs ``(R, N)`` bool, 0 elsewhere: ``(R, N)`` in the policy's dtype."""
+        return chosen.to(self.policy.dtype) / chosen.sum(-1, keepdim=True)
 
     def run(self, advance: Callable[[int], object], callback: Callable[[int], None] | None) -> None:
         """Train every remaining phase; evaluate and checkpoint on the way (``advance(k)``: k steps done)."""
@@ -269,22 +315,26 @@ class _ArmRun:
             if self.optimizer_state is not None:
                 optimizer.load_state_dict(self.optimizer_state)
             eligible = self.phase_inputs(self.phase_index, phase)
+            every_input = takes_every_input(eligible, config.batch_size)
+            full_weights = self.input_weights(eligible) if every_input else None  # the same every step
             while self.phase_step < phase.steps:
-                chosen = choose_inputs(eligible, config.batch_size, self.settings.seeds, (_STREAM_BATCH, self.step))
-                weights = chosen.to(self.policy.dtype) / chosen.sum(-1, keepdim=True)  # (R, N)
+                if full_weights is None:
+                    key = (_STREAM_BATCH, self.step)
+                    weights = self.input_weights(choose_inputs(eligible, config.batch_size, self.settings.seeds, key))
+                else:
+                    weights = full_weights
                 batch = objective.prepare(weights, seed=stream_seed(_STREAM_SAMPLE, self.step) & 0xFFFF_FFFF)
                 for _ in range(batch.updates):
                     ascent, metrics = objective.ascent(batch)
                     optimizer.step(self.policy.params, ascent)
-                    for name, values in metrics.items():
-                        self.batch_sums[name] = self.batch_sums.get(name, 0) + values.detach() / batch.updates
+                    self.accumulate(metrics, batch.updates)
                 self.batch_count += 1
                 self.step += 1
                 self.phase_step += 1
                 last = self.phase_step == phase.steps
                 if last or self.step % config.eval_every == 0:
                     self.evaluate(phase.label)
-                if not last and self.step % config.checkpoint_every == 0:
+                if not last and self.checkpoint is not None and self.step % config.checkpoint_every == 0:
                     self.optimizer_state = optimizer.state_dict()
                     self.save()
                 advance(1)
