@@ -121,54 +121,23 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         heads = self.num_heads
         return t.unflatten(-1, (heads, self.d_model // heads)).transpose(-2, -3)
 
-    def _block(
-        self, params: Params, layer: int, h: torch.Tensor, attend: Attend
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Block ``layer``: ``h += W_O Attn(LN_1(h)); h += W_2 GELU(W_1 LN_2(h) + b_1) + b_2``.
+    def _blocks(self, params: Params, h: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """Every block, then the final LayerNorm: ``(..., T, d) -> (..., T, d)``.
 
-        The one definition of the block maths, for the teacher-forcing pass (``attend``: causal
-        attention over one sequence) and the KV-cached tree (``attend``: a node over its
-        ancestors). ``h``: ``(..., T, d)`` states of ``T`` positions (or tree nodes);
-        ``attend(q, k, v)`` mixes the values, ``(..., H, T, d/H)`` each, into ``(..., H, T, d/H)``.
-
-        Returns:
-            the new ``h`` ``(..., T, d)`` and this layer's keys and values ``(..., H, T, d/H)``.
+        Block ``i``: ``h += W_O Attn(LN_1(h)); h += W_2 GELU(W_1 LN_2(h) + b_1) + b_2``. The one
+        definition of the block maths, for the causal pass over whole sequences (``attend`` =
+        :func:`_causal_attention`) and the packed prefix tree (``attend`` = :func:`_tree_attention`).
+        ``h``: ``(..., T, d)`` embedded tokens of ``T`` positions (or tree nodes); ``attend(q, k, v)``
+        mixes the values, ``(..., H, T, d/H)`` each, into ``(..., H, T, d/H)``.
         """
         d = self.d_model
-        a = layer_norm(h, (d,), params["ln1_w"][layer], params["ln1_b"][layer])
-        q, k, v = (self._split_heads(t) for t in (a @ params["qkv_w"][layer].T).split(d, dim=-1))  # (..., H, T, d/H)
-        mixed = attend(q, k, v).transpose(-2, -3).flatten(-2)  # (..., T, d)
-        h = h + mixed @ params["proj_w"][layer].T
-        m = layer_norm(h, (d,), params["ln2_w"][layer], params["ln2_b"][layer])
-        hidden = gelu(m @ params["fc_w"][layer].T + params["fc_b"][layer])  # (..., T, 4d)
-        h = h + hidden @ params["out_w"][layer].T + params["out_b"][layer]
-        return h, k, v
-
-    def _encode(
-        self, params: Params, tokens: torch.Tensor
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Causal pass over token ids ``(B, T)`` at positions ``0..T-1``.
-
-        Returns:
-            final-LayerNorm states ``(B, T, d)`` and each layer's keys and values ``(B, H, T, d/H)``.
-        """
-        seq = tokens.shape[1]
-        scale = math.sqrt(self.d_model // self.num_heads)
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=tokens.device).tril()  # (T, T)
-
-        def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-            scores = ((q @ k.transpose(-1, -2)) / scale).masked_fill(~causal, float("-inf"))  # (B, H, T, T)
-            return torch.softmax(scores, dim=-1) @ v  # (B, H, T, d/H)
-
-        h = params["tok_emb"][tokens] + params["pos_emb"][:seq]  # (B, T, d)
-        cache = []
-        for layer in range(self.num_layers):
-            h, k, v = self._block(params, layer, h, attend)
-            cache.append((k, v))
-        return self._final_norm(params, h), cache
-
-    def _final_norm(self, params: Params, h: torch.Tensor) -> torch.Tensor:
-        return layer_norm(h, (self.d_model,), params["lnf_w"], params["lnf_b"])
+        for i in range(self.num_layers):
+            a = layer_norm(h, (d,), params["ln1_w"][i], params["ln1_b"][i])
+            q, k, v = (self._split_heads(t) for t in (a @ params["qkv_w"][i].T).split(d, dim=-1))  # (..., H, T, d/H)
+            h = h + attend(q, k, v).transpose(-2, -3).flatten(-2) @ params["proj_w"][i].T
+            m = layer_norm(h, (d,), params["ln2_w"][i], params["ln2_b"][i])
+            h = h + gelu(m @ params["fc_w"][i].T + params["fc_b"][i]) @ params["out_w"][i].T + params["out_b"][i]
+        return layer_norm(h, (d,), params["lnf_w"], params["lnf_b"])
 
     def _hidden(self, params: Params, prompts: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
         """Final-LayerNorm states of ``[prompt, BOS, prefix]``: ``(N, M, P + 1 + l, d)``."""
@@ -179,8 +148,10 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         tokens = torch.cat(
             [prompts[:, None, :].expand(-1, num_prefixes, -1), bos, prefixes + self.prompt_vocab_size + 1], dim=-1
         ).reshape(num_inputs * num_prefixes, -1)  # (B, T) with B = N·M, T = P + 1 + l
-        h, _ = self._encode(params, tokens)  # (B, T, d)
-        return h.reshape(num_inputs, num_prefixes, tokens.shape[1], self.d_model)
+        seq = tokens.shape[1]
+        h = params["tok_emb"][tokens] + params["pos_emb"][:seq]  # (B, T, d)
+        attend = functools.partial(_causal_attention, scale=math.sqrt(self.d_model // self.num_heads))
+        return self._blocks(params, h, attend).reshape(num_inputs, num_prefixes, seq, self.d_model)
 
     def _readout_features(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
@@ -207,80 +178,84 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     def replica_tree_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, length: int
     ) -> tuple[torch.Tensor, ...]:
-        """The prefix tree by a KV-cached traversal: ``[prompt, BOS]`` once per input, one token per node.
+        """The prefix tree in one packed pass: ``[prompt, BOS]`` once per input, one position per tree node.
 
         Same numbers as the base per-level loop (:meth:`SoftmaxPolicy.replica_tree_logits`, every
-        prefix re-encoded from scratch) up to float round-off, with work and memory of one
-        position per tree node instead of ``P + 1 + l`` (the exact engine's ``method="tree"``
-        for the policy gradient of Razin et al., ICLR 2024, Section 3).
+        prefix ``[prompt, BOS, u]`` encoded from scratch) up to float round-off, with the work and
+        memory of ``S = P + 1 + Σ_{1<=l<L} V^l`` positions per input instead of
+        ``Σ_{l<L} V^l (P + 1 + l)`` (the exact engine's ``method="tree"`` for the policy gradient
+        of Razin et al., ICLR 2024, Section 3).
 
-        Level 0 is the causal pass over ``[prompt, BOS]`` (positions ``0..P``); its states give
-        the logits of the empty prefix and its keys and values ``K_0, V_0`` ``(N, H, P+1, d/H)``
-        per layer. Node ``i`` of level ``l >= 1`` is the prefix ``u`` of
-        :meth:`OutputSpace.prefixes` ``(l)`` order: its token ``i mod V`` sits at position
-        ``P + l``, and its query at each layer attends over the prompt block, over its ancestor
-        ``i // V^(l-j)`` of every level ``1 <= j < l`` and over itself, exactly the keys the full
-        sequence ``[prompt, BOS, u]`` attends over causally:
-
-            Attn(q_i) = Σ_t softmax_t(q_i·k_t / sqrt(d/H)) v_t,   t ∈ {prompt, BOS} ∪ ancestors(i) ∪ {i}.
-
-        An ancestor's keys ``K_j`` ``(N, H, V^j, d/H)`` are read by grouping the level's
-        ``V^l`` queries as ``(V^j, V^(l-j))`` (broadcasting, no copy of any path per node).
-        Blocks, pre-LayerNorm, GELU and positions are those of the teacher-forcing pass
-        (:meth:`_block`, one definition).
+        Each input's sequence packs the prompt block ``[prompt, BOS]`` (positions ``0..P``; BOS
+        gives the empty prefix's logits) and then, level by level ``l = 1..L-1``, one position
+        per prefix ``u`` in :meth:`OutputSpace.prefixes` ``(l)`` order: node ``i`` holds its last
+        token ``i mod V`` at position ``P + l``. At every layer a node's query attends over the
+        prompt block's keys and values, those of its ancestor ``i // V^(l-j)`` of each level
+        ``1 <= j < l`` and its own: exactly what the last position of ``[prompt, BOS, u]`` attends
+        over causally (:func:`_tree_attention`), so a node's states equal those of that position.
+        The blocks (:meth:`_blocks`) run once over the packed ``(N, S, d)`` states: each weight
+        enters one product per layer, in the forward pass and in the (per-input) VJPs.
 
         Returns:
             ``length`` tensors, level ``l``: ``(N, V^l, V)`` logits before temperature.
         """
         self._tree_space(length)
-        num_inputs = x.shape[0]
-        bos = torch.full((num_inputs, 1), self.prompt_vocab_size, dtype=torch.long, device=x.device)
-        h, prompt_cache = self._encode(params, torch.cat([x, bos], dim=-1))  # (N, P+1, d)
-        logits = [self._unembed(params, h[:, -1:, :])]  # level 0: (N, 1, V)
-        # per layer: keys and values (N, H, ·, d/H) of the prompt block, then of levels 1, 2, ... (V^j nodes)
-        ancestors: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[kv] for kv in prompt_cache]
-        output_emb = params["tok_emb"][self.prompt_vocab_size + 1 :]  # (V, d): output token a is P_v + 1 + a
-        scale = math.sqrt(self.d_model // self.num_heads)
-        for level in range(1, length):
-            node_emb = (output_emb + params["pos_emb"][x.shape[-1] + level]).repeat(self.vocab_size ** (level - 1), 1)
-            h = node_emb.expand(num_inputs, -1, -1)  # (N, V^l, d): node i holds token i mod V
-            for layer in range(self.num_layers):
-                attend = functools.partial(_tree_attention, cached=ancestors[layer], scale=scale)
-                h, k, v = self._block(params, layer, h, attend)
-                if level < length - 1:  # the last level's keys are read by no descendant
-                    ancestors[layer].append((k, v))
-            logits.append(self._unembed(params, self._final_norm(params, h)))  # (N, V^l, V)
-        return tuple(logits)
+        num_inputs, prompt_length = x.shape
+        device, vocab = x.device, self.vocab_size
+        widths = [vocab**level for level in range(1, length)]  # nodes of levels 1..L-1
+        bos = torch.full((num_inputs, 1), self.prompt_vocab_size, dtype=torch.long, device=device)
+        prompt_h = params["tok_emb"][torch.cat([x, bos], dim=-1)] + params["pos_emb"][: prompt_length + 1]
+        node_tokens = torch.cat(
+            [torch.arange(vocab, device=device).repeat(width // vocab) for width in widths]
+        )  # (Σ V^l,): node i of level l holds token i mod V
+        node_positions = torch.cat(
+            [torch.full((width,), prompt_length + level, device=device) for level, width in enumerate(widths, 1)]
+        )  # (Σ V^l,): level l at position P + l
+        node_h = params["tok_emb"][node_tokens + self.prompt_vocab_size + 1] + params["pos_emb"][node_positions]
+        h = torch.cat([prompt_h, node_h.expand(num_inputs, -1, -1)], dim=1)  # (N, S, d)
+        attend = functools.partial(
+            _tree_attention, segments=[prompt_length + 1, *widths], scale=math.sqrt(self.d_model // self.num_heads)
+        )
+        logits = self._unembed(params, self._blocks(params, h, attend)[:, prompt_length:])  # (N, 1 + Σ V^l, V)
+        return logits.split([1, *widths], dim=1)
+
+
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """``softmax(q k^T / scale + causal mask) v`` over the ``T`` positions: ``(..., H, T, d/H)``."""
+    seq = q.shape[-2]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()  # (T, T)
+    scores = ((q @ k.transpose(-1, -2)) / scale).masked_fill(~causal, float("-inf"))  # (..., H, T, T)
+    return torch.softmax(scores, dim=-1) @ v
 
 
 def _tree_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    cached: list[tuple[torch.Tensor, torch.Tensor]],
-    scale: float,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: list[int], scale: float
 ) -> torch.Tensor:
-    """Attention of the ``M = V^l`` nodes of level ``l`` over their ancestors and themselves.
+    """Attention over a packed prefix tree: ``(N, H, S, d/H)`` queries, keys, values -> mixed values.
 
-    ``q, k, v``: ``(N, H, M, d/H)`` of the level's nodes. ``cached``: ``[(K_0, V_0), (K_1, V_1), ...,
-    (K_{l-1}, V_{l-1})]``, the prompt block ``(N, H, P+1, d/H)`` then level ``j``'s nodes
-    ``(N, H, V^j, d/H)``; node ``i``'s ancestor at level ``j`` is ``i // V^(l-j)``, so the queries
-    grouped as ``(V^j, V^(l-j))`` meet ``K_j`` by broadcasting. Softmax over the concatenated
-    ``P + 1 + l`` scores ``q·k / scale``; returns ``(N, H, M, d/H)``.
+    The ``S`` positions are ``segments``: the prompt block ``[prompt, BOS]`` (``P + 1``, causal
+    attention within it), then level ``l = 1, 2, ...`` with ``V^l`` nodes. Node ``i`` of level
+    ``l`` attends over the prompt block, its ancestor ``i // V^(l-j)`` of every level
+    ``1 <= j < l`` and itself (softmax over the ``P + 1 + l`` scores ``q·k / scale``):
+
+        Attn(q_i) = Σ_t softmax_t(q_i·k_t / scale) v_t,   t ∈ {prompt, BOS} ∪ ancestors(i) ∪ {i}.
+
+    Level ``j``'s keys ``K_j`` ``(N, H, V^j, d/H)`` meet level ``l``'s queries grouped as
+    ``(V^j, V^(l-j))`` by broadcasting: no copy of any path per node.
     """
-    (prompt_k, prompt_v), *levels = cached
-    nodes = q.shape[-2]
-    scores = [(q @ prompt_k.transpose(-1, -2)) / scale]  # (N, H, M, P+1)
-    for level_k, _ in levels:
-        width = level_k.shape[-2]  # V^j ancestors, each shared by V^(l-j) nodes
-        grouped = q.unflatten(-2, (width, nodes // width))  # (N, H, V^j, V^(l-j), d/H)
-        scores.append(((grouped @ level_k[..., None]).flatten(-3) / scale)[..., None])  # (N, H, M, 1)
-    scores.append((q * k).sum(-1, keepdim=True) / scale)  # (N, H, M, 1): the node itself
-    weights = torch.softmax(torch.cat(scores, dim=-1), dim=-1)  # (N, H, M, P+1+l)
-    block = prompt_k.shape[-2]
-    mixed = weights[..., :block] @ prompt_v  # (N, H, M, d/H)
-    for j, (_, level_v) in enumerate(levels):
-        width = level_v.shape[-2]
-        grouped = weights[..., block + j].unflatten(-1, (width, nodes // width))  # (N, H, V^j, V^(l-j))
-        mixed = mixed + (grouped[..., None] * level_v[..., :, None, :]).flatten(-3, -2)  # (N, H, M, d/H)
-    return mixed + weights[..., -1:] * v
+    (prompt_q, *level_qs), (prompt_k, *level_ks), (prompt_v, *level_vs) = (t.split(segments, dim=-2) for t in (q, k, v))
+    block = segments[0]  # P + 1
+    mixed = [_causal_attention(prompt_q, prompt_k, prompt_v, scale)]  # (N, H, P+1, d/H)
+    for level, query in enumerate(level_qs):
+        scores = [(query @ prompt_k.transpose(-1, -2)) / scale]  # (N, H, V^l, P+1)
+        for key in level_ks[:level]:  # the ancestors' levels j = 1..l-1
+            grouped = query.unflatten(-2, (key.shape[-2], -1))  # (N, H, V^j, V^(l-j), d/H)
+            scores.append(((grouped @ key[..., None]).flatten(-3) / scale)[..., None])  # (N, H, V^l, 1)
+        scores.append((query * level_ks[level]).sum(-1, keepdim=True) / scale)  # (N, H, V^l, 1): the node itself
+        weights = torch.softmax(torch.cat(scores, dim=-1), dim=-1)  # (N, H, V^l, P+1+l)
+        out = weights[..., :block] @ prompt_v  # (N, H, V^l, d/H)
+        for j, value in enumerate(level_vs[:level]):
+            grouped = weights[..., block + j].unflatten(-1, (value.shape[-2], -1))  # (N, H, V^j, V^(l-j))
+            out = out + (grouped[..., None] * value[..., :, None, :]).flatten(-3, -2)  # (N, H, V^l, d/H)
+        mixed.append(out + weights[..., -1:] * level_vs[level])
+    return torch.cat(mixed, dim=-2)  # (N, H, S, d/H)
