@@ -205,11 +205,10 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         widths = [vocab**level for level in range(1, length)]  # nodes of levels 1..L-1
         bos = torch.full((num_inputs, 1), self.prompt_vocab_size, dtype=torch.long, device=device)
         prompt_h = params["tok_emb"][torch.cat([x, bos], dim=-1)] + params["pos_emb"][: prompt_length + 1]
-        node_tokens = torch.cat(
-            [torch.arange(vocab, device=device).repeat(width // vocab) for width in widths]
-        )  # (Σ V^l,): node i of level l holds token i mod V
-        node_positions = torch.cat(
-            [torch.full((width,), prompt_length + level, device=device) for level, width in enumerate(widths, 1)]
+        nodes = sum(widths)  # offsets of the levels, V + V^2 + ..., are multiples of V
+        node_tokens = torch.arange(nodes, device=device) % vocab  # (Σ V^l,): node i of level l holds token i mod V
+        node_positions = (torch.arange(1, length, device=device) + prompt_length).repeat_interleave(
+            torch.tensor(widths, dtype=torch.long, device=device), output_size=nodes
         )  # (Σ V^l,): level l at position P + l
         node_h = params["tok_emb"][node_tokens + self.prompt_vocab_size + 1] + params["pos_emb"][node_positions]
         h = torch.cat([prompt_h, node_h.expand(num_inputs, -1, -1)], dim=1)  # (N, S, d)
