@@ -77,7 +77,8 @@ def test_hook_logits_and_vjp_equal_the_per_level_loop(
     for level, (got, expected) in enumerate(zip(cached_logits, loop_logits, strict=True)):
         assert expected.shape == (num_replicas, num_inputs, vocab_size**level, vocab_size)
         assert_close(got, expected, f"logits of level {level}")
-    cotangents = tuple(torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in loop_logits)
+    # unit L1 norm per level, like the engine's g_u = P(u) π_u (Q(u·) - Q(u)): the VJP stays O(||J||)
+    cotangents = tuple((c := torch.randn(t.shape, generator=gen, dtype=t.dtype)) / c.abs().sum() for t in loop_logits)
     (cached_grads,), (loop_grads,) = cached_pullback(cotangents), loop_pullback(cotangents)
     for key, expected in loop_grads.items():
         assert_close(cached_grads[key], expected, f"VJP for {key}")
