@@ -85,9 +85,7 @@ def build(config: str, dtype: str, path: str, prompt_share: float) -> tuple[Soft
     else:  # rftgrad.experiments.prevalence: 5 tasks x 32 prompts, V = 6, L = 4
         env = language_env(prompts_per_task=max(1, round(32 * prompt_share)), vocab_size=6, length=4, seed=0)
         replicas = 1
-    policy = PATHS[path].for_env(
-        env, d_model=32, num_layers=2, num_heads=2, seed=0, num_replicas=replicas, dtype=dtype
-    )
+    policy = PATHS[path].for_env(env, d_model=32, num_layers=2, num_heads=2, seed=0, num_replicas=replicas, dtype=dtype)
     return policy, env
 
 
@@ -122,7 +120,17 @@ def peak_one(config: str, dtype: str, function: str, path: str, prompt_share: fl
 
 def measure_peak(config: str, dtype: str, function: str, path: str, prompt_share: float) -> dict[str, Any]:
     """:func:`peak_one` in a fresh subprocess."""
-    command = [sys.executable, __file__, "--peak-one", config, dtype, function, path, "--prompt-share", str(prompt_share)]
+    command = [
+        sys.executable,
+        __file__,
+        "--peak-one",
+        config,
+        dtype,
+        function,
+        path,
+        "--prompt-share",
+        str(prompt_share),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -221,9 +229,7 @@ def _format_row(row: dict[str, Any]) -> str:
         f"kv {row['kv_s']:.4f} s, x{row['speedup']:.2f}, max |diff| {row['max_abs_diff']:.1e}"
     )
     if "memory_ratio" in row:
-        text += (
-            f"; peak {row['loop_peak_mib']:.1f} -> {row['kv_peak_mib']:.1f} MiB (x{row['memory_ratio']:.3f})"
-        )
+        text += f"; peak {row['loop_peak_mib']:.1f} -> {row['kv_peak_mib']:.1f} MiB (x{row['memory_ratio']:.3f})"
     return text + f"; load {row['loadavg_1m']:.2f}"
 
 

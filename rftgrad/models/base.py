@@ -11,7 +11,9 @@ the base class vmaps it over replicas (``torch.func.vmap``) in :meth:`SoftmaxPol
 Being public and pure (no state read but hyper-parameters, no in-place update of ``params``),
 the same function serves ``torch.func`` transforms from other modules: per-input gradients
 (``vjp``) and Jacobians (``jacrev``) in :mod:`rftgrad.theory`. Its teacher-forcing companion
-:meth:`SoftmaxPolicy.replica_sequence_logits` scores whole outputs.
+:meth:`SoftmaxPolicy.replica_sequence_logits` scores whole outputs, and
+:meth:`SoftmaxPolicy.replica_tree_logits` every prefix of the exact engine's prefix tree
+(a per-level loop over ``replica_prefix_logits`` unless a subclass does better).
 ``ids`` are input indices (tabular policies read them), ``x`` is what
 :meth:`SoftmaxPolicy.inputs_from` takes from an environment (features or prompts).
 Parameters are drawn per replica from a CPU generator seeded with that replica's seed,

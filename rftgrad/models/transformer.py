@@ -5,6 +5,11 @@ last position. Token ids: prompt tokens ``0..P_v-1``, BOS ``P_v``, output token 
 ``P_v + 1 + a``. Every block is ``h += Attn(LN(h)); h += MLP(LN(h))`` with causal
 multi-head attention; logits ``= W_U LN(h) + b_U``. Written as a pure function of a
 parameter dict so that ``torch.func.vmap`` batches it over replicas and inputs.
+
+The exact engine's prefix tree (:meth:`TinyTransformerPolicy.replica_tree_logits`) is one
+KV-cached pass per input: ``[prompt, BOS]`` once, then one position per prefix, attending over
+its ancestors' keys and values (:func:`_tree_attention`) instead of re-encoding each prefix.
+Both passes share :meth:`TinyTransformerPolicy._blocks`, the one definition of the blocks.
 """
 
 from __future__ import annotations
@@ -249,7 +254,7 @@ def _tree_attention(
         scores = [(query @ prompt_k.transpose(-1, -2)) / scale]  # (N, H, V^l, P+1)
         for key in level_ks[:level]:  # the ancestors' levels j = 1..l-1
             grouped = query.unflatten(-2, (key.shape[-2], -1))  # (N, H, V^j, V^(l-j), d/H)
-            scores.append(((grouped @ key[..., None]).flatten(-3) / scale)[..., None])  # (N, H, V^l, 1)
+            scores.append(((grouped * key[..., None, :]).sum(-1).flatten(-2) / scale)[..., None])  # (N, H, V^l, 1)
         scores.append((query * level_ks[level]).sum(-1, keepdim=True) / scale)  # (N, H, V^l, 1): the node itself
         weights = torch.softmax(torch.cat(scores, dim=-1), dim=-1)  # (N, H, V^l, P+1+l)
         out = weights[..., :block] @ prompt_v  # (N, H, V^l, d/H)
