@@ -11,7 +11,9 @@ the base class vmaps it over replicas (``torch.func.vmap``) in :meth:`SoftmaxPol
 Being public and pure (no state read but hyper-parameters, no in-place update of ``params``),
 the same function serves ``torch.func`` transforms from other modules: per-input gradients
 (``vjp``) and Jacobians (``jacrev``) in :mod:`rftgrad.theory`. Its teacher-forcing companion
-:meth:`SoftmaxPolicy.replica_sequence_logits` scores whole outputs.
+:meth:`SoftmaxPolicy.replica_sequence_logits` scores whole outputs, and
+:meth:`SoftmaxPolicy.replica_tree_logits` every prefix of the exact engine's prefix tree
+(a per-level loop over ``replica_prefix_logits`` unless a subclass does better).
 ``ids`` are input indices (tabular policies read them), ``x`` is what
 :meth:`SoftmaxPolicy.inputs_from` takes from an environment (features or prompts).
 Parameters are drawn per replica from a CPU generator seeded with that replica's seed,
@@ -248,6 +250,46 @@ class SoftmaxPolicy(ABC):
         return torch.stack(
             [self.replica_prefix_logits(params, ids, x, outputs[..., :pos]) for pos in range(outputs.shape[-1])], dim=-2
         )
+
+    def replica_tree_logits(
+        self, params: Params, ids: torch.Tensor, x: torch.Tensor, length: int
+    ) -> tuple[torch.Tensor, ...]:
+        """Logits ``f_θ(x_n, u)`` of every prefix ``u`` of every level ``l < length``, one replica, before temperature.
+
+        The prefix tree of the exact engine (:mod:`rftgrad.theory.exact`, ``method="tree"``):
+        level ``l`` holds the ``V^l`` prefixes of :meth:`OutputSpace.prefixes` ``(l)`` in that
+        (lexicographic) order, so prefix ``i`` of level ``l`` has parent ``i // V`` and ancestor
+        ``i // V^(l-j)`` at level ``j``. Pure and single-replica like :meth:`replica_prefix_logits`
+        (same ``params``, ``ids``, ``x``), for ``torch.func`` transforms (``vmap`` over replicas and
+        inputs, ``vjp``).
+
+        Args:
+            length: ``L' <= max_length``, the number of levels ``l = 0..L'-1``.
+
+        Returns:
+            ``L'`` tensors, level ``l``: ``(N, V^l, V)`` logits.
+
+        Default: one :meth:`replica_prefix_logits` call per level on all ``V^l`` prefixes (each
+        prefix scored from scratch). It is the reference that faster subclass versions (the
+        transformer's KV-cached traversal) are tested against, and the baseline of
+        ``benchmarks/transformer_tree.py``.
+        """
+        space = self._tree_space(length)
+        num_inputs = ids.shape[0]
+        return tuple(
+            self.replica_prefix_logits(
+                params, ids, x, space.prefixes(level, ids.device)[None].expand(num_inputs, -1, -1)
+            )  # (N, V^l, V)
+            for level in range(length)
+        )
+
+    def _tree_space(self, length: int) -> OutputSpace:
+        """The output space of a prefix tree with ``length`` levels, or :class:`ShapeMismatchError`."""
+        if not 1 <= length <= self.max_length:
+            raise ShapeMismatchError(
+                f"a prefix tree of length={length} is outside 1..max_length={self.max_length}; give L in that range"
+            )
+        return OutputSpace(self.vocab_size, length)
 
     def sequence_logits(
         self, ids: torch.Tensor, x: torch.Tensor, outputs: torch.Tensor, params: Params | None = None

@@ -5,11 +5,18 @@ last position. Token ids: prompt tokens ``0..P_v-1``, BOS ``P_v``, output token 
 ``P_v + 1 + a``. Every block is ``h += Attn(LN(h)); h += MLP(LN(h))`` with causal
 multi-head attention; logits ``= W_U LN(h) + b_U``. Written as a pure function of a
 parameter dict so that ``torch.func.vmap`` batches it over replicas and inputs.
+
+The exact engine's prefix tree (:meth:`TinyTransformerPolicy.replica_tree_logits`) is one
+KV-cached pass per input: ``[prompt, BOS]`` once, then one position per prefix, attending over
+its ancestors' keys and values (:func:`_tree_attention`) instead of re-encoding each prefix.
+Both passes share :meth:`TinyTransformerPolicy._blocks`, the one definition of the blocks.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -19,6 +26,9 @@ from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
 from rftgrad.runtime import is_count
+
+#: ``attend(q, k, v)``: per-head queries, keys, values ``(..., H, T, d/H)`` -> mixed values, same shape.
+Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TinyTransformerPolicy(SoftmaxPolicy):
@@ -111,6 +121,29 @@ class TinyTransformerPolicy(SoftmaxPolicy):
                 "use TinyTransformerPolicy.for_env(env)"
             )
 
+    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """``(..., T, d) -> (..., H, T, d/H)``: queries, keys or values per head."""
+        heads = self.num_heads
+        return t.unflatten(-1, (heads, self.d_model // heads)).transpose(-2, -3)
+
+    def _blocks(self, params: Params, h: torch.Tensor, attend: Attend) -> torch.Tensor:
+        """Every block, then the final LayerNorm: ``(..., T, d) -> (..., T, d)``.
+
+        Block ``i``: ``h += W_O Attn(LN_1(h)); h += W_2 GELU(W_1 LN_2(h) + b_1) + b_2``. The one
+        definition of the block maths, for the causal pass over whole sequences (``attend`` =
+        :func:`_causal_attention`) and the packed prefix tree (``attend`` = :func:`_tree_attention`).
+        ``h``: ``(..., T, d)`` embedded tokens of ``T`` positions (or tree nodes); ``attend(q, k, v)``
+        mixes the values, ``(..., H, T, d/H)`` each, into ``(..., H, T, d/H)``.
+        """
+        d = self.d_model
+        for i in range(self.num_layers):
+            a = layer_norm(h, (d,), params["ln1_w"][i], params["ln1_b"][i])
+            q, k, v = (self._split_heads(t) for t in (a @ params["qkv_w"][i].T).split(d, dim=-1))  # (..., H, T, d/H)
+            h = h + attend(q, k, v).transpose(-2, -3).flatten(-2) @ params["proj_w"][i].T
+            m = layer_norm(h, (d,), params["ln2_w"][i], params["ln2_b"][i])
+            h = h + gelu(m @ params["fc_w"][i].T + params["fc_b"][i]) @ params["out_w"][i].T + params["out_b"][i]
+        return layer_norm(h, (d,), params["lnf_w"], params["lnf_b"])
+
     def _hidden(self, params: Params, prompts: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
         """Final-LayerNorm states of ``[prompt, BOS, prefix]``: ``(N, M, P + 1 + l, d)``."""
         num_inputs, num_prefixes, level = prefixes.shape
@@ -121,34 +154,23 @@ class TinyTransformerPolicy(SoftmaxPolicy):
             [prompts[:, None, :].expand(-1, num_prefixes, -1), bos, prefixes + self.prompt_vocab_size + 1], dim=-1
         ).reshape(num_inputs * num_prefixes, -1)  # (B, T) with B = N·M, T = P + 1 + l
         seq = tokens.shape[1]
-        d, heads = self.d_model, self.num_heads
         h = params["tok_emb"][tokens] + params["pos_emb"][:seq]  # (B, T, d)
-        causal = torch.ones(seq, seq, dtype=torch.bool, device=tokens.device).tril()
-        for i in range(self.num_layers):
-            a = layer_norm(h, (d,), params["ln1_w"][i], params["ln1_b"][i])
-            q, k, v = (a @ params["qkv_w"][i].T).split(d, dim=-1)  # (B, T, d) each
-            q, k, v = (
-                t.reshape(t.shape[0], seq, heads, d // heads).transpose(1, 2) for t in (q, k, v)
-            )  # (B, H, T, d/H)
-            scores = (q @ k.transpose(-1, -2)) / math.sqrt(d // heads)  # (B, H, T, T)
-            scores = scores.masked_fill(~causal, float("-inf"))
-            attn = torch.softmax(scores, dim=-1) @ v  # (B, H, T, d/H)
-            h = h + attn.transpose(1, 2).reshape(h.shape) @ params["proj_w"][i].T
-            m = layer_norm(h, (d,), params["ln2_w"][i], params["ln2_b"][i])
-            h = h + gelu(m @ params["fc_w"][i].T + params["fc_b"][i]) @ params["out_w"][i].T + params["out_b"][i]
-        h = layer_norm(h, (d,), params["lnf_w"], params["lnf_b"])
-        return h.reshape(num_inputs, num_prefixes, seq, d)
+        attend = functools.partial(_causal_attention, scale=math.sqrt(self.d_model // self.num_heads))
+        return self._blocks(params, h, attend).reshape(num_inputs, num_prefixes, seq, self.d_model)
 
     def _readout_features(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
         return self._hidden(params, x, prefixes)[:, :, -1, :]  # (N, M, d)
 
+    def _unembed(self, params: Params, h: torch.Tensor) -> torch.Tensor:
+        """Logits ``W_U h + b_U``: ``(..., d) -> (..., V)``."""
+        return h @ params["unembed_w"].T + params["unembed_b"]
+
     def replica_prefix_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
-        h = self._readout_features(params, ids, x, prefixes)  # (N, M, d)
-        return h @ params["unembed_w"].T + params["unembed_b"]  # (N, M, V)
+        return self._unembed(params, self._readout_features(params, ids, x, prefixes))  # (N, M, V)
 
     def replica_sequence_logits(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, outputs: torch.Tensor
@@ -156,4 +178,88 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         """All ``L`` positions in one causal pass over ``[prompt, BOS, y_1..y_{L-1}]``."""
         length = outputs.shape[-1]
         h = self._hidden(params, x, outputs[..., : length - 1])[:, :, self.prompt_length :, :]  # (N, M, L, d)
-        return h @ params["unembed_w"].T + params["unembed_b"]  # (N, M, L, V)
+        return self._unembed(params, h)  # (N, M, L, V)
+
+    def replica_tree_logits(
+        self, params: Params, ids: torch.Tensor, x: torch.Tensor, length: int
+    ) -> tuple[torch.Tensor, ...]:
+        """The prefix tree in one packed pass: ``[prompt, BOS]`` once per input, one position per tree node.
+
+        Same numbers as the base per-level loop (:meth:`SoftmaxPolicy.replica_tree_logits`, every
+        prefix ``[prompt, BOS, u]`` encoded from scratch) up to float round-off, with the work and
+        memory of ``S = P + 1 + Σ_{1<=l<L} V^l`` positions per input instead of
+        ``Σ_{l<L} V^l (P + 1 + l)`` (the exact engine's ``method="tree"`` for the policy gradient
+        of Razin et al., ICLR 2024, Section 3).
+
+        Each input's sequence packs the prompt block ``[prompt, BOS]`` (positions ``0..P``; BOS
+        gives the empty prefix's logits) and then, level by level ``l = 1..L-1``, one position
+        per prefix ``u`` in :meth:`OutputSpace.prefixes` ``(l)`` order: node ``i`` holds its last
+        token ``i mod V`` at position ``P + l``. At every layer a node's query attends over the
+        prompt block's keys and values, those of its ancestor ``i // V^(l-j)`` of each level
+        ``1 <= j < l`` and its own: exactly what the last position of ``[prompt, BOS, u]`` attends
+        over causally (:func:`_tree_attention`), so a node's states equal those of that position.
+        The blocks (:meth:`_blocks`) run once over the packed ``(N, S, d)`` states: each weight
+        enters one product per layer, in the forward pass and in the (per-input) VJPs.
+
+        Returns:
+            ``length`` tensors, level ``l``: ``(N, V^l, V)`` logits before temperature.
+        """
+        self._tree_space(length)
+        num_inputs, prompt_length = x.shape
+        device, vocab = x.device, self.vocab_size
+        widths = [vocab**level for level in range(1, length)]  # nodes of levels 1..L-1
+        bos = torch.full((num_inputs, 1), self.prompt_vocab_size, dtype=torch.long, device=device)
+        prompt_h = params["tok_emb"][torch.cat([x, bos], dim=-1)] + params["pos_emb"][: prompt_length + 1]
+        nodes = sum(widths)  # offsets of the levels, V + V^2 + ..., are multiples of V
+        node_tokens = torch.arange(nodes, device=device) % vocab  # (Σ V^l,): node i of level l holds token i mod V
+        node_positions = (torch.arange(1, length, device=device) + prompt_length).repeat_interleave(
+            torch.tensor(widths, dtype=torch.long, device=device), output_size=nodes
+        )  # (Σ V^l,): level l at position P + l
+        node_h = params["tok_emb"][node_tokens + self.prompt_vocab_size + 1] + params["pos_emb"][node_positions]
+        h = torch.cat([prompt_h, node_h.expand(num_inputs, -1, -1)], dim=1)  # (N, S, d)
+        attend = functools.partial(
+            _tree_attention, segments=[prompt_length + 1, *widths], scale=math.sqrt(self.d_model // self.num_heads)
+        )
+        logits = self._unembed(params, self._blocks(params, h, attend)[:, prompt_length:])  # (N, 1 + Σ V^l, V)
+        return logits.split([1, *widths], dim=1)
+
+
+def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
+    """``softmax(q k^T / scale + causal mask) v`` over the ``T`` positions: ``(..., H, T, d/H)``."""
+    seq = q.shape[-2]
+    causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()  # (T, T)
+    scores = ((q @ k.transpose(-1, -2)) / scale).masked_fill(~causal, float("-inf"))  # (..., H, T, T)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def _tree_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: list[int], scale: float
+) -> torch.Tensor:
+    """Attention over a packed prefix tree: ``(N, H, S, d/H)`` queries, keys, values -> mixed values.
+
+    The ``S`` positions are ``segments``: the prompt block ``[prompt, BOS]`` (``P + 1``, causal
+    attention within it), then level ``l = 1, 2, ...`` with ``V^l`` nodes. Node ``i`` of level
+    ``l`` attends over the prompt block, its ancestor ``i // V^(l-j)`` of every level
+    ``1 <= j < l`` and itself (softmax over the ``P + 1 + l`` scores ``q·k / scale``):
+
+        Attn(q_i) = Σ_t softmax_t(q_i·k_t / scale) v_t,   t ∈ {prompt, BOS} ∪ ancestors(i) ∪ {i}.
+
+    Level ``j``'s keys ``K_j`` ``(N, H, V^j, d/H)`` meet level ``l``'s queries grouped as
+    ``(V^j, V^(l-j))`` by broadcasting: no copy of any path per node.
+    """
+    (prompt_q, *level_qs), (prompt_k, *level_ks), (prompt_v, *level_vs) = (t.split(segments, dim=-2) for t in (q, k, v))
+    block = segments[0]  # P + 1
+    mixed = [_causal_attention(prompt_q, prompt_k, prompt_v, scale)]  # (N, H, P+1, d/H)
+    for level, query in enumerate(level_qs):
+        scores = [(query @ prompt_k.transpose(-1, -2)) / scale]  # (N, H, V^l, P+1)
+        for key in level_ks[:level]:  # the ancestors' levels j = 1..l-1
+            grouped = query.unflatten(-2, (key.shape[-2], -1))  # (N, H, V^j, V^(l-j), d/H)
+            scores.append(((grouped * key[..., None, :]).sum(-1).flatten(-2) / scale)[..., None])  # (N, H, V^l, 1)
+        scores.append((query * level_ks[level]).sum(-1, keepdim=True) / scale)  # (N, H, V^l, 1): the node itself
+        weights = torch.softmax(torch.cat(scores, dim=-1), dim=-1)  # (N, H, V^l, P+1+l)
+        out = weights[..., :block] @ prompt_v  # (N, H, V^l, d/H)
+        for j, value in enumerate(level_vs[:level]):
+            grouped = weights[..., block + j].unflatten(-1, (value.shape[-2], -1))  # (N, H, V^j, V^(l-j))
+            out = out + (grouped[..., None] * value[..., :, None, :]).flatten(-3, -2)  # (N, H, V^l, d/H)
+        mixed.append(out + weights[..., -1:] * level_vs[level])
+    return torch.cat(mixed, dim=-2)  # (N, H, S, d/H)

@@ -211,17 +211,17 @@ def _trailing_norm(tensor: torch.Tensor, batch_dims: int) -> torch.Tensor:
 
 
 def _tree_program(policy: SoftmaxPolicy, space: OutputSpace) -> tuple[LogitProgram, Callable, Callable]:
-    """Logits once per distinct prefix: outputs ``(n, V^l, V)`` for ``l = 0..L-1``."""
-    prefixes = [space.prefixes(level, policy.device) for level in range(space.length)]  # (V^l, l)
+    """Logits once per distinct prefix: outputs ``(n, V^l, V)`` for ``l = 0..L-1``.
+
+    The policy's :meth:`~rftgrad.models.SoftmaxPolicy.replica_tree_logits` hook scores the tree
+    (per-level prefix logits by default, a KV-cached traversal for the transformer); the program
+    divides by the temperature.
+    """
 
     def program(
         params: Params, temperature: torch.Tensor, ids: torch.Tensor, x: torch.Tensor
     ) -> tuple[torch.Tensor, ...]:
-        count = ids.shape[0]
-        return tuple(
-            policy.replica_prefix_logits(params, ids, x, prefix[None].expand(count, -1, -1)) / temperature
-            for prefix in prefixes
-        )
+        return tuple(logits / temperature for logits in policy.replica_tree_logits(params, ids, x, space.length))
 
     def levels(outputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         return list(outputs)
