@@ -12,10 +12,10 @@ exact-expectation RFT (SGD, full batch). Two tasks:
 (one batched tensor program; the gradient comes from the exact engine's backward sweep
 over the prefix tree and one VJP). The timed call is all-in: building the policy, one
 evaluation at step 0 and one at the end (without per-input gradient norms), the steps and
-the records. The time spent inside :func:`rftgrad.theory.exact.mean_gradient` is clocked
+the records. The time spent inside :func:`rftgrad.theory.exact.step_gradient` is clocked
 separately (a timing wrapper around it, nothing else changes), so the table also shows the
 trainer's own cost outside the exact gradient, per step: ``overhead_ms_per_step = (seconds -
-mean_gradient seconds) / steps``.
+step_gradient seconds) / steps``.
 
 ``loop``: what a single-run research script does: for each run, one after another,
 parameters with ``requires_grad``, every output enumerated and scored by teacher forcing,
@@ -72,9 +72,9 @@ def synchronize(device: torch.device) -> None:
 
 
 @contextlib.contextmanager
-def clock_mean_gradient(device: torch.device) -> Iterator[list[float]]:
-    """Inside the block, the objectives' ``mean_gradient`` also adds its wall time to the yielded one-item list."""
-    original = objectives_module.mean_gradient
+def clock_step_gradient(device: torch.device) -> Iterator[list[float]]:
+    """Inside the block, the objectives' ``step_gradient`` also adds its wall time to the yielded one-item list."""
+    original = objectives_module.step_gradient
     spent = [0.0]
 
     def clocked(*args: object, **kwargs: object) -> object:
@@ -85,15 +85,15 @@ def clock_mean_gradient(device: torch.device) -> Iterator[list[float]]:
         spent[0] += time.perf_counter() - start
         return result
 
-    objectives_module.mean_gradient = clocked
+    objectives_module.step_gradient = clocked
     try:
         yield spent
     finally:
-        objectives_module.mean_gradient = original
+        objectives_module.step_gradient = original
 
 
 class RftgradTimer:
-    """Times :func:`train` on one task: ``time(R, steps) -> (seconds, seconds inside mean_gradient)``."""
+    """Times :func:`train` on one task: ``time(R, steps) -> (seconds, seconds inside step_gradient)``."""
 
     def __init__(self, task: str, device: torch.device, dtype: str) -> None:
         self.env, self.build = make_task(task)
@@ -109,7 +109,7 @@ class RftgradTimer:
             arms=(f"rft:{steps}",), optimizer="sgd", lr=(0.1,), seeds=replicas, eval_every=steps,
             eval_grad_norm=False, device=str(self.device), dtype=self.dtype,
         )  # fmt: skip
-        with clock_mean_gradient(self.device) as inside:
+        with clock_step_gradient(self.device) as inside:
             synchronize(self.device)
             start = time.perf_counter()
             train(self.make_policy, self.env, config, progress=False)
@@ -174,8 +174,8 @@ def summarise(rounds: pd.DataFrame) -> pd.DataFrame:
                 "rftgrad_replica_steps_per_s": rate.median(),
                 "loop_run_steps_per_s": loop_rate.median(),
                 "speedup": (rate / loop_rate).median(),
-                "mean_gradient_ms_per_step": (group["mean_gradient_seconds"] / steps).median() * 1e3,
-                "overhead_ms_per_step": ((group["rftgrad_seconds"] - group["mean_gradient_seconds"]) / steps).median()
+                "step_gradient_ms_per_step": (group["step_gradient_seconds"] / steps).median() * 1e3,
+                "overhead_ms_per_step": ((group["rftgrad_seconds"] - group["step_gradient_seconds"]) / steps).median()
                 * 1e3,
             }
         )
@@ -185,13 +185,13 @@ def summarise(rounds: pd.DataFrame) -> pd.DataFrame:
 def markdown(summary: pd.DataFrame, load: Sequence[float]) -> str:
     """The summary as a ready Markdown table, with the load average of the run."""
     lines = [
-        "| task | R | rftgrad replica-steps/s | loop run-steps/s | speedup | mean_gradient ms/step | other ms/step |",
+        "| task | R | rftgrad replica-steps/s | loop run-steps/s | speedup | step_gradient ms/step | other ms/step |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summary.itertuples():
         lines.append(
             f"| {row.task} | {row.replicas} | {row.rftgrad_replica_steps_per_s:,.0f} | {row.loop_run_steps_per_s:,.0f}"
-            f" | {row.speedup:.1f}x | {row.mean_gradient_ms_per_step:.2f} | {row.overhead_ms_per_step:.2f} |"
+            f" | {row.speedup:.1f}x | {row.step_gradient_ms_per_step:.2f} | {row.overhead_ms_per_step:.2f} |"
         )
     lines.append(f"\nload average (1, 5, 15 min) before and after: {load}")
     return "\n".join(lines)
@@ -233,13 +233,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                     {
                         "task": task, "replicas": replicas, "steps": args.steps, "round": round_index,
                         "loop_runs": loop_runs, "loop_seconds": loop_seconds, "rftgrad_seconds": seconds,
-                        "mean_gradient_seconds": inside, "load_1min": os.getloadavg()[0],
+                        "step_gradient_seconds": inside, "load_1min": os.getloadavg()[0],
                     }
                 )  # fmt: skip
                 speedup = (replicas * loop_seconds) / (loop_runs * seconds)
                 print(
                     f"{task:8s} R={replicas:4d} round {round_index}: rftgrad {seconds * 1e3:9.1f} ms "
-                    f"(mean_gradient {inside * 1e3:8.1f} ms)  loop {loop_seconds / loop_runs * 1e3:8.1f} ms/run  "
+                    f"(step_gradient {inside * 1e3:8.1f} ms)  loop {loop_seconds / loop_runs * 1e3:8.1f} ms/run  "
                     f"speedup {speedup:6.1f}x",
                     flush=True,
                 )

@@ -52,7 +52,7 @@ from rftgrad.finetune.advantages import (
 )
 from rftgrad.finetune.config import TrainConfig
 from rftgrad.models.base import Params, SoftmaxPolicy
-from rftgrad.theory.exact import ExactWorkspace, mean_gradient, params_norm
+from rftgrad.theory.exact import ExactWorkspace, params_norm, step_gradient
 
 
 @dataclass
@@ -133,7 +133,7 @@ def binary_reward_values(env: RewardEnv) -> tuple[torch.Tensor, torch.Tensor]:
 class ExactRFT(Objective):
     """The exact expected RFT gradient (optionally regularised, or of pass@k), by enumeration.
 
-    ``closed_form`` (default ``True``) lets :func:`~rftgrad.theory.exact.mean_gradient` use the policy's
+    ``closed_form`` (default ``True``) lets :func:`~rftgrad.theory.exact.step_gradient` use the policy's
     autograd-free prefix tree (tabular, linear); ``False`` runs the generic ``torch.func`` path (the
     reference and benchmark baseline; same numbers). The objective keeps one
     :class:`~rftgrad.theory.ExactWorkspace` for all its steps (the ascent it returns is overwritten
@@ -187,7 +187,7 @@ class ExactRFT(Objective):
         return shaped
 
     def ascent(self, batch: StepBatch) -> tuple[Params, dict[str, torch.Tensor]]:
-        result = mean_gradient(
+        result = step_gradient(
             self.policy,
             self.env,
             input_weights=batch.weights,

@@ -136,7 +136,9 @@ class TabularTree(ClosedFormTree):
         return {"logits": grad}
 
     def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:
-        norms = torch.linalg.vector_norm(cotangent, dim=(0, 1)) * scale.abs()  # ||∇_θ V(x_n)|| = |scale| ||c_n||
+        # ||∇_θ V(x_n)|| = |scale| ||c_n||; squares summed rather than vector_norm over the two leading axes,
+        # which is about 15x slower on (16, 4, 64, 100) (a reduction over outer axes)
+        norms = torch.mul(cotangent, cotangent).sum((0, 1)).sqrt() * scale.abs()
         if not keep:
             return norms, None
         num_replicas, num_inputs = scale.shape

@@ -1,7 +1,7 @@
 """The paper's objects as math: exact V, STD, ∇V, martingale variances, γ, bounds, group-estimator
 closed forms, Theorem 2's dynamics and the symbolic (sympy) checks (docs/paper.md §1-§2, §7).
 
-Modules: :mod:`~rftgrad.theory.exact` (:func:`evaluate`, :func:`mean_gradient`, :func:`exact`),
+Modules: :mod:`~rftgrad.theory.exact` (:func:`evaluate`, :func:`mean_gradient`, :func:`step_gradient`, :func:`exact`),
 :mod:`~rftgrad.theory.gamma`, :mod:`~rftgrad.theory.bounds` (Theorem 1 and sharper bounds,
 :func:`stalled`), :mod:`~rftgrad.theory.instances`, :mod:`~rftgrad.theory.montecarlo`,
 :mod:`~rftgrad.theory.group_updates` (docs/paper.md §7), :mod:`~rftgrad.theory.dynamics`
@@ -78,10 +78,12 @@ from rftgrad.theory.exact import (
     GradientMode,
     MeanGradResult,
     ShapingFn,
+    StepGradient,
     evaluate,
     exact,
     mean_gradient,
     params_norm,
+    step_gradient,
 )
 from rftgrad.theory.gamma import (
     JACOBIAN_BUDGET,
@@ -172,6 +174,7 @@ __all__ = [
     "Evaluation",
     "ExactResult",
     "ExactWorkspace",
+    "StepGradient",
     "FAR_FRACTION",
     "FlowSolution",
     "GAMMA_SLACK",
@@ -239,6 +242,7 @@ __all__ = [
     "martingale_variance_identity",
     "martingale_variance_identity_holds",
     "mean_gradient",
+    "step_gradient",
     "p0_grid",
     "paper_bound",
     "params_norm",

@@ -25,6 +25,7 @@ from rftgrad.finetune.config import ReplicaSettings, TrainConfig, replica_grid
 from rftgrad.finetune.objectives import ExactRFT, StepBatch
 from rftgrad.finetune.trainer import RECORD_COLUMNS, group_means, per_input_metrics, train
 from rftgrad.models import LinearSoftmaxPolicy, TabularPolicy
+from tests.tolerances import REPLICA_ROUNDING_ATOL
 
 ENV = random_sequence_env(num_prompts=6, vocab_size=3, length=2, reward="position_match", seed=3)
 
@@ -193,9 +194,11 @@ def test_run_resumed_from_checkpoints_equals_the_uninterrupted_run(tmp_path, est
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("estimator", ["exact", "rloo", "ppo"])
-def test_tabular_replica_equals_the_run_of_its_seed_alone_bit_for_bit(estimator, optimizer):
-    """A tabular policy has no reduction over replicas, so replica r of a batched run (seeds x learning
-    rates) and the run of its seed and learning rate alone are the same numbers, bit for bit."""
+def test_tabular_replica_equals_the_run_of_its_seed_alone(estimator, optimizer):
+    """Replica r of a batched tabular run (seeds x learning rates) and the run of its seed and learning rate
+    alone agree to rounding (REPLICA_ROUNDING_ATOL, float64). Not bit for bit: the exact engine's sums over
+    the vocabulary and the prefixes run across rows of R·N replica-input lanes (state-major layout), and
+    torch's order of summation for a lane depends on how many lanes there are (tests/theory/test_exact_fast.py)."""
     config = arm_config(estimator, optimizer, "float64", kl_coef=(0.05,))
     batched = train(tabular, ENV, config, progress=False)
     for row in batched.replicas.itertuples():
@@ -203,7 +206,12 @@ def test_tabular_replica_equals_the_run_of_its_seed_alone_bit_for_bit(estimator,
                        seeds=1, seed=row.seed), progress=False)  # fmt: skip
         mine = batched.records[batched.records["replica"] == row.replica].drop(columns="replica")
         theirs = single.records.drop(columns="replica")
-        pd.testing.assert_frame_equal(mine.reset_index(drop=True), theirs.reset_index(drop=True), check_exact=True)
+        pd.testing.assert_frame_equal(
+            mine.reset_index(drop=True), theirs.reset_index(drop=True), check_exact=False, rtol=0,
+            atol=REPLICA_ROUNDING_ATOL,
+        )  # fmt: skip
         for arm, params in single.params.items():
             for key, value in params.items():
-                assert torch.equal(batched.params[arm][key][row.replica], value[0])
+                torch.testing.assert_close(
+                    batched.params[arm][key][row.replica], value[0], rtol=0, atol=REPLICA_ROUNDING_ATOL
+                )

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from rftgrad.envs import random_sequence_env
-from rftgrad.models import FEATURE_MAPS, LinearSoftmaxPolicy, TabularPolicy
-from rftgrad.theory import ExactWorkspace, evaluate, exact, mean_gradient
+from rftgrad.models import FEATURE_MAPS, LinearSoftmaxPolicy, TabularPolicy, TinyTransformerPolicy
+from rftgrad.theory import ExactWorkspace, evaluate, exact, mean_gradient, step_gradient
 from tests.tolerances import CLOSED_FORM_ATOL
 
 FIELDS = ("log_probs", "value", "std", "position_variance", "logit_grad_norm", "max_first_token_prob")
@@ -120,3 +120,34 @@ def test_float32_step_matches_generic_path_to_float32_rounding():
     fast, reference = (mean_gradient(policy, env, closed_form=flag) for flag in (True, False))
     scale = float(reference.mean_grad["logits"].abs().max())
     assert float((fast.mean_grad["logits"] - reference.mean_grad["logits"]).abs().max()) <= 1e-6 * max(scale, 1.0)
+
+
+def shaping(log_probs: torch.Tensor) -> torch.Tensor:
+    """An entropy-bonus shaping ``f = -0.3 log p`` (reads the log-probabilities)."""
+    return -0.3 * log_probs
+
+
+@pytest.mark.parametrize("kind", [*POLICIES, "transformer"])
+@pytest.mark.parametrize("shaped", [False, True])
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_step_gradient_is_mean_gradient_without_the_unread_fields(kind, shaped, closed_form):
+    """step_gradient (what ExactRFT calls) skips log-probabilities and logit-space norms, nothing else:
+    its fields equal mean_gradient's bit for bit, with and without a shaping that reads log p."""
+    if kind == "transformer":
+        env = random_sequence_env(num_prompts=3, vocab_size=3, length=3, prompt_length=2, reward="random_network")
+        policy = TinyTransformerPolicy.for_env(
+            env, d_model=8, num_heads=2, num_layers=1, num_replicas=2, dtype="float64"
+        )
+    else:
+        env, policy = make_case(kind)
+    weights = torch.rand(
+        policy.num_replicas, env.num_inputs, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    kwargs = dict(input_weights=weights, reward_fn=shaping if shaped else None, closed_form=closed_form)
+    step, full = step_gradient(policy, env, **kwargs), mean_gradient(policy, env, **kwargs)
+    for name in ("value", "std", "position_variance", "mean_grad_norm"):
+        assert torch.equal(getattr(step, name), getattr(full, name)), name
+    assert step.mean_grad.keys() == full.mean_grad.keys()
+    for key in step.mean_grad:
+        assert torch.equal(step.mean_grad[key], full.mean_grad[key]), key
+    assert float(full.mean_grad_norm.min()) > 1e-6  # a gradient worth comparing
