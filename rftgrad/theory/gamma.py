@@ -162,13 +162,16 @@ def _lanczos_norms(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> list[to
 
 
 def _generic_norms(
-    policy: SoftmaxPolicy, levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], method: str
+    policy: SoftmaxPolicy,
+    levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    method: str,
+    budget: int,
 ) -> list[torch.Tensor]:
     """``||J||_2`` for the states of each level ``(ids (S,), x (S, ...), prefixes (S, l))``: ``(R, S)`` each,
-    in as few calls as :data:`JACOBIAN_BUDGET` allows (levels share a call; a level too large is split)."""
+    in as few calls as ``budget`` numbers per call allow (levels share a call; a level too large is split)."""
     norms_of = _jacobian_norms if method == "jacobian" else _lanczos_norms
     replicas = policy.num_replicas
-    chunk = max(1, JACOBIAN_BUDGET // (replicas * policy.vocab_size * policy.num_parameters))  # states per call
+    chunk = max(1, budget // (replicas * policy.vocab_size * policy.num_parameters))  # states per call
     segments: list[list[tuple[int, int, int]]] = [[]]  # calls, each a list of (level, start, stop)
     room = chunk
     for level, (ids, _, _) in enumerate(levels):
@@ -208,29 +211,35 @@ def jacobian_spectral_norms(
     x: torch.Tensor,
     prefixes: torch.Tensor,
     method: str = "jacobian",
+    budget: int = JACOBIAN_BUDGET,
 ) -> torch.Tensor:
     """``||∂(f_θ(x_n, u)/T)/∂θ||_2`` for each replica, input and prefix: ``(N, M, l) -> (R, N, M)``.
 
     ``method``: one of :data:`GAMMA_METHODS` for policies without a closed form (``"lanczos"``
-    agrees with ``"jacobian"`` to a relative 1e-10 or better in float64; tests/models/test_jacobian.py).
+    agrees with ``"jacobian"`` to a relative 1e-10 or better in float64; tests/theory/test_fast_check.py);
+    ``budget``: numbers (states · V · P) one batched call may hold.
     """
     _check_method(method)
     closed = policy.closed_form_jacobian_norms(ids, x, prefixes)
     if closed is not None:
         return closed
     num_inputs, num_prefixes, _ = prefixes.shape
-    (norms,) = _generic_norms(policy, [_flat_states(ids, x, prefixes)], method)
+    (norms,) = _generic_norms(policy, [_flat_states(ids, x, prefixes)], method, budget)
     return norms.reshape(policy.num_replicas, num_inputs, num_prefixes)
 
 
 def gamma(
-    policy: SoftmaxPolicy, env: RewardEnv, max_outputs: int = DEFAULT_MAX_OUTPUTS, method: str = "jacobian"
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+    method: str = "jacobian",
+    budget: int = JACOBIAN_BUDGET,
 ) -> torch.Tensor:
     """``γ(x;θ) = max_l max_{u ∈ [V]^l} ||J_l(x, u)||_2`` for each replica and input: ``(R, N)``.
 
     Enumerates all ``Σ_{l<L} V^l`` prefixes, so it refuses output spaces past ``max_outputs``.
     Policies without a closed form run every prefix of every level in one batched call
-    (:data:`JACOBIAN_BUDGET` permitting). ``method`` (:data:`GAMMA_METHODS`): ``"jacobian"`` (the
+    (``budget`` permitting: numbers, states · V · P, per call). ``method`` (:data:`GAMMA_METHODS`): ``"jacobian"`` (the
     full Jacobian, reference and default: the faster one for the tiny MLPs and transformers of
     ``rftgrad check``, V <= 6, measured in benchmarks/check.py) or ``"lanczos"`` (matrix-free,
     ``V`` Lanczos steps; equal to the full Jacobian's γ to a relative 1e-10 in float64, tested).
@@ -246,7 +255,6 @@ def gamma(
     if all(c is not None for c in closed):
         return torch.stack([c.amax(-1) for c in closed]).amax(0)
     states = [_flat_states(ids, x, p) for p in prefixes]  # per level: ids (N·V^l,), x, prefixes (N·V^l, l)
-    per_level = [
-        norms.reshape(policy.num_replicas, num_inputs, -1).amax(-1) for norms in _generic_norms(policy, states, method)
-    ]  # each (R, N)
+    norms = _generic_norms(policy, states, method, budget)  # per level (R, N·V^l)
+    per_level = [n.reshape(policy.num_replicas, num_inputs, -1).amax(-1) for n in norms]  # each (R, N)
     return torch.stack(per_level).amax(0)
