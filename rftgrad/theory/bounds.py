@@ -245,8 +245,9 @@ def bound_table(
     gamma: torch.Tensor | None = None,
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
 ) -> pd.DataFrame:
-    """Every bound for every replica and input, as one tidy table: :func:`bound_columns` with
-    ``replica`` and ``input`` in front, one row per (replica, input).
+    """Every bound for every replica and input, as one tidy table.
+
+    :func:`bound_columns` as a DataFrame, ``replica`` and ``input`` in front, one row per (replica, input).
 
     Columns: ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm,
     gamma``, ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in
