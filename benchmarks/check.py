@@ -38,9 +38,10 @@ def worker(examples: int, seed: int, warmup: int) -> dict:
     from rftgrad.theory.instances import draw_specs
 
     torch.set_num_threads(1)
+    for _ in range(2):  # warm up every kind first (lazy imports and first-call costs of torch and pandas)
+        check_specs(draw_specs(warmup * len(KINDS), seed=seed + 1), progress=False)
     out = {}
     for kind in KINDS:
-        check_specs(draw_specs(warmup, seed=seed + 1, kinds=(kind,)), progress=False)
         rows = check_specs(draw_specs(examples, seed=seed, kinds=(kind,)), progress=False)
         seconds = rows.groupby("example")["seconds"].first().sum()
         out[kind] = examples / seconds
