@@ -3,14 +3,15 @@
 Each example is a random instance (``draw_specs``: V 2..6, L 1..5 with V^L <= 1024, 1-3 inputs)
 evaluated exactly: instance, exact engine, γ and every bound (``check_specs``). ``examples/s`` is
 examples / Σ per-example seconds, as ``rftgrad check`` reports it (start-up excluded). With
-``--baseline DIR`` (a checkout of the old code, e.g. ``git archive <commit> | tar -x -C DIR``) the
-old and the new code run in alternating worker processes (old, new, old, new, ...) on the same specs,
-and the table gives medians over ``--repeats`` and the ratio new / old. It also splits the new
+``--baseline DIR`` (a checkout of the old code, e.g. ``git archive <commit> | tar -x -C DIR``) two
+long-lived worker processes, old and new, take turns on blocks of ``--examples`` specs of one kind
+(old, new, old, new, ...: the same specs for both), ``--repeats`` blocks per kind; the table gives
+the median examples/s and the median of the per-block ratios new / old. It also splits the new
 code's time per example into instance, ``exact``, ``gamma`` and the rest (the share inside ``exact``
 predicts the gain of a faster engine), and times ``gamma(method="jacobian")`` against
 ``method="lanczos"`` (interleaved, in one process).
 
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/check.py --baseline /tmp/base [--quick] [--examples 200]
+    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/check.py --baseline /tmp/base [--quick] [--examples 25 --repeats 8]
 
 Writes ``benchmarks/results/check.json`` and prints a Markdown table.
 """
@@ -30,8 +31,10 @@ KINDS = ("tabular", "linear", "mlp", "transformer")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def worker(examples: int, seed: int, warmup: int) -> dict:
-    """examples/s per kind with whatever ``rftgrad`` is on the path (one torch thread)."""
+def worker(warmup: int, seed: int) -> None:
+    """Serve blocks: read ``kind count seed`` lines on stdin, answer examples/s of ``check_specs`` on
+    ``draw_specs(count, seed, kinds=(kind,))`` (per-example seconds, as ``rftgrad check`` counts them) with
+    whatever ``rftgrad`` is on the path, one torch thread."""
     import torch
 
     from rftgrad.theory.check import check_specs
@@ -40,12 +43,31 @@ def worker(examples: int, seed: int, warmup: int) -> dict:
     torch.set_num_threads(1)
     for _ in range(2):  # warm up every kind first (lazy imports and first-call costs of torch and pandas)
         check_specs(draw_specs(warmup * len(KINDS), seed=seed + 1), progress=False)
-    out = {}
-    for kind in KINDS:
-        rows = check_specs(draw_specs(examples, seed=seed, kinds=(kind,)), progress=False)
-        seconds = rows.groupby("example")["seconds"].first().sum()
-        out[kind] = examples / seconds
-    return out
+    print("ready", flush=True)
+    for line in sys.stdin:
+        kind, count, block_seed = line.split()
+        rows = check_specs(draw_specs(int(count), seed=int(block_seed), kinds=(kind,)), progress=False)
+        print(int(count) / rows.groupby("example")["seconds"].first().sum(), flush=True)
+
+
+class Worker:
+    """A long-lived worker process on the code at ``path`` (``PYTHONPATH=path``)."""
+
+    def __init__(self, path: Path, warmup: int, seed: int) -> None:
+        env = {**os.environ, "PYTHONPATH": str(path), "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, __file__, "--worker", "--warmup", str(warmup), "--seed", str(seed)]
+        pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
+        self.process = subprocess.Popen(cmd, env=env, cwd=path, text=True, **pipes)
+        assert self.process.stdout.readline().strip() == "ready"
+
+    def rate(self, kind: str, count: int, seed: int) -> float:
+        self.process.stdin.write(f"{kind} {count} {seed}\n")
+        self.process.stdin.flush()
+        return float(self.process.stdout.readline())
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
 
 
 def phases(examples: int, seed: int, warmup: int) -> dict:
@@ -100,19 +122,11 @@ def gamma_methods(examples: int, seed: int, repeats: int) -> dict:
     return out
 
 
-def run_worker(path: Path, examples: int, seed: int, warmup: int) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(path), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, __file__, "--worker", "--examples", str(examples), "--seed", str(seed),
-           "--warmup", str(warmup)]  # fmt: skip
-    done = subprocess.run(cmd, env=env, cwd=path, capture_output=True, text=True, check=True)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, default=None, help="checkout of the old code (omit: new only)")
-    parser.add_argument("--examples", type=int, default=150, help="examples per kind per repeat")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--examples", type=int, default=25, help="examples per block (one kind, one code)")
+    parser.add_argument("--repeats", type=int, default=8, help="blocks per kind and code, interleaved old/new")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="40 examples, 2 repeats")
@@ -120,26 +134,36 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "check.json")
     args = parser.parse_args()
     if args.quick:
-        args.examples, args.repeats = 40, 2
+        args.examples, args.repeats = 10, 3
     if args.worker:
-        print(json.dumps(worker(args.examples, args.seed, args.warmup)))
+        worker(args.warmup, args.seed)
         return
     load_before = os.getloadavg()
     codes = {"new": ROOT} if args.baseline is None else {"old": args.baseline.resolve(), "new": ROOT}
-    runs: dict[str, list[dict]] = {name: [] for name in codes}
-    for _ in range(args.repeats):
-        for name, path in codes.items():  # interleaved: old, new, old, new, ...
-            runs[name].append(run_worker(path, args.examples, args.seed, args.warmup))
-    medians = {name: {k: statistics.median(r[k] for r in rs) for k in KINDS} for name, rs in runs.items()}
-    split = phases(args.examples, args.seed, args.warmup)
-    methods = gamma_methods(max(10, args.examples // 5), args.seed, args.repeats)
+    workers = {name: Worker(path, args.warmup, args.seed) for name, path in codes.items()}
+    runs: dict[str, dict[str, list[float]]] = {name: {kind: [] for kind in KINDS} for name in codes}
+    for block in range(args.repeats):
+        for kind in KINDS:
+            for name, work in workers.items():  # interleaved: old, new, old, new, ... on the same specs
+                runs[name][kind].append(work.rate(kind, args.examples, args.seed + 1000 * block))
+    for work in workers.values():
+        work.close()
+    medians = {name: {kind: statistics.median(rs[kind]) for kind in KINDS} for name, rs in runs.items()}
+    ratios = (
+        {k: statistics.median(n / o for n, o in zip(runs["new"][k], runs["old"][k], strict=True)) for k in KINDS}
+        if "old" in codes
+        else {}
+    )
+    split = phases(args.examples * 4, args.seed, args.warmup)
+    methods = gamma_methods(max(10, args.examples), args.seed, min(args.repeats, 4))
     report = {
-        "examples_per_kind": args.examples,
+        "examples_per_block": args.examples,
         "repeats": args.repeats,
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),
         "examples_per_s": runs,
         "median_examples_per_s": medians,
+        "median_ratio_new_over_old": ratios,
         "ms_per_example_new": split,
         "gamma_examples_per_s": methods,
     }
@@ -152,7 +176,7 @@ def main() -> None:
     for kind in KINDS:
         cells = [f"{medians[n][kind]:.1f}" for n in codes]
         if "old" in codes:
-            cells.append(f"{medians['new'][kind] / medians['old'][kind]:.2f}x")
+            cells.append(f"{ratios[kind]:.2f}x")
         ms = split[kind]
         share = ms["exact"] / sum(ms.values())
         cells += [f"{ms[k]:.2f}" for k in ("instance", "exact", "gamma", "bounds")] + [f"{share:.0%}"]
