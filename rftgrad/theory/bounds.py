@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import TypeVar
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -47,6 +48,8 @@ __all__ = [
     "tight_bound",
     "logit_bound",
     "ratio",
+    "bound_columns",
+    "columns_as_arrays",
     "bound_table",
 ]
 
@@ -129,6 +132,7 @@ def rounding_slack(dtype: torch.dtype, length: int, vocab_size: int) -> tuple[fl
     per_gamma = max(GAMMA_SLACK, 2.0 * eps * (vocab_size + 1 + math.log(1.0 / eps)))
     return max(REL_SLACK, 4.0 * (length + 2) * eps), max(ABS_SLACK, 16.0 * eps), per_gamma
 
+
 #: bound name -> (gradient column it bounds, bound column).
 BOUNDS: dict[str, tuple[str, str]] = {
     "paper": ("grad_norm", "paper_bound"),
@@ -173,27 +177,30 @@ def ratio(grad_norm: torch.Tensor, bound: torch.Tensor, floor: torch.Tensor | fl
     return torch.where(tiny, torch.where(grad_norm <= floor, 0.0, math.inf), grad_norm / safe)
 
 
-def bound_table(
+def bound_columns(
     policy: SoftmaxPolicy,
     env: RewardEnv,
     result: ExactResult | None = None,
     gamma: torch.Tensor | None = None,
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
-) -> pd.DataFrame:
-    """Every bound for every replica and input, as one tidy table.
+) -> dict[str, torch.Tensor]:
+    """Every bound for every replica and input, as tensors: name -> ``(R, N)``.
 
-    Columns: ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm,
-    gamma``, ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in
-    ``BOUNDS``, and ``violation`` (True if a gradient exceeds its bound by more than the
-    rounding slack of the policy's dtype, ``grad > bound·(1 + rel) + abs + per_gamma · L · γ``,
-    :func:`rounding_slack`: in float64 ``REL_SLACK``, ``ABS_SLACK``, about ``GAMMA_SLACK``; in float32
-    scaled with its ε).
-    ``result`` and ``gamma`` are computed when not given.
+    The columns of :func:`bound_table` without ``replica`` and ``input``: ``reward_mean`` (V),
+    ``reward_std`` (STD), ``grad_norm`` (||∇_θ V||), ``logit_grad_norm``, ``gamma`` (γ),
+    ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in ``BOUNDS`` (Theorem 1
+    of Razin et al., ICLR 2024, and its sharpened forms; module docstring), and ``violation``
+    (bool: a gradient exceeds its bound by more than the rounding slack of the policy's dtype,
+    ``grad > bound·(1 + rel) + abs + per_gamma · L · γ``, :func:`rounding_slack`). ``result``
+    (:func:`~rftgrad.theory.exact.exact`) and ``gamma`` are computed when not given. No pandas:
+    ``rftgrad check`` and the property tests use it per example.
     """
     result = exact(policy, env, max_outputs=max_outputs) if result is None else result
     gamma = gamma_of(policy, env, max_outputs=max_outputs) if gamma is None else gamma
     length = env.output_space.length
     columns: dict[str, torch.Tensor] = {
+        "reward_mean": result.value,
+        "reward_std": result.std,
         "grad_norm": result.grad_norm,
         "logit_grad_norm": result.logit_grad_norm,
         "gamma": gamma,
@@ -212,8 +219,42 @@ def bound_table(
     for name, (grad_key, bound_key) in BOUNDS.items():
         columns[f"ratio_{name}"] = ratio(columns[grad_key], columns[bound_key], floors[grad_key])
         violation |= columns[grad_key] > columns[bound_key] * (1 + rel) + floors[grad_key]
-    frame = result.to_frame()[["replica", "input", "reward_mean", "reward_std"]]
+    columns["violation"] = violation
+    return {key: value.detach() for key, value in columns.items()}
+
+
+def columns_as_arrays(columns: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """:func:`bound_columns` flattened to numpy, the rows of :func:`bound_table` (replica-major):
+    ``replica`` and ``input`` first, ``reward_mean``/``reward_std`` in the policy's dtype, the
+    other numbers as float64, ``violation`` as bool."""
+    num_replicas, num_inputs = columns["reward_std"].shape
+    arrays: dict[str, np.ndarray] = {
+        "replica": np.repeat(np.arange(num_replicas), num_inputs),
+        "input": np.tile(np.arange(num_inputs), num_replicas),
+    }
     for key, value in columns.items():
-        frame[key] = value.detach().double().cpu().reshape(-1).numpy()
-    frame["violation"] = violation.cpu().reshape(-1).numpy()
-    return frame
+        keep_dtype = key in ("reward_mean", "reward_std", "violation")
+        arrays[key] = (value if keep_dtype else value.double()).cpu().reshape(-1).numpy()
+    return arrays
+
+
+def bound_table(
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    result: ExactResult | None = None,
+    gamma: torch.Tensor | None = None,
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+) -> pd.DataFrame:
+    """Every bound for every replica and input, as one tidy table.
+
+    :func:`bound_columns` as a DataFrame, ``replica`` and ``input`` in front, one row per (replica, input).
+
+    Columns: ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm,
+    gamma``, ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in
+    ``BOUNDS``, and ``violation`` (True if a gradient exceeds its bound by more than the
+    rounding slack of the policy's dtype, ``grad > bound·(1 + rel) + abs + per_gamma · L · γ``,
+    :func:`rounding_slack`: in float64 ``REL_SLACK``, ``ABS_SLACK``, about ``GAMMA_SLACK``; in float32
+    scaled with its ε).
+    ``result`` and ``gamma`` are computed when not given.
+    """
+    return pd.DataFrame(columns_as_arrays(bound_columns(policy, env, result, gamma, max_outputs)))

@@ -9,26 +9,31 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rftgrad.theory.bounds import BOUNDS, bound_table
+from rftgrad.theory.bounds import BOUNDS, bound_columns, columns_as_arrays
 from rftgrad.theory.instances import InstanceSpec, random_instance
 
 
 def check_specs(specs: list[InstanceSpec], progress: bool = True) -> pd.DataFrame:
     """One row per (example, input): the spec's fields, the bound table's columns and
-    ``seconds`` (the time of that example, building it included)."""
-    frames = []
+    ``seconds`` (the time of that example, building it included).
+
+    Each example is evaluated as tensors (:func:`~rftgrad.theory.bounds.bound_columns`); the rows of
+    all examples become one DataFrame at the end (no DataFrame per example)."""
+    columns: dict[str, list] = {}
     for example, spec in enumerate(tqdm(specs, desc="bound check", unit="example", disable=not progress)):
         start = time.perf_counter()
         env, policy = random_instance(spec)
-        frame = bound_table(policy, env)
+        arrays = columns_as_arrays(bound_columns(policy, env))
         seconds = time.perf_counter() - start
-        for key, value in {"example": example, "seconds": seconds, **spec.as_dict()}.items():
-            frame[key] = value
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        rows = len(arrays["replica"])
+        for key, value in {**arrays, "example": example, "seconds": seconds, **spec.as_dict()}.items():
+            part = value.tolist() if isinstance(value, np.ndarray) else [value] * rows
+            columns.setdefault(key, []).extend(part)
+    return pd.DataFrame(columns)
 
 
 def bound_summary(rows: pd.DataFrame) -> pd.DataFrame:

@@ -5,82 +5,256 @@ with ``γ(x;θ) = max_l max_{y_<l} ||J_l||_2`` and ``J_l = ∂ f_θ(x, y_<l) / �
 The maximum runs over *all* prefixes, not only likely ones.
 
 Tabular and linear policies give ``||J||_2`` in closed form
-(:meth:`SoftmaxPolicy.closed_form_jacobian_norms`); any other policy gets it from
-``torch.func.jacrev``: ``||J||_2 = sqrt(λ_max(J J^T))`` with the ``V x V`` Gram matrix
-``J J^T = Σ_params J_k J_k^T``. The temperature is part of the logits (``J/T``).
+(:meth:`SoftmaxPolicy.closed_form_jacobian_norms`); any other policy gets it from autograd,
+``||J||_2 = sqrt(λ_max(J J^T))`` with the ``V x V`` Gram matrix ``J J^T``, by one of
+:data:`GAMMA_METHODS`:
+
+* ``"jacobian"`` (the reference, and the default): every state's ``J`` (``V x P``) in one
+  batched reverse pass, then ``eigvalsh`` of the ``V x V`` Gram matrices;
+* ``"lanczos"`` (matrix-free): ``V`` Lanczos steps on ``v -> J (J^T v)`` through
+  ``torch.func.vjp`` / ``torch.func.jvp``, with full reorthogonalisation, never forming ``J``.
+
+Both run every state of every level (all ``Σ_{l<L} V^l`` prefixes of every input and replica)
+in one call per chunk of :data:`JACOBIAN_BUDGET` numbers: each state gets its own copy of the
+replica's parameters, so the per-state Jacobian is the gradient with respect to that copy.
+The temperature is part of the logits (``J/T``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
-from torch.func import jacrev, vmap
+from torch.func import jvp, vjp, vmap
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
+from rftgrad.errors import ConfigError
 from rftgrad.models.base import Params, SoftmaxPolicy
 
 __all__ = [
     "JACOBIAN_BUDGET",
+    "GAMMA_METHODS",
     "jacobian_spectral_norms",
     "gamma",
 ]
 
-#: numbers (R · states · V · P) one jacrev batch may hold.
+#: numbers (states · V · P, replicas counted in the states) one batched Jacobian call may hold.
 JACOBIAN_BUDGET = 2**24
+
+#: how the generic (not closed-form) spectral norms are computed; see the module docstring.
+GAMMA_METHODS: tuple[str, ...] = ("jacobian", "lanczos")
+
+#: seed of the Lanczos start vectors (a local generator: no global random state is touched).
+LANCZOS_SEED = 0
+
+
+def _check_method(method: str) -> None:
+    if method not in GAMMA_METHODS:
+        raise ConfigError(f"unknown gamma method {method!r}; choose one of {', '.join(GAMMA_METHODS)}")
+
+
+def _state_logits(policy: SoftmaxPolicy) -> Callable[..., torch.Tensor]:
+    """``(params, T, input_id, x_n, prefix (l,)) -> f_θ(x_n, prefix) / T`` ``(V,)`` for one state,
+    vmapped over states that each carry their own copy of one replica's parameters."""
+
+    def one_state(
+        params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor, prefix: torch.Tensor
+    ) -> torch.Tensor:
+        logit = policy.replica_prefix_logits(params, input_id[None], x_n[None], prefix[None, None])  # (1, 1, V)
+        return logit[0, 0] / temperature  # (V,)
+
+    return vmap(one_state)
+
+
+class _StateBatch:
+    """States of one prefix length for every replica, replica-major: ``R·S`` rows, each with its own
+    parameter copy. ``ids (S,)``, ``x (S, ...)``, ``prefixes (S, l)``."""
+
+    def __init__(self, policy: SoftmaxPolicy, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor) -> None:
+        replicas, count = policy.num_replicas, ids.shape[0]
+        self.params = {key: p.repeat_interleave(count, dim=0) for key, p in policy.params.items()}  # (R·S, ...)
+        self.temperature = policy.temperature.repeat_interleave(count)  # (R·S,)
+        self.ids = ids.repeat(replicas)  # (R·S,)
+        self.x = x.repeat(replicas, *[1] * (x.ndim - 1))  # (R·S, ...)
+        self.prefixes = prefixes.repeat(replicas, 1)  # (R·S, l)
+
+
+def _batched_forward(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> Callable[..., tuple[torch.Tensor, ...]]:
+    """``tuple of per-batch parameter copies -> tuple of (R·S_b, V) tempered logits``."""
+    logits = _state_logits(policy)
+
+    def forward(*params: Params) -> tuple[torch.Tensor, ...]:
+        return tuple(logits(p, b.temperature, b.ids, b.x, b.prefixes) for p, b in zip(params, batches, strict=True))
+
+    return forward
+
+
+def _jacobian_norms(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> list[torch.Tensor]:
+    """``||J||_2`` of every row of every batch, ``(R·S_b,)``: all Jacobians by one reverse pass
+    vmapped over the ``V`` token basis vectors, then ``sqrt(λ_max(J J^T))``."""
+    vocab = policy.vocab_size
+    outputs, pullback = vjp(_batched_forward(policy, batches), *[b.params for b in batches])
+    eye = torch.eye(vocab, dtype=outputs[0].dtype, device=outputs[0].device)  # basis cotangent per token
+    basis = tuple(eye[:, None, :].expand(vocab, out.shape[0], vocab) for out in outputs)  # (V, R·S_b, V)
+    jacobians = vmap(pullback)(basis)  # per batch: name -> (V, R·S_b, *shape), row a = ∂f_a/∂θ
+    norms = []
+    for jac in jacobians:
+        flat = torch.cat([j.flatten(2) for j in jac.values()], dim=-1).transpose(0, 1)  # J: (R·S_b, V, P)
+        gram = flat @ flat.transpose(1, 2)  # J J^T: (R·S_b, V, V)
+        norms.append(torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0).sqrt())
+    return norms
+
+
+def _orthogonalize(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``vector (B, V)`` minus its projection on the orthonormal rows of ``basis (B, k, V)``, twice (CGS2)."""
+    for _ in range(2):
+        vector = vector - torch.einsum("bk,bkv->bv", torch.einsum("bkv,bv->bk", basis, vector), basis)
+    return vector
+
+
+def _lanczos_norms(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> list[torch.Tensor]:
+    """``||J||_2`` of every row by ``V`` Lanczos steps on ``A = J J^T`` (matrix-free).
+
+    ``A v = J (J^T v)``: ``J^T v`` by the VJP pullback, ``J w`` by a JVP. With full
+    reorthogonalisation the ``V`` Lanczos vectors ``Q`` form an orthonormal basis of ``R^V``, so
+    ``T = Q^T A Q`` (from the stored ``A q_j``) is similar to ``A`` and ``λ_max(T) = λ_max(A)`` up to
+    rounding. A breakdown (``A``'s Krylov space closes early, e.g. a rank-deficient ``J``) continues
+    from a fresh random vector orthogonal to ``Q``.
+    """
+    vocab = policy.vocab_size
+    forward = _batched_forward(policy, batches)
+    primals = [b.params for b in batches]
+    outputs, pullback = vjp(forward, *primals)
+    rows = [out.shape[0] for out in outputs]
+    gen = torch.Generator(device=outputs[0].device).manual_seed(LANCZOS_SEED)
+
+    def gram_times(vectors: torch.Tensor) -> torch.Tensor:
+        """``J J^T v`` for every row: ``(B, V) -> (B, V)`` with ``B = Σ_b R·S_b``."""
+        cotangents = tuple(vectors.split(rows))
+        tangents = pullback(cotangents)  # J^T v: per batch, name -> (R·S_b, *shape)
+        _, products = jvp(forward, tuple(primals), tuple(tangents))
+        return torch.cat(products)
+
+    total = sum(rows)
+    dtype, device = outputs[0].dtype, outputs[0].device
+
+    def random_unit() -> torch.Tensor:
+        vector = torch.rand(total, vocab, generator=gen, dtype=dtype, device=device) + 0.5
+        return vector / vector.norm(dim=-1, keepdim=True)
+
+    basis = random_unit()[:, None, :]  # Q, (B, 1, V)
+    images = []  # A q_j, each (B, V)
+    for step in range(vocab):
+        image = gram_times(basis[:, step])
+        images.append(image)
+        if step == vocab - 1:
+            break
+        residual = _orthogonalize(image, basis)
+        norm = residual.norm(dim=-1, keepdim=True)
+        scale = image.norm(dim=-1, keepdim=True)
+        broke = norm <= 1e-8 * scale + torch.finfo(dtype).tiny  # Krylov space closed: restart
+        residual = torch.where(broke, _orthogonalize(random_unit(), basis), residual)
+        basis = torch.cat([basis, (residual / residual.norm(dim=-1, keepdim=True))[:, None, :]], dim=1)
+    projected = basis @ torch.stack(images, dim=-1)  # Q^T A Q: (B, V, V)
+    projected = (projected + projected.transpose(1, 2)) / 2
+    norms = torch.linalg.eigvalsh(projected)[..., -1].clamp_min(0).sqrt()
+    return list(norms.split(rows))
+
+
+def _generic_norms(
+    policy: SoftmaxPolicy,
+    levels: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    method: str,
+    budget: int,
+) -> list[torch.Tensor]:
+    """``||J||_2`` for the states of each level ``(ids (S,), x (S, ...), prefixes (S, l))``: ``(R, S)`` each,
+    in as few calls as ``budget`` numbers per call allow (levels share a call; a level too large is split)."""
+    norms_of = _jacobian_norms if method == "jacobian" else _lanczos_norms
+    replicas = policy.num_replicas
+    chunk = max(1, budget // (replicas * policy.vocab_size * policy.num_parameters))  # states per call
+    segments: list[list[tuple[int, int, int]]] = [[]]  # calls, each a list of (level, start, stop)
+    room = chunk
+    for level, (ids, _, _) in enumerate(levels):
+        start = 0
+        while start < ids.shape[0]:
+            if room == 0:
+                segments.append([])
+                room = chunk
+            stop = min(ids.shape[0], start + room)
+            segments[-1].append((level, start, stop))
+            room -= stop - start
+            start = stop
+    pieces: list[list[torch.Tensor]] = [[] for _ in levels]
+    for call in segments:
+        batches = [_StateBatch(policy, *(t[start:stop] for t in levels[level])) for level, start, stop in call]
+        for (level, _, _), norms in zip(call, norms_of(policy, batches), strict=True):
+            pieces[level].append(norms.reshape(replicas, -1))
+    return [torch.cat(piece, dim=1) for piece in pieces]
+
+
+def _flat_states(
+    ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``ids (N,)``, ``x (N, ...)``, ``prefixes (N, M, l)`` -> one row per state: ``(N·M,)``, ``(N·M, ...)``,
+    ``(N·M, l)`` (input-major)."""
+    num_inputs, num_prefixes, level = prefixes.shape
+    return (
+        ids.repeat_interleave(num_prefixes),
+        x.repeat_interleave(num_prefixes, dim=0),
+        prefixes.reshape(num_inputs * num_prefixes, level),
+    )
 
 
 def jacobian_spectral_norms(
-    policy: SoftmaxPolicy, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
+    policy: SoftmaxPolicy,
+    ids: torch.Tensor,
+    x: torch.Tensor,
+    prefixes: torch.Tensor,
+    method: str = "jacobian",
+    budget: int = JACOBIAN_BUDGET,
 ) -> torch.Tensor:
-    """``||∂(f_θ(x_n, u)/T)/∂θ||_2`` for each replica, input and prefix: ``(N, M, l) -> (R, N, M)``."""
+    """``||∂(f_θ(x_n, u)/T)/∂θ||_2`` for each replica, input and prefix: ``(N, M, l) -> (R, N, M)``.
+
+    ``method``: one of :data:`GAMMA_METHODS` for policies without a closed form (``"lanczos"``
+    agrees with ``"jacobian"`` to a relative 1e-10 or better in float64; tests/theory/test_fast_check.py);
+    ``budget``: numbers (states · V · P) one batched call may hold.
+    """
+    _check_method(method)
     closed = policy.closed_form_jacobian_norms(ids, x, prefixes)
     if closed is not None:
         return closed
     num_inputs, num_prefixes, _ = prefixes.shape
-
-    def state_norm(
-        params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor, prefix: torch.Tensor
-    ) -> torch.Tensor:
-        def logits(p: Params) -> torch.Tensor:
-            logit = policy.replica_prefix_logits(p, input_id[None], x_n[None], prefix[None, None])  # (1, 1, V)
-            return logit[0, 0] / temperature  # (V,)
-
-        jac = jacrev(logits)(params)  # name -> (V, *shape)
-        gram = sum(j.flatten(1) @ j.flatten(1).T for j in jac.values())  # (V, V)
-        return torch.linalg.eigvalsh(gram)[-1].clamp_min(0).sqrt()
-
-    over_states = vmap(state_norm, in_dims=(None, None, 0, 0, 0))
-    over_replicas = vmap(over_states, in_dims=(0, 0, None, None, None))
-    state_ids = ids.repeat_interleave(num_prefixes)  # (N·M,)
-    state_x = x.repeat_interleave(num_prefixes, dim=0)  # (N·M, ...)
-    state_prefixes = prefixes.reshape(num_inputs * num_prefixes, -1)  # (N·M, l)
-    per_state = policy.num_replicas * policy.vocab_size * policy.num_parameters
-    chunk = max(1, JACOBIAN_BUDGET // per_state)
-    norms = [
-        over_replicas(
-            policy.params,
-            policy.temperature,
-            state_ids[s : s + chunk],
-            state_x[s : s + chunk],
-            state_prefixes[s : s + chunk],
-        )
-        for s in range(0, state_ids.shape[0], chunk)
-    ]
-    return torch.cat(norms, dim=1).reshape(policy.num_replicas, num_inputs, num_prefixes)
+    (norms,) = _generic_norms(policy, [_flat_states(ids, x, prefixes)], method, budget)
+    return norms.reshape(policy.num_replicas, num_inputs, num_prefixes)
 
 
-def gamma(policy: SoftmaxPolicy, env: RewardEnv, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> torch.Tensor:
+def gamma(
+    policy: SoftmaxPolicy,
+    env: RewardEnv,
+    max_outputs: int = DEFAULT_MAX_OUTPUTS,
+    method: str = "jacobian",
+    budget: int = JACOBIAN_BUDGET,
+) -> torch.Tensor:
     """``γ(x;θ) = max_l max_{u ∈ [V]^l} ||J_l(x, u)||_2`` for each replica and input: ``(R, N)``.
 
     Enumerates all ``Σ_{l<L} V^l`` prefixes, so it refuses output spaces past ``max_outputs``.
+    Policies without a closed form run every prefix of every level in one batched call
+    (``budget`` permitting: numbers, states · V · P, per call). ``method`` (:data:`GAMMA_METHODS`): ``"jacobian"`` (the
+    full Jacobian, reference and default: the faster one for the tiny MLPs and transformers of
+    ``rftgrad check``, V <= 6, measured in benchmarks/check.py) or ``"lanczos"`` (matrix-free,
+    ``V`` Lanczos steps; equal to the full Jacobian's γ to a relative 1e-10 in float64, tested).
     """
+    _check_method(method)
     space = env.output_space
     space.check_enumerable(max_outputs)
     x = policy.inputs_from(env)
-    ids = torch.arange(env.num_inputs, device=policy.device)
-    per_level = [
-        jacobian_spectral_norms(
-            policy, ids, x, space.prefixes(level, policy.device)[None].expand(env.num_inputs, -1, -1)
-        ).amax(-1)
-        for level in range(space.length)
-    ]  # each (R, N)
+    num_inputs = env.num_inputs
+    ids = torch.arange(num_inputs, device=policy.device)
+    prefixes = [space.prefixes(level, policy.device)[None].expand(num_inputs, -1, -1) for level in range(space.length)]
+    closed = [policy.closed_form_jacobian_norms(ids, x, p) for p in prefixes]  # each (R, N, V^l) or None
+    if all(c is not None for c in closed):
+        return torch.stack([c.amax(-1) for c in closed]).amax(0)
+    states = [_flat_states(ids, x, p) for p in prefixes]  # per level: ids (N·V^l,), x, prefixes (N·V^l, l)
+    norms = _generic_norms(policy, states, method, budget)  # per level (R, N·V^l)
+    per_level = [n.reshape(policy.num_replicas, num_inputs, -1).amax(-1) for n in norms]  # each (R, N)
     return torch.stack(per_level).amax(0)
