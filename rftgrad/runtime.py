@@ -185,12 +185,13 @@ def choose_threads(requested: int | None = None, environ: Mapping[str, str] | No
     :data:`DEFAULT_CPU_THREADS` = 1.
 
     Why one thread by default: every tensor of the toolkit's own workloads is small (thousands to a few
-    million numbers), so intra-op parallelism rarely pays, and when another process holds a core torch's
-    default of one thread per core collapses (benchmarks/README.md, "Threads": 2 threads beside one busy
-    process made ``rftgrad figures --tiny`` 4.8x slower than 1 thread, while on an idle machine 1 thread is
-    within the measured margin of the best setting). One thread also makes float32 results the same on
-    machines with different core counts. ``--threads N`` (or ``OMP_NUM_THREADS``) serves large models
-    on idle many-core machines.
+    million numbers), so intra-op parallelism rarely pays, and torch's default of one thread per core
+    loses when another process holds a core (benchmarks/README.md, "Threads": on the 2-core CPU,
+    ``rftgrad figures --tiny`` with one thread is within 1.04x of two threads on the idle machine and
+    1.25x faster than two beside one busy process; two threads there were 4.8x slower before the
+    pretraining was pinned to one thread). One thread also makes float32 results the same on machines
+    with different core counts. ``--threads N`` (or ``OMP_NUM_THREADS``) serves large models on idle
+    many-core machines.
 
     Raises:
         ConfigError: ``requested`` is not an integer >= 1.
