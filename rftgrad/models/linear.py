@@ -149,7 +149,6 @@ class LinearTree(ClosedFormTree):
     """
 
     def __init__(self, policy: LinearSoftmaxPolicy, x: torch.Tensor, space: OutputSpace) -> None:
-        self.num_states = space.num_prefix_states
         self.shared = policy.features == "input"  # one feature vector per input, whatever the prefix
         if self.shared:
             self.state_features = x[None]  # (1, N, D)

@@ -247,14 +247,10 @@ def bound_table(
 ) -> pd.DataFrame:
     """Every bound for every replica and input, as one tidy table.
 
-    :func:`bound_columns` as a DataFrame, ``replica`` and ``input`` in front, one row per (replica, input).
-
-    Columns: ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm,
-    gamma``, ``<name>_bound`` and ``ratio_<name>`` (gradient / bound) for each name in
-    ``BOUNDS``, and ``violation`` (True if a gradient exceeds its bound by more than the
-    rounding slack of the policy's dtype, ``grad > bound·(1 + rel) + abs + per_gamma · L · γ``,
-    :func:`rounding_slack`: in float64 ``REL_SLACK``, ``ABS_SLACK``, about ``GAMMA_SLACK``; in float32
-    scaled with its ε).
-    ``result`` and ``gamma`` are computed when not given.
+    :func:`bound_columns` as a DataFrame, ``replica`` and ``input`` in front, one row per (replica, input):
+    ``replica, input, reward_mean, reward_std, grad_norm, logit_grad_norm, gamma``, ``<name>_bound`` and
+    ``ratio_<name>`` for each name in ``BOUNDS``, and ``violation`` (the slack of :func:`rounding_slack`: in
+    float64 ``REL_SLACK``, ``ABS_SLACK``, about ``GAMMA_SLACK``; in float32 scaled with its ε); see
+    :func:`bound_columns` for what each column holds. ``result`` and ``gamma`` are computed when not given.
     """
     return pd.DataFrame(columns_as_arrays(bound_columns(policy, env, result, gamma, max_outputs)))

@@ -39,6 +39,7 @@ benchmarks. Both share the backward sweep and give the same numbers.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -291,37 +292,40 @@ def _level_rows(vocab: int, length: int) -> list[slice]:
     return [slice(offsets[level], offsets[level + 1]) for level in range(length)]
 
 
+def _layout(tensor: torch.Tensor) -> tuple[object, ...]:
+    """What a reusable buffer must share with ``tensor``: shape, strides, dtype and device."""
+    return tensor.shape, tensor.stride(), tensor.dtype, tensor.device
+
+
 class ExactWorkspace:
     """Buffers the exact engine reuses from one call to the next, e.g. over the steps of a training run.
 
     Pass one workspace to successive calls of :func:`evaluate`, :func:`mean_gradient` or :func:`exact`
-    (``workspace=``; :class:`~rftgrad.finetune.ExactRFT` keeps one): the sweep's temporaries, the
-    logits of every prefix and, for policies with a closed-form tree, ``mean_grad`` are then
-    allocated once instead of at every call (fresh multi-megabyte buffers cost about a page fault per
-    4 KiB, which dominated a tabular step at R = 64). The price: ``log_probs`` and ``mean_grad`` of a
-    result live in the workspace and are overwritten by the next call that uses it (clone what you
-    keep). Buffers are keyed by name and replaced when the shape, dtype or device changes.
+    (``workspace=``; :class:`~rftgrad.finetune.ExactRFT` keeps one, and ``SGD`` one for ``lr·d``): the
+    sweep's temporaries, the logits of every prefix and, for policies with a closed-form tree,
+    ``mean_grad`` are then allocated once instead of at every call (fresh multi-megabyte buffers cost
+    about a page fault per 4 KiB, which dominated a tabular step at R = 64). The price: ``log_probs``
+    and ``mean_grad`` of a result live in the workspace and are overwritten by the next call that uses
+    it (clone what you keep). Buffers are keyed by name and replaced when the shape (or, for
+    :meth:`take_like`, the strides), dtype or device changes.
     """
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
 
-    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor, zero: bool = False) -> torch.Tensor:
+    def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """The buffer ``name`` of ``shape`` with ``like``'s dtype and device (contents: whatever the last
-        user left, or zeros when ``zero`` and newly allocated)."""
+        user left, uninitialised when newly allocated)."""
         buffer = self._buffers.get(name)
         if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
-            make = torch.zeros if zero else torch.empty
-            buffer = self._buffers[name] = make(shape, dtype=like.dtype, device=like.device)
+            buffer = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buffer
 
     def take_like(self, name: str, like: torch.Tensor) -> torch.Tensor:
         """The buffer ``name`` with ``like``'s shape, strides (memory layout), dtype and device; zeros
         when newly allocated."""
         buffer = self._buffers.get(name)
-        if buffer is None or buffer.stride() != like.stride() or buffer.shape != like.shape:
-            buffer = self._buffers[name] = torch.zeros_like(like)
-        elif buffer.dtype != like.dtype or buffer.device != like.device:
+        if buffer is None or _layout(buffer) != _layout(like):
             buffer = self._buffers[name] = torch.zeros_like(like)
         return buffer
 
@@ -421,24 +425,18 @@ def _tree_sweep(
     value = sweep_up(rewards.t().contiguous()[:, None, :], position_variance).clone()
     if reward_fn is not None:
         sweep_up(reward_fn(log_probs.permute(1, 2, 0)).permute(2, 0, 1), None)
+    fields = {"value": value, "std": position_variance.sum(-1).sqrt(), "position_variance": position_variance}
     if not full:
-        return {"value": value, "std": position_variance.sum(-1).sqrt(), "position_variance": position_variance}, (
-            cotangents
-        )
+        return fields, cotangents
     squares = torch.stack(
         [
             torch.mul(cotangents[rows], cotangents[rows], out=children[: rows.stop - rows.start]).sum((0, 1))
             for rows in level_rows
         ]
     )  # ||g||² per level, (L, R, N)
-    fields = {
-        "log_probs": log_probs.permute(1, 2, 0),  # (R, N, Y)
-        "value": value,
-        "std": position_variance.sum(-1).sqrt(),
-        "position_variance": position_variance,
-        "logit_grad_norm": squares.sum(0).sqrt(),  # sqrt(Σ_u ||g_u||²), (R, N)
-        "max_first_token_prob": (unnormalised[0] / normalisers[0]).amax(0),  # max_a π_∅(a), (R, N)
-    }
+    fields["log_probs"] = log_probs.permute(1, 2, 0)  # (R, N, Y)
+    fields["logit_grad_norm"] = squares.sum(0).sqrt()  # sqrt(Σ_u ||g_u||²), (R, N)
+    fields["max_first_token_prob"] = (unnormalised[0] / normalisers[0]).amax(0)  # max_a π_∅(a), (R, N)
     return fields, cotangents
 
 
@@ -509,9 +507,10 @@ class _Enumeration:
                 outputs = all_replicas(policy.params)
         return torch.cat([level.detach().permute(2, 3, 0, 1) for level in levels(outputs)])  # (R, N, V^l, V) each
 
-    @property
+    @functools.cached_property
     def cotangents(self) -> tuple[torch.Tensor, ...]:
-        """The cotangents ``g_u`` per output of the generic program, ``(R, N, ...)``."""
+        """The cotangents ``g_u`` per output of the generic program, ``(R, N, ...)`` (built once: ``exact``
+        reads them for the mean gradient and again for the per-input VJPs)."""
         return self.to_cotangents([self.state_cotangents[rows].permute(2, 3, 0, 1) for rows in self.level_rows])
 
     def mean_grad(self, input_weights: torch.Tensor | None) -> dict[str, Params | torch.Tensor]:
@@ -649,8 +648,9 @@ def step_gradient(
     and its norm (:class:`StepGradient`), the same numbers bit for bit.
 
     It leaves out the log-probabilities ``(R, N, Y)`` (unless ``reward_fn`` reads them), the logit-space
-    norms and ``max_first_token_prob``, three of the widest level's passes over memory: a tabular step at
-    R = 64 takes about 0.7x the time of :func:`mean_gradient` (benchmarks/README.md, "tabular step").
+    norms and ``max_first_token_prob``, three of the widest level's passes over memory: the sweep of a
+    tabular step at R = 64 takes about 0.7x the time it takes in :func:`mean_gradient` (benchmarks/README.md,
+    "One exact-RFT step").
     :class:`~rftgrad.finetune.objectives.ExactRFT` calls it; the arguments are those of :func:`mean_gradient`.
 
     Raises:
