@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from rftgrad.models.base import Params
+from rftgrad.theory.exact import ExactWorkspace
 
 
 def _per_replica(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -23,7 +24,7 @@ class SGD:
 
     def __init__(self, lr: torch.Tensor) -> None:
         self.lr = lr  # (R,)
-        self.scratch: Params = {}  # key -> (R, ...) buffer for lr · d, reused every step (not state)
+        self.scratch = ExactWorkspace()  # a buffer per key for lr · d, reused every step (not state)
 
     def step(self, params: Params, ascent: Params) -> None:
         """Update ``params`` in place with ascent directions ``ascent`` (same keys and shapes).
@@ -32,9 +33,7 @@ class SGD:
         multiply-add would round once and change the numbers).
         """
         for key, direction in ascent.items():
-            scaled = self.scratch.get(key)
-            if scaled is None or scaled.shape != direction.shape or scaled.dtype != direction.dtype:
-                scaled = self.scratch[key] = torch.empty_like(direction)
+            scaled = self.scratch.take_like(key, direction)
             torch.mul(direction, _per_replica(self.lr, direction), out=scaled)
             params[key].add_(scaled)
 
