@@ -21,7 +21,8 @@ Every lesson renders twice, and the exercise cells hold both renderings between 
 The marker lines never reach a notebook. Put the starter before the solution, so that running the
 script (or the notebook Jupyter opens from it) runs the solution. The generator also appends one
 paragraph to the lesson's first cell (its title cell) saying which rendering it is and how to get
-small budgets. The notebooks are written without outputs, with fixed cell ids (``cell-000``, ...),
+small budgets. In the student notebook a check cell also carries the tag ``raises-exception``: it fails
+until solved, and executors (nbclient, the docs build) run on past it. The notebooks are written without outputs, with fixed cell ids (``cell-000``, ...),
 so that a rebuild gives the same bytes (``tests/test_notebooks.py`` checks it and runs them).
 """
 
@@ -103,8 +104,11 @@ def render(script: Path, solutions: bool) -> nbformat.NotebookNode:
             node = nbformat.v4.new_markdown_cell(text, id=f"cell-{index:03d}")
         else:
             raise ValueError(f"{script.name}: cell {index} is a {cell.cell_type} cell (only markdown and code)")
-        if cell.metadata.get("tags"):
-            node.metadata["tags"] = list(cell.metadata["tags"])
+        tags = list(cell.metadata.get("tags", []))
+        if "check" in tags and not solutions:
+            tags.append("raises-exception")  # unsolved, it fails: nbclient and the docs build run on past it
+        if tags:
+            node.metadata["tags"] = tags
         notebook.cells.append(node)
     nbformat.validate(notebook)
     return notebook
