@@ -65,7 +65,6 @@ nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
 os.environ.setdefault("RFTGRAD_NOTEBOOK_QUICK", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
@@ -79,15 +78,14 @@ napoleon_numpy_docstring = False
 # strict references for rftgrad's own names; the third-party types in signatures are not in this
 # site (no network for intersphinx inventories), so they are not checked
 nitpick_ignore_regex = [
-    ("py:.*", r"(torch|np|numpy|pd|pandas|matplotlib|plt|scipy|sympy|hypothesis|argparse|collections|typing|"
-     r"pathlib|datetime|types|os|io|contextlib|dataclasses|enum|abc|concurrent|sp|trl|transformers|datasets)\b.*"),
+    (
+        "py:.*",
+        r"(torch|np|numpy|pd|pandas|matplotlib|plt|scipy|sympy|hypothesis|argparse|collections|typing|"
+        r"pathlib|datetime|types|os|io|contextlib|dataclasses|enum|abc|concurrent|sp|trl|transformers|datasets)\b.*",
+    ),
 ]
 
-html_theme = "pydata_sphinx_theme"
+html_theme = "furo"  # the navigation: the toctree captions of docs/index.md in the sidebar
 html_title = f"rftgrad {release}"
-html_theme_options = {
-    "navigation_with_keys": False,
-    "show_toc_level": 2,
-    "header_links_before_dropdown": 7,
-}
 html_show_sourcelink = False
+html_extra_path = ["_root"]  # site/index.html: a redirect to the home page, docs/index.html

@@ -17,8 +17,9 @@ documented under the module that exports it (``rftgrad.theory.exact``), not wher
 
 Everything else that does not resolve stays a warning, which the strict build turns into an error.
 Pages matching the ``rftgrad_orphans`` patterns (the solutions notebooks) are linked from other pages
-but stay out of the navigation. On the site, ``docs/api.md`` (the overview that ``build_api.py`` writes for GitHub readers) gets its
-names linked to these entries and a table of contents of the module pages.
+but stay out of the navigation. On the site, ``docs/api.md`` (the overview that ``build_api.py``
+writes for GitHub readers) gets its names linked to these entries and a table of contents of the
+module pages.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import ast
 import fnmatch
 import importlib
 import inspect
-import pkgutil
 import re
 from pathlib import Path
 from typing import Any
@@ -50,24 +50,30 @@ def kind_of(value: object) -> str:
     return "data"
 
 
-def defining_sources(module_name: str) -> list[Path]:
-    """The source files where a module's names may be assigned: the module, and for a package its submodules."""
-    module = importlib.import_module(module_name)
-    files = [Path(module.__file__)]
-    if hasattr(module, "__path__"):
-        files += [Path(info.module_finder.path) / f"{info.name}.py" for info in pkgutil.iter_modules(module.__path__)]
-        files += [Path(info.module_finder.path) / info.name / "__init__.py" for info in pkgutil.iter_modules(module.__path__) if info.ispkg]
-    return [path for path in files if path.is_file()]
+def assigned_names(node: ast.stmt) -> list[str]:
+    """The names a top-level statement assigns (``A = ...``, ``A: T = ...``, ``A, B = ...``)."""
+    targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+    names = []
+    for target in targets:
+        elements = target.elts if isinstance(target, ast.Tuple) else [target]
+        names += [element.id for element in elements if isinstance(element, ast.Name)]
+    return names
 
 
 def constant_comment(module_name: str, name: str) -> str:
-    """The comment lines right above ``name = ...`` (``#:`` or ``#``) in the source that defines it, else ''."""
-    for path in defining_sources(module_name):
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for node in ast.parse("\n".join(lines)).body:
-            targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
-            if not any(isinstance(target, ast.Name) and target.id == name for target in targets):
-                continue
+    """The comment lines right above ``name = ...`` (``#:`` or ``#``) where it is assigned, else ''.
+
+    A name a package re-exports (``from rftgrad.theory.exact import METHODS``) is followed to the module
+    that assigns it.
+    """
+    module = importlib.import_module(module_name)
+    lines = Path(module.__file__).read_text(encoding="utf-8").splitlines()
+    for node in ast.parse("\n".join(lines)).body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return constant_comment(node.module, alias.name)
+        if name in assigned_names(node):
             comment, row = [], node.lineno - 2
             while row >= 0 and lines[row].lstrip().startswith("#"):
                 comment.insert(0, re.sub(r"^\s*#:?\s?", "", lines[row]))

@@ -21,9 +21,9 @@ Every lesson renders twice, and the exercise cells hold both renderings between 
 The marker lines never reach a notebook. Put the starter before the solution, so that running the
 script (or the notebook Jupyter opens from it) runs the solution. The generator also appends one
 paragraph to the lesson's first cell (its title cell) saying which rendering it is and how to get
-small budgets. In the student notebook a check cell also carries the tag ``raises-exception``: it fails
-until solved, and executors (nbclient, the docs build) run on past it. The notebooks are written without outputs, with fixed cell ids (``cell-000``, ...),
-so that a rebuild gives the same bytes (``tests/test_notebooks.py`` checks it and runs them).
+small budgets. A student's check cell is also tagged ``raises-exception`` (it fails until solved; nbclient
+and the docs build run on past it). The notebooks are written without outputs, with fixed cell ids
+(``cell-000``, ...), so that a rebuild gives the same bytes (``tests/test_notebooks.py`` checks it).
 """
 
 from __future__ import annotations
