@@ -64,6 +64,7 @@ nb_execution_excludepatterns = ["notebooks/*_solutions.ipynb"]
 nb_execution_timeout = 300
 nb_execution_raise_on_error = True
 nb_execution_show_tb = True
+nb_output_stderr = "remove"  # warnings such as tqdm's "IProgress not found" are noise on a static page
 os.environ.setdefault("RFTGRAD_NOTEBOOK_QUICK", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
@@ -84,6 +85,8 @@ nitpick_ignore_regex = [
         r"pathlib|datetime|types|os|io|contextlib|dataclasses|enum|abc|concurrent|sp|trl|transformers|datasets)\b.*",
     ),
 ]
+
+highlight_language = "none"  # unlabelled literal blocks are formulas and CLI usage, not Python
 
 html_theme = "furo"  # the navigation: the toctree captions of docs/index.md in the sidebar
 html_title = f"rftgrad {release}"

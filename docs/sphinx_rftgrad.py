@@ -28,6 +28,7 @@ import ast
 import fnmatch
 import importlib
 import inspect
+import pkgutil
 import re
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def constant_comment(module_name: str, name: str) -> str:
     """The comment lines right above ``name = ...`` (``#:`` or ``#``) where it is assigned, else ''.
 
     A name a package re-exports (``from rftgrad.theory.exact import METHODS``) is followed to the module
-    that assigns it.
+    that assigns it; a name a package imports lazily is looked for in the package's own modules.
     """
     module = importlib.import_module(module_name)
     lines = Path(module.__file__).read_text(encoding="utf-8").splitlines()
@@ -79,6 +80,10 @@ def constant_comment(module_name: str, name: str) -> str:
                 comment.insert(0, re.sub(r"^\s*#:?\s?", "", lines[row]))
                 row -= 1
             return " ".join(comment).strip()
+    for info in pkgutil.iter_modules(getattr(module, "__path__", [])):
+        comment = constant_comment(f"{module_name}.{info.name}", name) if not info.ispkg else ""
+        if comment:
+            return comment
     return ""
 
 

@@ -61,6 +61,7 @@ BUDGETS = ("quick", "full", "tiny")
 #: budgets by size: a figure drawn at one is never replaced by a smaller one without ``overwrite``.
 BUDGET_RANK = {"tiny": 0, "quick": 1, "full": 2}
 
+#: the opening of ``paper_figures/README.md``, which ``rftgrad figures`` rewrites: title and table head.
 MANIFEST_HEADER = """# Paper figures
 
 Every figure below is drawn by the script of the same name from an experiment's records;

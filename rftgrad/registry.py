@@ -61,8 +61,15 @@ ESTIMATORS = {
     "dapo": "GRPO advantages with DAPO dynamic sampling (resample all-equal groups, max_resample tries)",
     "ppo": "PPO-clip: ppo_epochs updates per batch on min(ρA, clip(ρ, 1±clip_eps)A), A from ppo_advantage",
 }
+#: the group estimators of :data:`ESTIMATORS`: each samples a group of G outputs per input and
+#: centres every reward on its group (RLOO, GRPO, Dr. GRPO, DAPO).
 GROUP_ESTIMATORS = ("rloo", "grpo", "dr_grpo", "dapo")
+#: the advantage estimators a PPO update can take (``ppo_advantage``), as in :data:`ESTIMATORS`.
 ADVANTAGES = ("reinforce", "reinforce_baseline", "rloo", "grpo", "dr_grpo")
+#: what a training arm optimises: ``"rft"`` (expected reward) or ``"sft"`` (cross-entropy on the targets).
 OBJECTIVES = ("rft", "sft")
+#: the optimisers of the trainer: plain gradient steps or Adam.
 OPTIMIZERS = ("sgd", "adam")
+#: where GRPO takes the reward STD it divides by: the group, the whole batch, or nowhere (as TRL's
+#: ``scale_rewards``).
 SCALE_REWARDS = ("group", "batch", "none")

@@ -135,6 +135,8 @@ def missing_entries(site: Path, objects: dict[str, str], modules) -> list[str]:
             page, anchor = page_text(site, objects[full])
             shown = entry_text(page, anchor or full)
             words = doc_words(documented_text(module_name, name))
+            if not words:
+                problems.append(f"{full}: no docstring (a constant: no comment above its assignment)")
             absent = [word for word in words if word not in shown]
             if absent:
                 problems.append(f"{full}: its docstring's words {absent} are not rendered")

@@ -69,7 +69,9 @@ from rftgrad.runtime import is_whole_number
 #: auto-detected column names, first match wins (compared case-insensitively, also to the last
 #: component of a dotted nested name).
 PROMPT_COLUMNS = ("prompt_id", "prompt", "query", "question", "input", "problem")
+#: auto-detected reward column names, first match wins (as for the prompt column).
 REWARD_COLUMNS = ("reward", "rewards", "score", "scores")
+#: auto-detected training-step column names, first match wins (as for the prompt column).
 STEP_COLUMNS = ("step", "global_step", "iteration", "iter")
 #: columns holding a reference answer (for ``--export-stalled``); verl dumps it as ``gts``.
 REFERENCE_COLUMNS = ("solution", "answer", "reference", "ground_truth", "gts", "target")

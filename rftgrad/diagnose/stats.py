@@ -60,8 +60,9 @@ T = TypeVar("T")  # a pandas Series, a numpy array or a tensor
 GROUP_SIZES = (2, 4, 8, 16, 32, 64)
 #: rewards equal to this many decimals count as one value (sums of float reward terms jitter).
 VALUE_DECIMALS = 12
-#: defaults as fractions of the reward range R: STD threshold and gap below the maximum.
+#: default STD threshold, as a fraction of the reward range R, below which a prompt's gradient is small.
 STD_THRESHOLD_FRACTION = 0.1
+#: default gap below the maximum reward, as a fraction of the reward range R, for a prompt to be stalled.
 GAP_FRACTION = 0.5
 #: exponents past this give the same float64 powers: ``p^G`` with ``p <= 1 - 2^-53`` (the largest
 #: double below 1) is below ``exp(-2^63 · 2^-53) = exp(-1024)``, which rounds to 0, and ``1^G = 1``.

@@ -25,6 +25,7 @@ from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.registry import SEQUENCE_REWARDS
 from rftgrad.runtime import check_seed, generator, is_count
 
+#: a sequence reward: (prompts (N, P), outputs (..., L)) -> rewards in [-1, 1] broadcast to (..., N).
 RewardFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -124,7 +125,8 @@ class CallableReward:
         return validate_rewards(self.fn(input_ids, outputs), self.what)
 
 
-REWARDS = SEQUENCE_REWARDS  # the names, defined once in rftgrad.registry
+#: the names of the sequence rewards defined above (the one list is ``rftgrad.registry.SEQUENCE_REWARDS``).
+REWARDS = SEQUENCE_REWARDS
 
 
 class SequenceEnv(RewardEnv):

@@ -53,6 +53,7 @@ from rftgrad.theory.exact import evaluate, exact
 #: initialisation that depends on them, e.g. ``set_output_probability``).
 PolicyFactory = Callable[[ReplicaSettings, torch.device, torch.dtype], SoftmaxPolicy]
 
+#: the columns of the trainer's tidy records, one row per (arm, phase, step, replica, split, group, metric).
 RECORD_COLUMNS = ("arm", "phase", "step", "replica", "split", "group", "metric", "value")
 _STREAM_BATCH, _STREAM_SUBSET, _STREAM_SAMPLE = 1, 2, 3
 

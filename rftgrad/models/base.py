@@ -35,6 +35,7 @@ from rftgrad.envs.base import OutputSpace, RewardEnv
 from rftgrad.errors import ConfigError, InitializationError, ShapeMismatchError
 from rftgrad.runtime import generator, replica_seeds, resolve_device, resolve_dtype
 
+#: a policy's parameters by name, each with the replica axis first: ``name -> (R, ...)``.
 Params = dict[str, torch.Tensor]
 
 #: |log p_achieved - log p_requested| allowed by :meth:`SoftmaxPolicy.set_output_probability`.

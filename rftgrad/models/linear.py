@@ -28,6 +28,8 @@ from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import ClosedFormTree, Params, SoftmaxPolicy, init_normal
 from rftgrad.runtime import is_count
 
+#: the feature maps φ(x, prefix) of a linear softmax policy: the input alone, or the input with the
+#: position, the whole prefix or the last prefix token.
 FEATURE_MAPS = ("input", "input_position", "input_prefix", "input_last_token")
 
 

@@ -18,6 +18,7 @@ from rftgrad.errors import ConfigError, ShapeMismatchError
 from rftgrad.models.base import Params, SoftmaxPolicy, init_normal
 from rftgrad.runtime import is_count
 
+#: the hidden-layer activations of an MLP policy, by name.
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
 
 

@@ -70,6 +70,8 @@ __all__ = [
     "step_gradient",
 ]
 
+#: how the logits are evaluated: once per distinct prefix (``"tree"``) or per enumerated output by
+#: teacher forcing (``"flat"``, the naive baseline kept for cross-checks).
 METHODS = ("tree", "flat")
 
 # Maps log p_θ(y|x) (R, N, Y) to the per-replica function f(y) whose expectation is differentiated.
@@ -79,9 +81,10 @@ ShapingFn = Callable[[torch.Tensor], torch.Tensor]
 LogitProgram = Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]]
 
 
-GradientMode = Literal["norm", "full"]
 #: what :func:`exact` computes per input besides ``mean_grad``: ``"norm"`` (||∇_θ V(x_n;θ)||) or
 #: ``"full"`` (the per-input gradients themselves too).
+GradientMode = Literal["norm", "full"]
+#: the values :data:`GradientMode` allows, for checking an argument.
 GRADIENT_MODES: tuple[str, ...] = ("norm", "full")
 
 

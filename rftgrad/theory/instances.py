@@ -43,8 +43,12 @@ __all__ = [
     "tightness_witness",
 ]
 
+#: the policy classes of the random instances that Theorem 1's checks draw.
 POLICY_KINDS = ("tabular", "linear", "mlp", "transformer")
+#: the reward tables the random instances draw: uniform in [-1, 1], binary ±1, sparse binary (one
+#: rewarded output), constant (STD 0) and near-constant (STD about :data:`NEAR_CONSTANT_NOISE`).
 REWARD_KINDS = ("uniform", "binary", "sparse_binary", "constant", "near_constant")
+#: the scale of the noise added to a constant reward table in a ``near_constant`` instance.
 NEAR_CONSTANT_NOISE = 1e-6
 PROMPT_LENGTH, PROMPT_VOCAB, FEATURE_DIM = 2, 4, 3
 

@@ -57,7 +57,7 @@ __all__ = [
     "lambdify_martingale_variance",
 ]
 
-#: A numpy function of float64 arrays built by :func:`_array_function`.
+#: a numpy function of float64 arrays, what the ``lambdify_*`` functions return (sympy's ``lambdify``).
 ArrayFunction = Callable[..., np.ndarray]
 
 

@@ -91,6 +91,7 @@ FULL_VARIANTS: dict[str, dict[str, object]] = {
     # float32: the transformer's exact step over 100 prompts x 21 prefixes takes 0.3 s at R = 5 (0.8 s in float64)
     "sequence": {"arms": ("rft:1000", "sft:1000"), "lr": (3e-3,), "seeds": 5, "eval_every": 50, "dtype": "float32"},
 }
+#: the paper-scale budget shared by every variant; each variant's own is in :data:`FULL_VARIANTS`.
 FULL: dict[str, object] = {}
 
 #: variant -> a budget the test suite runs in seconds.

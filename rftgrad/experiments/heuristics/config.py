@@ -87,6 +87,7 @@ FULL_VARIANTS: dict[str, dict[str, object]] = {
     "gaussian-linear": {"arms": ("rft:1000",), "seeds": 3, "eval_every": 50},
     "digits-mlp": {"arms": ("rft:2000",), "lr": (1e-3, 1e-2, 1e-1), "output_sizes": (10, 100, 1000), "seeds": 3},
 }
+#: the paper-scale budget shared by every variant; each variant's own is in :data:`FULL_VARIANTS`.
 FULL: dict[str, object] = {}
 
 #: a budget the test suite runs in seconds.
