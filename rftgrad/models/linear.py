@@ -134,8 +134,8 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
         norms = self.feature_vectors(x, prefixes).norm(dim=-1)  # (N, M)
         return norms[None] / self.temperature[:, None, None]
 
-    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> LinearTree:
-        """``W φ(x, u)`` over the prefix tree with its adjoint in closed form (:class:`LinearTree`)."""
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> ClosedFormTree:
+        """``W φ(x, u)`` over the prefix tree with its adjoint in closed form (a :class:`ClosedFormTree`)."""
         return LinearTree(self, x, space)
 
 

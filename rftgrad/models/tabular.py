@@ -39,7 +39,7 @@ class TabularPolicy(SoftmaxPolicy):
 
     The table holds ``N · Σ_{l<L} V^l · V`` logits per replica, more than ``N · V^L``, so like exact
     enumeration it refuses output spaces past ``max_outputs`` (before allocating anything). It is
-    stored state-major (:func:`state_major`); a table put in ``params`` with other strides gives the
+    stored state-major (``state_major``); a table put in ``params`` with other strides gives the
     same numbers, the exact engine then transposes it at each call.
 
     Args:
@@ -108,8 +108,8 @@ class TabularPolicy(SoftmaxPolicy):
         ones = torch.ones(self.num_replicas, *prefixes.shape[-3:-1], dtype=self.dtype, device=self.device)
         return ones / self.temperature[:, None, None]
 
-    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> TabularTree:
-        """The table read state-major (:class:`TabularTree`): the exact engine's autograd-free path."""
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> ClosedFormTree:
+        """The table read state-major (a :class:`ClosedFormTree`): the exact engine's autograd-free path."""
         return TabularTree(self, space)
 
 
