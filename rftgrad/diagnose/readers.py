@@ -481,7 +481,7 @@ def _reward_terms(
 
     Raises:
         RolloutLogError: a cell that is not a number (or missing, unless ``allow_missing``), or one past
-            :data:`MAX_ABS_REWARD`; the message names the row and the column.
+            ``MAX_ABS_REWARD``; the message names the row and the column.
     """
     values = np.zeros((len(frame), len(columns)))  # (S, K)
     for k, column in enumerate(columns):
@@ -942,7 +942,7 @@ def read_rollouts(
         RolloutLogError: a missing path, a directory without logs, an empty file (or a header only),
             an unknown format, a file that is not UTF-8 text (binary, compressed without ``.gz``,
             UTF-16) or a line that is not, malformed JSON, missing columns (the message lists those
-            found), a reward that is not a finite number of magnitude <= :data:`MAX_ABS_REWARD` (an
+            found), a reward that is not a finite number of magnitude <= ``MAX_ABS_REWARD`` (an
             object, a string, NaN, inf; a missing one is allowed where several reward columns are
             summed, or in a TRL table), a row without prompt or step, rows that are not blocks of
             ``group_size``; the message names the file and the row.

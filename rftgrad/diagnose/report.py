@@ -315,7 +315,8 @@ def export_stalled(diagnosis: Diagnosis, path: str | Path, overwrite: bool = Fal
     RFT move them. A file with no rows is not written.
 
     Raises:
-        OutputError: as :func:`check_export_path`.
+        OutputError: ``path`` (or its ``.to_label.jsonl`` sibling) is an input, a folder, or exists
+            without ``overwrite``.
     """
     path = check_export_path(path, [diagnosis.log.path, *diagnosis.log.files], overwrite)
     table = diagnosis.table

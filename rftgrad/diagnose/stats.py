@@ -134,7 +134,7 @@ def plugin_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
 
     Returns:
         ``(...)`` probabilities; ``(k/n)^G + (1 - k/n)^G`` for a binary reward with ``k`` successes.
-        One power per value, so any ``G`` costs the same (``G`` past :data:`EXPONENT_CAP` gives the
+        One power per value, so any ``G`` costs the same (``G`` past ``EXPONENT_CAP = 2**63`` gives the
         same powers as the cap, so it is capped).
     """
     (group_size,) = check_group_sizes([group_size])
@@ -406,7 +406,7 @@ def trl_metrics(log: RolloutLog, scale_rewards: str = "group") -> pd.DataFrame:
     """TRL's logged ``reward``, ``reward_std`` and ``frac_reward_zero_std``, one row per step, as TRL computes them.
 
     ``GRPOTrainer._generate_and_score_completions`` (TRL 1.16, ``multi_objective_aggregation =
-    "sum_then_normalize"``), on the ``S`` completions of one generation batch, in float32:
+    "sum_then_normalize"``), on the ``S`` completions of one generation batch, in float32::
 
         r_i = Σ_k w_k r_ik  (nansum; NaN where every function returned None: unscorable)
         reward = nanmean_i r_i,   reward_std = nanstd_i r_i   (Bessel, pooled over all groups of the batch)

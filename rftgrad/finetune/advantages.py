@@ -27,7 +27,7 @@ baselines do not change the expected gradient; docs/paper.md §7 for the group e
 * pass@k (``pass_k = k > 1``, RLOO-style): ``A_i = G s_i - k b_i``, the unbiased gradient of
   ``E[max of k samples]`` (:func:`pass_k_advantages`; docs/paper.md §7).
 
-:func:`binary_update_draws` runs these formulas on simulated binary rewards and returns each
+``binary_update_draws`` runs these formulas on simulated binary rewards and returns each
 draw's update along the correct output, the Monte Carlo side of
 :mod:`rftgrad.theory.group_updates`' closed forms.
 """
@@ -195,7 +195,7 @@ def pass_k_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
     (the score-function gradient of one ``k``-subset) over all subsets gives ``Σ_i s_i ∇log p(y_i)``,
     and ``b_i`` does not depend on ``y_i`` so ``E[b_i ∇log p(y_i)] = 0``. ``k = 1`` gives RLOO,
     ``A_i = r_i - mean_{j≠i} r_j``. Computed from the sorted rewards with binomial weights
-    (:func:`_pass_k_weights`), vectorised over ``(R, N)``. Needs ``G > k``.
+    (``_pass_k_weights``), vectorised over ``(R, N)``. Needs ``G > k``.
     """
     k = _check_pass_k(rewards, k)
     weights = torch.tensor(_pass_k_weights(rewards.shape[-1], k), dtype=rewards.dtype, device=rewards.device)
@@ -281,7 +281,7 @@ def binary_update_draws(
 
 
 class MonteCarloUpdate(NamedTuple):
-    """Means and standard errors over ``num_draws`` i.i.d. draws of :func:`binary_update_draws`."""
+    """Means and standard errors over the ``num_draws`` i.i.d. draws of :func:`monte_carlo_update`."""
 
     mean: float  # E u estimate
     sem: float  # its standard error, std(u)/sqrt(D)
@@ -305,8 +305,14 @@ def monte_carlo_update(
     max_resample: int = 4,
     chunk: int = 1 << 21,
 ) -> MonteCarloUpdate:
-    """:func:`binary_update_draws` over ``num_draws`` draws in chunks of at most ``chunk`` rewards,
-    summarised, seeded by ``seed``."""
+    """Monte Carlo estimate of the expected update along the correct output, over ``num_draws`` draws.
+
+    Each draw is one input with a binary reward (``success`` with probability ``success_prob``, else
+    ``failure``): a group of ``group_size`` rewards (DAPO: up to ``max_resample`` tries), the advantages
+    of estimator ``kind`` (:func:`advantages`) and the update ``u = (1/G) Σ_i A_i (1[y_i = c] - p)``
+    along the correct output's logit, the Monte Carlo side of
+    :func:`rftgrad.theory.expected_update`. The draws (``binary_update_draws``) run in chunks of at
+    most ``chunk`` rewards from one generator seeded by ``seed``."""
     gen = generator(seed)
     tries = max_resample if kind == "dapo" else 1
     setting = dict(success=success, failure=failure, std_eps=std_eps, max_resample=max_resample)

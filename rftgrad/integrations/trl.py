@@ -54,7 +54,7 @@ Metrics, one value per generation batch (means over its groups):
   groups of ``E u(p) / E u(1/2)``, the closed-form expected update along a correct output
   (:func:`rftgrad.theory.expected_update`, docs/paper.md §7) at the group's success rate
   ``p = (r̄ - lo)/(hi - lo)``, group size ``G``, rewards ``hi``/``lo``, ``std_eps = 1e-4`` (TRL's),
-  as a fraction of its value at ``p = 1/2``. The estimator is :attr:`GroupMonitor.estimator`:
+  as a fraction of its value at ``p = 1/2``. The estimator is ``GroupMonitor.estimator``:
   ``grpo`` for ``GRPOTrainer`` with ``scale_rewards="group"``; ``dr_grpo`` for ``"none"`` and
   ``"batch"`` (a batch STD rescales every group alike, so the fraction is Dr. GRPO's
   ``4p(1-p)``); ``rloo`` for ``RLOOTrainer`` (also ``4p(1-p)``). Exact for a binary reward; for

@@ -37,7 +37,7 @@ from rftgrad.runtime import generator, replica_seeds, resolve_device, resolve_dt
 
 Params = dict[str, torch.Tensor]
 
-#: |log p_achieved - log p_requested| allowed by :meth:`SoftmaxPolicy.set_output_probability`.
+#: dtype -> the ``|log p_achieved - log p_requested|`` allowed by :meth:`SoftmaxPolicy.set_output_probability`.
 INIT_LOGPROB_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 #: logits ``|f_θ|`` and Jacobian norms ``||J||`` up to this size stay finite at every allowed temperature
@@ -257,7 +257,7 @@ class SoftmaxPolicy(ABC):
         """Logits ``f_θ(x_n, u)`` of every prefix ``u`` of every level ``l < length``, one replica, before temperature.
 
         The prefix tree of the exact engine (:mod:`rftgrad.theory.exact`, ``method="tree"``):
-        level ``l`` holds the ``V^l`` prefixes of :meth:`OutputSpace.prefixes` ``(l)`` in that
+        level ``l`` holds the ``V^l`` prefixes of :meth:`~rftgrad.envs.OutputSpace.prefixes` ``(l)`` in that
         (lexicographic) order, so prefix ``i`` of level ``l`` has parent ``i // V`` and ancestor
         ``i // V^(l-j)`` at level ``j``. Pure and single-replica like :meth:`replica_prefix_logits`
         (same ``params``, ``ids``, ``x``), for ``torch.func`` transforms (``vmap`` over replicas and
@@ -453,10 +453,10 @@ class ClosedFormTree(ABC):
 
     What :meth:`SoftmaxPolicy.closed_form_tree` returns for policies whose logits are linear in
     ``θ`` (tabular: ``f = θ[n, u]``; linear: ``f = W φ(x, u)``), so that the exact engine
-    (:mod:`rftgrad.theory.exact`) needs no autograd: ``∇_θ Σ_{n,u} c_{n,u}·f_θ(x_n, u) = A^T c``
+    (:func:`rftgrad.theory.exact` and its siblings) needs no autograd: ``∇_θ Σ_{n,u} c_{n,u}·f_θ(x_n, u) = A^T c``
     with ``A`` the (fixed) matrix of the map ``θ -> f``. Tensors are *state-major*,
     ``(S, V, R, N)``: the ``S = Σ_{l<L} V^l`` prefix states of the output space in
-    :meth:`OutputSpace.prefix_state` order (level ``l`` is the contiguous block
+    :meth:`~rftgrad.envs.OutputSpace.prefix_state` order (level ``l`` is the contiguous block
     ``[Σ_{j<l} V^j, Σ_{j≤l} V^j)``), the vocabulary, then replicas and inputs innermost, so
     softmax sums over the vocabulary and sums over prefixes run over contiguous rows of ``R·N``.
     Built once per (policy, output space); the methods read the policy's current parameters.

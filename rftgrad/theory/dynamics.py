@@ -215,7 +215,7 @@ def rft_gradient(logits: np.ndarray, rewards: np.ndarray) -> np.ndarray:
     """RFT logit velocity for any reward vector: ``∇_z V = π ⊙ (r − V)``, ``V = π · r``; ``(..., K)``.
 
     The logit-space policy gradient (Razin et al., ICLR 2024, Section 3; the same identity as
-    :func:`rftgrad.theory.symbolic.softmax_value_gradient`). Rewards ``(K,)`` or ``(..., K)``
+    :func:`rftgrad.theory.softmax_value_gradient`). Rewards ``(K,)`` or ``(..., K)``
     must lie in ``[−1, 1]`` (else :class:`rftgrad.errors.RewardRangeError`).
     """
     rewards = validate_rewards(np.asarray(rewards, dtype=np.float64)).numpy()

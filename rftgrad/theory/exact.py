@@ -162,7 +162,7 @@ class StepGradient:
         value: ``(R, N)`` V(x;θ).
         std: ``(R, N)`` STD(x;θ).
         position_variance: ``(R, N, L)`` E_{y<l}[Var(Q_l | y_<l)].
-        mean_grad: name -> ``(R, *shape)``, ``∇_θ Σ_n w_n E_y[f(y)]`` (as :attr:`MeanGradResult.mean_grad`).
+        mean_grad: name -> ``(R, *shape)``, ``∇_θ Σ_n w_n E_y[f(y)]`` (as in :class:`MeanGradResult`).
         mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
     """
 

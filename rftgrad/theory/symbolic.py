@@ -57,7 +57,7 @@ __all__ = [
     "lambdify_martingale_variance",
 ]
 
-#: A numpy function of float64 arrays built by :func:`_array_function`.
+#: A numpy function of float64 arrays, as the ``lambdify_*`` functions build them (:func:`lambdify_softmax_gradient`).
 ArrayFunction = Callable[..., np.ndarray]
 
 
