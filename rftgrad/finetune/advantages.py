@@ -77,12 +77,12 @@ def advantages(
     (:func:`pass_k_advantages`).
 
     Args:
-        rewards: ``(R, N, G)`` sampled rewards.
-        kind: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
-        input_weights: ``(R, N)``; inputs with weight 0 are not in the batch (they are
-            left out of the batch-mean baseline and of the batch std).
-        scale_rewards: ``group``, ``batch`` or ``none`` (``grpo`` and ``dapo`` only).
-        std_eps: ``ε`` in the GRPO denominator.
+        * ``rewards``: ``(R, N, G)`` sampled rewards.
+        * ``kind``: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
+        * ``input_weights``: ``(R, N)``; inputs with weight 0 are not in the batch (they are
+          left out of the batch-mean baseline and of the batch std).
+        * ``scale_rewards``: ``group``, ``batch`` or ``none`` (``grpo`` and ``dapo`` only).
+        * ``std_eps``: ``ε`` in the GRPO denominator.
     """
     num_generations = rewards.shape[-1]
     if kind == "reinforce":
@@ -284,12 +284,12 @@ def binary_update_draws(
     ``u = (1/G) Σ_i A_i (1[y_i = c] - p)``.
 
     Args:
-        success_prob: ``p ∈ [0, 1]``.
-        group_size: ``G``.
-        kind: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
-        num_draws: ``D``.
-        gen: a CPU generator (the draws are float64 uniforms).
-        max_resample: DAPO's tries ``B``.
+        * ``success_prob``: ``p ∈ [0, 1]``.
+        * ``group_size``: ``G``.
+        * ``kind``: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
+        * ``num_draws``: ``D``.
+        * ``gen``: a CPU generator (the draws are float64 uniforms).
+        * ``max_resample``: DAPO's tries ``B``.
     """
     if not 0.0 <= success_prob <= 1.0:
         raise ConfigError(f"success probability must lie in [0, 1], got {success_prob}")

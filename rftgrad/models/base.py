@@ -77,14 +77,14 @@ class SoftmaxPolicy(ABC):
     """Base class: ``R`` replicas of an autoregressive softmax policy over ``V`` tokens.
 
     Args:
-        vocab_size: ``V``.
-        max_length: longest output length ``L`` the policy serves.
-        seed: first replica seed (replicas get ``seed, seed+1, ...``) or one seed per replica.
-        num_replicas: ``R`` (default: 1, or the length of the seed list).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        dtype: ``"float32"`` or ``"float64"``.
-        temperature: sampling temperature ``T``, one value or one per replica, finite and inside
-            :func:`temperature_range` of ``dtype`` (about ``[7.5e-149, 1.3e148]`` in float64).
+        * ``vocab_size``: ``V``.
+        * ``max_length``: longest output length ``L`` the policy serves.
+        * ``seed``: first replica seed (replicas get ``seed, seed+1, ...``) or one seed per replica.
+        * ``num_replicas``: ``R`` (default: 1, or the length of the seed list).
+        * ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        * ``dtype``: ``"float32"`` or ``"float64"``.
+        * ``temperature``: sampling temperature ``T``, one value or one per replica, finite and inside
+          :func:`temperature_range` of ``dtype`` (about ``[7.5e-149, 1.3e148]`` in float64).
     """
 
     name: ClassVar[str] = "policy"
@@ -134,10 +134,10 @@ class SoftmaxPolicy(ABC):
         ``vjp``, ``jacrev``). Divide by the replica's temperature ``T`` for the policy's logits.
 
         Args:
-            params: name -> tensor of one replica (``policy.params[key][r]``).
-            ids: ``(N,)`` input indices (tabular policies read them).
-            x: ``(N, ...)`` inputs, as :meth:`inputs_from` returns them.
-            prefixes: ``(N, M, l)`` long, ``M`` prefixes ``u`` of length ``l`` per input.
+            * ``params``: name -> tensor of one replica (``policy.params[key][r]``).
+            * ``ids``: ``(N,)`` input indices (tabular policies read them).
+            * ``x``: ``(N, ...)`` inputs, as :meth:`inputs_from` returns them.
+            * ``prefixes``: ``(N, M, l)`` long, ``M`` prefixes ``u`` of length ``l`` per input.
 
         Returns:
             ``(N, M, V)`` logits.
@@ -241,7 +241,7 @@ class SoftmaxPolicy(ABC):
         ``x``), for ``torch.func`` transforms. Position ``l`` reads ``y_<l`` only (teacher forcing).
 
         Args:
-            outputs: ``(N, M, L')`` long, ``M`` outputs per input (``L' <= max_length``).
+            * ``outputs``: ``(N, M, L')`` long, ``M`` outputs per input (``L' <= max_length``).
 
         Returns:
             ``(N, M, L', V)`` logits. Default: one :meth:`replica_prefix_logits` call per
@@ -264,7 +264,7 @@ class SoftmaxPolicy(ABC):
         inputs, ``vjp``).
 
         Args:
-            length: ``L' <= max_length``, the number of levels ``l = 0..L'-1``.
+            * ``length``: ``L' <= max_length``, the number of levels ``l = 0..L'-1``.
 
         Returns:
             ``L'`` tensors, level ``l``: ``(N, V^l, V)`` logits.
@@ -346,9 +346,9 @@ class SoftmaxPolicy(ABC):
         ``INIT_LOGPROB_TOLERANCE`` (too few read-out features for the states).
 
         Args:
-            env: the environment (inputs and default targets).
-            prob: a value in (0, 1), or a tensor broadcastable to ``(R, N)``.
-            targets: ``(N, L)`` outputs to put the probability on (default ``env.targets``).
+            * ``env``: the environment (inputs and default targets).
+            * ``prob``: a value in (0, 1), or a tensor broadcastable to ``(R, N)``.
+            * ``targets``: ``(N, L)`` outputs to put the probability on (default ``env.targets``).
         """
         x = self.inputs_from(env)
         ids = torch.arange(env.num_inputs, device=self.device)

@@ -44,12 +44,12 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
     """Logits ``W φ(x, u)`` with ``W`` of shape ``(R, V, D_φ)``.
 
     Args:
-        input_dim: ``D >= 1``, the environment's feature dimension.
-        vocab_size: ``V``.
-        max_length: ``L``.
-        features: one of ``FEATURE_MAPS``.
-        init_scale: ``W ~ N(0, init_scale² / D_φ)``, finite and >= 0.
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``input_dim``: ``D >= 1``, the environment's feature dimension.
+        * ``vocab_size``: ``V``.
+        * ``max_length``: ``L``.
+        * ``features``: one of ``FEATURE_MAPS``.
+        * ``init_scale``: ``W ~ N(0, init_scale² / D_φ)``, finite and >= 0.
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "linear"

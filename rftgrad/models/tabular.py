@@ -43,12 +43,12 @@ class TabularPolicy(SoftmaxPolicy):
     same numbers, the exact engine then transposes it at each call.
 
     Args:
-        num_inputs: ``N >= 1``.
-        vocab_size: ``V >= 2``.
-        max_length: ``L >= 1``.
-        init_scale: logits start as ``init_scale · N(0, 1)`` (0: uniform policy); finite, >= 0.
-        max_outputs: refuse ``V^L > max_outputs`` (:class:`~rftgrad.errors.EnumerationLimitError`).
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``num_inputs``: ``N >= 1``.
+        * ``vocab_size``: ``V >= 2``.
+        * ``max_length``: ``L >= 1``.
+        * ``init_scale``: logits start as ``init_scale · N(0, 1)`` (0: uniform policy); finite, >= 0.
+        * ``max_outputs``: refuse ``V^L > max_outputs`` (:class:`~rftgrad.errors.EnumerationLimitError`).
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "tabular"

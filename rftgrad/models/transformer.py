@@ -35,15 +35,15 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     """A causal transformer over prompt + output tokens.
 
     Args:
-        prompt_vocab_size: size of the prompt-token vocabulary ``P_v``, >= 1.
-        prompt_length: ``P``, prompt tokens per input, >= 0.
-        vocab_size: output vocabulary ``V``.
-        max_length: longest output ``L``.
-        d_model: width, >= 1; ``num_heads`` must divide it.
-        num_heads: attention heads, >= 1.
-        num_layers: blocks, >= 1 (with none the logits would read the token embeddings only).
-        init_scale: scale of the unembedding, finite and >= 0 (0 starts from the uniform policy).
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``prompt_vocab_size``: size of the prompt-token vocabulary ``P_v``, >= 1.
+        * ``prompt_length``: ``P``, prompt tokens per input, >= 0.
+        * ``vocab_size``: output vocabulary ``V``.
+        * ``max_length``: longest output ``L``.
+        * ``d_model``: width, >= 1; ``num_heads`` must divide it.
+        * ``num_heads``: attention heads, >= 1.
+        * ``num_layers``: blocks, >= 1 (with none the logits would read the token embeddings only).
+        * ``init_scale``: scale of the unembedding, finite and >= 0 (0 starts from the uniform policy).
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "transformer"

@@ -84,16 +84,16 @@ def stalled(
     numpy arrays and pandas Series alike; returns booleans of the same kind.
 
     Args:
-        mean: ``V(x;θ)`` (or a sample mean), any shape.
-        std: ``STD(x;θ)``, same shape.
-        best: the best reward reachable, broadcastable to ``mean``.
-        worst: the worst reward, broadcastable; ``None`` when ``gap`` is given.
-        std_threshold: STD below which the gradient counts as vanishing.
-        far_fraction: the share of ``best - worst`` a mean must lie below ``best``.
-        gap: how far below ``best`` a mean must lie (replaces ``far_fraction · (best - worst)``).
+        * ``mean``: ``V(x;θ)`` (or a sample mean), any shape.
+        * ``std``: ``STD(x;θ)``, same shape.
+        * ``best``: the best reward reachable, broadcastable to ``mean``.
+        * ``worst``: the worst reward, broadcastable; ``None`` when ``gap`` is given.
+        * ``std_threshold``: STD below which the gradient counts as vanishing.
+        * ``far_fraction``: the share of ``best - worst`` a mean must lie below ``best``.
+        * ``gap``: how far below ``best`` a mean must lie (replaces ``far_fraction · (best - worst)``).
 
     Raises:
-        ConfigError: both or neither of ``worst`` and ``gap`` given.
+        * :exc:`ConfigError`: both or neither of ``worst`` and ``gap`` given.
     """
     if (worst is None) == (gap is None):
         raise ConfigError("stalled needs exactly one of worst (gap = far_fraction · (best - worst)) and gap")

@@ -93,17 +93,18 @@ class Evaluation:
     and :func:`exact`. Every field is a tensor (none is optional).
 
     Attributes:
-        log_probs: ``(R, N, Y)`` :math:`\log p_\theta(y|x)` in enumeration order (docs/paper.md §1).
-        rewards: ``(N, Y)`` :math:`r(x, y)`.
-        value: ``(R, N)`` :math:`V(x;\theta) = \sum_y p_\theta(y|x)\, r(x,y)`.
-        std: ``(R, N)`` :math:`\mathrm{STD}(x;\theta) = \sqrt{\sum_y p_\theta(y|x)\, (r(x,y) - V(x;\theta))^2}`.
-        position_variance: ``(R, N, L)`` :math:`\mathrm{Var}_l = \mathbb{E}_{y_{<l}}[\mathrm{Var}(Q_l \mid y_{<l})]`;
-            sums to :math:`\mathrm{STD}^2` over :math:`l`.
-        logit_grad_norm: ``(R, N)`` :math:`\sqrt{\sum_u \lVert g_u \rVert^2}`, the norm of ∇V with respect to
-            the tempered logits of every prefix (the per-prefix / logit-space gradient; it
-            needs no autograd, the cotangents ``g_u`` come from the backward sweep).
-        max_first_token_prob: ``(R, N)`` :math:`\max_a \pi_\varnothing(a)`, the largest probability of a
-            non-empty prefix (prefix probabilities only shrink as a prefix grows).
+        * ``log_probs``: ``(R, N, Y)`` :math:`\log p_\theta(y|x)` in enumeration order (docs/paper.md §1).
+        * ``rewards``: ``(N, Y)`` :math:`r(x, y)`.
+        * ``value``: ``(R, N)`` :math:`V(x;\theta) = \sum_y p_\theta(y|x)\, r(x,y)`.
+        * ``std``: ``(R, N)`` :math:`\mathrm{STD}(x;\theta) = \sqrt{\sum_y p_\theta(y|x)\, (r(x,y) - V(x;\theta))^2}`.
+        * ``position_variance``: ``(R, N, L)``
+          :math:`\mathrm{Var}_l = \mathbb{E}_{y_{<l}}[\mathrm{Var}(Q_l \mid y_{<l})]`; sums to :math:`\mathrm{STD}^2`
+          over :math:`l`.
+        * ``logit_grad_norm``: ``(R, N)`` :math:`\sqrt{\sum_u \lVert g_u \rVert^2}`, the norm of ∇V with respect to
+          the tempered logits of every prefix (the per-prefix / logit-space gradient; it
+          needs no autograd, the cotangents ``g_u`` come from the backward sweep).
+        * ``max_first_token_prob``: ``(R, N)`` :math:`\max_a \pi_\varnothing(a)`, the largest probability of a
+          non-empty prefix (prefix probabilities only shrink as a prefix grows).
     """
 
     log_probs: torch.Tensor
@@ -146,9 +147,9 @@ class MeanGradResult(Evaluation):
     r""":class:`Evaluation` plus the gradient of the weighted mean objective (:func:`mean_gradient`).
 
     Attributes:
-        mean_grad: name -> ``(R, *shape)``, :math:`\nabla_\theta \sum_n w_n\, \mathbb{E}_y[f(y)]` (default
-            :math:`w_n = 1/N`, :math:`f = r`: the gradient of :math:`\frac{1}{N} \sum_n V(x_n;\theta)`).
-        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        * ``mean_grad``: name -> ``(R, *shape)``, :math:`\nabla_\theta \sum_n w_n\, \mathbb{E}_y[f(y)]` (default
+          :math:`w_n = 1/N`, :math:`f = r`: the gradient of :math:`\frac{1}{N} \sum_n V(x_n;\theta)`).
+        * ``mean_grad_norm``: ``(R,)`` its Euclidean norm over all parameters.
     """
 
     mean_grad: Params
@@ -160,12 +161,13 @@ class StepGradient:
     r"""What one exact RFT step reads (:func:`step_gradient`): V, STD, the martingale terms and the gradient.
 
     Attributes:
-        value: ``(R, N)`` :math:`V(x;\theta)`.
-        std: ``(R, N)`` :math:`\mathrm{STD}(x;\theta)`.
-        position_variance: ``(R, N, L)`` :math:`\mathrm{Var}_l = \mathbb{E}_{y_{<l}}[\mathrm{Var}(Q_l \mid y_{<l})]`.
-        mean_grad: name -> ``(R, *shape)``, :math:`\nabla_\theta \sum_n w_n\, \mathbb{E}_y[f(y)]` (as in
-            :class:`MeanGradResult`).
-        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        * ``value``: ``(R, N)`` :math:`V(x;\theta)`.
+        * ``std``: ``(R, N)`` :math:`\mathrm{STD}(x;\theta)`.
+        * ``position_variance``: ``(R, N, L)``
+          :math:`\mathrm{Var}_l = \mathbb{E}_{y_{<l}}[\mathrm{Var}(Q_l \mid y_{<l})]`.
+        * ``mean_grad``: name -> ``(R, *shape)``, :math:`\nabla_\theta \sum_n w_n\, \mathbb{E}_y[f(y)]` (as in
+          :class:`MeanGradResult`).
+        * ``mean_grad_norm``: ``(R,)`` its Euclidean norm over all parameters.
     """
 
     value: torch.Tensor
@@ -180,10 +182,10 @@ class ExactResult(MeanGradResult):
     r""":class:`MeanGradResult` plus per-input gradient norms (:func:`exact`).
 
     Attributes:
-        grad_norm: ``(R, N)`` :math:`\lVert \nabla_\theta V(x_n;\theta) \rVert`.
-        grads: name -> ``(R, N, *shape)``, the per-input gradients :math:`\nabla_\theta V(x_n;\theta)` themselves;
-            kept only by ``exact(..., grads="full")`` (reading it otherwise raises
-            :class:`~rftgrad.errors.ConfigError`, see :attr:`has_grads`).
+        * ``grad_norm``: ``(R, N)`` :math:`\lVert \nabla_\theta V(x_n;\theta) \rVert`.
+        * ``grads``: name -> ``(R, N, *shape)``, the per-input gradients :math:`\nabla_\theta V(x_n;\theta)` themselves;
+          kept only by ``exact(..., grads="full")`` (reading it otherwise raises
+          :class:`~rftgrad.errors.ConfigError`, see :attr:`has_grads`).
     """
 
     grad_norm: torch.Tensor
@@ -355,16 +357,16 @@ def _tree_sweep(
     non-negative terms, so no cancellation as STD -> 0).
 
     Args:
-        logits: ``(S, V, R, N)`` ``f_θ(x_n, u) / T``, ``S = Σ_{l<L} V^l``; overwritten (shifted by ``m_u``).
-        rewards: ``(N, Y)``.
-        space: the output space (``V``, ``L``).
-        reward_fn: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
-            ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
-            (value, std and the martingale terms stay those of the reward).
-        workspace: where the buffers come from (``log_probs`` lives there).
-        full: every :class:`Evaluation` field; ``False``: only ``value``, ``std`` and
-            ``position_variance`` (:class:`StepGradient`), skipping the log-probabilities (unless
-            ``reward_fn`` reads them) and the logit-space norms: three of the largest level's passes.
+        * ``logits``: ``(S, V, R, N)`` ``f_θ(x_n, u) / T``, ``S = Σ_{l<L} V^l``; overwritten (shifted by ``m_u``).
+        * ``rewards``: ``(N, Y)``.
+        * ``space``: the output space (``V``, ``L``).
+        * ``reward_fn``: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
+          ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
+          (value, std and the martingale terms stay those of the reward).
+        * ``workspace``: where the buffers come from (``log_probs`` lives there).
+        * ``full``: every :class:`Evaluation` field; ``False``: only ``value``, ``std`` and
+          ``position_variance`` (:class:`StepGradient`), skipping the log-probabilities (unless
+          ``reward_fn`` reads them) and the logit-space norms: three of the largest level's passes.
 
     Returns:
         The :class:`Evaluation` fields but ``rewards`` (``log_probs`` ``(R, N, Y)`` is a permuted view
@@ -567,24 +569,24 @@ def evaluate(
     :func:`exact`). The numbers equal those of :func:`exact` bit for bit.
 
     Args:
-        policy: a softmax policy (``R`` replicas) compatible with ``env``.
-        env: the reward environment.
-        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
-        max_outputs: refuse output spaces with more than this many outputs.
+        * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
+        * ``env``: the reward environment.
+        * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
 
-        closed_form: use the policy's closed-form prefix tree
-            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
-            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
-            numbers to rounding).
-        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` are
-            overwritten by the next call with it); default: fresh buffers.
+        * ``closed_form``: use the policy's closed-form prefix tree
+          (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+          only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+          numbers to rounding).
+        * ``workspace``: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` are
+          overwritten by the next call with it); default: fresh buffers.
 
     Returns:
         :class:`Evaluation` with ``(R, N)`` values and STDs, ``(R, N, Y)`` log-probabilities.
 
     Raises:
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     run = _Enumeration(policy, env, method, max_outputs, None, False, closed_form, workspace)
     return Evaluation(**run.fields)
@@ -618,30 +620,30 @@ def mean_gradient(
     with :math:`f_\theta` held fixed as the reward.
 
     Args:
-        policy: a softmax policy (``R`` replicas) compatible with ``env``.
-        env: the reward environment.
-        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
-        max_outputs: refuse output spaces with more than this many outputs.
-        input_weights: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad`` (e.g. a
-            minibatch mask divided by its size); default ``1/N``.
-        reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
-            ``mean_grad`` differentiates (default: the reward); value, STD and the martingale
-            terms stay those of the reward.
+        * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
+        * ``env``: the reward environment.
+        * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
+        * ``input_weights``: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad`` (e.g. a
+          minibatch mask divided by its size); default ``1/N``.
+        * ``reward_fn``: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
+          ``mean_grad`` differentiates (default: the reward); value, STD and the martingale
+          terms stay those of the reward.
 
-        closed_form: use the policy's closed-form prefix tree
-            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
-            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
-            numbers to rounding).
-        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
-            overwritten by the next call with it); default: fresh buffers.
+        * ``closed_form``: use the policy's closed-form prefix tree
+          (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+          only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+          numbers to rounding).
+        * ``workspace``: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
+          overwritten by the next call with it); default: fresh buffers.
 
     Returns:
         :class:`MeanGradResult`: the :class:`Evaluation` fields, ``mean_grad`` (name ->
         ``(R, *shape)``) and ``mean_grad_norm`` ``(R,)``.
 
     Raises:
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     run = _Enumeration(
         policy, env, method, max_outputs, reward_fn, autograd=True, closed_form=closed_form, workspace=workspace
@@ -677,8 +679,8 @@ def step_gradient(
     :class:`~rftgrad.finetune.objectives.ExactRFT` calls it; the arguments are those of :func:`mean_gradient`.
 
     Raises:
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     run = _Enumeration(
         policy, env, method, max_outputs, reward_fn, True, closed_form=closed_form, workspace=workspace, full=False
@@ -720,30 +722,30 @@ def exact(
         \lVert \nabla_\theta V(x;\theta) \rVert \le 6\, L\, \gamma(x;\theta)\, \mathrm{STD}(x;\theta)^{2/3}.
 
     Args:
-        policy: a softmax policy (``R`` replicas) compatible with ``env``.
-        env: the reward environment.
-        grads: ``"norm"`` (per-input gradient norms only) or ``"full"`` (keep the gradients).
-        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
-        max_outputs: refuse output spaces with more than this many outputs.
-        input_chunk: inputs per vmapped VJP batch (bounds memory).
-        input_weights: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad``; default ``1/N``.
-        reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
-            ``mean_grad`` and the per-input gradients differentiate (default: the reward).
+        * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
+        * ``env``: the reward environment.
+        * ``grads``: ``"norm"`` (per-input gradient norms only) or ``"full"`` (keep the gradients).
+        * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
+        * ``input_chunk``: inputs per vmapped VJP batch (bounds memory).
+        * ``input_weights``: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad``; default ``1/N``.
+        * ``reward_fn``: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
+          ``mean_grad`` and the per-input gradients differentiate (default: the reward).
 
-        closed_form: use the policy's closed-form prefix tree
-            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
-            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
-            numbers to rounding).
-        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
-            overwritten by the next call with it); default: fresh buffers.
+        * ``closed_form``: use the policy's closed-form prefix tree
+          (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+          only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+          numbers to rounding).
+        * ``workspace``: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
+          overwritten by the next call with it); default: fresh buffers.
 
     Returns:
         :class:`ExactResult`.
 
     Raises:
-        ConfigError: an unknown ``grads`` or ``method``, or ``input_chunk < 1``.
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`ConfigError`: an unknown ``grads`` or ``method``, or ``input_chunk < 1``.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     if grads not in GRADIENT_MODES:
         raise ConfigError(f"unknown grads={grads!r}; choose one of {', '.join(GRADIENT_MODES)}")

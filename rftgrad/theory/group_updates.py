@@ -114,8 +114,8 @@ def prob_all_equal(value_probs: npt.ArrayLike, group_size: int) -> np.ndarray:
     advantage under every centred estimator, no signal (past the paper, docs/paper.md §7).
 
     Args:
-        value_probs: ``(..., K)`` probabilities ``q_j`` of the reward values (rows sum to 1).
-        group_size: ``G >= 1``.
+        * ``value_probs``: ``(..., K)`` probabilities ``q_j`` of the reward values (rows sum to 1).
+        * ``group_size``: ``G >= 1``.
 
     Returns:
         ``(...)`` probabilities (1 for ``G = 1``).
@@ -237,10 +237,10 @@ def conditional_update(
     docs/paper.md §7.
 
     Args:
-        successes: ``k`` in ``0..G`` (any shape).
-        group_size: ``G >= 2``.
-        estimator: ``rloo``, ``reinforce_baseline``, ``dr_grpo``, ``grpo`` or ``dapo``
-            (REINFORCE is not centred; its ``u`` depends on ``p`` too).
+        * ``successes``: ``k`` in ``0..G`` (any shape).
+        * ``group_size``: ``G >= 2``.
+        * ``estimator``: ``rloo``, ``reinforce_baseline``, ``dr_grpo``, ``grpo`` or ``dapo``
+          (REINFORCE is not centred; its ``u`` depends on ``p`` too).
     """
     if _check_estimator(estimator) == "reinforce":
         raise ConfigError("conditional_update needs a centred estimator; reinforce's update depends on p too")
@@ -307,12 +307,12 @@ def expected_update(
     ``p ∈ {0, 1}`` by its limit ``u_1``. docs/paper.md §7.
 
     Args:
-        success_prob: ``p ∈ [0, 1]`` (any shape).
-        group_size: ``G`` (``>= 2`` for rloo, dr_grpo, grpo, dapo; ``>= 1`` otherwise).
-        estimator: one of :data:`ESTIMATOR_FORMS`.
-        success, failure: ``r⁺ > r⁻``.
-        std_eps: ``ε >= 0`` in GRPO's denominator.
-        max_resample: DAPO's ``B >= 1`` or ``math.inf``.
+        * ``success_prob``: ``p ∈ [0, 1]`` (any shape).
+        * ``group_size``: ``G`` (``>= 2`` for rloo, dr_grpo, grpo, dapo; ``>= 1`` otherwise).
+        * ``estimator``: one of :data:`ESTIMATOR_FORMS`.
+        * ``success``, ``failure``: ``r⁺ > r⁻``.
+        * ``std_eps``: ``ε >= 0`` in GRPO's denominator.
+        * ``max_resample``: DAPO's ``B >= 1`` or ``math.inf``.
 
     Returns:
         ``E u`` with the shape of ``success_prob``.

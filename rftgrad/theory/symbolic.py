@@ -80,11 +80,11 @@ def _array_function(
     """Lambdify ``output`` into a numpy function of arrays.
 
     Args:
-        arguments: one entry per function argument: the flat tuple of symbols it carries
-            and the trailing shape of the array that holds them (``()`` for a scalar, ``(K,)``
-            for a vector, ``(V, V)`` for a matrix, symbols in row-major order).
-        output: one expression (the function returns the broadcast leading shape) or a
-            sequence of them (the function returns that shape plus a last axis over them).
+        * ``arguments``: one entry per function argument: the flat tuple of symbols it carries
+          and the trailing shape of the array that holds them (``()`` for a scalar, ``(K,)``
+          for a vector, ``(V, V)`` for a matrix, symbols in row-major order).
+        * ``output``: one expression (the function returns the broadcast leading shape) or a
+          sequence of them (the function returns that shape plus a last axis over them).
     """
     several = not isinstance(output, sp.Basic)
     exprs = list(output) if several else [output]
