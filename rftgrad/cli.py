@@ -1,5 +1,7 @@
 """The ``rftgrad`` command line.
 
+Commands::
+
     rftgrad list                 environments, policies and experiments
     rftgrad exact [options]      exact V, STD, ||∇V|| and γ for a policy on an environment
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation

@@ -24,7 +24,7 @@ __all__ = [
 #: sequence-environment reward names (formulas in rftgrad.envs.sequence).
 SEQUENCE_REWARDS = ("exact_match", "position_match", "contains_token", "random_network")
 
-#: name -> one-line description, for `rftgrad list` and ``--env``.
+#: name -> one-line description, for ``rftgrad list`` and ``--env``.
 ENVIRONMENTS: dict[str, str] = {
     "bandit": "one input, K actions, a given reward vector (BanditEnv)",
     "orthonormal": "orthonormal inputs with +1/-1 label rewards, Theorem 2's setting (orthonormal)",

@@ -194,7 +194,7 @@ def choose_threads(requested: int | None = None, environ: Mapping[str, str] | No
     many-core machines.
 
     Raises:
-        ConfigError: ``requested`` is not an integer >= 1.
+        * :exc:`ConfigError`: ``requested`` is not an integer >= 1.
     """
     if requested is not None:
         if not is_count(requested):

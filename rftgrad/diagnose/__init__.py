@@ -14,9 +14,9 @@ sampled output, with a prompt and a reward) estimate both per prompt, so this pa
 * with ``--export-stalled``, the stalled prompts as a dataset for TRL's ``SFTTrainer``;
 * a mean-vs-STD scatter, ``prompts.csv`` and ``summary.json``.
 
-Modules: :mod:`~rftgrad.diagnose.readers` (formats, shapes, column detection),
-:mod:`~rftgrad.diagnose.stats` (estimators and tables), :mod:`~rftgrad.diagnose.report`
-(figure, printed summary, files). See docs/diagnose.md.
+Modules: ``readers`` (formats, shapes, column detection: :func:`read_rollouts`),
+``stats`` (estimators and tables: :func:`prompt_table`), ``report`` (figure, printed summary,
+files: :func:`diagnose`). See docs/diagnose.md.
 """
 
 from rftgrad.diagnose.readers import (

@@ -130,8 +130,8 @@ def check_number(
     """``value`` as a float: a real number, finite, ``|value| <= MAX_ABS_REWARD``, and ``>= minimum`` if given.
 
     Raises:
-        ConfigError: NaN, inf, a string or another non-number, a value past the bounds; the
-            message names ``option`` and ends with ``fix``.
+        * :exc:`ConfigError`: NaN, inf, a string or another non-number, a value past the bounds; the
+          message names ``option`` and ends with ``fix``.
     """
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
         raise ConfigError(f"{option} takes a number, got {value!r}; {fix}")
@@ -482,8 +482,8 @@ def _reward_terms(
     """``(S, K)`` reward of each sample in each column; NaN for a missing one (``None``) if ``allow_missing``.
 
     Raises:
-        RolloutLogError: a cell that is not a number (or missing, unless ``allow_missing``), or one past
-            :data:`MAX_ABS_REWARD`; the message names the row and the column.
+        * :exc:`RolloutLogError`: a cell that is not a number (or missing, unless ``allow_missing``), or one past
+          ``MAX_ABS_REWARD``; the message names the row and the column.
     """
     values = np.zeros((len(frame), len(columns)))  # (S, K)
     for k, column in enumerate(columns):
@@ -616,7 +616,7 @@ def log_files(path: str | Path, fmt: str | None = None) -> list[Path]:
     ignored; the log files must share one format (``fmt`` picks one when they do not).
 
     Raises:
-        RolloutLogError: a missing path, a directory without log files, log files of several formats.
+        * :exc:`RolloutLogError`: a missing path, a directory without log files, log files of several formats.
     """
     path = Path(path)
     if not path.is_dir():
@@ -842,7 +842,7 @@ def check_group_size(group_size: Any) -> int | None:  # noqa: ANN401 - any input
     """``--group-size`` as an int: None (the layout decides), 0 (group by prompt) or ``G >= 2``.
 
     Raises:
-        ConfigError: anything else (a bool, 1, a negative or fractional number, a string).
+        * :exc:`ConfigError`: anything else (a bool, 1, a negative or fractional number, a string).
     """
     if group_size is None:
         return None
@@ -859,33 +859,33 @@ class RolloutLog:
     """A rollout log as one row per sample.
 
     Attributes:
-        samples: ``(S, ...)`` frame of the scorable samples with ``[step]``, ``group`` (the group's key
-            within its step: a block index or the prompt), ``prompt`` (str key), ``reward`` (float64,
-            finite) and ``where`` (str, e.g. ``"line 17"``, ``"3.jsonl line 17"``).
-        terms: ``(S + unscorable, ...)`` every sample read, scorable or not: ``[step]``, ``group`` and one
-            float64 column per reward column (NaN where a reward function returned ``None``), in file
-            order: what TRL's own metrics are computed from (:func:`rftgrad.diagnose.stats.trl_metrics`).
-        path: the file or directory given.
-        files: the files read (one, or a directory's per-step files in step order).
-        fmt: ``jsonl``, ``json``, ``csv``, ``tsv`` or ``parquet``.
-        layout: ``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``.
-        shape: ``per-sample``, ``per-group`` or ``per-function`` (see the module docstring).
-        grouping: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``column`` (a
-            group column's values per step: ``--group-col``, the TRL monitor's ``group``), ``uid`` (verl's v1
-            dump: the ``uid`` part of its ``{uid}_{session}_{index}`` key), ``prompt`` (the samples of one
-            prompt text per step) or ``rows`` (a per-group row is one group).
-        group_size: ``G`` of the blocks (None unless ``grouping == "blocks"``).
-        group_size_source: ``"--group-size"`` or ``"inferred"`` (None unless blocks).
-        prompt_col: the column the prompts came from.
-        reward_cols: the column(s) the reward came from (summed with ``reward_weights``).
-        reward_weights: one weight per reward column.
-        step_col: the step column, or None.
-        rows: rows (lines, records) read from the files.
-        reference_col: the column of reference answers (``samples["reference"]``), or None.
-        chat_prompts: the prompts are chat messages (lists of ``{"role", "content"}``); ``prompt``
-            then holds their JSON text.
-        unscorable: samples left out because every reward column is empty (TRL: every reward
-            function returned ``None``; TRL leaves them out of its means and stds too).
+        * ``samples``: ``(S, ...)`` frame of the scorable samples with ``[step]``, ``group`` (the group's key
+          within its step: a block index or the prompt), ``prompt`` (str key), ``reward`` (float64,
+          finite) and ``where`` (str, e.g. ``"line 17"``, ``"3.jsonl line 17"``).
+        * ``terms``: ``(S + unscorable, ...)`` every sample read, scorable or not: ``[step]``, ``group`` and one
+          float64 column per reward column (NaN where a reward function returned ``None``), in file
+          order: what TRL's own metrics are computed from (:func:`rftgrad.diagnose.stats.trl_metrics`).
+        * ``path``: the file or directory given.
+        * ``files``: the files read (one, or a directory's per-step files in step order).
+        * ``fmt``: ``jsonl``, ``json``, ``csv``, ``tsv`` or ``parquet``.
+        * ``layout``: ``trl`` (TRL's completions table), ``verl`` (a verl rollout dump) or ``generic``.
+        * ``shape``: ``per-sample``, ``per-group`` or ``per-function`` (see the module docstring).
+        * ``grouping``: ``blocks`` (consecutive blocks of ``group_size`` rows per step, TRL), ``column`` (a
+          group column's values per step: ``--group-col``, the TRL monitor's ``group``), ``uid`` (verl's v1
+          dump: the ``uid`` part of its ``{uid}_{session}_{index}`` key), ``prompt`` (the samples of one
+          prompt text per step) or ``rows`` (a per-group row is one group).
+        * ``group_size``: ``G`` of the blocks (None unless ``grouping == "blocks"``).
+        * ``group_size_source``: ``"--group-size"`` or ``"inferred"`` (None unless blocks).
+        * ``prompt_col``: the column the prompts came from.
+        * ``reward_cols``: the column(s) the reward came from (summed with ``reward_weights``).
+        * ``reward_weights``: one weight per reward column.
+        * ``step_col``: the step column, or None.
+        * ``rows``: rows (lines, records) read from the files.
+        * ``reference_col``: the column of reference answers (``samples["reference"]``), or None.
+        * ``chat_prompts``: the prompts are chat messages (lists of ``{"role", "content"}``); ``prompt``
+          then holds their JSON text.
+        * ``unscorable``: samples left out because every reward column is empty (TRL: every reward
+          function returned ``None``; TRL leaves them out of its means and stds too).
     """
 
     samples: pd.DataFrame
@@ -924,32 +924,32 @@ def read_rollouts(
     See the module docstring for the formats, layouts and shapes.
 
     Args:
-        path: the log file, or a directory of per-step log files (:func:`log_files`).
-        fmt: ``jsonl``, ``json``, ``csv``, ``tsv``, ``parquet``, or None / ``auto`` (from the suffix).
-        prompt_col: the prompt column (default: the first of :data:`PROMPT_COLUMNS` present, a
-            top-level column before a nested one).
-        reward_col: the reward column, or several to sum (default: a TRL table's reward-function
-            columns; else the first of :data:`REWARD_COLUMNS` present; else every column with
-            ``reward`` as a word of its name).
-        reward_weights: one weight per reward column (default 1 each), as TRL's ``reward_weights``.
-        step_col: the step column; ``"none"`` ignores steps (default: the first of :data:`STEP_COLUMNS`).
-        group_size: ``G``: the rows of a step are consecutive groups of ``G`` (TRL's ``num_generations``);
-            0 groups by prompt text; None: blocks for a TRL table (``G`` inferred), prompt text otherwise.
-        reference_col: the column of reference answers (default: the first of :data:`REFERENCE_COLUMNS`
-            present); ``"none"`` for no references.
-        group_col: a column naming each sample's group within its step (default: ``group`` in the
-            rollout log of :class:`rftgrad.integrations.trl.GroupMonitor`, none otherwise).
+        * ``path``: the log file, or a directory of per-step log files (:func:`log_files`).
+        * ``fmt``: ``jsonl``, ``json``, ``csv``, ``tsv``, ``parquet``, or None / ``auto`` (from the suffix).
+        * ``prompt_col``: the prompt column (default: the first of :data:`PROMPT_COLUMNS` present, a
+          top-level column before a nested one).
+        * ``reward_col``: the reward column, or several to sum (default: a TRL table's reward-function
+          columns; else the first of :data:`REWARD_COLUMNS` present; else every column with
+          ``reward`` as a word of its name).
+        * ``reward_weights``: one weight per reward column (default 1 each), as TRL's ``reward_weights``.
+        * ``step_col``: the step column; ``"none"`` ignores steps (default: the first of :data:`STEP_COLUMNS`).
+        * ``group_size``: ``G``: the rows of a step are consecutive groups of ``G`` (TRL's ``num_generations``);
+          0 groups by prompt text; None: blocks for a TRL table (``G`` inferred), prompt text otherwise.
+        * ``reference_col``: the column of reference answers (default: the first of :data:`REFERENCE_COLUMNS`
+          present); ``"none"`` for no references.
+        * ``group_col``: a column naming each sample's group within its step (default: ``group`` in the
+          rollout log of :class:`rftgrad.integrations.trl.GroupMonitor`, none otherwise).
 
     Raises:
-        RolloutLogError: a missing path, a directory without logs, an empty file (or a header only),
-            an unknown format, a file that is not UTF-8 text (binary, compressed without ``.gz``,
-            UTF-16) or a line that is not, malformed JSON, missing columns (the message lists those
-            found), a reward that is not a finite number of magnitude <= :data:`MAX_ABS_REWARD` (an
-            object, a string, NaN, inf; a missing one is allowed where several reward columns are
-            summed, or in a TRL table), a row without prompt or step, rows that are not blocks of
-            ``group_size``; the message names the file and the row.
-        ConfigError: an empty column name, a column named twice or for two roles, reward weights
-            that are not finite numbers or not one per reward column, a bad ``group_size``.
+        * :exc:`RolloutLogError`: a missing path, a directory without logs, an empty file (or a header only),
+          an unknown format, a file that is not UTF-8 text (binary, compressed without ``.gz``,
+          UTF-16) or a line that is not, malformed JSON, missing columns (the message lists those
+          found), a reward that is not a finite number of magnitude <= ``MAX_ABS_REWARD`` (an
+          object, a string, NaN, inf; a missing one is allowed where several reward columns are
+          summed, or in a TRL table), a row without prompt or step, rows that are not blocks of
+          ``group_size``; the message names the file and the row.
+        * :exc:`ConfigError`: an empty column name, a column named twice or for two roles, reward weights
+          that are not finite numbers or not one per reward column, a bad ``group_size``.
     """
     path = Path(path)
     prompt_col = _check_name(prompt_col, "--prompt-col")

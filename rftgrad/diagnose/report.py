@@ -280,9 +280,9 @@ def check_export_path(path: str | Path, inputs: Sequence[str | Path] = (), overw
     """``--export-stalled FILE``, checked before any work: a ``.jsonl`` name, not an input, new unless ``overwrite``.
 
     Raises:
-        ConfigError: a name that does not end in ``.jsonl``.
-        OutputError: ``path`` (or its ``.to_label.jsonl`` sibling) is an input, a folder, or exists
-            without ``overwrite``.
+        * :exc:`ConfigError`: a name that does not end in ``.jsonl``.
+        * :exc:`OutputError`: ``path`` (or its ``.to_label.jsonl`` sibling) is an input, a folder, or exists
+          without ``overwrite``.
     """
     path = Path(path)
     if path.suffix.lower() != ".jsonl" or path.name.endswith(TO_LABEL_SUFFIX):
@@ -315,7 +315,8 @@ def export_stalled(diagnosis: Diagnosis, path: str | Path, overwrite: bool = Fal
     RFT move them. A file with no rows is not written.
 
     Raises:
-        OutputError: as :func:`check_export_path`.
+        * :exc:`OutputError`: ``path`` (or its ``.to_label.jsonl`` sibling) is an input, a folder, or exists
+          without ``overwrite``.
     """
     path = check_export_path(path, [diagnosis.log.path, *diagnosis.log.files], overwrite)
     table = diagnosis.table
@@ -383,25 +384,25 @@ def diagnose(
     ``overwrite`` (never the one holding ``path``), and a refused or failed run leaves nothing.
 
     Args:
-        path: a JSONL / JSON / CSV / TSV / parquet rollout log, or a directory of per-step logs
-            (TRL's ``completions/`` or ``output_dir``, verl's ``rollout_data_dir``;
-            :func:`rftgrad.diagnose.read_rollouts`).
-        out_dir: output folder (default ``diagnose_<file stem>``, else ``diagnose_<file stem>-2``, ...:
-            the first that is free, :func:`rftgrad.results.free_run_dir`).
-        fmt, prompt_col, reward_col, reward_weights, step_col, group_size, reference_col, group_col:
-            passed to :func:`read_rollouts`.
-        reward_range: ``(lo, hi)`` every reward must lie in (default: the observed range).
-        max_reward: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
-        std_threshold: vanishing when a group's STD is below this (default ``0.1·(hi - lo)``).
-        gap: vanishing needs a mean below ``max_reward - gap`` (default ``0.5·(hi - lo)``).
-        group_sizes: ``G`` values for the predicted ``frac_reward_zero_std``: whole numbers ``>= 1``
-            (ints, or whole floats such as ``8.0``), each once; any size is fast.
-        skip_singletons: leave out groups with one sample instead of raising.
-        scale_rewards: TRL's ``scale_rewards`` (``group``, ``batch``, ``none``), for TRL's own metrics
-            (:func:`rftgrad.diagnose.trl_metrics`).
-        export_stalled_to: write the stalled prompts there as an SFT dataset (:func:`export_stalled`);
-            returned after the report's files.
-        overwrite: replace what ``out_dir`` holds (see above), and an existing ``export_stalled_to``.
+        * ``path``: a JSONL / JSON / CSV / TSV / parquet rollout log, or a directory of per-step logs
+          (TRL's ``completions/`` or ``output_dir``, verl's ``rollout_data_dir``;
+          :func:`rftgrad.diagnose.read_rollouts`).
+        * ``out_dir``: output folder (default ``diagnose_<file stem>``, else ``diagnose_<file stem>-2``, ...:
+          the first that is free, :func:`rftgrad.results.free_run_dir`).
+        * ``fmt``, ``prompt_col``, ``reward_col``, ``reward_weights``, ``step_col``, ``group_size``,
+          ``reference_col``, ``group_col``: passed to :func:`read_rollouts`.
+        * ``reward_range``: ``(lo, hi)`` every reward must lie in (default: the observed range).
+        * ``max_reward``: best achievable reward (default: ``hi`` of ``reward_range``, else the observed maximum).
+        * ``std_threshold``: vanishing when a group's STD is below this (default ``0.1·(hi - lo)``).
+        * ``gap``: vanishing needs a mean below ``max_reward - gap`` (default ``0.5·(hi - lo)``).
+        * ``group_sizes``: ``G`` values for the predicted ``frac_reward_zero_std``: whole numbers ``>= 1``
+          (ints, or whole floats such as ``8.0``), each once; any size is fast.
+        * ``skip_singletons``: leave out groups with one sample instead of raising.
+        * ``scale_rewards``: TRL's ``scale_rewards`` (``group``, ``batch``, ``none``), for TRL's own metrics
+          (:func:`rftgrad.diagnose.trl_metrics`).
+        * ``export_stalled_to``: write the stalled prompts there as an SFT dataset (:func:`export_stalled`);
+          returned after the report's files.
+        * ``overwrite``: replace what ``out_dir`` holds (see above), and an existing ``export_stalled_to``.
 
     Every number must be finite; the options are checked before the file is read.
 
@@ -409,10 +410,11 @@ def diagnose(
         The diagnosis and the files written.
 
     Raises:
-        RolloutLogError: a file that cannot be read or analysed (the message names the row); nothing is written.
-        ConfigError: an option out of range: a non-finite or negative ``std_threshold`` / ``gap``, a
-            non-finite ``max_reward``, ``reward_range`` not two finite numbers with ``lo < hi``, bad
-            ``group_sizes`` or ``reward_weights``, an empty or repeated column name; nothing is written.
+        * :exc:`RolloutLogError`: a file that cannot be read or analysed (the message names the row);
+          nothing is written.
+        * :exc:`ConfigError`: an option out of range: a non-finite or negative ``std_threshold`` / ``gap``, a
+          non-finite ``max_reward``, ``reward_range`` not two finite numbers with ``lo < hi``, bad
+          ``group_sizes`` or ``reward_weights``, an empty or repeated column name; nothing is written.
     """
     check_regime_options(reward_range, max_reward, std_threshold, gap)  # before a long read of the file
     group_sizes = check_group_sizes(group_sizes)  # as ints

@@ -87,7 +87,7 @@ def check_group_sizes(group_sizes: Sequence[Any], option: str = "--group-sizes")
     names the setting in the messages (``group_sizes`` for a Python argument).
 
     Raises:
-        ConfigError: a value that is not a whole number ``>= 1`` (NaN, inf, 2.5, 0, a string), or a repeat.
+        * :exc:`ConfigError`: a value that is not a whole number ``>= 1`` (NaN, inf, 2.5, 0, a string), or a repeat.
     """
     if isinstance(group_sizes, str | bytes) or not isinstance(group_sizes, Sequence | np.ndarray):
         raise ConfigError(f"{option} takes a list of whole numbers >= 1, got {group_sizes!r}; e.g. 2,4,8")
@@ -113,7 +113,7 @@ def check_reward_range(reward_range: Any, option: str = "--reward-range") -> tup
     """``(lo, hi)`` as floats: two finite numbers with ``lo < hi`` (``option`` names it in the messages).
 
     Raises:
-        ConfigError: not two numbers, a non-finite one, or ``lo >= hi`` (an empty range).
+        * :exc:`ConfigError`: not two numbers, a non-finite one, or ``lo >= hi`` (an empty range).
     """
     if isinstance(reward_range, str | bytes) or not isinstance(reward_range, Sequence | np.ndarray):
         raise ConfigError(f"{option} takes two numbers LO,HI, got {reward_range!r}; e.g. (0, 1)")
@@ -130,12 +130,12 @@ def plugin_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarray:
     """Plug-in ``Σ_j (n_j/n)^G``: ``P(all equal)`` of a group of ``G`` under the empirical distribution.
 
     Args:
-        counts: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
-        group_size: ``G >= 1``.
+        * ``counts``: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
+        * ``group_size``: ``G >= 1``.
 
     Returns:
         ``(...)`` probabilities; ``(k/n)^G + (1 - k/n)^G`` for a binary reward with ``k`` successes.
-        One power per value, so any ``G`` costs the same (``G`` past :data:`EXPONENT_CAP` gives the
+        One power per value, so any ``G`` costs the same (``G`` past ``EXPONENT_CAP = 2**63`` gives the
         same powers as the cap, so it is capped).
     """
     (group_size,) = check_group_sizes([group_size])
@@ -151,8 +151,8 @@ def unbiased_prob_all_equal(counts: npt.ArrayLike, group_size: int) -> np.ndarra
     count, for any ``G``; each product stops early once it underflows to 0.
 
     Args:
-        counts: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
-        group_size: ``G >= 1``.
+        * ``counts``: ``(..., K)`` sample counts ``n_j`` of each distinct reward value (zero-padded).
+        * ``group_size``: ``G >= 1``.
 
     Returns:
         ``(...)`` estimates in ``[0, 1]``.
@@ -178,9 +178,9 @@ def value_counts(group_ids: np.ndarray, rewards: np.ndarray, num_groups: int) ->
     """``(P, K)`` counts of each distinct reward value per group (rows zero-padded to ``K`` values).
 
     Args:
-        group_ids: ``(S,)`` group index of each sample in ``[0, P)``.
-        rewards: ``(S,)`` rewards; values equal to :data:`VALUE_DECIMALS` decimals are one value.
-        num_groups: ``P``.
+        * ``group_ids``: ``(S,)`` group index of each sample in ``[0, P)``.
+        * ``rewards``: ``(S,)`` rewards; values equal to :data:`VALUE_DECIMALS` decimals are one value.
+        * ``num_groups``: ``P``.
     """
     pairs = pd.DataFrame({"group": group_ids, "value": np.round(rewards, VALUE_DECIMALS)})
     counted = pairs.groupby(["group", "value"]).size().reset_index(name="count")
@@ -196,12 +196,12 @@ class Regime:
     (:meth:`vanishing`, i.e. :func:`rftgrad.theory.stalled` with an absolute gap).
 
     Attributes:
-        reward_range: ``(lo, hi)``, given or observed.
-        range_source: ``"--reward-range"`` or ``"observed"``.
-        max_reward: the best reward a prompt can reach.
-        max_source: ``"--max-reward"``, ``"--reward-range"`` or ``"observed"``.
-        std_threshold: STD below which the expected gradient is small (Theorem 1).
-        gap: how far below ``max_reward`` a mean must be to count as far from optimal.
+        * ``reward_range``: ``(lo, hi)``, given or observed.
+        * ``range_source``: ``"--reward-range"`` or ``"observed"``.
+        * ``max_reward``: the best reward a prompt can reach.
+        * ``max_source``: ``"--max-reward"``, ``"--reward-range"`` or ``"observed"``.
+        * ``std_threshold``: STD below which the expected gradient is small (Theorem 1).
+        * ``gap``: how far below ``max_reward`` a mean must be to count as far from optimal.
     """
 
     reward_range: tuple[float, float]
@@ -259,8 +259,8 @@ def check_regime_options(
     """The options of :func:`make_regime` checked and as floats (None stays None).
 
     Raises:
-        ConfigError: ``reward_range`` not two finite numbers with ``lo < hi``; ``max_reward`` not a
-            finite number; ``std_threshold`` or ``gap`` not a finite number ``>= 0``.
+        * :exc:`ConfigError`: ``reward_range`` not two finite numbers with ``lo < hi``; ``max_reward`` not a
+          finite number; ``std_threshold`` or ``gap`` not a finite number ``>= 0``.
     """
     return (
         None if reward_range is None else check_reward_range(reward_range),
@@ -280,10 +280,10 @@ def make_regime(
     """The regime's thresholds, defaults filled in from the rewards of ``log``; checks rewards against them.
 
     Raises:
-        RolloutLogError: a reward outside ``reward_range`` or above ``max_reward`` (naming its row),
-            or a reward range of zero width.
-        ConfigError: an option that is not a finite number (:func:`check_number`), a negative
-            threshold or gap, or ``lo >= hi`` (:func:`check_reward_range`).
+        * :exc:`RolloutLogError`: a reward outside ``reward_range`` or above ``max_reward`` (naming its row),
+          or a reward range of zero width.
+        * :exc:`ConfigError`: an option that is not a finite number (:func:`check_number`), a negative
+          threshold or gap, or ``lo >= hi`` (:func:`check_reward_range`).
     """
     reward_range, max_reward, std_threshold, gap = check_regime_options(reward_range, max_reward, std_threshold, gap)
     rewards = log.samples["reward"].to_numpy()
@@ -320,9 +320,9 @@ def prompt_table(
     ``G`` in ``group_sizes``, ``first_row`` (where the group's first sample is in the file).
 
     Raises:
-        RolloutLogError: a group with a single sample (STD undefined), unless ``skip_singletons``;
-            every group with a single sample, even with ``skip_singletons`` (nothing left to diagnose).
-        ConfigError: ``group_sizes`` that are not whole numbers ``>= 1`` (:func:`check_group_sizes`).
+        * :exc:`RolloutLogError`: a group with a single sample (STD undefined), unless ``skip_singletons``;
+          every group with a single sample, even with ``skip_singletons`` (nothing left to diagnose).
+        * :exc:`ConfigError`: ``group_sizes`` that are not whole numbers ``>= 1`` (:func:`check_group_sizes`).
     """
     group_sizes = check_group_sizes(group_sizes)
     samples = log.samples
@@ -377,7 +377,7 @@ def check_scale_rewards(scale_rewards: Any) -> str:  # noqa: ANN401 - any input
     """``scale_rewards`` as TRL spells it: ``group``, ``batch`` or ``none`` (TRL's True/False: group/none).
 
     Raises:
-        ConfigError: any other value.
+        * :exc:`ConfigError`: any other value.
     """
     if isinstance(scale_rewards, bool):  # TRL's older spelling
         return "group" if scale_rewards else "none"
@@ -407,7 +407,7 @@ def trl_metrics(log: RolloutLog, scale_rewards: str = "group") -> pd.DataFrame:
     """TRL's logged ``reward``, ``reward_std`` and ``frac_reward_zero_std``, one row per step, as TRL computes them.
 
     ``GRPOTrainer._generate_and_score_completions`` (TRL 1.16, ``multi_objective_aggregation =
-    "sum_then_normalize"``), on the ``S`` completions of one generation batch, in float32:
+    "sum_then_normalize"``), on the ``S`` completions of one generation batch, in float32::
 
         r_i = Σ_k w_k r_ik  (nansum; NaN where every function returned None: unscorable)
         reward = nanmean_i r_i,   reward_std = nanstd_i r_i   (Bessel, pooled over all groups of the batch)
@@ -422,8 +422,8 @@ def trl_metrics(log: RolloutLog, scale_rewards: str = "group") -> pd.DataFrame:
     ``steps_per_generation``) the two are the same batch.
 
     Args:
-        log: a rollout log; its steps are the batches (the whole log is one batch without steps).
-        scale_rewards: TRL's ``scale_rewards``.
+        * ``log``: a rollout log; its steps are the batches (the whole log is one batch without steps).
+        * ``scale_rewards``: TRL's ``scale_rewards``.
 
     Returns:
         ``[step], reward, reward_std, frac_reward_zero_std`` (float64 of the float32 values; NaN

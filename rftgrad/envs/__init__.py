@@ -1,6 +1,6 @@
 """Reward environments: inputs, an output space (V, L), rewards in [-1, 1], targets.
 
-See :mod:`rftgrad.envs.base` for the interface and the enumeration order.
+See :class:`RewardEnv` for the interface and :class:`OutputSpace` for the enumeration order.
 """
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv, validate_rewards

@@ -195,7 +195,7 @@ class RewardEnv(ABC):
     Subclasses set ``output_space``, ``features`` (``(N, D)`` float: what a linear or MLP
     policy reads), optionally ``prompts`` (``(N, P)`` long: what a transformer reads),
     ``targets`` (``(N, L)`` long: the SFT label of each input), and implement
-    :meth:`_reward`. ``groups`` maps a group name to a ``(N,)`` bool mask (metrics are
+    ``_reward``. ``groups`` maps a group name to a ``(N,)`` bool mask (metrics are
     reported per group; e.g. ``modified`` / ``unmodified``).
     """
 

@@ -35,16 +35,16 @@ class ClassificationEnv(RewardEnv):
     """Labelled inputs, one output token (``L = 1``, ``V = num_classes``).
 
     Args:
-        features: ``(N, D)`` input features (``N = 0`` only for an empty split, e.g. ``test_fraction=0``;
-            the constructors refuse zero inputs).
-        labels: ``(N,)`` correct labels in ``[0, num_classes)`` (the SFT targets): integers, or floats
-            that are whole numbers (``1.7`` is refused, not truncated).
-        num_classes: ``K``, the number of output tokens.
-        reward_table: optional ``(N, K)`` rewards; default ``+1`` for the label, ``-1``
-            otherwise. Validated to lie in ``[-1, 1]``.
-        label_sets: optional ``(N, k)`` pretraining label set of each input.
-        groups: optional name -> ``(N,)`` bool mask.
-        name: shown in tables and errors.
+        * ``features``: ``(N, D)`` input features (``N = 0`` only for an empty split, e.g. ``test_fraction=0``;
+          the constructors refuse zero inputs).
+        * ``labels``: ``(N,)`` correct labels in ``[0, num_classes)`` (the SFT targets): integers, or floats
+          that are whole numbers (``1.7`` is refused, not truncated).
+        * ``num_classes``: ``K``, the number of output tokens.
+        * ``reward_table``: optional ``(N, K)`` rewards; default ``+1`` for the label, ``-1``
+          otherwise. Validated to lie in ``[-1, 1]``.
+        * ``label_sets``: optional ``(N, k)`` pretraining label set of each input.
+        * ``groups``: optional name -> ``(N,)`` bool mask.
+        * ``name``: shown in tables and errors.
     """
 
     def __init__(

@@ -133,15 +133,15 @@ class SequenceEnv(RewardEnv):
     """Prompts plus a reward on whole outputs.
 
     Args:
-        prompts: ``(N, P)`` prompt tokens in ``[0, prompt_vocab_size)``, ``N >= 1``, ``P >= 1``.
-        targets: ``(N, L)`` target outputs (the SFT labels; exact/position match use them). Prompts
-            and targets are integers, or floats that are whole numbers (``1.7`` is refused, not truncated).
-        vocab_size: ``V``, the output vocabulary.
-        reward: a reward name (see ``REWARDS``), a callable, or a ``(N, V**L)`` table.
-        prompt_vocab_size: size of the prompt vocabulary (default ``max(prompts) + 1``).
-        groups: optional name -> ``(N,)`` bool mask.
-        features: optional ``(N, D)`` float features for linear / MLP policies (default:
-            the one-hot prompt tokens, flattened).
+        * ``prompts``: ``(N, P)`` prompt tokens in ``[0, prompt_vocab_size)``, ``N >= 1``, ``P >= 1``.
+        * ``targets``: ``(N, L)`` target outputs (the SFT labels; exact/position match use them). Prompts
+          and targets are integers, or floats that are whole numbers (``1.7`` is refused, not truncated).
+        * ``vocab_size``: ``V``, the output vocabulary.
+        * ``reward``: a reward name (see ``REWARDS``), a callable, or a ``(N, V**L)`` table.
+        * ``prompt_vocab_size``: size of the prompt vocabulary (default ``max(prompts) + 1``).
+        * ``groups``: optional name -> ``(N,)`` bool mask.
+        * ``features``: optional ``(N, D)`` float features for linear / MLP policies (default:
+          the one-hot prompt tokens, flattened).
     """
 
     def __init__(

@@ -137,16 +137,16 @@ def classification_task(
     """Digits or Gaussian clusters with k-label sets and a modified share of the training labels.
 
     Args:
-        data: ``"digits"`` (scikit-learn's 1,437 training images, 360 test) or ``"gaussian"``.
-        num_train: digits: training images kept (0: all); gaussian: points per class (0: 40).
-        cluster_dim, cluster_noise: gaussian feature dimension and within-cluster noise.
-        num_outputs: output tokens (0: one per class); above the 10 classes the output space grows
-            by answers no input asks for, and a modified input's new label is drawn among the
-            labels the sets use.
-        label_set_size: k, labels per pretraining set (its class and k-1 others).
-        modify_fraction: share of training inputs whose target moves outside their set.
-        wrong_reward: reward of a wrong answer on a modified input (-1, or 0.5 for high initial reward).
-        data_seed: seed of the data, the sets and the modification.
+        * ``data``: ``"digits"`` (scikit-learn's 1,437 training images, 360 test) or ``"gaussian"``.
+        * ``num_train``: digits: training images kept (0: all); gaussian: points per class (0: 40).
+        * ``cluster_dim``, ``cluster_noise``: gaussian feature dimension and within-cluster noise.
+        * ``num_outputs``: output tokens (0: one per class); above the 10 classes the output space grows
+          by answers no input asks for, and a modified input's new label is drawn among the
+          labels the sets use.
+        * ``label_set_size``: k, labels per pretraining set (its class and k-1 others).
+        * ``modify_fraction``: share of training inputs whose target moves outside their set.
+        * ``wrong_reward``: reward of a wrong answer on a modified input (-1, or 0.5 for high initial reward).
+        * ``data_seed``: seed of the data, the sets and the modification.
     """
     if data not in CLASSIFICATION_DATA:
         raise ConfigError(f"unknown classification data {data!r}; choose one of {', '.join(CLASSIFICATION_DATA)}")

@@ -3,7 +3,8 @@
 
 ``EXPERIMENTS`` (from :mod:`rftgrad.registry`) maps a name to a one-line description.
 Experiments never import each other: what two of them share lives below them
-(:mod:`rftgrad.envs.tasks`, :mod:`rftgrad.finetune.pretraining`).
+(the tasks of :mod:`rftgrad.envs`, e.g. :func:`~rftgrad.envs.classification_task`, and the
+pretraining of :mod:`rftgrad.finetune`, :func:`~rftgrad.finetune.pretrain`).
 """
 
 from rftgrad.experiments.base import (

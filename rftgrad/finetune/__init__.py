@@ -1,5 +1,7 @@
 """Finetuning: objectives (exact RFT, sampled estimators, SFT) and the batched trainer.
 
+Modules::
+
     config.py      TrainConfig (typed, checked), phases, the replica grid
     advantages.py  advantage formulas: REINFORCE, baseline, RLOO, GRPO, Dr. GRPO, DAPO, PPO-clip
     objectives.py  what a step ascends: exact RFT, sampled RFT, SFT (+ entropy / KL)

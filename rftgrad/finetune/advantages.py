@@ -1,33 +1,13 @@
 """Advantage formulas of the sampled policy-gradient estimators, over ``(R, N, G)`` rewards.
 
-Each input ``x_n`` gets ``G`` sampled outputs ``y_1..y_G`` with rewards ``r_1..r_G``; an
-estimator turns them into advantages ``A_i`` and the update direction
+Each formula is in the docstring of the function that computes it: :func:`advantages` (the update
+direction and the advantages of REINFORCE, with the batch-mean baseline, RLOO, Dr. GRPO, GRPO and
+DAPO's groups; Razin et al., ICLR 2024, Section 3: baselines do not change the expected gradient),
+:func:`first_informative_group` (DAPO's dynamic sampling), :func:`clipped_surrogate` (PPO-clip) and
+:func:`pass_k_advantages` (pass@k, ``pass_k = k > 1``, RLOO-style); docs/paper.md §7 for the group
+estimators.
 
-    ĝ = Σ_n w_n (1/G) Σ_i A_i ∇_θ log p_θ(y_i | x_n)        (w_n: input weights, Σ w_n = 1)
-
-whose expectation the tests compare with the exact ∇V (Razin et al., ICLR 2024, Section 3:
-baselines do not change the expected gradient; docs/paper.md §7 for the group estimators):
-
-* ``reinforce``: ``A_i = r_i`` (Williams, 1992). Unbiased.
-* ``reinforce_baseline``: ``A_i = r_i - b`` with ``b`` the mean reward of the whole batch
-  (all selected inputs, all samples). ``E ĝ = (1 - 1/M) ∇V`` for ``M`` samples in the batch
-  (each sample's own reward sits in ``b``).
-* ``rloo``: ``A_i = r_i - (1/(G-1)) Σ_{j≠i} r_j`` (Kool et al., 2019; Ahmadian et al., 2024). Unbiased.
-* ``dr_grpo``: ``A_i = r_i - mean(r)`` (Liu et al., 2025, "Understanding R1-Zero-like
-  training"). ``E ĝ = ((G-1)/G) ∇V``.
-* ``grpo``: ``A_i = (r_i - mean(r)) / (std(r) + ε)`` (Shao et al., 2024, DeepSeekMath),
-  ``std`` with Bessel's correction as in TRL and verl; ``scale_rewards`` picks the std of
-  the ``group`` (default), of the whole ``batch``, or ``none`` (= Dr. GRPO).
-* ``dapo``: GRPO advantages on groups chosen by dynamic sampling (Yu et al., 2025, DAPO):
-  a group whose rewards are all equal is resampled, up to ``max_resample`` tries in all,
-  and dropped (zero advantage) if it stays so. See :func:`first_informative_group`.
-* ``ppo``: the clipped surrogate ``min(ρ_i A_i, clip(ρ_i, 1-ε, 1+ε) A_i)``,
-  ``ρ_i = p_θ(y_i)/p_θold(y_i)`` (Schulman et al., 2017), with any advantage above;
-  at ``θ = θ_old`` its gradient is ``A_i ∇ log p_θ(y_i)``, the plain estimator.
-* pass@k (``pass_k = k > 1``, RLOO-style): ``A_i = G s_i - k b_i``, the unbiased gradient of
-  ``E[max of k samples]`` (:func:`pass_k_advantages`; docs/paper.md §7).
-
-:func:`binary_update_draws` runs these formulas on simulated binary rewards and returns each
+``binary_update_draws`` runs these formulas on simulated binary rewards and returns each
 draw's update along the correct output, the Monte Carlo side of
 :mod:`rftgrad.theory.group_updates`' closed forms.
 """
@@ -51,10 +31,10 @@ def group_std(rewards: torch.Tensor) -> torch.Tensor:
 
 
 def zero_std_groups(rewards: torch.Tensor) -> torch.Tensor:
-    """``(R, N, G) -> (R, N)`` bool: every reward in the group is equal (no signal).
+    r"""``(R, N, G) -> (R, N)`` bool: every reward in the group is equal (no signal).
 
-    For a binary reward with success probability ``p`` the expected fraction is
-    ``p^G + (1-p)^G`` (what libraries log as ``frac_reward_zero_std``)."""
+    For a binary reward with success probability :math:`p` the expected fraction is
+    :math:`p^G + (1-p)^G` (what libraries log as ``frac_reward_zero_std``; docs/paper.md §7)."""
     return (rewards == rewards[..., :1]).all(dim=-1)
 
 
@@ -65,15 +45,44 @@ def advantages(
     scale_rewards: str = "group",
     std_eps: float = 1e-4,
 ) -> torch.Tensor:
-    """Advantages ``A`` ``(R, N, G)`` of estimator ``kind`` (formulas in the module doc).
+    r"""Advantages ``A`` ``(R, N, G)`` of estimator ``kind`` (formulas below).
+
+    Each input :math:`x_n` gets :math:`G` sampled outputs :math:`y_1, \dots, y_G` with rewards
+    :math:`r_1, \dots, r_G`; an estimator turns them into advantages :math:`A_i` and the update direction
+
+    .. math::
+
+        \hat g = \sum_n w_n \frac{1}{G} \sum_{i=1}^{G} A_i\, \nabla_\theta \log p_\theta(y_i \mid x_n)
+        \qquad (w_n\text{: input weights, } \textstyle\sum_n w_n = 1)
+
+    whose expectation the tests compare with the exact :math:`\nabla V` (Razin et al., ICLR 2024,
+    Section 3: baselines do not change the expected gradient; docs/paper.md §7 for the group estimators):
+
+    * ``reinforce``: :math:`A_i = r_i` (Williams, 1992). Unbiased.
+    * ``reinforce_baseline``: :math:`A_i = r_i - b` with :math:`b` the mean reward of the whole batch
+      (all selected inputs, all samples). :math:`\mathbb{E} \hat g = (1 - 1/M) \nabla V` for :math:`M`
+      samples in the batch (each sample's own reward sits in :math:`b`).
+    * ``rloo``: :math:`A_i = r_i - \frac{1}{G-1} \sum_{j \ne i} r_j` (Kool et al., 2019; Ahmadian et al.,
+      2024). Unbiased.
+    * ``dr_grpo``: :math:`A_i = r_i - \bar r` (Liu et al., 2025, "Understanding R1-Zero-like
+      training"). :math:`\mathbb{E} \hat g = \frac{G-1}{G} \nabla V`.
+    * ``grpo``: :math:`A_i = (r_i - \bar r) / (\mathrm{std}(r) + \varepsilon)` (Shao et al., 2024,
+      DeepSeekMath), ``std`` with Bessel's correction as in TRL and verl; ``scale_rewards`` picks the
+      std of the ``group`` (default), of the whole ``batch``, or ``none`` (= Dr. GRPO).
+    * ``dapo``: GRPO advantages on groups chosen by dynamic sampling (Yu et al., 2025, DAPO):
+      a group whose rewards are all equal is resampled, up to ``max_resample`` tries in all,
+      and dropped (zero advantage) if it stays so. See :func:`first_informative_group`.
+
+    PPO-clip (:func:`clipped_surrogate`) takes any of these advantages; pass@k has its own
+    (:func:`pass_k_advantages`).
 
     Args:
-        rewards: ``(R, N, G)`` sampled rewards.
-        kind: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
-        input_weights: ``(R, N)``; inputs with weight 0 are not in the batch (they are
-            left out of the batch-mean baseline and of the batch std).
-        scale_rewards: ``group``, ``batch`` or ``none`` (``grpo`` and ``dapo`` only).
-        std_eps: ``ε`` in the GRPO denominator.
+        * ``rewards``: ``(R, N, G)`` sampled rewards.
+        * ``kind``: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
+        * ``input_weights``: ``(R, N)``; inputs with weight 0 are not in the batch (they are
+          left out of the batch-mean baseline and of the batch std).
+        * ``scale_rewards``: ``group``, ``batch`` or ``none`` (``grpo`` and ``dapo`` only).
+        * ``std_eps``: ``ε`` in the GRPO denominator.
     """
     num_generations = rewards.shape[-1]
     if kind == "reinforce":
@@ -105,13 +114,19 @@ def advantages(
 
 
 def first_informative_group(rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """DAPO dynamic sampling over ``B`` tries: ``rewards (R, N, B, G)`` ->
+    r"""DAPO dynamic sampling over ``B`` tries: ``rewards (R, N, B, G)`` ->
     (index of the first try whose rewards are not all equal (0 if none), ``(R, N)`` long;
     whether every try was all-equal (the group is dropped), ``(R, N)`` bool).
 
-    With per-try all-equal probability ``d = p^G + (1-p)^G`` (binary reward) the kept
+    With per-try all-equal probability :math:`d = p^G + (1-p)^G` (binary reward) the kept
     group follows the law of a group conditioned on being informative, with probability
-    ``1 - d^B``, so ``E ĝ_dapo = (1 - d^B)/(1 - d) · E ĝ_grpo`` per input.
+    :math:`1 - d^B`, so per input
+
+    .. math::
+
+        \mathbb{E} \hat g_{\text{dapo}} = \frac{1 - d^B}{1 - d}\, \mathbb{E} \hat g_{\text{grpo}}
+
+    (Yu et al., 2025; :func:`rftgrad.theory.dapo_factor`, docs/paper.md §7).
     """
     degenerate = zero_std_groups(rewards)  # (R, N, B)
     informative = ~degenerate
@@ -131,7 +146,17 @@ def dapo_samples_per_input(first: torch.Tensor, dropped: torch.Tensor, group_siz
 def clipped_surrogate(
     log_prob: torch.Tensor, old_log_prob: torch.Tensor, advantage: torch.Tensor, clip_eps: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO-clip per sample: ``min(ρA, clip(ρ, 1-ε, 1+ε)A)`` and whether it is clipped (all ``(R, N, G)``)."""
+    r"""PPO-clip per sample: ``min(ρA, clip(ρ, 1-ε, 1+ε)A)`` and whether it is clipped (all ``(R, N, G)``).
+
+    .. math::
+
+        \min\big(\rho_i A_i,\; \mathrm{clip}(\rho_i, 1 - \varepsilon, 1 + \varepsilon)\, A_i\big), \qquad
+        \rho_i = \frac{p_\theta(y_i)}{p_{\theta_{\text{old}}}(y_i)}
+
+    (Schulman et al., 2017), with any advantage of :func:`advantages`; at :math:`\theta = \theta_{\text{old}}`
+    its gradient is :math:`A_i \nabla_\theta \log p_\theta(y_i)`, the plain estimator, so the bounds of
+    Theorem 1 (Razin et al., ICLR 2024; docs/paper.md §2) cover it too.
+    """
     ratio = (log_prob - old_log_prob).exp()
     clipped_ratio = ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)
     surrogate = torch.minimum(ratio * advantage, clipped_ratio * advantage)
@@ -181,21 +206,25 @@ def _check_pass_k(rewards: torch.Tensor, k: int) -> int:
 
 
 def pass_k_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
-    """Unbiased pass@k advantages ``(R, N, G) -> (R, N, G)`` for real rewards (ties allowed).
+    r"""Unbiased pass@k advantages ``(R, N, G) -> (R, N, G)`` for real rewards (ties allowed).
 
-    The objective is ``J = E[max_{j≤k} r(y_j)]`` over ``k`` i.i.d. samples: for a binary reward,
-    ``r⁻ + (r⁺ - r⁻)(1 - (1-p)^k)``, whose gradient ``k(1-p)^(k-1) ∇V`` amplifies hard inputs
-    (docs/paper.md §7; Walder & Karkhanis 2025, "Pass@K Policy Optimization"). With
+    The objective is :math:`J = \mathbb{E}[\max_{j \le k} r(y_j)]` over :math:`k` i.i.d. samples: for a
+    binary reward, :math:`r^- + (r^+ - r^-)(1 - (1-p)^k)`, whose gradient :math:`k(1-p)^{k-1} \nabla V`
+    amplifies hard inputs (docs/paper.md §7, past the paper; Walder & Karkhanis 2025, "Pass@K Policy
+    Optimization"). With
 
-        s_i = (1/C(G,k)) Σ_{|S|=k, S∋i} max_{j∈S} r_j,
-        b_i = (1/C(G-1,k)) Σ_{|S|=k, S⊆[G]∖{i}} max_{j∈S} r_j     (unbiased pass@k of the others),
-        A_i = G s_i - k b_i,
+    .. math::
+
+        s_i &= \binom{G}{k}^{-1} \sum_{|S| = k,\ S \ni i} \max_{j \in S} r_j, \\
+        b_i &= \binom{G-1}{k}^{-1} \sum_{|S| = k,\ S \subseteq [G] \setminus \{i\}} \max_{j \in S} r_j
+            \qquad \text{(unbiased pass@k of the others)}, \\
+        A_i &= G s_i - k b_i,
 
     ``ĝ = (1/G) Σ_i A_i ∇ log p(y_i)`` has ``E ĝ = ∇J``: averaging ``max(S) Σ_{j∈S} ∇log p(y_j)``
     (the score-function gradient of one ``k``-subset) over all subsets gives ``Σ_i s_i ∇log p(y_i)``,
     and ``b_i`` does not depend on ``y_i`` so ``E[b_i ∇log p(y_i)] = 0``. ``k = 1`` gives RLOO,
     ``A_i = r_i - mean_{j≠i} r_j``. Computed from the sorted rewards with binomial weights
-    (:func:`_pass_k_weights`), vectorised over ``(R, N)``. Needs ``G > k``.
+    (``_pass_k_weights``), vectorised over ``(R, N)``. Needs ``G > k``.
     """
     k = _check_pass_k(rewards, k)
     weights = torch.tensor(_pass_k_weights(rewards.shape[-1], k), dtype=rewards.dtype, device=rewards.device)
@@ -205,9 +234,15 @@ def pass_k_advantages(rewards: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def pass_k_estimate(rewards: torch.Tensor, k: int) -> torch.Tensor:
-    """Unbiased estimate of ``E[max of k samples]`` from ``G >= k`` samples, ``(R, N, G) -> (R, N)``:
-    the U-statistic ``(1/C(G,k)) Σ_{|S|=k} max_S r = (1/C(G,k)) Σ_j C(j, k-1) r_(j)`` over the sorted
-    rewards (0-based ranks; for a binary reward, the pass@k estimator of Chen et al. 2021)."""
+    r"""Unbiased estimate of ``E[max of k samples]`` from ``G >= k`` samples, ``(R, N, G) -> (R, N)``:
+    the U-statistic
+
+    .. math::
+
+        \binom{G}{k}^{-1} \sum_{|S| = k} \max_{j \in S} r_j = \binom{G}{k}^{-1} \sum_{j=0}^{G-1} \binom{j}{k-1} r_{(j)}
+
+    over the sorted rewards :math:`r_{(0)} \le \dots \le r_{(G-1)}` (0-based ranks; for a binary reward,
+    the pass@k estimator of Chen et al. 2021)."""
     group_size = rewards.shape[-1]
     if int(k) != k or not 1 <= k <= group_size:
         raise ConfigError(f"pass@k estimate needs 1 <= k <= G, got k={k}, G={group_size}")
@@ -249,12 +284,12 @@ def binary_update_draws(
     ``u = (1/G) Σ_i A_i (1[y_i = c] - p)``.
 
     Args:
-        success_prob: ``p ∈ [0, 1]``.
-        group_size: ``G``.
-        kind: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
-        num_draws: ``D``.
-        gen: a CPU generator (the draws are float64 uniforms).
-        max_resample: DAPO's tries ``B``.
+        * ``success_prob``: ``p ∈ [0, 1]``.
+        * ``group_size``: ``G``.
+        * ``kind``: ``reinforce``, ``reinforce_baseline``, ``rloo``, ``grpo``, ``dr_grpo`` or ``dapo``.
+        * ``num_draws``: ``D``.
+        * ``gen``: a CPU generator (the draws are float64 uniforms).
+        * ``max_resample``: DAPO's tries ``B``.
     """
     if not 0.0 <= success_prob <= 1.0:
         raise ConfigError(f"success probability must lie in [0, 1], got {success_prob}")
@@ -281,7 +316,7 @@ def binary_update_draws(
 
 
 class MonteCarloUpdate(NamedTuple):
-    """Means and standard errors over ``num_draws`` i.i.d. draws of :func:`binary_update_draws`."""
+    """Means and standard errors over the ``num_draws`` i.i.d. draws of :func:`monte_carlo_update`."""
 
     mean: float  # E u estimate
     sem: float  # its standard error, std(u)/sqrt(D)
@@ -305,8 +340,14 @@ def monte_carlo_update(
     max_resample: int = 4,
     chunk: int = 1 << 21,
 ) -> MonteCarloUpdate:
-    """:func:`binary_update_draws` over ``num_draws`` draws in chunks of at most ``chunk`` rewards,
-    summarised, seeded by ``seed``."""
+    """Monte Carlo estimate of the expected update along the correct output, over ``num_draws`` draws.
+
+    Each draw is one input with a binary reward (``success`` with probability ``success_prob``, else
+    ``failure``): a group of ``group_size`` rewards (DAPO: up to ``max_resample`` tries), the advantages
+    of estimator ``kind`` (:func:`advantages`) and the update ``u = (1/G) Σ_i A_i (1[y_i = c] - p)``
+    along the correct output's logit, the Monte Carlo side of
+    :func:`rftgrad.theory.expected_update`. The draws (``binary_update_draws``) run in chunks of at
+    most ``chunk`` rewards from one generator seeded by ``seed``."""
     gen = generator(seed)
     tries = max_resample if kind == "dapo" else 1
     setting = dict(success=success, failure=failure, std_eps=std_eps, max_resample=max_resample)

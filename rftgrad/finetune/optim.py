@@ -49,8 +49,10 @@ class SGD:
 class Adam:
     """Adam (Kingma & Ba, 2015) per replica, ascent form, no weight decay::
 
-    m ← β1 m + (1-β1) d,   v ← β2 v + (1-β2) d²,
-    θ ← θ + lr · m̂ / (sqrt(v̂) + ε),   m̂ = m / (1-β1^t),  v̂ = v / (1-β2^t).
+        m ← β1 m + (1-β1) d,   v ← β2 v + (1-β2) d²,
+        θ ← θ + lr · m̂ / (sqrt(v̂) + ε),   m̂ = m / (1-β1^t),  v̂ = v / (1-β2^t),
+
+    with ``d`` the ascent direction of step ``t`` and ``lr`` one learning rate per replica ``(R,)``.
     """
 
     def __init__(self, lr: torch.Tensor, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:

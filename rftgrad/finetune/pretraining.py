@@ -78,13 +78,13 @@ def pretrain(
     """Fit ``policy`` in place to the distribution ``q`` on ``outputs``; returns the final loss ``(R,)``.
 
     Args:
-        policy: the policy (all ``R`` replicas are trained, each with its own Adam state).
-        env: supplies the inputs.
-        outputs: ``(N, S, L)`` the outputs each input's target distribution puts mass on.
-        weights: ``(N, S)`` their probabilities ``q`` (rows sum to 1); default uniform.
-        steps: Adam steps (full batch).
-        lr: Adam learning rate.
-        progress: show a progress bar.
+        * ``policy``: the policy (all ``R`` replicas are trained, each with its own Adam state).
+        * ``env``: supplies the inputs.
+        * ``outputs``: ``(N, S, L)`` the outputs each input's target distribution puts mass on.
+        * ``weights``: ``(N, S)`` their probabilities ``q`` (rows sum to 1); default uniform.
+        * ``steps``: Adam steps (full batch).
+        * ``lr``: Adam learning rate.
+        * ``progress``: show a progress bar.
     """
     outputs = torch.as_tensor(outputs).long()
     if outputs.ndim != 3 or outputs.shape[0] != env.num_inputs:
@@ -253,14 +253,14 @@ def pretrained_transformer(
     """A one-replica transformer pretrained on ``mixture`` (loaded from the cache when present).
 
     Args:
-        env: a sequence environment (e.g. :func:`rftgrad.envs.language.language_env`).
-        mixture: targets ``outputs (N, S, L)`` and weights ``(N, S)`` of each prompt.
-        steps, lr: full-batch Adam steps and learning rate.
-        seed: initialisation seed (pretraining itself is deterministic).
-        d_model, num_layers, num_heads: model sizes.
-        dtype, device: where the model lives (both enter the cache key).
-        cache_dir: cache folder (default ``$RFTGRAD_CACHE`` or ``~/.cache/rftgrad``).
-        progress: show a progress bar while pretraining.
+        * ``env``: a sequence environment (e.g. :func:`rftgrad.envs.language.language_env`).
+        * ``mixture``: targets ``outputs (N, S, L)`` and weights ``(N, S)`` of each prompt.
+        * ``steps``, ``lr``: full-batch Adam steps and learning rate.
+        * ``seed``: initialisation seed (pretraining itself is deterministic).
+        * ``d_model``, ``num_layers``, ``num_heads``: model sizes.
+        * ``dtype``, ``device``: where the model lives (both enter the cache key).
+        * ``cache_dir``: cache folder (default ``$RFTGRAD_CACHE`` or ``~/.cache/rftgrad``).
+        * ``progress``: show a progress bar while pretraining.
     """
     dtype, device = resolve_dtype(dtype), resolve_device(device)
     policy = TinyTransformerPolicy.for_env(

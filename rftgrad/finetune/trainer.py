@@ -369,18 +369,18 @@ def train(
     """Train every arm of ``config`` on ``env`` (split ``train``) from ``make_policy``'s policy.
 
     Args:
-        make_policy: ``(settings, device, dtype) -> policy`` with one replica per
-            ``settings.seeds`` entry at temperatures ``settings.temperature``; called once
-            per arm, so every arm starts from the same parameters.
-        env: the training environment.
-        config: trainer settings (arms, estimator, optimiser, replicas, schedule).
-        eval_envs: more splits to evaluate on (e.g. ``{"test": test_env}``).
-        checkpoint_dir: where to keep one checkpoint per arm; an existing checkpoint of
-            the same run resumes it (and a finished arm is not retrained).
-        run_key: what identifies the run (default: the config); a checkpoint written under
-            another key is refused with :class:`ConfigError`.
-        progress: show a progress bar.
-        callback: called with the global step after each step (e.g. live plots).
+        * ``make_policy``: ``(settings, device, dtype) -> policy`` with one replica per
+          ``settings.seeds`` entry at temperatures ``settings.temperature``; called once
+          per arm, so every arm starts from the same parameters.
+        * ``env``: the training environment.
+        * ``config``: trainer settings (arms, estimator, optimiser, replicas, schedule).
+        * ``eval_envs``: more splits to evaluate on (e.g. ``{"test": test_env}``).
+        * ``checkpoint_dir``: where to keep one checkpoint per arm; an existing checkpoint of
+          the same run resumes it (and a finished arm is not retrained).
+        * ``run_key``: what identifies the run (default: the config); a checkpoint written under
+          another key is refused with :class:`ConfigError`.
+        * ``progress``: show a progress bar.
+        * ``callback``: called with the global step after each step (e.g. live plots).
 
     Returns:
         :class:`TrainResult` with the records of every arm.

@@ -54,7 +54,7 @@ Metrics, one value per generation batch (means over its groups):
   groups of ``E u(p) / E u(1/2)``, the closed-form expected update along a correct output
   (:func:`rftgrad.theory.expected_update`, docs/paper.md §7) at the group's success rate
   ``p = (r̄ - lo)/(hi - lo)``, group size ``G``, rewards ``hi``/``lo``, ``std_eps = 1e-4`` (TRL's),
-  as a fraction of its value at ``p = 1/2``. The estimator is :attr:`GroupMonitor.estimator`:
+  as a fraction of its value at ``p = 1/2``. The estimator is ``GroupMonitor.estimator``:
   ``grpo`` for ``GRPOTrainer`` with ``scale_rewards="group"``; ``dr_grpo`` for ``"none"`` and
   ``"batch"`` (a batch STD rescales every group alike, so the fraction is Dr. GRPO's
   ``4p(1-p)``); ``rloo`` for ``RLOOTrainer`` (also ``4p(1-p)``). Exact for a binary reward; for
@@ -152,11 +152,11 @@ def batch_metrics(
     """The monitor's metrics of one generation batch (module docstring), ``{}`` if no group is scorable.
 
     Args:
-        totals: ``(N,)`` total rewards, NaN for unscorable samples; ``N`` a multiple of ``num_generations``.
-        num_generations: ``G``, the size of TRL's groups (consecutive blocks of ``totals``).
-        regime: the vanishing regime; its ``reward_range`` gives ``lo, hi`` for the success rate.
-        group_sizes: the ``g`` of ``rftgrad/predicted_frac_zero_std/G{g}``.
-        estimator: the :func:`rftgrad.theory.expected_update` form of ``rftgrad/update_shrink``.
+        * ``totals``: ``(N,)`` total rewards, NaN for unscorable samples; ``N`` a multiple of ``num_generations``.
+        * ``num_generations``: ``G``, the size of TRL's groups (consecutive blocks of ``totals``).
+        * ``regime``: the vanishing regime; its ``reward_range`` gives ``lo, hi`` for the success rate.
+        * ``group_sizes``: the ``g`` of ``rftgrad/predicted_frac_zero_std/G{g}``.
+        * ``estimator``: the :func:`rftgrad.theory.expected_update` form of ``rftgrad/update_shrink``.
     """
     grouped = np.asarray(totals, dtype=np.float64).reshape(-1, num_generations)  # (P, G)
     grouped = grouped[~np.isnan(grouped).all(axis=1)]  # groups with a scorable sample
@@ -201,20 +201,20 @@ class GroupMonitor(TrainerCallback):
         trainer = GRPOTrainer(..., reward_funcs=monitor.wrap(reward_funcs), callbacks=[monitor])
 
     Args:
-        reward_range: ``(lo, hi)`` that holds every **total** reward (the weighted sum over the
-            functions: with ``reward_weights=[1.0, 0.5]`` and two 0/1 functions, ``(0, 1.5)``).
-            A total outside it stops training with a :class:`~rftgrad.errors.ConfigError`.
-        group_sizes: the ``g`` of ``rftgrad/predicted_frac_zero_std/G{g}``.
-        log_path: the rollout log (JSON lines); ``None``: ``<output_dir>/rftgrad_rollouts.jsonl``;
-            ``False``: none.
-        std_threshold: the regime's STD threshold; ``None``: ``0.1·(hi - lo)``.
-        gap: how far below ``hi`` a group mean must be; ``None``: ``0.5·(hi - lo)``.
+        * ``reward_range``: ``(lo, hi)`` that holds every **total** reward (the weighted sum over the
+          functions: with ``reward_weights=[1.0, 0.5]`` and two 0/1 functions, ``(0, 1.5)``).
+          A total outside it stops training with a :class:`~rftgrad.errors.ConfigError`.
+        * ``group_sizes``: the ``g`` of ``rftgrad/predicted_frac_zero_std/G{g}``.
+        * ``log_path``: the rollout log (JSON lines); ``None``: ``<output_dir>/rftgrad_rollouts.jsonl``;
+          ``False``: none.
+        * ``std_threshold``: the regime's STD threshold; ``None``: ``0.1·(hi - lo)``.
+        * ``gap``: how far below ``hi`` a group mean must be; ``None``: ``0.5·(hi - lo)``.
 
     Attributes:
-        regime: the :class:`rftgrad.diagnose.Regime` it counts groups in.
-        estimator: the update form of ``rftgrad/update_shrink`` (set by ``on_train_begin``).
-        log_file: the rollout log's path (set by ``on_train_begin``), or None.
-        batches: generation batches measured so far.
+        * ``regime``: the :class:`rftgrad.diagnose.Regime` it counts groups in.
+        * ``estimator``: the update form of ``rftgrad/update_shrink`` (set by ``on_train_begin``).
+        * ``log_file``: the rollout log's path (set by ``on_train_begin``), or None.
+        * ``batches``: generation batches measured so far.
     """
 
     def __init__(
@@ -256,15 +256,15 @@ class GroupMonitor(TrainerCallback):
         functions give async wrappers. Wrap the trainer's whole list, once.
 
         Args:
-            reward_funcs: a reward function or a list of them, as ``GRPOTrainer(reward_funcs=...)`` takes.
+            * ``reward_funcs``: a reward function or a list of them, as ``GRPOTrainer(reward_funcs=...)`` takes.
 
         Returns:
             the wrapped function, or a list of them in the same order.
 
         Raises:
-            ConfigError: an entry that is not a Python callable (a reward model or model id: TRL scores
-                those itself, out of the monitor's sight), or an empty list.
-            MonitorError: ``wrap`` was already called on this monitor.
+            * :exc:`ConfigError`: an entry that is not a Python callable (a reward model or model id: TRL scores
+              those itself, out of the monitor's sight), or an empty list.
+            * :exc:`MonitorError`: ``wrap`` was already called on this monitor.
         """
         if self._names is not None:
             raise MonitorError(
@@ -315,8 +315,8 @@ class GroupMonitor(TrainerCallback):
         """Reads the run's settings from the GRPOConfig/RLOOConfig; starts (or continues) the rollout log.
 
         Raises:
-            MonitorError: :meth:`wrap` not called, not a GRPO/RLOO config, several processes, or
-                ``reward_weights`` of another length than the wrapped list.
+            * :exc:`MonitorError`: :meth:`wrap` not called, not a GRPO/RLOO config, several processes, or
+              ``reward_weights`` of another length than the wrapped list.
         """
         if self._names is None:
             raise MonitorError(f"GroupMonitor has no reward functions: wrap them, {USAGE}")
@@ -360,7 +360,7 @@ class GroupMonitor(TrainerCallback):
         """Checks that the monitor wrapped every reward function TRL reports (``rewards/<name>/mean``).
 
         Raises:
-            MonitorError: TRL logged a reward function the monitor did not wrap (its totals would be wrong).
+            * :exc:`MonitorError`: TRL logged a reward function the monitor did not wrap (its totals would be wrong).
         """
         logged = {key[len("rewards/") : -len("/mean")] for key in logs or {} if _is_function_mean(key)}
         unseen = sorted(logged - set(self._names or ()))

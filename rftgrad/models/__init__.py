@@ -3,11 +3,14 @@
 A new policy subclasses :class:`SoftmaxPolicy` and writes its parameters' initialisation
 (with :func:`init_normal`) and the pure single-replica
 :meth:`SoftmaxPolicy.replica_prefix_logits` ``(params, ids, x, prefixes (N, M, l)) -> (N, M, V)``.
+A policy whose logits are linear in its parameters may also return a :class:`ClosedFormTree` from
+:meth:`SoftmaxPolicy.closed_form_tree`: the exact engine then needs no autograd.
 """
 
 from rftgrad.models.base import (
     INIT_LOGPROB_TOLERANCE,
     TEMPERATURE_HEADROOM,
+    ClosedFormTree,
     Params,
     SoftmaxPolicy,
     check_temperatures,
@@ -26,6 +29,7 @@ __all__ = [
     "INIT_LOGPROB_TOLERANCE",
     "POLICIES",
     "TEMPERATURE_HEADROOM",
+    "ClosedFormTree",
     "LinearSoftmaxPolicy",
     "MLPPolicy",
     "Params",

@@ -38,7 +38,7 @@ from rftgrad.runtime import generator, replica_seeds, resolve_device, resolve_dt
 #: a policy's parameters by name, each with the replica axis first: ``name -> (R, ...)``.
 Params = dict[str, torch.Tensor]
 
-#: |log p_achieved - log p_requested| allowed by :meth:`SoftmaxPolicy.set_output_probability`.
+#: dtype -> the ``|log p_achieved - log p_requested|`` allowed by :meth:`SoftmaxPolicy.set_output_probability`.
 INIT_LOGPROB_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}
 
 #: logits ``|f_θ|`` and Jacobian norms ``||J||`` up to this size stay finite at every allowed temperature
@@ -78,14 +78,14 @@ class SoftmaxPolicy(ABC):
     """Base class: ``R`` replicas of an autoregressive softmax policy over ``V`` tokens.
 
     Args:
-        vocab_size: ``V``.
-        max_length: longest output length ``L`` the policy serves.
-        seed: first replica seed (replicas get ``seed, seed+1, ...``) or one seed per replica.
-        num_replicas: ``R`` (default: 1, or the length of the seed list).
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
-        dtype: ``"float32"`` or ``"float64"``.
-        temperature: sampling temperature ``T``, one value or one per replica, finite and inside
-            :func:`temperature_range` of ``dtype`` (about ``[7.5e-149, 1.3e148]`` in float64).
+        * ``vocab_size``: ``V``.
+        * ``max_length``: longest output length ``L`` the policy serves.
+        * ``seed``: first replica seed (replicas get ``seed, seed+1, ...``) or one seed per replica.
+        * ``num_replicas``: ``R`` (default: 1, or the length of the seed list).
+        * ``device``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        * ``dtype``: ``"float32"`` or ``"float64"``.
+        * ``temperature``: sampling temperature ``T``, one value or one per replica, finite and inside
+          :func:`temperature_range` of ``dtype`` (about ``[7.5e-149, 1.3e148]`` in float64).
     """
 
     name: ClassVar[str] = "policy"
@@ -135,10 +135,10 @@ class SoftmaxPolicy(ABC):
         ``vjp``, ``jacrev``). Divide by the replica's temperature ``T`` for the policy's logits.
 
         Args:
-            params: name -> tensor of one replica (``policy.params[key][r]``).
-            ids: ``(N,)`` input indices (tabular policies read them).
-            x: ``(N, ...)`` inputs, as :meth:`inputs_from` returns them.
-            prefixes: ``(N, M, l)`` long, ``M`` prefixes ``u`` of length ``l`` per input.
+            * ``params``: name -> tensor of one replica (``policy.params[key][r]``).
+            * ``ids``: ``(N,)`` input indices (tabular policies read them).
+            * ``x``: ``(N, ...)`` inputs, as :meth:`inputs_from` returns them.
+            * ``prefixes``: ``(N, M, l)`` long, ``M`` prefixes ``u`` of length ``l`` per input.
 
         Returns:
             ``(N, M, V)`` logits.
@@ -242,7 +242,7 @@ class SoftmaxPolicy(ABC):
         ``x``), for ``torch.func`` transforms. Position ``l`` reads ``y_<l`` only (teacher forcing).
 
         Args:
-            outputs: ``(N, M, L')`` long, ``M`` outputs per input (``L' <= max_length``).
+            * ``outputs``: ``(N, M, L')`` long, ``M`` outputs per input (``L' <= max_length``).
 
         Returns:
             ``(N, M, L', V)`` logits. Default: one :meth:`replica_prefix_logits` call per
@@ -258,14 +258,14 @@ class SoftmaxPolicy(ABC):
         """Logits ``f_θ(x_n, u)`` of every prefix ``u`` of every level ``l < length``, one replica, before temperature.
 
         The prefix tree of the exact engine (:mod:`rftgrad.theory.exact`, ``method="tree"``):
-        level ``l`` holds the ``V^l`` prefixes of :meth:`OutputSpace.prefixes` ``(l)`` in that
+        level ``l`` holds the ``V^l`` prefixes of :meth:`~rftgrad.envs.OutputSpace.prefixes` ``(l)`` in that
         (lexicographic) order, so prefix ``i`` of level ``l`` has parent ``i // V`` and ancestor
         ``i // V^(l-j)`` at level ``j``. Pure and single-replica like :meth:`replica_prefix_logits`
         (same ``params``, ``ids``, ``x``), for ``torch.func`` transforms (``vmap`` over replicas and
         inputs, ``vjp``).
 
         Args:
-            length: ``L' <= max_length``, the number of levels ``l = 0..L'-1``.
+            * ``length``: ``L' <= max_length``, the number of levels ``l = 0..L'-1``.
 
         Returns:
             ``L'`` tensors, level ``l``: ``(N, V^l, V)`` logits.
@@ -347,9 +347,9 @@ class SoftmaxPolicy(ABC):
         ``INIT_LOGPROB_TOLERANCE`` (too few read-out features for the states).
 
         Args:
-            env: the environment (inputs and default targets).
-            prob: a value in (0, 1), or a tensor broadcastable to ``(R, N)``.
-            targets: ``(N, L)`` outputs to put the probability on (default ``env.targets``).
+            * ``env``: the environment (inputs and default targets).
+            * ``prob``: a value in (0, 1), or a tensor broadcastable to ``(R, N)``.
+            * ``targets``: ``(N, L)`` outputs to put the probability on (default ``env.targets``).
         """
         x = self.inputs_from(env)
         ids = torch.arange(env.num_inputs, device=self.device)
@@ -454,10 +454,10 @@ class ClosedFormTree(ABC):
 
     What :meth:`SoftmaxPolicy.closed_form_tree` returns for policies whose logits are linear in
     ``θ`` (tabular: ``f = θ[n, u]``; linear: ``f = W φ(x, u)``), so that the exact engine
-    (:mod:`rftgrad.theory.exact`) needs no autograd: ``∇_θ Σ_{n,u} c_{n,u}·f_θ(x_n, u) = A^T c``
+    (:func:`rftgrad.theory.exact` and its siblings) needs no autograd: ``∇_θ Σ_{n,u} c_{n,u}·f_θ(x_n, u) = A^T c``
     with ``A`` the (fixed) matrix of the map ``θ -> f``. Tensors are *state-major*,
     ``(S, V, R, N)``: the ``S = Σ_{l<L} V^l`` prefix states of the output space in
-    :meth:`OutputSpace.prefix_state` order (level ``l`` is the contiguous block
+    :meth:`~rftgrad.envs.OutputSpace.prefix_state` order (level ``l`` is the contiguous block
     ``[Σ_{j<l} V^j, Σ_{j≤l} V^j)``), the vocabulary, then replicas and inputs innermost, so
     softmax sums over the vocabulary and sums over prefixes run over contiguous rows of ``R·N``.
     Built once per (policy, output space); the methods read the policy's current parameters.

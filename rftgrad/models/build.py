@@ -15,7 +15,7 @@ from rftgrad.models.mlp import MLPPolicy
 from rftgrad.models.tabular import TabularPolicy
 from rftgrad.models.transformer import TinyTransformerPolicy
 
-#: name -> (class, one-line description), for `rftgrad list` and the CLI.
+#: name -> (class, one-line description), for ``rftgrad list`` and the CLI.
 POLICIES: dict[str, tuple[type[SoftmaxPolicy], str]] = {
     "tabular": (TabularPolicy, "independent logits per input and prefix; gamma = 1/T"),
     "linear": (LinearSoftmaxPolicy, "logits W phi(x, prefix); feature maps " + ", ".join(FEATURE_MAPS)),

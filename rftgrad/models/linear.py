@@ -46,12 +46,12 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
     """Logits ``W φ(x, u)`` with ``W`` of shape ``(R, V, D_φ)``.
 
     Args:
-        input_dim: ``D >= 1``, the environment's feature dimension.
-        vocab_size: ``V``.
-        max_length: ``L``.
-        features: one of ``FEATURE_MAPS``.
-        init_scale: ``W ~ N(0, init_scale² / D_φ)``, finite and >= 0.
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``input_dim``: ``D >= 1``, the environment's feature dimension.
+        * ``vocab_size``: ``V``.
+        * ``max_length``: ``L``.
+        * ``features``: one of ``FEATURE_MAPS``.
+        * ``init_scale``: ``W ~ N(0, init_scale² / D_φ)``, finite and >= 0.
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "linear"
@@ -136,8 +136,8 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
         norms = self.feature_vectors(x, prefixes).norm(dim=-1)  # (N, M)
         return norms[None] / self.temperature[:, None, None]
 
-    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> LinearTree:
-        """``W φ(x, u)`` over the prefix tree with its adjoint in closed form (:class:`LinearTree`)."""
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> ClosedFormTree:
+        """``W φ(x, u)`` over the prefix tree with its adjoint in closed form (a :class:`ClosedFormTree`)."""
         return LinearTree(self, x, space)
 
 

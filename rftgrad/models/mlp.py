@@ -26,12 +26,12 @@ class MLPPolicy(SoftmaxPolicy):
     """A multilayer perceptron over ``env.features``; one output token.
 
     Args:
-        input_dim: ``D >= 1``.
-        vocab_size: number of classes ``V``.
-        hidden: widths of the hidden layers, each an integer >= 1 (one int: one layer).
-        activation: ``relu``, ``tanh`` or ``gelu``.
-        init_scale: scale of the read-out weights, finite and >= 0 (0 starts from the uniform policy).
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``input_dim``: ``D >= 1``.
+        * ``vocab_size``: number of classes ``V``.
+        * ``hidden``: widths of the hidden layers, each an integer >= 1 (one int: one layer).
+        * ``activation``: ``relu``, ``tanh`` or ``gelu``.
+        * ``init_scale``: scale of the read-out weights, finite and >= 0 (0 starts from the uniform policy).
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "mlp"

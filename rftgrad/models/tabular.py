@@ -39,16 +39,16 @@ class TabularPolicy(SoftmaxPolicy):
 
     The table holds ``N · Σ_{l<L} V^l · V`` logits per replica, more than ``N · V^L``, so like exact
     enumeration it refuses output spaces past ``max_outputs`` (before allocating anything). It is
-    stored state-major (:func:`state_major`); a table put in ``params`` with other strides gives the
+    stored state-major (``state_major``); a table put in ``params`` with other strides gives the
     same numbers, the exact engine then transposes it at each call.
 
     Args:
-        num_inputs: ``N >= 1``.
-        vocab_size: ``V >= 2``.
-        max_length: ``L >= 1``.
-        init_scale: logits start as ``init_scale · N(0, 1)`` (0: uniform policy); finite, >= 0.
-        max_outputs: refuse ``V^L > max_outputs`` (:class:`~rftgrad.errors.EnumerationLimitError`).
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``num_inputs``: ``N >= 1``.
+        * ``vocab_size``: ``V >= 2``.
+        * ``max_length``: ``L >= 1``.
+        * ``init_scale``: logits start as ``init_scale · N(0, 1)`` (0: uniform policy); finite, >= 0.
+        * ``max_outputs``: refuse ``V^L > max_outputs`` (:class:`~rftgrad.errors.EnumerationLimitError`).
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "tabular"
@@ -108,8 +108,8 @@ class TabularPolicy(SoftmaxPolicy):
         ones = torch.ones(self.num_replicas, *prefixes.shape[-3:-1], dtype=self.dtype, device=self.device)
         return ones / self.temperature[:, None, None]
 
-    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> TabularTree:
-        """The table read state-major (:class:`TabularTree`): the exact engine's autograd-free path."""
+    def closed_form_tree(self, x: torch.Tensor, space: OutputSpace) -> ClosedFormTree:
+        """The table read state-major (a :class:`ClosedFormTree`): the exact engine's autograd-free path."""
         return TabularTree(self, space)
 
 

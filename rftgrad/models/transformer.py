@@ -35,15 +35,15 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     """A causal transformer over prompt + output tokens.
 
     Args:
-        prompt_vocab_size: size of the prompt-token vocabulary ``P_v``, >= 1.
-        prompt_length: ``P``, prompt tokens per input, >= 0.
-        vocab_size: output vocabulary ``V``.
-        max_length: longest output ``L``.
-        d_model: width, >= 1; ``num_heads`` must divide it.
-        num_heads: attention heads, >= 1.
-        num_layers: blocks, >= 1 (with none the logits would read the token embeddings only).
-        init_scale: scale of the unembedding, finite and >= 0 (0 starts from the uniform policy).
-        **kwargs: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
+        * ``prompt_vocab_size``: size of the prompt-token vocabulary ``P_v``, >= 1.
+        * ``prompt_length``: ``P``, prompt tokens per input, >= 0.
+        * ``vocab_size``: output vocabulary ``V``.
+        * ``max_length``: longest output ``L``.
+        * ``d_model``: width, >= 1; ``num_heads`` must divide it.
+        * ``num_heads``: attention heads, >= 1.
+        * ``num_layers``: blocks, >= 1 (with none the logits would read the token embeddings only).
+        * ``init_scale``: scale of the unembedding, finite and >= 0 (0 starts from the uniform policy).
+        * ``**kwargs``: seed, num_replicas, device, dtype, temperature (see SoftmaxPolicy).
     """
 
     name = "transformer"
@@ -193,12 +193,12 @@ class TinyTransformerPolicy(SoftmaxPolicy):
 
         Each input's sequence packs the prompt block ``[prompt, BOS]`` (positions ``0..P``; BOS
         gives the empty prefix's logits) and then, level by level ``l = 1..L-1``, one position
-        per prefix ``u`` in :meth:`OutputSpace.prefixes` ``(l)`` order: node ``i`` holds its last
+        per prefix ``u`` in :meth:`~rftgrad.envs.OutputSpace.prefixes` ``(l)`` order: node ``i`` holds its last
         token ``i mod V`` at position ``P + l``. At every layer a node's query attends over the
         prompt block's keys and values, those of its ancestor ``i // V^(l-j)`` of each level
         ``1 <= j < l`` and its own: exactly what the last position of ``[prompt, BOS, u]`` attends
-        over causally (:func:`_tree_attention`), so a node's states equal those of that position.
-        The blocks (:meth:`_blocks`) run once over the packed ``(N, S, d)`` states: each weight
+        over causally (``_tree_attention``), so a node's states equal those of that position.
+        The blocks (``_blocks``) run once over the packed ``(N, S, d)`` states: each weight
         enters one product per layer, in the forward pass and in the (per-input) VJPs.
 
         Returns:

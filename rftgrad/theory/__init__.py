@@ -1,16 +1,17 @@
 """The paper's objects as math: exact V, STD, ∇V, martingale variances, γ, bounds, group-estimator
 closed forms, Theorem 2's dynamics and the symbolic (sympy) checks (docs/paper.md §1-§2, §7).
 
-Modules: :mod:`~rftgrad.theory.exact` (:func:`evaluate`, :func:`mean_gradient`, :func:`step_gradient`, :func:`exact`),
-:mod:`~rftgrad.theory.gamma`, :mod:`~rftgrad.theory.bounds` (Theorem 1 and sharper bounds,
-:func:`stalled`), :mod:`~rftgrad.theory.instances`, :mod:`~rftgrad.theory.montecarlo`,
-:mod:`~rftgrad.theory.group_updates` (docs/paper.md §7), :mod:`~rftgrad.theory.dynamics`
-(Theorem 2), :mod:`~rftgrad.theory.symbolic` (sympy derivations) and
-:mod:`~rftgrad.theory.check` (the random-instance bound check).
+Modules: ``exact`` (:func:`evaluate`, :func:`mean_gradient`, :func:`step_gradient`, :func:`exact`),
+``gamma`` (:func:`gamma`), ``bounds`` (Theorem 1 and sharper bounds: :func:`paper_bound`,
+:func:`sharpened_bound`, :func:`martingale_bound`, :func:`tight_bound`, :func:`logit_bound`,
+:func:`stalled`), ``instances`` (:func:`random_instance`), ``montecarlo``
+(:func:`reinforce_gradient`), ``group_updates`` (docs/paper.md §7: :func:`expected_update`),
+``dynamics`` (Theorem 2: :func:`closed_form_hitting_time`), ``symbolic`` (sympy derivations) and
+``check`` (the random-instance bound check, :func:`run_check`).
 
-Importing this package does not import sympy: the names of :mod:`~rftgrad.theory.symbolic`
-(and of :mod:`~rftgrad.theory.check`) are in ``__all__`` but load on first access (PEP 562
-``__getattr__``); Theorem 2's module imports sympy only inside the functions that need it.
+Importing this package does not import sympy: the names of ``symbolic`` (and of ``check``) are in
+``__all__`` but load on first access (PEP 562 ``__getattr__``); Theorem 2's module imports sympy
+only inside the functions that need it.
 """
 
 from __future__ import annotations

@@ -69,27 +69,31 @@ def stalled(
     *,
     gap: T | float | None = None,
 ) -> T:
-    """The vanishing-gradient regime of an input (docs/paper.md §2), elementwise:
+    r"""The vanishing-gradient regime of an input (docs/paper.md §2), elementwise:
 
-        STD < std_threshold   and   V < best - gap,   gap = far_fraction · (best - worst) by default
+    .. math::
 
-    (by Theorem 1's bound ``||∇V|| <= 6·L·γ·STD^(2/3)`` and the sharpened ``γ·sqrt(L)·STD``,
-    ``||∇V||`` is then small although ``V`` is far from optimal). Give either ``worst`` (the
+        \mathrm{STD} < \texttt{std\_threshold} \quad\text{and}\quad V < \texttt{best} - \texttt{gap},
+        \qquad \texttt{gap} = \texttt{far\_fraction} \cdot (\texttt{best} - \texttt{worst}) \text{ by default}
+
+    (by Theorem 1's bound :math:`\lVert \nabla V \rVert \le 6 L \gamma\, \mathrm{STD}^{2/3}`, Razin et al.,
+    ICLR 2024, and the sharpened :math:`\gamma \sqrt{L}\, \mathrm{STD}`,
+    :math:`\lVert \nabla V \rVert` is then small although :math:`V` is far from optimal). Give either ``worst`` (the
     input's worst reward; the gap is ``far_fraction`` of the reward range) or an absolute
     ``gap`` with ``worst=None`` (``rftgrad diagnose``'s ``--gap``). Works on torch tensors,
     numpy arrays and pandas Series alike; returns booleans of the same kind.
 
     Args:
-        mean: ``V(x;θ)`` (or a sample mean), any shape.
-        std: ``STD(x;θ)``, same shape.
-        best: the best reward reachable, broadcastable to ``mean``.
-        worst: the worst reward, broadcastable; ``None`` when ``gap`` is given.
-        std_threshold: STD below which the gradient counts as vanishing.
-        far_fraction: the share of ``best - worst`` a mean must lie below ``best``.
-        gap: how far below ``best`` a mean must lie (replaces ``far_fraction · (best - worst)``).
+        * ``mean``: ``V(x;θ)`` (or a sample mean), any shape.
+        * ``std``: ``STD(x;θ)``, same shape.
+        * ``best``: the best reward reachable, broadcastable to ``mean``.
+        * ``worst``: the worst reward, broadcastable; ``None`` when ``gap`` is given.
+        * ``std_threshold``: STD below which the gradient counts as vanishing.
+        * ``far_fraction``: the share of ``best - worst`` a mean must lie below ``best``.
+        * ``gap``: how far below ``best`` a mean must lie (replaces ``far_fraction · (best - worst)``).
 
     Raises:
-        ConfigError: both or neither of ``worst`` and ``gap`` given.
+        * :exc:`ConfigError`: both or neither of ``worst`` and ``gap`` given.
     """
     if (worst is None) == (gap is None):
         raise ConfigError("stalled needs exactly one of worst (gap = far_fraction · (best - worst)) and gap")
@@ -144,28 +148,76 @@ BOUNDS: dict[str, tuple[str, str]] = {
 
 
 def paper_bound(gamma: torch.Tensor, std: torch.Tensor, length: int) -> torch.Tensor:
-    """Theorem 1 of Razin et al. (2024): ``6 · L · γ · STD^(2/3)``."""
+    r"""Theorem 1 of Razin et al. (2024): ``6 · L · γ · STD^(2/3)``.
+
+    .. math::
+
+        \lVert \nabla_\theta V(x;\theta) \rVert \le 6\, L\, \gamma(x;\theta)\, \mathrm{STD}(x;\theta)^{2/3}
+
+    (Razin et al., ICLR 2024, Theorem 1; docs/paper.md §2), elementwise over ``gamma`` and ``std``
+    (a negative STD from rounding counts as 0); ``length`` is :math:`L`.
+    """
     return PAPER_CONSTANT * length * gamma * std.clamp_min(0).pow(2.0 / 3.0)
 
 
 def sharpened_bound(gamma: torch.Tensor, std: torch.Tensor, length: int) -> torch.Tensor:
-    """``γ · sqrt(L) · STD`` (martingale decomposition, Jensen, Cauchy-Schwarz; docs/theorem1.md)."""
+    r"""``γ · sqrt(L) · STD`` (martingale decomposition, Jensen, Cauchy-Schwarz; docs/theorem1.md).
+
+    .. math::
+
+        \lVert \nabla_\theta V(x;\theta) \rVert \le \gamma(x;\theta)\, \sqrt{L}\, \mathrm{STD}(x;\theta)
+
+    Theorem 1 of Razin et al. (ICLR 2024) sharpened (past the paper, docs/paper.md §2): linear in STD
+    instead of the power 2/3, and never above :func:`paper_bound` since :math:`\mathrm{STD} \le 1`.
+    """
     return gamma * math.sqrt(length) * std
 
 
 def martingale_bound(gamma: torch.Tensor, position_variance: torch.Tensor) -> torch.Tensor:
-    """``γ · Σ_l sqrt(Var_l)``; ``position_variance``: ``(..., L)``."""
+    r"""``γ · Σ_l sqrt(Var_l)``; ``position_variance``: ``(..., L)``.
+
+    .. math::
+
+        \lVert \nabla_\theta V(x;\theta) \rVert \le \gamma(x;\theta) \sum_{l=1}^{L} \sqrt{\mathrm{Var}_l},
+        \qquad \mathrm{Var}_l = \mathbb{E}_{y_{<l}}\big[\mathrm{Var}(Q_l \mid y_{<l})\big],
+        \quad \sum_l \mathrm{Var}_l = \mathrm{STD}^2
+
+    The step of :func:`sharpened_bound` before Cauchy-Schwarz (past the paper, sharpening Theorem 1
+    of Razin et al., ICLR 2024; docs/paper.md §2).
+    """
     return gamma * position_variance.clamp_min(0).sqrt().sum(-1)
 
 
 def tight_bound(gamma: torch.Tensor, position_variance: torch.Tensor) -> torch.Tensor:
-    """``γ · Σ_l sqrt(Var_l / 2)``: the martingale bound with the factor ½ of
-    ``||π ⊙ d||² <= ½ Σ_a π_a d_a²`` (``Σ_a π_a d_a = 0``); equality for the witness at p = ½."""
+    r"""``γ · Σ_l sqrt(Var_l / 2)``: the martingale bound with the factor ½ of
+    ``||π ⊙ d||² <= ½ Σ_a π_a d_a²`` (``Σ_a π_a d_a = 0``); equality for the witness at p = ½.
+
+    .. math::
+
+        \lVert \nabla_\theta V(x;\theta) \rVert \le \gamma(x;\theta) \sum_{l=1}^{L} \sqrt{\mathrm{Var}_l / 2}
+        \le \gamma(x;\theta) \sqrt{L/2}\; \mathrm{STD}(x;\theta),
+        \qquad \text{since } \sum_a \pi_a^2 d_a^2 \le \tfrac{1}{2} \sum_a \pi_a d_a^2
+        \text{ whenever } \sum_a \pi_a d_a = 0
+
+    Past the paper (sharpening Theorem 1 of Razin et al., ICLR 2024; docs/paper.md §2,
+    docs/theorem1.md §3-5): the shared-softmax witness (:func:`tightness_witness`) attains it.
+    """
     return martingale_bound(gamma, position_variance) / math.sqrt(2.0)
 
 
 def logit_bound(max_first_token_prob: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """``sqrt(max_a π_∅(a)) · STD``, bounding the gradient with respect to the logits of every prefix."""
+    r"""``sqrt(max_a π_∅(a)) · STD``, bounding the gradient with respect to the logits of every prefix.
+
+    .. math::
+
+        \Big(\sum_u \lVert g_u \rVert^2\Big)^{1/2} \le \sqrt{\max_a \pi_\varnothing(a)}\; \mathrm{STD}(x;\theta),
+
+    with :math:`g_u` the gradient of :math:`V` with respect to the tempered logits at prefix :math:`u` and
+    :math:`\pi_\varnothing` the first token's distribution; for :math:`L = 1` this is
+    :math:`\lVert p \odot (r - V) \rVert \le \sqrt{\max_y p(y)}\, \mathrm{STD}`, and for a tabular policy
+    :math:`\lVert \nabla_\theta V \rVert = (\sum_u \lVert g_u \rVert^2)^{1/2} / T`. Past the paper (the
+    logit-space form of Theorem 1 of Razin et al., ICLR 2024; docs/paper.md §2, docs/theorem1.md §4).
+    """
     return max_first_token_prob.sqrt() * std
 
 

@@ -39,7 +39,7 @@ def check_specs(specs: list[InstanceSpec], progress: bool = True) -> pd.DataFram
 def bound_summary(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per policy class (``kind``) of a bound table (:func:`check_specs`, one row per example and
     input): ``examples`` (distinct examples), ``inputs``, ``max_ratio_<bound>`` (the largest ratio
-    ‖∇V‖ / bound over the inputs, for every bound of :data:`~rftgrad.theory.bounds.BOUNDS`; Theorem 1,
+    ‖∇V‖ / bound over the inputs, for every bound of :data:`~rftgrad.theory.BOUNDS`; Theorem 1,
     docs/paper.md §2) and ``violations`` (inputs whose gradient exceeds a bound)."""
     table = [
         {

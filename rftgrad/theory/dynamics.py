@@ -212,10 +212,14 @@ def _one_hot(labels: int | np.ndarray, num_labels: int) -> np.ndarray:
 
 
 def rft_gradient(logits: np.ndarray, rewards: np.ndarray) -> np.ndarray:
-    """RFT logit velocity for any reward vector: ``∇_z V = π ⊙ (r − V)``, ``V = π · r``; ``(..., K)``.
+    r"""RFT logit velocity for any reward vector: ``∇_z V = π ⊙ (r − V)``, ``V = π · r``; ``(..., K)``.
+
+    .. math::
+
+        \nabla_z V = \pi \odot (r - V), \qquad V = \pi \cdot r, \qquad \pi = \mathrm{softmax}(z)
 
     The logit-space policy gradient (Razin et al., ICLR 2024, Section 3; the same identity as
-    :func:`rftgrad.theory.symbolic.softmax_value_gradient`). Rewards ``(K,)`` or ``(..., K)``
+    :func:`rftgrad.theory.softmax_value_gradient`). Rewards ``(K,)`` or ``(..., K)``
     must lie in ``[−1, 1]`` (else :class:`rftgrad.errors.RewardRangeError`).
     """
     rewards = validate_rewards(np.asarray(rewards, dtype=np.float64)).numpy()
@@ -223,17 +227,29 @@ def rft_gradient(logits: np.ndarray, rewards: np.ndarray) -> np.ndarray:
 
 
 def rft_pm1_gradient(logits: np.ndarray, labels: int | np.ndarray = 0) -> np.ndarray:
-    """RFT logit velocity for the ±1 reward: ``∇_z V = 2p (e_{y*} − π)``, ``p = π[y*]``; ``(..., K)``.
+    r"""RFT logit velocity for the ±1 reward: ``∇_z V = 2p (e_{y*} − π)``, ``p = π[y*]``; ``(..., K)``.
 
-    Theorem 2's RFT flow (Razin et al., ICLR 2024, Section 3; docs/paper.md §3). It is
-    :func:`rft_gradient` at ``r = 2 e_{y*} − 1``: ``V = 2p − 1`` and ``π ⊙ (r − V)`` has entries
-    ``p · 2(1 − p)`` at ``y*`` and ``π_j · (−2p)`` elsewhere. ``labels``: int or ``(...)``.
+    .. math::
+
+        \frac{dz}{dt} = \nabla_z V = 2p\, (e_{y^*} - \pi), \qquad p = \pi_{y^*}
+
+    Theorem 2's RFT flow (Razin et al., ICLR 2024, Theorem 2, Section 3; docs/paper.md §3). It is
+    :func:`rft_gradient` at :math:`r = 2 e_{y^*} - 1`: :math:`V = 2p - 1` and :math:`\pi \odot (r - V)` has
+    entries :math:`2p(1 - p)` at :math:`y^*` and :math:`-2p\, \pi_j` elsewhere. ``labels``: int or ``(...)``.
     """
     return _velocity(logits, "rft", _one_hot(labels, logits.shape[-1]), None)
 
 
 def sft_gradient(logits: np.ndarray, labels: int | np.ndarray = 0) -> np.ndarray:
-    """SFT logit velocity: ``∇_z log π[y*] = e_{y*} − π``; ``(..., K)`` (docs/paper.md §3)."""
+    r"""SFT logit velocity: ``∇_z log π[y*] = e_{y*} − π``; ``(..., K)`` (docs/paper.md §3).
+
+    .. math::
+
+        \frac{dz}{dt} = \nabla_z \log \pi_{y^*} = e_{y^*} - \pi
+
+    Theorem 2's SFT flow (Razin et al., ICLR 2024, Theorem 2, Section 3): no factor :math:`2p`, so it
+    is fast where :func:`rft_pm1_gradient` is slow.
+    """
     return _velocity(logits, "sft", _one_hot(labels, logits.shape[-1]), None)
 
 
@@ -306,11 +322,16 @@ def linear_model_flow(
     labels: int | np.ndarray = 0,
     rewards: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Gradient flow of a linear softmax model on the summed objective: ``dW/dt = Σ_i g_i x_iᵀ``.
+    r"""Gradient flow of a linear softmax model on the summed objective: ``dW/dt = Σ_i g_i x_iᵀ``.
 
-    ``f_W(x) = W x`` (docs/paper.md §3), weights ``W`` ``(K, D)``, inputs ``X`` ``(N, D)``,
-    ``z_i = W x_i`` and ``g_i = logit_gradient(z_i)`` (chain rule: ``∂z_i/∂W = · ⊗ x_i``). The
-    objective is the *sum* over inputs; the mean divides every time by ``N``. Returns ``(K, D)``.
+    .. math::
+
+        \frac{dW}{dt} = \sum_i g_i\, x_i^\top, \qquad g_i = g(W x_i)
+
+    ``f_W(x) = W x`` (Razin et al., ICLR 2024, Theorem 2's setting; docs/paper.md §3), weights ``W``
+    ``(K, D)``, inputs ``X`` ``(N, D)``, ``z_i = W x_i`` and ``g_i = logit_gradient(z_i)`` (chain rule:
+    ``∂z_i/∂W = · ⊗ x_i``). The objective is the *sum* over inputs; the mean divides every time by
+    ``N``. Returns ``(K, D)``.
     """
     check_objective(objective)
     logits = inputs @ weights.T  # (N, K)
@@ -325,7 +346,11 @@ def gram_flow(
     labels: int | np.ndarray = 0,
     rewards: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The logit flow a linear model induces: ``dz_i/dt = Σ_j (x_i · x_j) g_j``, logits ``(N, K)``.
+    r"""The logit flow a linear model induces: ``dz_i/dt = Σ_j (x_i · x_j) g_j``, logits ``(N, K)``.
+
+    .. math::
+
+        \frac{dz_i}{dt} = \sum_j G_{ij}\, g_j(z_j), \qquad G_{ij} = x_i \cdot x_j
 
     ``dz_i/dt = (dW/dt) x_i = Σ_j g_j (x_j · x_i)`` with :func:`linear_model_flow`, for any ``W``.
     Orthonormal inputs (``G = I``): ``dz_i/dt = g_i``, each input on its own (Razin et al., ICLR
@@ -527,23 +552,34 @@ class SymmetricReduction(NamedTuple):
 
 @cache
 def symmetric_reduction() -> SymmetricReduction:
-    """Derive the symmetric reduction of both flows and their closed-form hitting times.
+    r"""Derive the symmetric reduction of both flows and their closed-form hitting times.
 
-    Start from logits with every wrong label equal (``z_j = 0`` for ``j ≠ y*``, ``z_{y*} = u``); both
-    flows keep them equal (the wrong entries of ``e_{y*} − π`` are all ``−π_w``), so
-    ``u = z_{y*} − z_w`` carries the state and ``p = e^u / (e^u + K − 1)``, ``dp/du = p(1 − p)``:
+    Start from logits with every wrong label equal (:math:`z_j = 0` for :math:`j \ne y^*`,
+    :math:`z_{y^*} = u`); both flows keep them equal (the wrong entries of :math:`e_{y^*} - \pi` are all
+    :math:`-\pi_w`), so :math:`u = z_{y^*} - z_w` carries the state and :math:`p = e^u / (e^u + K - 1)`,
+    :math:`dp/du = p(1 - p)`:
 
-        RFT  du/dt = 2p(1 − p) + 2p π_w = 2p(1 − p) K/(K − 1)   ⇒  dp/dt = (2K/(K − 1)) p² (1 − p)²
-        SFT  du/dt = (1 − p) + π_w      = (1 − p) K/(K − 1)     ⇒  dp/dt = (K/(K − 1)) p (1 − p)²
+    .. math::
 
-    with ``π_w = (1 − p)/(K − 1)``. The hitting time of ``p1 = (V_target + 1)/2`` is
-    ``T = ∫_{p0}^{p1} dp / (dp/dt)``:
+        \text{RFT:}\quad \frac{du}{dt} &= 2p(1 - p) + 2p\,\pi_w = 2p(1 - p)\frac{K}{K - 1}
+        \quad\Rightarrow\quad \frac{dp}{dt} = \frac{2K}{K - 1}\, p^2 (1 - p)^2 \\
+        \text{SFT:}\quad \frac{du}{dt} &= (1 - p) + \pi_w = (1 - p)\frac{K}{K - 1}
+        \quad\Rightarrow\quad \frac{dp}{dt} = \frac{K}{K - 1}\, p (1 - p)^2
 
-        T_RFT = (K − 1)/(2K) · [ (p1 − p0)/(p0 p1) + (p1 − p0)/((1 − p0)(1 − p1)) + 2 ln(p1(1 − p0) / (p0(1 − p1))) ]
-        T_SFT = (K − 1)/K    · [ ln(p1(1 − p0) / (p0(1 − p1))) + (p1 − p0)/((1 − p0)(1 − p1)) ]
+    with :math:`\pi_w = (1 - p)/(K - 1)`. The hitting time of :math:`p_1 = (V_{\text{target}} + 1)/2` is
+    :math:`T = \int_{p_0}^{p_1} dp \,/\, (dp/dt)`:
 
-    and, with ``p0 = (1 − sqrt(1 − STD_0²))/2``, ``T_RFT ~ c / STD_0²`` and
-    ``T_SFT ~ c' ln(1/STD_0)`` with ``c = c' = 2(K − 1)/K`` (Razin et al., ICLR 2024, Theorem 2).
+    .. math::
+
+        T_{\text{RFT}} &= \frac{K - 1}{2K} \Big[ \frac{p_1 - p_0}{p_0 p_1} + \frac{p_1 - p_0}{(1 - p_0)(1 - p_1)}
+            + 2 \ln \frac{p_1 (1 - p_0)}{p_0 (1 - p_1)} \Big] \\
+        T_{\text{SFT}} &= \frac{K - 1}{K} \Big[ \ln \frac{p_1 (1 - p_0)}{p_0 (1 - p_1)}
+            + \frac{p_1 - p_0}{(1 - p_0)(1 - p_1)} \Big]
+
+    and, with :math:`p_0 = (1 - \sqrt{1 - \mathrm{STD}_0^2})/2`,
+    :math:`T_{\text{RFT}} \sim c / \mathrm{STD}_0^2` and :math:`T_{\text{SFT}} \sim c' \ln(1/\mathrm{STD}_0)`
+    with :math:`c = c' = 2(K - 1)/K` (Razin et al., ICLR 2024, Theorem 2; the constants are past the paper,
+    docs/theorem2.md §3-5).
     :func:`symmetric_reduction_checks` proves every step. Built on first call (~1.5 s), cached.
     """
     import sympy as sp
@@ -629,12 +665,16 @@ def std_from_p0(p0: float | np.ndarray) -> np.ndarray:
 def closed_form_hitting_time(
     p0: float | np.ndarray, num_labels: int | np.ndarray, target: float | np.ndarray, objective: str
 ) -> np.ndarray:
-    """Theorem 2's hitting times in closed form (symmetric reduction), broadcast over the arguments.
+    r"""Theorem 2's hitting times in closed form (symmetric reduction), broadcast over the arguments.
 
-        T_RFT = (K − 1)/(2K) · [ 1/p0 − 1/p1 + 1/(1 − p1) − 1/(1 − p0) + 2 (logit p1 − logit p0) ]
-        T_SFT = (K − 1)/K    · [ logit p1 − logit p0 + 1/(1 − p1) − 1/(1 − p0) ]
+    .. math::
 
-    with ``p1 = (V_target + 1)/2``, evaluated from :func:`symmetric_reduction`'s float64
+        T_{\text{RFT}} &= \frac{K - 1}{2K} \Big[ \frac{1}{p_0} - \frac{1}{p_1} + \frac{1}{1 - p_1} - \frac{1}{1 - p_0}
+            + 2 \big(\operatorname{logit} p_1 - \operatorname{logit} p_0\big) \Big] \\
+        T_{\text{SFT}} &= \frac{K - 1}{K} \Big[ \operatorname{logit} p_1 - \operatorname{logit} p_0
+            + \frac{1}{1 - p_1} - \frac{1}{1 - p_0} \Big]
+
+    with :math:`p_1 = (V_{\text{target}} + 1)/2`, evaluated from :func:`symmetric_reduction`'s float64
     arrangement (every bracketed term positive; ``logit p1 − logit p0 = log1p((p1 − p0)/(p0(1 − p1)))``),
     accurate to a few ulps from ``p0 = 1e-300`` to ``p0`` just below ``p1``. Razin et al., ICLR 2024, Theorem 2.
     """
@@ -647,13 +687,31 @@ def closed_form_hitting_time(
 
 
 def asymptotic_constant(num_labels: int | np.ndarray, objective: str) -> np.ndarray:
-    """``c = lim STD_0² T_RFT`` or ``c' = lim T_SFT / ln(1/STD_0)`` as ``STD_0 → 0``: both ``2(K − 1)/K``."""
+    r"""``c = lim STD_0² T_RFT`` or ``c' = lim T_SFT / ln(1/STD_0)`` as ``STD_0 → 0``: both ``2(K − 1)/K``.
+
+    .. math::
+
+        c = \lim_{\mathrm{STD}_0 \to 0} \mathrm{STD}_0^2\, T_{\text{RFT}}, \qquad
+        c' = \lim_{\mathrm{STD}_0 \to 0} \frac{T_{\text{SFT}}}{\ln(1/\mathrm{STD}_0)}, \qquad
+        c = c' = \frac{2(K - 1)}{K}
+
+    The constants of Theorem 2's rates (Razin et al., ICLR 2024, Theorem 2; their values are past the
+    paper, docs/theorem2.md §5), from :func:`symmetric_reduction`.
+    """
     check_objective(objective)
     return np.asarray(_closed_form_functions()[f"constant_{objective}"](np.asarray(num_labels)), dtype=np.float64)
 
 
 def asymptotic_hitting_time(std0: float | np.ndarray, num_labels: int | np.ndarray, objective: str) -> np.ndarray:
-    """The leading term as ``STD_0 → 0``: ``c / STD_0²`` (RFT) or ``c' ln(1/STD_0)`` (SFT)."""
+    r"""The leading term as ``STD_0 → 0``: ``c / STD_0²`` (RFT) or ``c' ln(1/STD_0)`` (SFT).
+
+    .. math::
+
+        T_{\text{RFT}} \sim \frac{c}{\mathrm{STD}_0^2}, \qquad T_{\text{SFT}} \sim c' \ln \frac{1}{\mathrm{STD}_0}
+
+    with the constants of :func:`asymptotic_constant` (Razin et al., ICLR 2024, Theorem 2: RFT is slow where
+    SFT is fast).
+    """
     std0 = np.asarray(std0, dtype=np.float64)
     shape = 1 / std0**2 if objective == "rft" else np.log(1 / std0)
     return asymptotic_constant(num_labels, objective) * shape

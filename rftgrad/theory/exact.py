@@ -90,22 +90,24 @@ GRADIENT_MODES: tuple[str, ...] = ("norm", "full")
 
 @dataclass
 class Evaluation:
-    """Exact forward quantities per replica ``R`` and input ``N`` (``Y = V^L`` outputs); no autograd.
+    r"""Exact forward quantities per replica ``R`` and input ``N`` (``Y = V^L`` outputs); no autograd.
 
     What :func:`evaluate` returns, and the first fields of every result of :func:`mean_gradient`
     and :func:`exact`. Every field is a tensor (none is optional).
 
     Attributes:
-        log_probs: ``(R, N, Y)`` log p_θ(y|x) in enumeration order (docs/paper.md §1).
-        rewards: ``(N, Y)`` r(x, y).
-        value: ``(R, N)`` V(x;θ) = Σ_y p_θ(y|x) r(x,y).
-        std: ``(R, N)`` STD(x;θ) = sqrt(Σ_y p_θ(y|x) (r(x,y) - V)²).
-        position_variance: ``(R, N, L)`` E_{y<l}[Var(Q_l | y_<l)]; sums to STD² over l.
-        logit_grad_norm: ``(R, N)`` ``sqrt(Σ_u ||g_u||²)``, the norm of ∇V with respect to
-            the tempered logits of every prefix (the per-prefix / logit-space gradient; it
-            needs no autograd, the cotangents ``g_u`` come from the backward sweep).
-        max_first_token_prob: ``(R, N)`` ``max_a π_∅(a)``, the largest probability of a
-            non-empty prefix (prefix probabilities only shrink as a prefix grows).
+        * ``log_probs``: ``(R, N, Y)`` :math:`\log p_\theta(y|x)` in enumeration order (docs/paper.md §1).
+        * ``rewards``: ``(N, Y)`` :math:`r(x, y)`.
+        * ``value``: ``(R, N)`` :math:`V(x;\theta) = \sum_y p_\theta(y|x)\, r(x,y)`.
+        * ``std``: ``(R, N)`` :math:`\mathrm{STD}(x;\theta) = \sqrt{\sum_y p_\theta(y|x)\, (r(x,y) - V(x;\theta))^2}`.
+        * ``position_variance``: ``(R, N, L)``
+          :math:`\mathrm{Var}_l = \mathbb{E}_{y_{<l}}[\mathrm{Var}(Q_l \mid y_{<l})]`; sums to :math:`\mathrm{STD}^2`
+          over :math:`l`.
+        * ``logit_grad_norm``: ``(R, N)`` :math:`\sqrt{\sum_u \lVert g_u \rVert^2}`, the norm of ∇V with respect to
+          the tempered logits of every prefix (the per-prefix / logit-space gradient; it
+          needs no autograd, the cotangents ``g_u`` come from the backward sweep).
+        * ``max_first_token_prob``: ``(R, N)`` :math:`\max_a \pi_\varnothing(a)`, the largest probability of a
+          non-empty prefix (prefix probabilities only shrink as a prefix grows).
     """
 
     log_probs: torch.Tensor
@@ -145,12 +147,12 @@ class Evaluation:
 
 @dataclass
 class MeanGradResult(Evaluation):
-    """:class:`Evaluation` plus the gradient of the weighted mean objective (:func:`mean_gradient`).
+    r""":class:`Evaluation` plus the gradient of the weighted mean objective (:func:`mean_gradient`).
 
     Attributes:
-        mean_grad: name -> ``(R, *shape)``, ``∇_θ Σ_n w_n E_y[f(y)]`` (default ``w_n = 1/N``,
-            ``f = r``: ∇_θ of (1/N) Σ_n V(x_n;θ)).
-        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        * ``mean_grad``: name -> ``(R, *shape)``, :math:`\nabla_\theta \sum_n w_n\, \mathbb{E}_y[f(y)]` (default
+          :math:`w_n = 1/N`, :math:`f = r`: the gradient of :math:`\frac{1}{N} \sum_n V(x_n;\theta)`).
+        * ``mean_grad_norm``: ``(R,)`` its Euclidean norm over all parameters.
     """
 
     mean_grad: Params
@@ -159,14 +161,16 @@ class MeanGradResult(Evaluation):
 
 @dataclass
 class StepGradient:
-    """What one exact RFT step reads (:func:`step_gradient`): V, STD, the martingale terms and the gradient.
+    r"""What one exact RFT step reads (:func:`step_gradient`): V, STD, the martingale terms and the gradient.
 
     Attributes:
-        value: ``(R, N)`` V(x;θ).
-        std: ``(R, N)`` STD(x;θ).
-        position_variance: ``(R, N, L)`` E_{y<l}[Var(Q_l | y_<l)].
-        mean_grad: name -> ``(R, *shape)``, ``∇_θ Σ_n w_n E_y[f(y)]`` (as :attr:`MeanGradResult.mean_grad`).
-        mean_grad_norm: ``(R,)`` its Euclidean norm over all parameters.
+        * ``value``: ``(R, N)`` :math:`V(x;\theta)`.
+        * ``std``: ``(R, N)`` :math:`\mathrm{STD}(x;\theta)`.
+        * ``position_variance``: ``(R, N, L)``
+          :math:`\mathrm{Var}_l = \mathbb{E}_{y_{<l}}[\mathrm{Var}(Q_l \mid y_{<l})]`.
+        * ``mean_grad``: name -> ``(R, *shape)``, :math:`\nabla_\theta \sum_n w_n\, \mathbb{E}_y[f(y)]` (as in
+          :class:`MeanGradResult`).
+        * ``mean_grad_norm``: ``(R,)`` its Euclidean norm over all parameters.
     """
 
     value: torch.Tensor
@@ -178,13 +182,13 @@ class StepGradient:
 
 @dataclass
 class ExactResult(MeanGradResult):
-    """:class:`MeanGradResult` plus per-input gradient norms (:func:`exact`).
+    r""":class:`MeanGradResult` plus per-input gradient norms (:func:`exact`).
 
     Attributes:
-        grad_norm: ``(R, N)`` ||∇_θ V(x_n;θ)||.
-        grads: name -> ``(R, N, *shape)``, the per-input gradients ∇_θ V(x_n;θ) themselves;
-            kept only by ``exact(..., grads="full")`` (reading it otherwise raises
-            :class:`~rftgrad.errors.ConfigError`, see :attr:`has_grads`).
+        * ``grad_norm``: ``(R, N)`` :math:`\lVert \nabla_\theta V(x_n;\theta) \rVert`.
+        * ``grads``: name -> ``(R, N, *shape)``, the per-input gradients :math:`\nabla_\theta V(x_n;\theta)` themselves;
+          kept only by ``exact(..., grads="full")`` (reading it otherwise raises
+          :class:`~rftgrad.errors.ConfigError`, see :attr:`has_grads`).
     """
 
     grad_norm: torch.Tensor
@@ -197,7 +201,7 @@ class ExactResult(MeanGradResult):
 
     @property
     def grads(self) -> Params:
-        """name -> ``(R, N, *shape)`` per-input gradients ∇_θ V(x_n;θ)."""
+        r"""name -> ``(R, N, *shape)`` per-input gradients :math:`\nabla_\theta V(x_n;\theta)`."""
         if self._grads is None:
             raise ConfigError(
                 "per-input gradients were not kept (only their norms, grad_norm); "
@@ -356,16 +360,16 @@ def _tree_sweep(
     non-negative terms, so no cancellation as STD -> 0).
 
     Args:
-        logits: ``(S, V, R, N)`` ``f_θ(x_n, u) / T``, ``S = Σ_{l<L} V^l``; overwritten (shifted by ``m_u``).
-        rewards: ``(N, Y)``.
-        space: the output space (``V``, ``L``).
-        reward_fn: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
-            ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
-            (value, std and the martingale terms stay those of the reward).
-        workspace: where the buffers come from (``log_probs`` lives there).
-        full: every :class:`Evaluation` field; ``False``: only ``value``, ``std`` and
-            ``position_variance`` (:class:`StepGradient`), skipping the log-probabilities (unless
-            ``reward_fn`` reads them) and the logit-space norms: three of the largest level's passes.
+        * ``logits``: ``(S, V, R, N)`` ``f_θ(x_n, u) / T``, ``S = Σ_{l<L} V^l``; overwritten (shifted by ``m_u``).
+        * ``rewards``: ``(N, Y)``.
+        * ``space``: the output space (``V``, ``L``).
+        * ``reward_fn``: if given, the cotangents ``g_u`` are those of ``E_y[f(y)]`` with
+          ``f = reward_fn(log_probs (R, N, Y)) -> (R, N, Y)`` in place of the reward
+          (value, std and the martingale terms stay those of the reward).
+        * ``workspace``: where the buffers come from (``log_probs`` lives there).
+        * ``full``: every :class:`Evaluation` field; ``False``: only ``value``, ``std`` and
+          ``position_variance`` (:class:`StepGradient`), skipping the log-probabilities (unless
+          ``reward_fn`` reads them) and the logit-space norms: three of the largest level's passes.
 
     Returns:
         The :class:`Evaluation` fields but ``rewards`` (``log_probs`` ``(R, N, Y)`` is a permuted view
@@ -552,32 +556,40 @@ def evaluate(
     closed_form: bool = True,
     workspace: ExactWorkspace | None = None,
 ) -> Evaluation:
-    """Exact V, STD, log-probabilities and martingale variances for every replica and input, no autograd.
+    r"""Exact V, STD, log-probabilities and martingale variances for every replica and input, no autograd.
 
-    ``V(x;θ) = Σ_y p_θ(y|x) r(x,y)``, ``STD(x;θ) = sqrt(Σ_y p_θ(y|x) (r - V)²)`` and
-    ``Var_l = E_{y<l}[Var(Q_l | y_<l)]`` (docs/paper.md §1-§2) by enumerating all ``Y = V^L``
+    .. math::
+
+        V(x;\theta) = \sum_y p_\theta(y|x)\, r(x,y), \qquad
+        \mathrm{STD}(x;\theta) = \Big(\sum_y p_\theta(y|x)\, \big(r(x,y) - V(x;\theta)\big)^2\Big)^{1/2},
+
+        \mathrm{Var}_l = \mathbb{E}_{y_{<l}}\big[\mathrm{Var}(Q_l \mid y_{<l})\big], \qquad
+        Q_l = \mathbb{E}[r \mid y_{\le l}], \qquad \sum_{l=1}^{L} \mathrm{Var}_l = \mathrm{STD}^2
+
+    (value and STD as in Razin et al., ICLR 2024, Section 3; the martingale terms are past the paper;
+    docs/paper.md §1-§2) by enumerating all ``Y = V^L``
     outputs; the logits are evaluated under ``torch.no_grad`` (about 3x faster than
     :func:`exact`). The numbers equal those of :func:`exact` bit for bit.
 
     Args:
-        policy: a softmax policy (``R`` replicas) compatible with ``env``.
-        env: the reward environment.
-        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
-        max_outputs: refuse output spaces with more than this many outputs.
+        * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
+        * ``env``: the reward environment.
+        * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
 
-        closed_form: use the policy's closed-form prefix tree
-            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
-            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
-            numbers to rounding).
-        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` are
-            overwritten by the next call with it); default: fresh buffers.
+        * ``closed_form``: use the policy's closed-form prefix tree
+          (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+          only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+          numbers to rounding).
+        * ``workspace``: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` are
+          overwritten by the next call with it); default: fresh buffers.
 
     Returns:
         :class:`Evaluation` with ``(R, N)`` values and STDs, ``(R, N, Y)`` log-probabilities.
 
     Raises:
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     run = _Enumeration(policy, env, method, max_outputs, None, False, closed_form, workspace)
     return Evaluation(**run.fields)
@@ -594,41 +606,47 @@ def mean_gradient(
     closed_form: bool = True,
     workspace: ExactWorkspace | None = None,
 ) -> MeanGradResult:
-    """:func:`evaluate` plus ``mean_grad = ∇_θ Σ_n w_n E_y[f(y)]``, by one vector-Jacobian product.
+    r""":func:`evaluate` plus ``mean_grad = ∇_θ Σ_n w_n E_y[f(y)]``, by one vector-Jacobian product.
 
-    The gradient a full-batch exact RFT step ascends (``w_n = 1/N``, ``f = r``: the policy
-    gradient ``E_y[(r - V) ∇_θ log p_θ(y|x)]``, Razin et al., ICLR 2024, Section 3), without
+    .. math::
+
+        \texttt{mean\_grad} = \nabla_\theta \sum_n w_n\, \mathbb{E}_{y \sim p_\theta(\cdot|x_n)}[f(y)],
+        \qquad
+        \nabla_\theta V(x;\theta) = \mathbb{E}_y\big[(r(x,y) - V(x;\theta))\, \nabla_\theta \log p_\theta(y|x)\big]
+
+    The gradient a full-batch exact RFT step ascends (:math:`w_n = 1/N`, :math:`f = r`: the policy
+    gradient on the right, Razin et al., ICLR 2024, Section 3), without
     the per-input gradients of :func:`exact`. ``reward_fn`` turns it into the gradient of a
-    regularised objective: because ``E_y[∇_θ log p_θ(y|x)] = 0``, the gradient of
-    ``E_y[f_θ(y)]`` for ``f_θ = r - β log p_θ`` (entropy bonus) or
-    ``f_θ = r - κ (log p_θ - log p_ref)`` (KL penalty) is the policy gradient with ``f_θ``
-    held fixed as the reward.
+    regularised objective: because :math:`\mathbb{E}_y[\nabla_\theta \log p_\theta(y|x)] = 0`, the gradient of
+    :math:`\mathbb{E}_y[f_\theta(y)]` for :math:`f_\theta = r - \beta \log p_\theta` (entropy bonus) or
+    :math:`f_\theta = r - \kappa (\log p_\theta - \log p_{\mathrm{ref}})` (KL penalty) is the policy gradient
+    with :math:`f_\theta` held fixed as the reward.
 
     Args:
-        policy: a softmax policy (``R`` replicas) compatible with ``env``.
-        env: the reward environment.
-        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
-        max_outputs: refuse output spaces with more than this many outputs.
-        input_weights: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad`` (e.g. a
-            minibatch mask divided by its size); default ``1/N``.
-        reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
-            ``mean_grad`` differentiates (default: the reward); value, STD and the martingale
-            terms stay those of the reward.
+        * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
+        * ``env``: the reward environment.
+        * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
+        * ``input_weights``: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad`` (e.g. a
+          minibatch mask divided by its size); default ``1/N``.
+        * ``reward_fn``: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
+          ``mean_grad`` differentiates (default: the reward); value, STD and the martingale
+          terms stay those of the reward.
 
-        closed_form: use the policy's closed-form prefix tree
-            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
-            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
-            numbers to rounding).
-        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
-            overwritten by the next call with it); default: fresh buffers.
+        * ``closed_form``: use the policy's closed-form prefix tree
+          (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+          only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+          numbers to rounding).
+        * ``workspace``: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
+          overwritten by the next call with it); default: fresh buffers.
 
     Returns:
         :class:`MeanGradResult`: the :class:`Evaluation` fields, ``mean_grad`` (name ->
         ``(R, *shape)``) and ``mean_grad_norm`` ``(R,)``.
 
     Raises:
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     run = _Enumeration(
         policy, env, method, max_outputs, reward_fn, autograd=True, closed_form=closed_form, workspace=workspace
@@ -647,8 +665,15 @@ def step_gradient(
     closed_form: bool = True,
     workspace: ExactWorkspace | None = None,
 ) -> StepGradient:
-    """What an exact RFT step reads of :func:`mean_gradient`: V, STD, the martingale terms, ``mean_grad``
+    r"""What an exact RFT step reads of :func:`mean_gradient`: V, STD, the martingale terms, ``mean_grad``
     and its norm (:class:`StepGradient`), the same numbers bit for bit.
+
+    .. math::
+
+        \texttt{mean\_grad} = \nabla_\theta \sum_n w_n\, \mathbb{E}_{y \sim p_\theta(\cdot|x_n)}[f(y)]
+
+    (for :math:`w_n = 1/N` and :math:`f = r` the policy gradient of the mean objective, Razin et al.,
+    ICLR 2024, Section 3).
 
     It leaves out the log-probabilities ``(R, N, Y)`` (unless ``reward_fn`` reads them), the logit-space
     norms and ``max_first_token_prob``, three of the widest level's passes over memory: the sweep of a
@@ -657,8 +682,8 @@ def step_gradient(
     :class:`~rftgrad.finetune.objectives.ExactRFT` calls it; the arguments are those of :func:`mean_gradient`.
 
     Raises:
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     run = _Enumeration(
         policy, env, method, max_outputs, reward_fn, True, closed_form=closed_form, workspace=workspace, full=False
@@ -679,39 +704,51 @@ def exact(
     closed_form: bool = True,
     workspace: ExactWorkspace | None = None,
 ) -> ExactResult:
-    """Exact V, STD, martingale variances, ``mean_grad`` and per-input ``||∇_θ V(x_n;θ)||``.
+    r"""Exact V, STD, martingale variances, ``mean_grad`` and per-input ``||∇_θ V(x_n;θ)||``.
 
-    :func:`mean_gradient` plus the per-input gradients ``∇_θ V(x_n;θ) = J_n^T g_n``
-    (vmapped VJPs, ``input_chunk`` inputs at a time): their norms always (``grad_norm``,
-    ``(R, N)``), the gradients themselves with ``grads="full"`` (``grads``, name ->
-    ``(R, N, *shape)``; ``R·N·params`` numbers). Theorem 1 (docs/paper.md §2) bounds
-    ``grad_norm`` by ``6 L γ STD^(2/3)``.
+    :func:`mean_gradient` plus the per-input gradients
+
+    .. math::
+
+        \nabla_\theta V(x_n;\theta) = \sum_{u} J_{x_n,u}^\top g_u, \qquad
+        g_u = P(u)\, \pi_u \odot \big(Q(u\,\cdot) - Q(u)\big),
+
+    with :math:`J_{x,u}` the Jacobian of the tempered logits at prefix :math:`u`, :math:`\pi_u` the
+    next-token distribution there, :math:`P(u)` the prefix's probability and :math:`Q(u)` the expected
+    reward given :math:`u` (vmapped VJPs, ``input_chunk`` inputs at a time): their norms always
+    (``grad_norm``, ``(R, N)``), the gradients themselves with ``grads="full"`` (``grads``, name ->
+    ``(R, N, *shape)``; ``R·N·params`` numbers). Theorem 1 (Razin et al., ICLR 2024; docs/paper.md §2)
+    bounds ``grad_norm``:
+
+    .. math::
+
+        \lVert \nabla_\theta V(x;\theta) \rVert \le 6\, L\, \gamma(x;\theta)\, \mathrm{STD}(x;\theta)^{2/3}.
 
     Args:
-        policy: a softmax policy (``R`` replicas) compatible with ``env``.
-        env: the reward environment.
-        grads: ``"norm"`` (per-input gradient norms only) or ``"full"`` (keep the gradients).
-        method: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
-        max_outputs: refuse output spaces with more than this many outputs.
-        input_chunk: inputs per vmapped VJP batch (bounds memory).
-        input_weights: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad``; default ``1/N``.
-        reward_fn: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
-            ``mean_grad`` and the per-input gradients differentiate (default: the reward).
+        * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
+        * ``env``: the reward environment.
+        * ``grads``: ``"norm"`` (per-input gradient norms only) or ``"full"`` (keep the gradients).
+        * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
+        * ``input_chunk``: inputs per vmapped VJP batch (bounds memory).
+        * ``input_weights``: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad``; default ``1/N``.
+        * ``reward_fn``: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
+          ``mean_grad`` and the per-input gradients differentiate (default: the reward).
 
-        closed_form: use the policy's closed-form prefix tree
-            (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
-            only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
-            numbers to rounding).
-        workspace: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
-            overwritten by the next call with it); default: fresh buffers.
+        * ``closed_form``: use the policy's closed-form prefix tree
+          (:meth:`~rftgrad.models.SoftmaxPolicy.closed_form_tree`: tabular, linear; ``method="tree"``
+          only), no autograd; ``False`` runs the generic ``torch.func`` program, the reference (same
+          numbers to rounding).
+        * ``workspace``: reuse this :class:`ExactWorkspace`'s buffers (then ``log_probs`` and ``mean_grad`` are
+          overwritten by the next call with it); default: fresh buffers.
 
     Returns:
         :class:`ExactResult`.
 
     Raises:
-        ConfigError: an unknown ``grads`` or ``method``, or ``input_chunk < 1``.
-        EnumerationLimitError: ``V^L > max_outputs``.
-        ShapeMismatchError: the policy does not fit the environment.
+        * :exc:`ConfigError`: an unknown ``grads`` or ``method``, or ``input_chunk < 1``.
+        * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
+        * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
     if grads not in GRADIENT_MODES:
         raise ConfigError(f"unknown grads={grads!r}; choose one of {', '.join(GRADIENT_MODES)}")

@@ -235,14 +235,21 @@ def gamma(
     method: str = "jacobian",
     budget: int = JACOBIAN_BUDGET,
 ) -> torch.Tensor:
-    """``γ(x;θ) = max_l max_{u ∈ [V]^l} ||J_l(x, u)||_2`` for each replica and input: ``(R, N)``.
+    r"""``γ(x;θ) = max_l max_{u ∈ [V]^l} ||J_l(x, u)||_2`` for each replica and input: ``(R, N)``.
 
-    Enumerates all ``Σ_{l<L} V^l`` prefixes, so it refuses output spaces past ``max_outputs``.
-    Policies without a closed form run every prefix of every level in one batched call
-    (``budget`` permitting: numbers, states · V · P, per call). ``method`` (:data:`GAMMA_METHODS`): ``"jacobian"`` (the
-    full Jacobian, reference and default: the faster one for the tiny MLPs and transformers of
-    ``rftgrad check``, V <= 6, measured in benchmarks/check.py) or ``"lanczos"`` (matrix-free,
-    ``V`` Lanczos steps; equal to the full Jacobian's γ to a relative 1e-10 in float64, tested).
+    .. math::
+
+        \gamma(x;\theta) = \max_{0 \le l < L}\; \max_{u \in [V]^l} \lVert J_l(x, u) \rVert_2, \qquad
+        J_l(x, u) = \frac{\partial\, f_\theta(x, u) / T}{\partial \theta} \in \mathbb{R}^{V \times P},
+
+    the Jacobian factor of Theorem 1 (Razin et al., ICLR 2024, Theorem 1; docs/paper.md §2); the
+    maximum runs over *all* prefixes :math:`u`, likely or not. Enumerates all ``Σ_{l<L} V^l``
+    prefixes, so it refuses output spaces past ``max_outputs``. Policies without a closed form run
+    every prefix of every level in one batched call (``budget`` permitting: numbers, states · V · P,
+    per call). ``method`` (:data:`GAMMA_METHODS`): ``"jacobian"`` (the full Jacobian, reference and
+    default: the faster one for the tiny MLPs and transformers of ``rftgrad check``, V <= 6, measured
+    in benchmarks/check.py) or ``"lanczos"`` (matrix-free, ``V`` Lanczos steps; equal to the full
+    Jacobian's γ to a relative 1e-10 in float64, tested).
     """
     _check_method(method)
     space = env.output_space

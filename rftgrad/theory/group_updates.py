@@ -104,11 +104,18 @@ class Asymptote(NamedTuple):
 
 
 def prob_all_equal(value_probs: npt.ArrayLike, group_size: int) -> np.ndarray:
-    """``Σ_j q_j^G`` over the last axis: the chance that ``G`` samples share one reward value.
+    r"""``Σ_j q_j^G`` over the last axis: the chance that ``G`` samples share one reward value.
+
+    .. math::
+
+        P(\text{all equal}) = \sum_j q_j^G
+
+    with ``q_j`` the probability of reward value ``v_j``: a group with all-equal rewards has zero
+    advantage under every centred estimator, no signal (past the paper, docs/paper.md §7).
 
     Args:
-        value_probs: ``(..., K)`` probabilities ``q_j`` of the reward values (rows sum to 1).
-        group_size: ``G >= 1``.
+        * ``value_probs``: ``(..., K)`` probabilities ``q_j`` of the reward values (rows sum to 1).
+        * ``group_size``: ``G >= 1``.
 
     Returns:
         ``(...)`` probabilities (1 for ``G = 1``).
@@ -122,7 +129,15 @@ def prob_all_equal(value_probs: npt.ArrayLike, group_size: int) -> np.ndarray:
 
 
 def frac_reward_zero_std(success_prob: npt.ArrayLike, group_size: int) -> np.ndarray:
-    """Binary reward: ``p^G + (1-p)^G``, elementwise over ``success_prob``."""
+    r"""Binary reward: ``p^G + (1-p)^G``, elementwise over ``success_prob``.
+
+    .. math::
+
+        d = p^G + (1 - p)^G,
+
+    :func:`prob_all_equal` for the two values of a binary reward with success probability :math:`p`,
+    the quantity TRL logs as ``frac_reward_zero_std`` (docs/paper.md §7, past the paper).
+    """
     p = np.asarray(success_prob, dtype=np.float64)
     if np.any((p < 0) | (p > 1)):
         raise ConfigError("success_prob must lie in [0, 1]")
@@ -178,7 +193,11 @@ def _check_setting(success: float, failure: float, std_eps: float, max_resample:
 
 
 def informative_prob(success_prob: npt.ArrayLike, group_size: int) -> np.ndarray:
-    """``1 - d = 1 - p^G - (1-p)^G``: a binary group of ``G`` carries signal (docs/paper.md §7).
+    r"""``1 - d = 1 - p^G - (1-p)^G``: a binary group of ``G`` carries signal (docs/paper.md §7).
+
+    .. math::
+
+        1 - d = 1 - p^G - (1 - p)^G
 
     Computed as ``-expm1(G log(1-p)) - p^G`` (mirrored for ``p > 1/2``), exact to rounding
     even where ``1 - d ≈ Gp`` is tiny."""
@@ -198,19 +217,30 @@ def conditional_update(
     failure: float = -1.0,
     std_eps: float = 1e-4,
 ) -> np.ndarray:
-    """``u_k = k(G-k)Δ / (G² σ_k)``: the update along ``z_c`` of a group with ``k`` successes.
+    r"""``u_k = k(G-k)Δ / (G² σ_k)``: the update along ``z_c`` of a group with ``k`` successes.
 
-    For the centred estimators ``Σ_i A_i = 0``, so ``u = (1/G) Σ_i A_i (1[y_i = c] - p) = k A⁺/G``
-    with a success's advantage ``A⁺ = (G-k)Δ/(G σ_k)``: ``σ_k = (G-1)/G`` for RLOO (Kool et al.
-    2019), ``1`` for Dr. GRPO (Liu et al. 2025) and the group-mean baseline, and
-    ``s_k + ε`` with the Bessel std ``s_k = Δ sqrt(k(G-k)/(G(G-1)))`` for GRPO and DAPO's kept
-    group (Shao et al. 2024; Yu et al. 2025). ``u_0 = u_G = 0`` (no signal). docs/paper.md §7.
+    .. math::
+
+        u_k = \frac{k\,(G - k)\,\Delta}{G^2 \sigma_k}, \qquad
+        \sigma_k = \begin{cases}
+            (G - 1)/G & \text{RLOO} \\
+            1 & \text{Dr. GRPO, group-mean baseline} \\
+            s_k + \varepsilon, \quad s_k = \Delta \sqrt{\dfrac{k (G - k)}{G (G - 1)}} & \text{GRPO, DAPO's kept group}
+        \end{cases}
+
+    For the centred estimators :math:`\sum_i A_i = 0`, so
+    :math:`u = \frac{1}{G} \sum_i A_i (1[y_i = c] - p) = k A^+ / G` with a success's advantage
+    :math:`A^+ = (G - k)\Delta / (G \sigma_k)`: :math:`\sigma_k = (G-1)/G` for RLOO (Kool et al.
+    2019), 1 for Dr. GRPO (Liu et al. 2025) and the group-mean baseline, and
+    :math:`s_k + \varepsilon` with the Bessel std :math:`s_k` for GRPO and DAPO's kept
+    group (Shao et al. 2024; Yu et al. 2025). :math:`u_0 = u_G = 0` (no signal). Past the paper,
+    docs/paper.md §7.
 
     Args:
-        successes: ``k`` in ``0..G`` (any shape).
-        group_size: ``G >= 2``.
-        estimator: ``rloo``, ``reinforce_baseline``, ``dr_grpo``, ``grpo`` or ``dapo``
-            (REINFORCE is not centred; its ``u`` depends on ``p`` too).
+        * ``successes``: ``k`` in ``0..G`` (any shape).
+        * ``group_size``: ``G >= 2``.
+        * ``estimator``: ``rloo``, ``reinforce_baseline``, ``dr_grpo``, ``grpo`` or ``dapo``
+          (REINFORCE is not centred; its ``u`` depends on ``p`` too).
     """
     if _check_estimator(estimator) == "reinforce":
         raise ConfigError("conditional_update needs a centred estimator; reinforce's update depends on p too")
@@ -230,8 +260,12 @@ def conditional_update(
 
 
 def dapo_factor(success_prob: npt.ArrayLike, group_size: int, max_resample: float) -> np.ndarray:
-    """``(1 - d^B)/(1 - d) = Σ_{t<B} d^t``: DAPO's gain over GRPO and its expected tries per input
+    r"""``(1 - d^B)/(1 - d) = Σ_{t<B} d^t``: DAPO's gain over GRPO and its expected tries per input
     (Yu et al. 2025; :func:`rftgrad.finetune.advantages.first_informative_group`).
+
+    .. math::
+
+        \frac{1 - d^B}{1 - d} = \sum_{t=0}^{B-1} d^t, \qquad d = p^G + (1 - p)^G
 
     ``B = math.inf`` gives ``1/(1 - d)`` (``inf`` where ``d = 1``, i.e. ``p ∈ {0, 1}``); where ``d = 1``
     a finite ``B`` gives ``B``."""
@@ -254,13 +288,18 @@ def expected_update(
     std_eps: float = 1e-4,
     max_resample: float = 4,
 ) -> np.ndarray:
-    """``E u``: the expected update along the correct output's logit ``z_c`` (module doc).
+    r"""``E u``: the expected update along the correct output's logit ``z_c`` (module doc).
 
-        reinforce, rloo     Δ p(1-p)                              (Williams 1992; Kool et al. 2019)
-        reinforce_baseline  (1 - 1/G) Δ p(1-p)                    (batch-mean baseline, batch = the group)
-        dr_grpo             ((G-1)/G) Δ p(1-p)                    (Liu et al. 2025)
-        grpo                Σ_{k=1}^{G-1} C(G,k) p^k (1-p)^(G-k) u_k,  u_k = k(G-k)Δ/(G²(s_k+ε))  (Shao et al. 2024)
-        dapo                (1 - d^B)/(1 - d) · E u_grpo, d = p^G + (1-p)^G           (Yu et al. 2025)
+    With :math:`\Delta = r^+ - r^-`, :math:`\mathbb{E} u` is
+
+    * ``reinforce``, ``rloo``: :math:`\Delta\, p (1 - p)` (Williams 1992; Kool et al. 2019), the exact
+      gradient :math:`\partial V / \partial z_c` (Razin et al., ICLR 2024, Section 3);
+    * ``reinforce_baseline``: :math:`(1 - 1/G)\, \Delta\, p (1 - p)` (batch-mean baseline, batch = the group);
+    * ``dr_grpo``: :math:`\frac{G - 1}{G}\, \Delta\, p (1 - p)` (Liu et al. 2025);
+    * ``grpo``: :math:`\sum_{k=1}^{G-1} \binom{G}{k} p^k (1 - p)^{G-k} u_k` with
+      :math:`u_k = \frac{k (G - k) \Delta}{G^2 (s_k + \varepsilon)}` (:func:`conditional_update`; Shao et al. 2024);
+    * ``dapo``: :math:`\frac{1 - d^B}{1 - d}\, \mathbb{E} u_{\text{grpo}}` with :math:`d = p^G + (1 - p)^G`
+      (Yu et al. 2025),
 
     matching :func:`rftgrad.finetune.advantages.advantages` (Bessel std plus ``std_eps``) and
     DAPO's dynamic sampling with ``max_resample = B`` tries, normalised by the batch size.
@@ -268,12 +307,12 @@ def expected_update(
     ``p ∈ {0, 1}`` by its limit ``u_1``. docs/paper.md §7.
 
     Args:
-        success_prob: ``p ∈ [0, 1]`` (any shape).
-        group_size: ``G`` (``>= 2`` for rloo, dr_grpo, grpo, dapo; ``>= 1`` otherwise).
-        estimator: one of :data:`ESTIMATOR_FORMS`.
-        success, failure: ``r⁺ > r⁻``.
-        std_eps: ``ε >= 0`` in GRPO's denominator.
-        max_resample: DAPO's ``B >= 1`` or ``math.inf``.
+        * ``success_prob``: ``p ∈ [0, 1]`` (any shape).
+        * ``group_size``: ``G`` (``>= 2`` for rloo, dr_grpo, grpo, dapo; ``>= 1`` otherwise).
+        * ``estimator``: one of :data:`ESTIMATOR_FORMS`.
+        * ``success``, ``failure``: ``r⁺ > r⁻``.
+        * ``std_eps``: ``ε >= 0`` in GRPO's denominator.
+        * ``max_resample``: DAPO's ``B >= 1`` or ``math.inf``.
 
     Returns:
         ``E u`` with the shape of ``success_prob``.
@@ -301,8 +340,17 @@ def expected_update(
 def expected_samples(
     success_prob: npt.ArrayLike, group_size: int, estimator: str, max_resample: float = 4
 ) -> np.ndarray:
-    """Expected sampled outputs per input and step: ``G``, and ``G (1 - d^B)/(1 - d)`` for DAPO
-    (``G/(1 - d) ≈ 1/p`` per kept group when ``B = ∞``; Yu et al. 2025, docs/paper.md §7)."""
+    r"""Expected sampled outputs per input and step: ``G``, and ``G (1 - d^B)/(1 - d)`` for DAPO
+    (``G/(1 - d) ≈ 1/p`` per kept group when ``B = ∞``; Yu et al. 2025, docs/paper.md §7).
+
+    .. math::
+
+        \mathbb{E}[\text{samples}_{\text{dapo}}] = G\, \frac{1 - d^B}{1 - d}, \qquad
+        \frac{\mathbb{E} u_{\text{dapo}}}{\mathbb{E}[\text{samples}_{\text{dapo}}]}
+        = \frac{\mathbb{E} u_{\text{grpo}}}{G}:
+
+    per sampled output DAPO's expected update is GRPO's, for every :math:`B`.
+    """
     _check_estimator(estimator)
     p = _check_probability(success_prob)
     group = _check_group(group_size, estimator)
@@ -320,16 +368,19 @@ def asymptotic_update(
     std_eps: float = 1e-4,
     max_resample: float = 4,
 ) -> Asymptote:
-    """``E u ≈ C p^a`` as ``p → 0`` at fixed ``G`` and ``B`` (docs/paper.md §7).
+    r"""``E u ≈ C p^a`` as ``p → 0`` at fixed ``G`` and ``B`` (docs/paper.md §7).
 
-    Only groups with ``k = 1`` success matter (``P ≈ G p``), so ``C = G u_1`` and ``a = 1``:
+    Only groups with :math:`k = 1` success matter (:math:`P \approx G p`), so :math:`C = G u_1` and
+    :math:`a = 1` (past the paper; like the exact gradient :math:`\Delta\, p(1 - p)` of Razin et al.,
+    ICLR 2024, every estimator's update vanishes linearly in :math:`p`):
 
-        reinforce, rloo        C = Δ
-        reinforce_baseline     C = (G-1)Δ/G
-        dr_grpo                C = (G-1)Δ/G
-        grpo                   C = (G-1)Δ / (G (Δ/√G + ε))       (= (G-1)/√G for ε = 0)
-        dapo, B finite         C = B · grpo's C                  (1 - d^B)/(1 - d) → B
-        dapo, B = ∞            a = 0, C = u_1 = (G-1)Δ/(G²(Δ/√G + ε))   (per kept group)
+    * ``reinforce``, ``rloo``: :math:`C = \Delta`;
+    * ``reinforce_baseline``, ``dr_grpo``: :math:`C = (G - 1)\Delta / G`;
+    * ``grpo``: :math:`C = \frac{(G - 1)\Delta}{G (\Delta/\sqrt{G} + \varepsilon)}`
+      (:math:`(G - 1)/\sqrt{G}` for :math:`\varepsilon = 0`);
+    * ``dapo``, :math:`B` finite: :math:`C = B` times GRPO's (:math:`(1 - d^B)/(1 - d) \to B`);
+    * ``dapo``, :math:`B = \infty`: :math:`a = 0`,
+      :math:`C = u_1 = \frac{(G - 1)\Delta}{G^2 (\Delta/\sqrt{G} + \varepsilon)}` (per kept group).
 
     :func:`leading_term_sympy` derives the same numbers by series expansion.
     """

@@ -30,7 +30,7 @@ def reinforce_gradient(
     """REINFORCE estimate of ``∇_θ (1/N) Σ_n V(x_n;θ)`` from ``num_samples`` outputs per input.
 
     Returns name -> ``(R, *shape)``. Replica ``r`` uses its own seeded samples
-    (:meth:`SoftmaxPolicy.sample`).
+    (:meth:`~rftgrad.models.SoftmaxPolicy.sample`).
     """
     x = policy.inputs_from(env)
     num_inputs = env.num_inputs

@@ -57,7 +57,7 @@ __all__ = [
     "lambdify_martingale_variance",
 ]
 
-#: a numpy function of float64 arrays, what the ``lambdify_*`` functions return (sympy's ``lambdify``).
+#: A numpy function of float64 arrays, as the ``lambdify_*`` functions build them (:func:`lambdify_softmax_gradient`).
 ArrayFunction = Callable[..., np.ndarray]
 
 
@@ -80,11 +80,11 @@ def _array_function(
     """Lambdify ``output`` into a numpy function of arrays.
 
     Args:
-        arguments: one entry per function argument: the flat tuple of symbols it carries
-            and the trailing shape of the array that holds them (``()`` for a scalar, ``(K,)``
-            for a vector, ``(V, V)`` for a matrix, symbols in row-major order).
-        output: one expression (the function returns the broadcast leading shape) or a
-            sequence of them (the function returns that shape plus a last axis over them).
+        * ``arguments``: one entry per function argument: the flat tuple of symbols it carries
+          and the trailing shape of the array that holds them (``()`` for a scalar, ``(K,)``
+          for a vector, ``(V, V)`` for a matrix, symbols in row-major order).
+        * ``output``: one expression (the function returns the broadcast leading shape) or a
+          sequence of them (the function returns that shape plus a last axis over them).
     """
     several = not isinstance(output, sp.Basic)
     exprs = list(output) if several else [output]
@@ -129,12 +129,15 @@ class SoftmaxGradient(NamedTuple):
 
 @cache
 def softmax_value_gradient(num_outputs: int) -> SoftmaxGradient:
-    """The policy gradient of one softmax, by differentiation and in closed form.
+    r"""The policy gradient of one softmax, by differentiation and in closed form.
 
     With logits ``z ∈ ℝ^K``, ``p = softmax(z)``, rewards ``r ∈ ℝ^K`` and
     ``V(z) = Σ_i p_i r_i``, the softmax Jacobian ``∂p_i/∂z_j = p_i (δ_ij − p_j)`` gives
 
-        ∂V/∂z_j = Σ_i r_i p_i (δ_ij − p_j) = p_j (r_j − V),   i.e.   ∇_z V = p ⊙ (r − V).
+    .. math::
+
+        \frac{\partial V}{\partial z_j} = \sum_i r_i\, p_i (\delta_{ij} - p_j) = p_j (r_j - V),
+        \quad\text{i.e.}\quad \nabla_z V = p \odot (r - V).
 
     This is the logit-space form of the policy gradient ``∇V = E_y[(r − V) ∇ log p(y)]``
     (Razin et al., ICLR 2024, Section 3 and the proof of Theorem 1; docs/paper.md §2,
@@ -207,12 +210,14 @@ class VarianceGap(NamedTuple):
 
 @cache
 def variance_gap(num_outputs: int) -> VarianceGap:
-    """The one-token logit-space bound and the sum of nonnegative terms that proves it.
+    r"""The one-token logit-space bound and the sum of nonnegative terms that proves it.
 
     For a distribution ``p`` over ``K`` outputs with rewards ``r``, ``V = Σ_i p_i r_i``,
     ``Var(r) = Σ_i p_i (r_i − V)²`` and ``m = max_i p_i``:
 
-        m · Var(r) − ||p ⊙ (r − V)||² = Σ_i p_i (m − p_i) (r_i − V)² ≥ 0,
+    .. math::
+
+        m \cdot \mathrm{Var}(r) - \lVert p \odot (r - V) \rVert^2 = \sum_i p_i (m - p_i) (r_i - V)^2 \ge 0,
 
     so ``||∇_z V|| = ||p ⊙ (r − V)|| ≤ sqrt(max_i p_i) · STD ≤ STD`` (docs/paper.md §2,
     "one token (L = 1), or separate parameters per prefix"; past the paper). The identity
@@ -306,13 +311,16 @@ def _power_of(expr: sp.Expr, symbol: sp.Symbol) -> sp.Expr:
 
 @cache
 def chebyshev_threshold_bound() -> ChebyshevThreshold:
-    """The threshold step in the proof of Theorem 1 (Razin et al., ICLR 2024, appendix).
+    r"""The threshold step in the proof of Theorem 1 (Razin et al., ICLR 2024, appendix).
 
     The reconstruction (docs/paper.md §2 states only the result). Writing
     ``∇V = Σ_y (r(y) − V) ∇p(y)`` (``Σ_y ∇p(y) = 0`` lets ``V`` be subtracted) and
     ``∇p(y) = p(y) ∇ log p(y)`` with
 
-        ||∇ log p(y)|| ≤ Σ_l ||J_l||₂ ||e_{y_l} − π_l|| ≤ L · γ · 2,
+    .. math::
+
+        \lVert \nabla \log p(y) \rVert \le \sum_l \lVert J_l \rVert_2\, \lVert e_{y_l} - \pi_l \rVert
+        \le L \cdot \gamma \cdot 2,
 
     gives ``Σ_{y ∈ S} ||∇p(y)|| ≤ 2Lγ · P(S)`` for any set of outputs ``S``. Split the outputs
     at a threshold ``t > 0`` on ``|r − V|``:
@@ -412,13 +420,16 @@ class MartingaleVariance:
 
 @cache
 def martingale_variance_identity(vocab_size: int = 2) -> MartingaleVariance:
-    """The variance identity of the martingale decomposition for ``L = 2``.
+    r"""The variance identity of the martingale decomposition for ``L = 2``.
 
     With first-token probabilities ``q_a``, conditional second-token probabilities
     ``π_ab``, rewards ``r_ab`` and ``Q_1(a) = Σ_b π_ab r_ab``, ``V = Σ_a q_a Q_1(a)``:
 
-        Var(r) = Σ_ab q_a π_ab (r_ab − V)²
-               = Σ_a q_a (Q_1(a) − V)²  +  Σ_a q_a Σ_b π_ab (r_ab − Q_1(a))²  =  Var_1 + Var_2,
+    .. math::
+
+        \mathrm{Var}(r) &= \sum_{a,b} q_a \pi_{ab} (r_{ab} - V)^2 \\
+        &= \sum_a q_a (Q_1(a) - V)^2 + \sum_a q_a \sum_b \pi_{ab} (r_{ab} - Q_1(a))^2
+        = \mathrm{Var}_1 + \mathrm{Var}_2,
 
     the law of total variance, i.e. ``Σ_l E[Var(Q_l | y_<l)] = Var(r)`` of docs/paper.md §2
     (past the paper) at ``L = 2``. It needs the normalisation ``Σ_a q_a = 1`` and

@@ -78,7 +78,7 @@ def plot_ratios(rows: pd.DataFrame) -> Any:  # noqa: ANN401 - a matplotlib Figur
 def draw_bound_cloud(ax: Any, rows: pd.DataFrame) -> None:  # noqa: ANN401 - a matplotlib Axes
     """On ``ax``: each input's ``‖∇V‖/(γ√L)`` against its reward STD (log-log), coloured by policy class, with the
     sharpened bound ``y = STD`` and the paper's bound divided by ``γ√L``, ``6√L·STD^(2/3)``, drawn at L = 1
-    (its lowest). Inputs with STD below :data:`MIN_STD` are counted in the title, not drawn."""
+    (its lowest). Inputs with STD below ``MIN_STD`` are counted in the title, not drawn."""
     kinds = sorted(rows["kind"].unique())
     colors = palette(kinds)
     shown = rows[rows["reward_std"] > MIN_STD]
@@ -98,7 +98,7 @@ def draw_bound_cloud(ax: Any, rows: pd.DataFrame) -> None:  # noqa: ANN401 - a m
 
 def draw_ratio_histograms(ax: Any, rows: pd.DataFrame) -> None:  # noqa: ANN401 - a matplotlib Axes
     """On ``ax``: histograms (log x) of ``‖∇V‖ / (γ√L·STD)`` and ``‖∇V‖ / (6Lγ·STD^(2/3))`` per input (STD
-    above :data:`MIN_STD`), with the bound (ratio 1) and the √L witness's 1/√2."""
+    above ``MIN_STD``), with the bound (ratio 1) and the √L witness's 1/√2."""
     shown = rows[rows["reward_std"] > MIN_STD]
     bins = np.logspace(math.log10(MIN_RATIO), 0.1, 50)
     for name, label in BOUND_LABELS.items():

@@ -18,7 +18,7 @@ class Config:
     seed: int = 0  # seed of the instance draw
 
 
-#: the paper-scale budget (`--full`): thousands of random policies per class.
+#: the paper-scale budget (``--full``): thousands of random policies per class.
 FULL = {"examples_per_kind": 2500}
 
 #: a budget the test suite runs in seconds.

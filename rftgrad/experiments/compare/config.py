@@ -48,7 +48,7 @@ class Config:
         check_env_settings(self.env, [name for name, value in neutral.items() if getattr(self, name) != value])
 
 
-#: a longer budget (`--full`): more steps and seeds.
+#: a longer budget (``--full``): more steps and seeds.
 FULL: dict[str, object] = {"trainer": {"arms": ("rft:2000", "sft:2000"), "seeds": 8, "eval_every": 50}}
 
 #: a budget the test suite runs in seconds.

@@ -83,7 +83,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
 }
 
-#: variant -> the paper-scale budget (`--full`): Adam, thousands of full-batch steps, 5 seeds.
+#: variant -> the paper-scale budget (``--full``): Adam, thousands of full-batch steps, 5 seeds.
 FULL_VARIANTS: dict[str, dict[str, object]] = {
     "digits-mlp": {"arms": ("rft:4000", "sft:4000"), "lr": (1e-3,), "seeds": 5, "eval_every": 100},
     "digits-mlp-high-init": {"arms": ("rft:4000", "sft:4000"), "lr": (1e-3,), "seeds": 5, "eval_every": 100},

@@ -61,7 +61,7 @@ class Config:
             raise ConfigError(f"correlated_t_max={self.correlated_t_max} must exceed the first stored time 1e-3")
 
 
-#: the bigger budget (`--full`): four points per decade, gradient descent from p0 = 1e-5, a fourth Adam rate.
+#: the bigger budget (``--full``): four points per decade, gradient descent from p0 = 1e-5, a fourth Adam rate.
 FULL = {
     "points_per_decade": 4,
     "gd_p0_min": 1e-5,

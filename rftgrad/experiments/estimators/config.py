@@ -94,7 +94,7 @@ class Config:
         return dataclasses.replace(self.trainer, estimator=self.estimator, pass_k=self.pass_k)
 
 
-#: the bigger budget (`--full`): 10x the Monte Carlo draws, 4 p per decade, 400 steps, 5 seeds.
+#: the bigger budget (``--full``): 10x the Monte Carlo draws, 4 p per decade, 400 steps, 5 seeds.
 FULL: dict[str, object] = {
     "mc_informative": 5000,
     "points_per_decade": 4,

@@ -82,7 +82,7 @@ VARIANTS: dict[str, dict[str, object]] = {
     },
 }
 
-#: variant -> the paper-scale budget (`--full`).
+#: variant -> the paper-scale budget (``--full``).
 FULL_VARIANTS: dict[str, dict[str, object]] = {
     "gaussian-linear": {"arms": ("rft:1000",), "seeds": 3, "eval_every": 50},
     "digits-mlp": {"arms": ("rft:2000",), "lr": (1e-3, 1e-2, 1e-1), "output_sizes": (10, 100, 1000), "seeds": 3},

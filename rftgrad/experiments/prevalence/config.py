@@ -80,7 +80,7 @@ class Config:
         return dataclasses.replace(self.trainer, arms=self.equal_arms())
 
 
-#: the paper-scale budget (`--full`): longer training, every reward, two seeds per learning rate.
+#: the paper-scale budget (``--full``): longer training, every reward, two seeds per learning rate.
 FULL: dict[str, object] = {
     "steps": 1000,
     "eval_every": 250,

@@ -194,7 +194,7 @@ def percent(fraction: float) -> str:
 
 def draw_family_curves(ax: Any, records: pd.DataFrame, table: pd.DataFrame, subsets: pd.DataFrame | None) -> str:  # noqa: ANN401
     """On ``ax``: the small-STD family's reward over steps for RFT alone (mean), full SFT + RFT (its end) and, per
-    seed, the grid arm nearest :data:`SHOWN_FRACTION` x :data:`SHOWN_STEPS` (with the family inputs its SFT subset
+    seed, the grid arm nearest ``SHOWN_FRACTION`` x ``SHOWN_STEPS`` (with the family inputs its SFT subset
     held, from ``subsets``); returns that arm."""
     rows = select_records(records, "reward_mean", "train", "small_std")
     grid = table[table["role"] == "grid"]

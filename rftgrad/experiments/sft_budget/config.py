@@ -69,7 +69,7 @@ class Config:
         return tuple(dict.fromkeys([f"rft:{self.rft_steps}", *grid, reference]))
 
 
-#: the paper-scale budget (`--full`): a finer grid, more seeds.
+#: the paper-scale budget (``--full``): a finer grid, more seeds.
 FULL: dict[str, object] = {
     "sft_fractions": (0.005, 0.01, 0.02, 0.05, 0.1, 1.0),
     "sft_steps": (1, 3, 10, 30, 100),

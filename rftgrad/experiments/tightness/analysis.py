@@ -13,7 +13,7 @@ from rftgrad.plotting import figure_grid, palette, save_figure, themed
 
 
 def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Largest |witness - closed form|, the witness at p = 1/2 vs sqrt(L/2), best search ratio per class."""
+    """Largest ``|witness - closed form|``, the witness at p = 1/2 vs sqrt(L/2), best search ratio per class."""
     witness, best = tables["witness"], tables["search_best"]
     half = witness[witness["prob"] == 0.5]
     return {

@@ -23,7 +23,7 @@ class Config:
     seed: int = 0  # seed of the instances and restarts
 
 
-#: the paper-scale budget (`--full`).
+#: the paper-scale budget (``--full``).
 FULL = {"lengths": tuple(range(1, 13)), "restarts": 32, "steps": 1000}
 
 #: a budget the test suite runs in seconds.
