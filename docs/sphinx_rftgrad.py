@@ -25,6 +25,7 @@ module pages.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import fnmatch
 import importlib
 import inspect
@@ -186,7 +187,26 @@ def mark_orphans(app: Sphinx, env: BuildEnvironment) -> None:
             env.metadata[docname]["orphan"] = True
 
 
+def factory_defaults(
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: object,
+    options: object,
+    signature: str | None,
+    return_annotation: str | None,
+) -> tuple[str | None, str | None]:
+    """``autodoc-process-signature``: a dataclass field's ``= <factory>`` shown as the call, ``= dict()``."""
+    if signature and "<factory>" in signature and dataclasses.is_dataclass(obj):
+        for item in dataclasses.fields(obj):
+            if item.default_factory is not dataclasses.MISSING:
+                factory = getattr(item.default_factory, "__name__", "factory")
+                signature = re.sub(rf"(\b{item.name}: [^=]*= )<factory>", rf"\g<1>{factory}()", signature)
+    return signature, return_annotation
+
+
 def setup(app: Sphinx) -> dict[str, object]:
+    app.connect("autodoc-process-signature", factory_defaults)
     app.add_config_value("rftgrad_orphans", [], "env")
     app.connect("builder-inited", write_api_pages)
     app.connect("env-updated", mark_orphans)
