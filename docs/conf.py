@@ -73,6 +73,8 @@ os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 autodoc_preserve_defaults = True
+# numpy's ArrayLike is a long Union: show it by its name
+autodoc_type_aliases = {"npt.ArrayLike": "numpy.typing.ArrayLike"}
 napoleon_google_docstring = False
 napoleon_numpy_docstring = False
 

@@ -134,8 +134,9 @@ def missing_entries(site: Path, objects: dict[str, str], modules) -> list[str]:
                 continue
             page, anchor = page_text(site, objects[full])
             shown = entry_text(page, anchor or full)
-            words = doc_words(documented_text(module_name, name))
-            if not words:
+            description = documented_text(module_name, name)
+            words = doc_words(description)
+            if not description.strip():
                 problems.append(f"{full}: no docstring (a constant: no comment above its assignment)")
             absent = [word for word in words if word not in shown]
             if absent:
@@ -176,7 +177,7 @@ def test_cli_page_lists_every_command_and_option(site):
 
 
 def test_math_is_rendered_by_the_sites_own_mathjax(site):
-    mathjax = re.compile(r'<script[^>]+src="[./]*_static/mathjax/[^"]+\.js"')
+    mathjax = re.compile(r'<script[^>]+src="[./]*_static/mathjax/[^"]+\.js(\?[^"]*)?"')
     for page in ("docs/theorem1.html", "docs/theorem2.html", "docs/api/rftgrad.theory.html"):
         text = (site / page).read_text(encoding="utf-8")
         assert mathjax.search(text), f"{page} does not load the local MathJax"

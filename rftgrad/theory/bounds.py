@@ -73,8 +73,8 @@ def stalled(
 
     .. math::
 
-        \mathrm{STD} < \texttt{std\_threshold} \quad\text{and}\quad V < \texttt{best} - \texttt{gap},
-        \qquad \texttt{gap} = \texttt{far\_fraction} \cdot (\texttt{best} - \texttt{worst}) \text{ by default}
+        \mathrm{STD} < \mathtt{std\_threshold} \quad\text{and}\quad V < \mathtt{best} - \mathtt{gap},
+        \qquad \mathtt{gap} = \mathtt{far\_fraction} \cdot (\mathtt{best} - \mathtt{worst}) \text{ by default}
 
     (by Theorem 1's bound :math:`\lVert \nabla V \rVert \le 6 L \gamma\, \mathrm{STD}^{2/3}`, Razin et al.,
     ICLR 2024, and the sharpened :math:`\gamma \sqrt{L}\, \mathrm{STD}`,

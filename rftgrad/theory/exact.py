@@ -610,7 +610,7 @@ def mean_gradient(
 
     .. math::
 
-        \texttt{mean\_grad} = \nabla_\theta \sum_n w_n\, \mathbb{E}_{y \sim p_\theta(\cdot|x_n)}[f(y)],
+        \mathtt{mean\_grad} = \nabla_\theta \sum_n w_n\, \mathbb{E}_{y \sim p_\theta(\cdot|x_n)}[f(y)],
         \qquad
         \nabla_\theta V(x;\theta) = \mathbb{E}_y\big[(r(x,y) - V(x;\theta))\, \nabla_\theta \log p_\theta(y|x)\big]
 
@@ -670,7 +670,7 @@ def step_gradient(
 
     .. math::
 
-        \texttt{mean\_grad} = \nabla_\theta \sum_n w_n\, \mathbb{E}_{y \sim p_\theta(\cdot|x_n)}[f(y)]
+        \mathtt{mean\_grad} = \nabla_\theta \sum_n w_n\, \mathbb{E}_{y \sim p_\theta(\cdot|x_n)}[f(y)]
 
     (for :math:`w_n = 1/N` and :math:`f = r` the policy gradient of the mean objective, Razin et al.,
     ICLR 2024, Section 3).
