@@ -205,7 +205,18 @@ def factory_defaults(
     return signature, return_annotation
 
 
+def keep_notebook_files_in_the_build(app: Sphinx) -> None:
+    """``builder-inited``, after myst-nb's own handler: the executed notebooks' files (their figures) go to
+    ``<doctrees>/jupyter_execute`` (``site/.doctrees/...``) instead of ``jupyter_execute/`` next to ``site/``,
+    which for a build into ``site`` is the repository root."""
+    config = getattr(app.env, "mystnb_config", None)
+    if config is not None:
+        folder = Path(app.doctreedir) / "jupyter_execute"
+        app.env.mystnb_config = config.copy(output_folder=str(folder.resolve()))
+
+
 def setup(app: Sphinx) -> dict[str, object]:
+    app.connect("builder-inited", keep_notebook_files_in_the_build, priority=900)
     app.connect("autodoc-process-signature", factory_defaults)
     app.add_config_value("rftgrad_orphans", [], "env")
     app.connect("builder-inited", write_api_pages)

@@ -6,7 +6,7 @@ lesson checks below read the rendered outputs of that run, so the student notebo
 second time by ``tests/test_notebooks.py``.
 
 * the strict build (``-W -n``: broken links, missing references, docstrings that docutils cannot render)
-  exits 0;
+  exits 0 and leaves no file in the repository that git does not ignore;
 * every name of every public module's ``__all__`` has an entry in the site's inventory (``objects.inv``)
   whose rendered text holds its docstring (or, for a constant, the comment above it);
 * the CLI page lists every command and option of ``rftgrad.cli.build_parser``;
@@ -55,6 +55,14 @@ def docs_command() -> list[str]:
     return shlex.split(build)
 
 
+def working_tree_status() -> str:
+    """``git status`` of the repository, untracked files included ('' where it is not a git checkout)."""
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True
+    )
+    return status.stdout if status.returncode == 0 else ""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
     """The site, built once by the README's command into a temporary folder (the command's ``site``)."""
@@ -66,10 +74,12 @@ def site(tmp_path_factory) -> Path:
     command = [sys.executable, "-m", "sphinx", *argv[1:-1], str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     env.pop("MPLBACKEND", None)  # the lessons' figures come from the kernel's inline backend
+    before = working_tree_status()
     started = time.perf_counter()
     run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     assert run.returncode == 0, f"the strict docs build failed ({seconds:.0f} s):\n{run.stderr[-6000:]}"
+    assert working_tree_status() == before, "the docs build left files in the repository outside the git-ignored ones"
     print(f"docs build: {seconds:.1f} s")
     return out
 
