@@ -216,6 +216,9 @@ NOT_EXECUTED: dict[str, str] = {
     ". .venv/bin/activate": INSTALL,
     "pip install -c constraints.txt -e .": INSTALL,
     'pip install -c constraints.txt -e ".[dev]"': INSTALL,
+    'pip install -c constraints.txt -e ".[docs]"': INSTALL,
+    "sphinx-build -W --keep-going -n -c docs . site": "the docs build: tests/test_docs_site.py runs this command "
+    "(read from this very block) into a temporary folder instead of site/",
     "rftgrad diagnose": "the subcommand's name in the Layout table, not a command (it needs a FILE; the README's "
     "`rftgrad diagnose examples/rollouts.jsonl ...` runs)",
     "HYPOTHESIS_PROFILE=ci python -m pytest": "the test suite, which this test is part of; CI runs this very block "
