@@ -186,6 +186,14 @@ def test_replicas_are_independent_and_equal_one_replica_policies(arch):
     assert not torch.equal(both.params[next(iter(both.params))][0], both.params[next(iter(both.params))][1])
 
 
+def test_the_policys_module_holds_views_of_replica_0_and_keeps_tied_weights_tied():
+    policy = HFCausalLM.from_config(gpt2_config(), ANSWERS, num_replicas=2)
+    for key, param in policy.model.named_parameters():
+        assert param.data_ptr() == policy.params[key][0].data_ptr() and not param.requires_grad
+    assert policy.model.lm_head.weight is policy.model.transformer.wte.weight
+    assert "lm_head.weight" not in policy.params and not policy.model.training
+
+
 def test_from_config_leaves_the_global_rng_dtype_and_config_as_they_were():
     config = gpt2_config()
     before_config = config.to_dict()
