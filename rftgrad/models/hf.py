@@ -197,7 +197,8 @@ class HFCausalLM(SoftmaxPolicy):
         env = TextEnv.from_texts(["what is one plus one", "what is one plus two"], tokenizer,
                                  answers=["1", "2", "3"], length=1, reward="exact_match",
                                  references=["2", "3"])
-        config = GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=32)
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=32,
+                            bos_token_id=0, eos_token_id=0)
         policy = HFCausalLM.from_config(config, answer_tokens=env.answer_tokens, num_replicas=2)
         result = exact(policy, env)     # value, std, grad_norm (R, N) over the V^L = 3 outputs
         print(gamma(policy, env))       # γ(x;θ) (R, N): Theorem 1's Jacobian factor
