@@ -375,10 +375,9 @@ def test_the_class_docstring_example_runs():
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "", "OMP_NUM_THREADS": "1"}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+    """``code`` in a fresh interpreter on this checkout."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_import_rftgrad_does_not_import_transformers_and_a_missing_one_names_the_extra():
