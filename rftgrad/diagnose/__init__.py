@@ -16,9 +16,25 @@ sampled output, with a prompt and a reward) estimate both per prompt, so this pa
 
 Modules: ``readers`` (formats, shapes, column detection: :func:`read_rollouts`),
 ``stats`` (estimators and tables: :func:`prompt_table`), ``report`` (figure, printed summary,
-files: :func:`diagnose`). See docs/diagnose.md.
+files: :func:`diagnose`), ``preflight`` (the same statistics from a model before training, exact or
+sampled: :func:`preflight`). See docs/diagnose.md.
 """
 
+from rftgrad.diagnose.preflight import (
+    DEFAULT_SAMPLES,
+    PREFLIGHT_MAX_OUTPUTS,
+    Preflight,
+    PromptSet,
+    PromptsFileError,
+    check_preflight_export,
+    default_regime,
+    export_preflight_stalled,
+    format_preflight,
+    preflight,
+    read_prompts,
+    sampled_reward_stats,
+    write_preflight,
+)
 from rftgrad.diagnose.readers import (
     FORMATS,
     PROMPT_COLUMNS,
@@ -69,12 +85,17 @@ from rftgrad.diagnose.stats import (
 )
 
 __all__ = [
+    "DEFAULT_SAMPLES",
     "Diagnosis",
     "EXPORT_NOTE",
     "FORMATS",
     "GAP_FRACTION",
     "GROUP_SIZES",
+    "PREFLIGHT_MAX_OUTPUTS",
     "PROMPT_COLUMNS",
+    "Preflight",
+    "PromptSet",
+    "PromptsFileError",
     "REFERENCE_COLUMNS",
     "REWARD_COLUMNS",
     "Regime",
@@ -90,19 +111,26 @@ __all__ = [
     "VALUE_DECIMALS",
     "check_group_sizes",
     "check_number",
+    "check_preflight_export",
     "check_reward_range",
     "default_out_dir",
+    "default_regime",
     "detect_format",
     "diagnose",
     "diagnose_log",
+    "export_preflight_stalled",
     "export_stalled",
+    "format_preflight",
     "format_summary",
     "log_files",
     "make_regime",
     "plot_mean_vs_std",
     "plugin_prob_all_equal",
+    "preflight",
     "prompt_table",
+    "read_prompts",
     "read_rollouts",
+    "sampled_reward_stats",
     "summarize",
     "to_label_path",
     "total_reward",
@@ -110,5 +138,6 @@ __all__ = [
     "trl_nanstd",
     "unbiased_prob_all_equal",
     "value_counts",
+    "write_preflight",
     "write_report",
 ]
