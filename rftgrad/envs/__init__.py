@@ -1,6 +1,7 @@
 """Reward environments: inputs, an output space (V, L), rewards in [-1, 1], targets.
 
-See :class:`RewardEnv` for the interface and :class:`OutputSpace` for the enumeration order.
+See :class:`RewardEnv` for the interface and :class:`OutputSpace` for the enumeration order;
+:class:`TextEnv` builds an environment from text for :class:`rftgrad.models.HFCausalLM`.
 """
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv, validate_rewards
@@ -56,6 +57,7 @@ from rftgrad.envs.tasks import (
     family_task,
     sequence_task,
 )
+from rftgrad.envs.text import PROMPT_PAD, TEXT_REWARDS, TextEnv, TextReward, check_left_padded, left_pad
 from rftgrad.registry import ENVIRONMENTS  # name -> one-line description, for `rftgrad list`
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "check_task_settings",
     "check_env_settings",
     "build_env",
+    "check_left_padded",
     "classification_task",
     "family_task",
     "sequence_task",
@@ -85,6 +88,7 @@ __all__ = [
     "Mixture",
     "OutputSpace",
     "PositionMatch",
+    "PROMPT_PAD",
     "REWARDS",
     "RandomRewardNetwork",
     "RewardEnv",
@@ -92,11 +96,15 @@ __all__ = [
     "SequenceEnv",
     "TASKS",
     "TableReward",
+    "TEXT_REWARDS",
+    "TextEnv",
+    "TextReward",
     "correct_label_rewards",
     "digits",
     "family_label",
     "gaussian_clusters",
     "keywords",
+    "left_pad",
     "language_env",
     "modify_labels",
     "orthonormal",
