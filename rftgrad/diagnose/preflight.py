@@ -800,13 +800,23 @@ def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> tuple[int, ...]:
     return tuple(ids)
 
 
-def check_references(prompts: PromptSet, tokenizer: Any, answer_tokens: Sequence[int], length: int) -> None:  # noqa: ANN401
-    """``exact_match``'s references: every prompt has an ``answer``, and for ``L = 1`` it is one of the answer tokens
-    (its stripped text is the stripped decoding of one of them), else it could never earn +1.
+def check_references(
+    prompts: PromptSet,
+    tokenizer: Any,  # noqa: ANN401 - a transformers tokenizer
+    answer_tokens: Sequence[int],
+    length: int,
+    enumerated: bool = False,
+) -> None:
+    """``exact_match``'s references: every prompt has an ``answer`` that some output can earn +1 with.
+
+    For ``L = 1`` the answer's stripped text must be the stripped decoding of one answer token (exact). For
+    ``L > 1``, unless ``enumerated`` (then :class:`rftgrad.envs.TextEnv` checks it against every output's
+    text), it must encode to ``L`` answer tokens that decode back to it: a sufficient condition (a BPE
+    tokenizer may merge tokens that the outputs keep apart), checked because a sampled preflight could
+    not tell an unreachable answer from a stalled prompt.
 
     Raises:
-        * :exc:`PromptsFileError`: a prompt without an answer, or (``L = 1``) an answer that is no answer token
-          (naming the file's line).
+        * :exc:`PromptsFileError`: a prompt without an answer, or an answer no output reaches (naming its line).
     """
     path = prompts.path or "prompts"
     for answer, where in zip(prompts.references, prompts.where, strict=True):
@@ -815,16 +825,28 @@ def check_references(prompts: PromptSet, tokenizer: Any, answer_tokens: Sequence
                 f'{path}: {where} has no "answer"; --reward exact_match needs a reference answer on every line '
                 "(or use --reward module:function)"
             )
-    if length != 1:
-        return  # a longer answer's reachability needs the enumeration: TextEnv checks it when exact
-    texts = {str(tokenizer.decode([token])).strip(): token for token in answer_tokens}
+    if length > 1 and enumerated:
+        return
+    allowed = set(int(t) for t in answer_tokens)
+    texts = {str(tokenizer.decode([token])).strip() for token in answer_tokens} if length == 1 else set()
     for answer, where in zip(prompts.references, prompts.where, strict=True):
-        if answer.strip() not in texts:
-            tokens = [int(t) for t in tokenizer.encode(answer, add_special_tokens=False)]
-            what = f"is {len(tokens)} tokens, not one (--length 1)" if len(tokens) != 1 else "is no answer token"
+        tokens = [int(t) for t in tokenizer.encode(answer, add_special_tokens=False)]
+        if length == 1:
+            reachable = answer.strip() in texts
+        else:
+            reachable = (
+                len(tokens) == length
+                and allowed.issuperset(tokens)
+                and str(tokenizer.decode(tokens)).strip() == answer.strip()
+            )
+        if not reachable:
+            if len(tokens) != length:
+                what = f"is {len(tokens)} tokens, not --length {length}"
+            else:
+                what = "is not made of the answer tokens"
             raise PromptsFileError(
-                f"{path}: {where}: answer {answer!r} {what}; every output is one answer token, so this prompt could "
-                "never earn +1: fix the answer, add it to --answers, or raise --length"
+                f"{path}: {where}: answer {answer!r} {what}; every output is {length} answer token(s), so this "
+                "prompt could never earn +1: fix the answer, add its tokens to --answers, or change --length"
             )
 
 
@@ -934,19 +956,34 @@ def run_preflight(
         prompts = read_prompts(prompts_file)
         from rftgrad.models import HFCausalLM  # imports transformers (ConfigError naming the extra if absent)
 
-        tok = _load_tokenizer(model if tokenizer is None else tokenizer)
+        try:
+            tok = _load_tokenizer(model if tokenizer is None else tokenizer)
+        except ConfigError:
+            if tokenizer is None:  # a folder that is no model at all: say that (the model's own error) instead
+                HFCausalLM.from_pretrained(model, max_length=1, device="cpu", dtype=dtype, max_outputs=math.inf)
+            raise
         ids = None if answers is None else answer_token_ids(tok, answers)
         ids = ids if answer_tokens is None else tuple(int(t) for t in answer_tokens)
+
+        def check_answers(vocab: tuple[int, ...]) -> bool:
+            """Whether ``V^L`` is enumerated; exact_match's answers checked (a callable reads the texts itself,
+            and answers then only feed --export-stalled)."""
+            enumerated = len(vocab) ** length <= max_outputs
+            if score == EXACT_MATCH:
+                check_references(prompts, tok, vocab, length, enumerated)
+            return enumerated
+
+        if ids is not None:  # before loading the model, which may take a while
+            check_answers(ids)
         # no enumeration limit on the policy: preflight samples where V^L is past max_outputs
         policy = HFCausalLM.from_pretrained(
             model, answer_tokens=ids, max_length=length, device=device, dtype=dtype, max_outputs=math.inf
         )
         vocab = tuple(int(t) for t in policy.answer_ids.tolist())  # the answer token ids (all of them: full vocab)
-        if score == EXACT_MATCH:  # a callable reads the texts itself; answers then only feed --export-stalled
-            check_references(prompts, tok, vocab, length)
-        checked = None if score == EXACT_MATCH else CheckedReward(score, reward, prompts)
+        enumerated = check_answers(vocab) if ids is None else len(vocab) ** length <= max_outputs
         space = OutputSpace(len(vocab), length)
-        if space.num_outputs <= max_outputs:
+        checked = None if score == EXACT_MATCH else CheckedReward(score, reward, prompts)
+        if enumerated:
             env: RewardEnv = TextEnv.from_texts(
                 list(prompts.texts), tok, answer_tokens=list(vocab), length=length,
                 reward=EXACT_MATCH if checked is None else checked,
