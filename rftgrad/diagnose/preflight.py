@@ -8,7 +8,7 @@ this module measures it on the model *before* training, per prompt ``x``:
 * **exact**, where the output space is enumerable (``V^L <= max_outputs``, e.g. one token, or a
   short answer over a restricted answer vocabulary): ``V(x) = Σ_y p(y|x) r(x, y)`` and
   ``STD(x) = sqrt(Σ_y p(y|x) (r(x, y) - V(x))²)`` by :func:`rftgrad.theory.evaluate`;
-* **sampled** otherwise, from ``S`` outputs ``y_1..y_S ~ p(·|x)`` (:meth:`SoftmaxPolicy.sample`), with
+* **sampled** otherwise, from ``S`` outputs ``y_1..y_S ~ p(·|x)`` (:meth:`~rftgrad.models.SoftmaxPolicy.sample`), with
   rewards ``r_i``, ``r̄ = (1/S) Σ_i r_i``, central moments ``m_k = (1/S) Σ_i (r_i - r̄)^k``:
 
   - mean ``r̄``, unbiased, standard error ``sqrt(m_2 / (S - 1))``;
@@ -363,8 +363,8 @@ def preflight(
     the chance that a group of ``group_size`` samples has all-equal rewards (see the module docstring).
 
     Exact where ``V^L <= max_outputs`` (:func:`rftgrad.theory.evaluate`, ``chunk_size`` prompts at a time),
-    else from ``samples`` outputs per prompt (:meth:`SoftmaxPolicy.sample` with a seed of ``(seed, prompt)``,
-    so a prompt's draws do not depend on the others).
+    else from ``samples`` outputs per prompt (:meth:`~rftgrad.models.SoftmaxPolicy.sample` with a seed of
+    ``(seed, prompt)``, so a prompt's draws do not depend on the others).
 
     Args:
         * ``policy``: a single-replica softmax policy that fits ``env``.
@@ -550,48 +550,51 @@ def _summary(
     }
 
 
-def format_preflight(result: Preflight, max_examples: int = 3) -> str:
-    """The short summary ``rftgrad preflight`` prints."""
+def format_preflight(result: Preflight, max_rows: int = 6) -> str:
+    """The short summary ``rftgrad preflight`` prints: counts, then the stalled and lowest-mean prompts first."""
     s, regime = result.summary, result.regime
-    if s["method"] == "exact":
-        how = f"exact over all V^L = {s['vocab_size']}^{s['length']} = {s['outputs']} outputs"
-    else:
+    sampled = s["method"] == "sampled"
+    if sampled:
         how = (
             f"sampled, {s['samples']} outputs per prompt (V^L = {s['vocab_size']}^{s['length']} > --max-outputs "
-            f"{s['max_outputs']}); STD is the population STD, biased low (E[std^2] = (S-1)/S STD^2)"
+            f"{s['max_outputs']}); STD is the population STD of the samples, biased low (E[std^2] = (S-1)/S STD^2)"
         )
+    else:
+        how = f"exact over all V^L = {s['vocab_size']}^{s['length']} = {s['outputs']} outputs"
     vanishing, predicted = s["vanishing"], s["predicted_frac_reward_zero_std"]
+    group = predicted["group_size"]
+    confirmed = (
+        f"; confirmed at 95% (upper bound on STD < {regime.std_threshold:g}): {s['vanishing_confirmed']['count']}"
+        if sampled
+        else ""
+    )
     lines = [
         f"{s['prompts']} prompts, {how}",
         f"mean reward {s['reward_mean']:.3f}, mean reward STD {s['reward_std_mean']:.3f}",
         f"stalled (STD < {regime.std_threshold:g} and mean < {regime.mean_below:g}): "
-        f"{vanishing['count']} of {s['prompts']} prompts ({vanishing['share']:.1%})"
-        + (
-            ""
-            if s["method"] == "exact"
-            else f"; confirmed at 95% (upper bound on STD < {regime.std_threshold:g}): "
-            f"{s['vanishing_confirmed']['count']}"
-        ),
-        f"predicted frac_reward_zero_std at G = {predicted['group_size']}: {predicted['value']:.3f} "
-        f"({'exact' if s['method'] == 'exact' else 'unbiased estimate'})",
+        f"{vanishing['count']} of {s['prompts']} prompts ({vanishing['share']:.1%}){confirmed}",
+        f"predicted frac_reward_zero_std at G = {group} (share of groups whose {group} rewards are all equal): "
+        f"{predicted['value']:.3f} ({'unbiased estimate' if sampled else 'exact'})",
     ]
     if s["unreachable"]["count"]:
         lines.append(
             f"{s['unreachable']['count']} prompts cannot reach reward {regime.max_reward:g} with any output of this "
             "answer space (reward_max in prompts.csv): check the answers or the reward"
         )
-    header = f"  {'prompt':<34} {'mean':>7} {'STD':>7} {'±SE':>7} {'p_eq':>6}  stalled"
-    lines.append(header)
+    errors = f" {'±SE':>6} {'STD<=':>6}" if sampled else ""
+    lines.append(f"  {'prompt':<34} {'mean':>7} {'STD':>6}{errors} {f'P(G={group} equal)':>14}  stalled")
     shown = result.table.sort_values(["vanishing", "reward_mean"], ascending=[False, True], kind="stable")
-    for row in shown.head(max(max_examples, 1) * 2).itertuples(index=False):
-        se = "" if s["method"] == "exact" or math.isnan(row.reward_std_se) else f"{row.reward_std_se:.3f}"
-        p_equal = getattr(row, f"p_all_equal_G{predicted['group_size']}")
+    for row in shown.head(max_rows).itertuples(index=False):
+        if sampled:
+            se = "-" if math.isnan(row.reward_std_se) else f"{row.reward_std_se:.3f}"
+            errors = f" {se:>6} {row.reward_std_upper95:>6.3f}"
+        p_equal = getattr(row, f"p_all_equal_G{group}")
         lines.append(
-            f"  {_clip(row.prompt):<34} {row.reward_mean:>7.3f} {row.reward_std:>7.3f} {se:>7} {p_equal:>6.3f}  "
+            f"  {_clip(row.prompt):<34} {row.reward_mean:>7.3f} {row.reward_std:>6.3f}{errors} {p_equal:>14.3f}  "
             f"{'yes' if row.vanishing else 'no'}"
         )
-    if len(shown) > max(max_examples, 1) * 2:
-        lines.append(f"  ... ({len(shown)} prompts: prompts.csv)")
+    if len(shown) > max_rows:
+        lines.append(f"  ... ({len(shown)} prompts in prompts.csv)")
     return "\n".join(lines)
 
 
@@ -739,7 +742,8 @@ class LazyTextEnv(RewardEnv):
         * ``tokenizer``: anything with ``encode(text, add_special_tokens=...)`` and ``decode(ids)``.
         * ``answer_tokens``: the ``V`` token ids outputs are made of.
         * ``length``: ``L``.
-        * ``score``: ``(prompt index, output text) -> reward`` in [-1, 1] (checked by :meth:`RewardEnv.reward`).
+        * ``score``: ``(prompt index, output text) -> reward`` in [-1, 1] (checked by
+          :meth:`~rftgrad.envs.RewardEnv.reward`).
     """
 
     def __init__(
