@@ -302,7 +302,11 @@ def bad_cases(tmp_path):
             answers,
             r"line 1: answer 'A B' is 2 tokens",
         ),
-        "answer not an answer": ([{"prompt": "what is", "answer": "what"}], answers, r"answer 'what' is not made of the answer tokens"),
+        "answer not an answer": (
+            [{"prompt": "what is", "answer": "what"}],
+            answers,
+            r"answer 'what' is not made of the answer tokens",
+        ),
         "answer not L tokens": (
             [{"prompt": "what is", "answer": "A"}],
             sampled,
@@ -325,6 +329,16 @@ def bad_cases(tmp_path):
             r"name the file \*\.jsonl",
         ),
         "negative gap": (PROMPTS, (*answers, "--gap", "-1"), r"--gap must be >= 0"),
+        "exact answer not L tokens": (
+            [{"prompt": "what is", "answer": "A"}],
+            (*answers, "--length", "2"),
+            r"line 1: answer 'A' is 1 tokens, not --length 2",
+        ),
+        "reward outside the range": (
+            PROMPTS,
+            (*answers, "--reward-range=0,1"),
+            r"reward -1 of the prompt of line 1 is outside the reward range \[0, 1\]",
+        ),
         "cuda absent": (PROMPTS, (*answers, "--device", "cuda"), r"CUDA is not available"),
     }
     if torch.cuda.is_available():
@@ -339,7 +353,7 @@ BAD_CASES = [
     "reward above 1", "reward nan", "reward text", "reward raises", "sampled reward above 1", "answer not one token",
     "answer not an answer", "answer not L tokens", "answers of two tokens", "unknown answer", "no config",
     "no model folder", "samples below G", "one sample", "both vocabularies", "export suffix", "negative gap",
-    "cuda absent",
+    "exact answer not L tokens", "reward outside the range", "cuda absent",
 ]  # fmt: skip
 
 

@@ -387,7 +387,8 @@ def preflight(
 
     Raises:
         * :exc:`ConfigError`: a policy with several replicas, ``group_size`` not a whole number >= 1, ``samples``
-          < 2 or < ``group_size`` when sampling, ``chunk_size`` < 1, prompts of another length than ``env``.
+          < 2 or < ``group_size`` when sampling, ``chunk_size`` < 1, prompts of another length than ``env``, a
+          reward outside the regime's ``reward_range`` or above its ``max_reward``.
         * :exc:`ShapeMismatchError`: the policy does not fit ``env``.
         * :exc:`RewardRangeError`: a reward outside ``[-1, 1]`` or NaN (the environment's check).
     """
@@ -408,8 +409,11 @@ def preflight(
             f"--samples must be a whole number >= 2 and >= --group-size {group_size} to estimate by sampling "
             f"(V^L = {space.vocab_size}^{space.length} is past --max-outputs {max_outputs}), got {samples!r}"
         )
-    columns = _exact_columns if exact_mode else _sampled_columns
-    found = columns(policy, env, group_size, samples, seed, regime, chunk_size, progress)
+    if exact_mode:
+        found = _exact_columns(policy, env, group_size, chunk_size, progress)
+    else:
+        found = _sampled_columns(policy, env, group_size, samples, seed, regime.reward_range, progress)
+    _check_in_regime(found, regime, prompts)
     table = pd.DataFrame({"input": np.arange(env.num_inputs)})
     if any(i is not None for i in prompts.ids):
         table["id"] = list(prompts.ids)
@@ -427,15 +431,28 @@ def preflight(
     return Preflight(table, regime, prompts, summary)
 
 
+def _check_in_regime(found: dict[str, np.ndarray], regime: Regime, prompts: PromptSet) -> None:
+    """Every reward seen lies in the regime's range and at most its ``max_reward`` (as ``rftgrad diagnose`` checks).
+
+    Raises:
+        * :exc:`ConfigError`: a reward outside ``reward_range`` or above ``max_reward``, naming the prompt.
+    """
+    lo, hi = regime.reward_range
+    for bad, reward, what in (
+        (found["reward_min"] < lo, found["reward_min"], f"is outside the reward range [{lo:g}, {hi:g}]"),
+        (found["reward_max"] > hi, found["reward_max"], f"is outside the reward range [{lo:g}, {hi:g}]"),
+        (found["reward_max"] > regime.max_reward, found["reward_max"], f"is above --max-reward {regime.max_reward:g}"),
+    ):
+        if bad.any():
+            n = int(np.flatnonzero(bad)[0])
+            raise ConfigError(
+                f"reward {reward[n]:g} of the prompt of {prompts.where[n]} {what}; give --reward-range and "
+                "--max-reward that hold every reward (rftgrad's rewards lie in [-1, 1])"
+            )
+
+
 def _exact_columns(
-    policy: SoftmaxPolicy,
-    env: RewardEnv,
-    group_size: int,
-    samples: int,
-    seed: int,
-    regime: Regime,
-    chunk_size: int,
-    progress: bool,
+    policy: SoftmaxPolicy, env: RewardEnv, group_size: int, chunk_size: int, progress: bool
 ) -> dict[str, np.ndarray]:
     """Exact statistics of every prompt, ``chunk_size`` prompts per :func:`rftgrad.theory.evaluate` call."""
     num_inputs, max_outputs = env.num_inputs, env.output_space.num_outputs
@@ -477,8 +494,7 @@ def _sampled_columns(
     group_size: int,
     samples: int,
     seed: int,
-    regime: Regime,
-    chunk_size: int,
+    reward_range: tuple[float, float],
     progress: bool,
 ) -> dict[str, np.ndarray]:
     """Statistics of every prompt from ``samples`` sampled outputs each, one prompt at a time."""
@@ -490,7 +506,7 @@ def _sampled_columns(
         ids = torch.tensor([n], device=policy.device)
         outputs = policy.sample(ids, x[n : n + 1], samples, length, seed=_prompt_seed(seed, n))[0, 0]  # (S, L)
         rewards[n] = env.reward(torch.full((samples,), n), outputs.cpu()).numpy()
-    stats = sampled_reward_stats(rewards, regime.reward_range)
+    stats = sampled_reward_stats(rewards, reward_range)
     counts = value_counts(np.repeat(np.arange(env.num_inputs), samples), rewards.reshape(-1), env.num_inputs)
     return {
         **stats,
@@ -813,11 +829,10 @@ def check_references(
 ) -> None:
     """``exact_match``'s references: every prompt has an ``answer`` that some output can earn +1 with.
 
-    For ``L = 1`` the answer's stripped text must be the stripped decoding of one answer token (exact). For
-    ``L > 1``, unless ``enumerated`` (then :class:`rftgrad.envs.TextEnv` checks it against every output's
-    text), it must encode to ``L`` answer tokens that decode back to it: a sufficient condition (a BPE
-    tokenizer may merge tokens that the outputs keep apart), checked because a sampled preflight could
-    not tell an unreachable answer from a stalled prompt.
+    Where the outputs are enumerated (``enumerated``, or ``L = 1``) the answer's stripped text must be the stripped
+    decoding of one of them, exactly as :class:`rftgrad.envs.TextEnv` scores it. Otherwise it must encode to ``L``
+    answer tokens that decode back to it: a sufficient condition (a BPE tokenizer may merge tokens that outputs keep
+    apart), checked because a sampled preflight could not tell an unreachable answer from a stalled prompt.
 
     Raises:
         * :exc:`PromptsFileError`: a prompt without an answer, or an answer no output reaches (naming its line).
@@ -829,18 +844,19 @@ def check_references(
                 f'{path}: {where} has no "answer"; --reward exact_match needs a reference answer on every line '
                 "(or use --reward module:function)"
             )
-    if length > 1 and enumerated:
-        return
-    allowed = set(int(t) for t in answer_tokens)
-    texts = {str(tokenizer.decode([token])).strip() for token in answer_tokens} if length == 1 else set()
+    vocab = [int(t) for t in answer_tokens]
+    texts = None
+    if length == 1 or enumerated:  # every output's text, as TextEnv decodes it
+        outputs = OutputSpace(len(vocab), length).prefixes(length).tolist()  # (Y, L) answer indices
+        texts = {str(tokenizer.decode([vocab[i] for i in output])).strip() for output in outputs}
     for answer, where in zip(prompts.references, prompts.where, strict=True):
         tokens = [int(t) for t in tokenizer.encode(answer, add_special_tokens=False)]
-        if length == 1:
+        if texts is not None:
             reachable = answer.strip() in texts
         else:
             reachable = (
                 len(tokens) == length
-                and allowed.issuperset(tokens)
+                and set(vocab).issuperset(tokens)
                 and str(tokenizer.decode(tokens)).strip() == answer.strip()
             )
         if not reachable:
