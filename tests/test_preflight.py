@@ -214,7 +214,8 @@ def test_cli_exact_reproduces_the_exact_engine_on_a_local_model(model_dir, tmp_p
 
 def test_cli_sampled_estimates_lie_within_their_stated_errors(model_dir, tmp_path, capsys):
     prompts = write_prompts(tmp_path / "prompts.jsonl", PROMPTS_2)
-    args = ("--answers", ANSWERS, "--length", "2", "--samples", "1000", "--max-outputs", "1", "--no-progress")
+    args = ("--answers", ANSWERS, "--length", "2", "--samples", "1000", "--max-outputs", "1", "--no-progress",
+            "--tokenizer", str(model_dir))  # fmt: skip
     assert run(model_dir, prompts, tmp_path / "out", *args) == 0
     assert "sampled, 1000 outputs per prompt" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "out" / "prompts.csv")
