@@ -132,17 +132,22 @@ def test_sampled_statistics_lie_within_their_stated_errors(sequence_case):
 
 
 def test_sampled_reward_statistics_formulas():
-    stats = sampled_reward_stats(np.array([[-1.0, 1.0, 1.0, 1.0], [-1.0, -1.0, -1.0, -1.0]]))
-    # first row: mean 0.5, m2 = 0.75, m4 = (1.5^4 + 3 · 0.5^4) / 4 = 1.3125
-    assert stats["reward_mean"].tolist() == [0.5, -1.0]
-    assert stats["reward_mean_se"][0] == pytest.approx(math.sqrt(0.75 / 3), abs=EXACT_ATOL)
-    assert stats["reward_std"][0] == pytest.approx(math.sqrt(0.75), abs=EXACT_ATOL)
-    se = math.sqrt((1.3125 - 0.75**2) / 4) / (2 * math.sqrt(0.75))
+    stats = sampled_reward_stats(np.array([[0.0, 0.0, 0.0, 1.0], [-1.0, -1.0, -1.0, -1.0]]))
+    # first row: mean 1/4, m2 = 3/16, m4 = (3 · (1/4)^4 + (3/4)^4) / 4 = 0.08203125
+    m2, m4 = 3 / 16, 0.08203125
+    assert stats["reward_mean"].tolist() == [0.25, -1.0]
+    assert stats["reward_mean_se"][0] == pytest.approx(math.sqrt(m2 / 3), abs=EXACT_ATOL)
+    assert stats["reward_std"][0] == pytest.approx(math.sqrt(m2), abs=EXACT_ATOL)
+    se = math.sqrt((m4 - m2**2) / 4) / (2 * math.sqrt(m2))
     assert stats["reward_std_se"][0] == pytest.approx(se, abs=EXACT_ATOL)
-    assert stats["reward_std_upper95"][0] == pytest.approx(math.sqrt(0.75) + 1.6448536269514722 * se, abs=1e-9)
-    # second row: all equal at the bottom of [-1, 1]: no SE, the bound D · sqrt(1 - 0.05^(1/S)) with D = 2
+    z95 = 1.6448536269514722  # the one-sided 95% normal quantile
+    assert stats["reward_std_upper95"][0] == pytest.approx(math.sqrt(m2) + z95 * se, abs=EXACT_ATOL)
+    # second row: all equal at the bottom of [-1, 1]: no SE; the bound 2·sqrt(1 - 0.05^(1/4)) = 1.45 is capped at 1,
+    # the largest STD in [-1, 1]; with 64 equal samples the bound D · sqrt(1 - 0.05^(1/S)), D = 2, is 0.43
     assert math.isnan(stats["reward_std_se"][1]) and stats["reward_std"][1] == 0
-    assert stats["reward_std_upper95"][1] == pytest.approx(2 * math.sqrt(1 - 0.05**0.25), abs=EXACT_ATOL)
+    assert stats["reward_std_upper95"][1] == 1.0
+    bound = sampled_reward_stats(np.full((1, 64), -1.0))["reward_std_upper95"][0]
+    assert bound == pytest.approx(2 * math.sqrt(1 - 0.05 ** (1 / 64)), abs=EXACT_ATOL) and 0.42 < bound < 0.43
 
 
 # ------------------------------------------------------------------------------- the command, on a local GPT-2

@@ -224,7 +224,8 @@ def sampled_reward_stats(
     ``reward_mean = r̄``, ``reward_mean_se = sqrt(m_2/(S-1))``, ``reward_std = sqrt(m_2)`` (population),
     ``reward_std_se = sqrt((m_4 - m_2²)/S) / (2 sqrt(m_2))`` (NaN where ``m_2 = 0``), and
     ``reward_std_upper95 = reward_std + z_0.95 · reward_std_se``, or ``D · sqrt(1 - 0.05^(1/S))`` with
-    ``D = max(v - lo, hi - v)`` where all ``S`` rewards equal ``v``.
+    ``D = max(v - lo, hi - v)`` where all ``S`` rewards equal ``v``; at most ``(hi - lo)/2``, the largest STD of a
+    reward in ``[lo, hi]``.
 
     Args:
         * ``rewards``: ``(N, S)`` float64 rewards, ``S >= 2``.
@@ -252,6 +253,7 @@ def sampled_reward_stats(
     q_upper = 1.0 - (1.0 - UPPER_CONFIDENCE) ** (1.0 / num_samples)  # Clopper-Pearson with 0 of S differing
     spread = np.maximum(rewards[:, 0] - lo, hi - rewards[:, 0])  # D, used where all samples equal r_0
     upper = np.where(equal, spread * math.sqrt(q_upper), std + z * np.nan_to_num(std_se))
+    upper = np.minimum(upper, (hi - lo) / 2)  # no reward in [lo, hi] has a larger STD
     return {
         "reward_mean": mean,
         "reward_mean_se": np.sqrt(m2 / (num_samples - 1)),
