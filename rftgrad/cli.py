@@ -11,15 +11,17 @@ Commands::
                                  the checkout's paper_figures/, else runs/figures/<budget>/gallery/)
     rftgrad diagnose FILE        which prompts of a rollout log (JSONL/CSV) are in the vanishing-gradient
                                  regime: per-prompt reward mean/STD, frac_reward_zero_std, a scatter in --out
+    rftgrad preflight [options]  before RFT: per-prompt reward mean/STD under a local model (exact where the
+                                 outputs enumerate, else sampled), the stalled share, frac_reward_zero_std at G
 
 Bad input ends with a one-line ``rftgrad: error: ...`` message and exit code 2 (numbers are checked
 for range and finiteness as the command line is parsed; output folders are claimed before any work,
 :func:`rftgrad.results.claim_run_dir`); any other error is a bug of rftgrad's and shows its traceback,
 a line asking for a report, and exit code 1.
 
-Threads: ``exact``, ``check``, ``run`` and ``figures`` take ``--threads N``; without it a command runs with
-``OMP_NUM_THREADS`` intra-op threads if that is set, else one (:func:`rftgrad.runtime.choose_threads` says why),
-and every ``environment.json`` records the count and its source.
+Threads: ``exact``, ``check``, ``run``, ``figures`` and ``preflight`` take ``--threads N``; without it a command
+runs with ``OMP_NUM_THREADS`` intra-op threads if that is set, else one (:func:`rftgrad.runtime.choose_threads` says
+why), and every ``environment.json`` records the count and its source.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -41,12 +43,16 @@ import torch
 from rftgrad import __version__
 from rftgrad.configs import describe_config
 from rftgrad.diagnose import (
+    DEFAULT_SAMPLES,
     EXPORT_NOTE,
     GROUP_SIZES,
+    PREFLIGHT_MAX_OUTPUTS,
     SCALE_REWARDS,
     TO_LABEL_SUFFIX,
     diagnose,
+    format_preflight,
     format_summary,
+    run_preflight,
     to_label_path,
 )
 from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
@@ -326,14 +332,21 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(format_summary(diagnosis))
+    _print_export(args.export_stalled, written)
+    return 0
+
+
+def _print_export(export_stalled: str | None, written: list[Path]) -> None:
+    """Name the report's files and the exported stalled prompts (``diagnose`` and ``preflight``)."""
     export_files = set()
-    if args.export_stalled is not None:
-        export_files = {Path(f).resolve() for f in (args.export_stalled, to_label_path(args.export_stalled))}
+    if export_stalled is not None:
+        export_files = {Path(f).resolve() for f in (export_stalled, to_label_path(export_stalled))}
     exported = [p for p in written if p.resolve() in export_files]  # may lie inside --out too
     report = [p for p in written if p.resolve() not in export_files]
-    print(f"wrote {report[0].parent}/: " + ", ".join(p.name for p in report) + " (+ .pdf)")
-    if args.export_stalled is not None and not exported:
-        print(f"--export-stalled: no prompt is in the vanishing regime; nothing written to {args.export_stalled}")
+    figure = " (+ .pdf)" if any(p.suffix == ".png" for p in report) else ""
+    print(f"wrote {report[0].parent}/: " + ", ".join(p.name for p in report) + figure)
+    if export_stalled is not None and not exported:
+        print(f"--export-stalled: no prompt is in the vanishing regime; nothing written to {export_stalled}")
     for path in exported:
         rows = path.read_text(encoding="utf-8").count("\n")  # one JSON object a line
         what = (
@@ -344,6 +357,56 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
         print(f"exported {rows} {what}: {path}")
     if exported:
         print(f"  {EXPORT_NOTE}")
+
+
+@contextlib.contextmanager
+def _transformers_progress(enabled: bool) -> Iterator[None]:
+    """Run the block with transformers' own progress bars (``Loading weights``) on or off, then restore them."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # preflight names the missing extra itself
+        yield
+        return
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
+
+
+def _cmd_preflight(args: argparse.Namespace) -> int:
+    with _transformers_progress(not args.no_progress):
+        return _run_preflight(args)
+
+
+def _run_preflight(args: argparse.Namespace) -> int:
+    result, written = run_preflight(
+        args.model,
+        args.prompts,
+        args.reward,
+        args.out,  # None: preflight_<prompts stem>, numbered if taken
+        tokenizer=args.tokenizer,
+        answers=None if args.answers is None else args.answers.split(","),
+        answer_tokens=args.answer_tokens,
+        length=args.length,
+        group_size=args.group_size,
+        samples=args.samples,
+        max_outputs=args.max_outputs,
+        seed=args.seed,
+        device=args.device,
+        dtype=args.dtype,
+        reward_range=args.reward_range,
+        max_reward=args.max_reward,
+        std_threshold=args.std_threshold,
+        gap=args.gap,
+        export_stalled_to=args.export_stalled,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        config=_run_config(args),
+    )
+    print(format_preflight(result))
+    _print_export(args.export_stalled, written)
     return 0
 
 
@@ -521,7 +584,66 @@ def build_parser() -> argparse.ArgumentParser:
     dg.add_argument("--out", default=None, help="output folder (default diagnose_<file stem>, else ...-2, ...)")
     dg.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     dg.set_defaults(handler=_cmd_diagnose)
-    for compute in (ex, ck, rn, fg):
+
+    pf = commands.add_parser(
+        "preflight", help="before RFT: which prompts a local model's rewards leave without gradient (exact or sampled)"
+    )
+    pf.add_argument("--model", required=True, help="local model folder written by save_pretrained (never downloads)")
+    pf.add_argument("--prompts", required=True, metavar="FILE.jsonl", help='one {"prompt", "answer"?, "id"?} per line')
+    pf.add_argument(
+        "--reward",
+        default="exact_match",
+        help="exact_match (+1 if the output equals the line's answer, else -1), or module:function or "
+        "path/to/file.py:function, a callable (prompt, output) -> float in [-1, 1] (default exact_match)",
+    )
+    answer_vocab = pf.add_mutually_exclusive_group()
+    answer_vocab.add_argument(
+        "--answers", default=None, metavar="A,B,C,D", help="the answer vocabulary: single-token strings (default: all)"
+    )
+    answer_vocab.add_argument(
+        "--answer-tokens", type=_list_of(_integer(0)), default=None, metavar="ID,ID", help="... or their token ids"
+    )
+    pf.add_argument("--tokenizer", default=None, help="local tokenizer folder (default: --model)")
+    pf.add_argument("--length", type=_integer(1), default=1, help="L, answer tokens per output (default 1)")
+    pf.add_argument(
+        "--group-size", type=_integer(1), default=8, help="G, your trainer's group size (num_generations; default 8)"
+    )
+    pf.add_argument(
+        "--samples",
+        type=_integer(2),
+        default=DEFAULT_SAMPLES,
+        help=f"S, outputs sampled per prompt where V^L > --max-outputs (default {DEFAULT_SAMPLES})",
+    )
+    pf.add_argument(
+        "--max-outputs",
+        type=_integer(1),
+        default=PREFLIGHT_MAX_OUTPUTS,
+        help=f"compute exactly up to V^L outputs, else sample (default 2^{PREFLIGHT_MAX_OUTPUTS.bit_length() - 1})",
+    )
+    pf.add_argument("--seed", type=_integer(0), default=0, help="seed of the sampled outputs (default 0)")
+    pf.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default auto)")
+    pf.add_argument("--dtype", default="float32", help="float32 | float64 (default float32)")
+    pf.add_argument(
+        "--reward-range",
+        type=_list_of(float),
+        default=None,
+        metavar="LO,HI",
+        help="rewards lie in [LO, HI] (default -1,1; write --reward-range=0,1)",
+    )
+    pf.add_argument("--max-reward", type=float, default=None, help="best reward (default HI)")
+    pf.add_argument("--std-threshold", type=float, default=None, help="stalled if STD < this (default 0.1 x range)")
+    pf.add_argument("--gap", type=float, default=None, help="... and mean < max reward - gap (default 0.5 x range)")
+    pf.add_argument(
+        "--export-stalled",
+        default=None,
+        metavar="FILE.jsonl",
+        help="write the stalled prompts as rftgrad diagnose does: an SFT dataset (and FILE.to_label.jsonl)",
+    )
+    pf.add_argument("--out", default=None, help="output folder (default preflight_<prompts stem>, else ...-2, ...)")
+    pf.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    pf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pf.set_defaults(handler=_cmd_preflight)
+    for compute in (ex, ck, rn, fg, pf):
         compute.add_argument(
             "--threads",
             type=_integer(1),
