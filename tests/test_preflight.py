@@ -318,8 +318,8 @@ def bad_cases(tmp_path):
             sampled,
             r"answer 'A' is 1 tokens, not --length 2",
         ),
-        "answers of two tokens": (PROMPTS, ("--answers", "A B,C"), r"--answers: 'A B' is 2 tokens"),
-        "unknown answer": (PROMPTS, ("--answers", "A,Z"), r"--answers: 'Z' is not in the tokenizer's vocabulary"),
+        "answers of two tokens": (PROMPTS, ("--answers", "A B,C"), r"--answers 'A B' is 2 tokens"),
+        "unknown answer": (PROMPTS, ("--answers", "A,Z"), r"--answers 'Z' is not in the tokenizer's vocabulary"),
         "no config": (PROMPTS, (*answers, "--model", str(tmp_path)), r"has no config\.json"),
         "no model folder": (PROMPTS, (*answers, "--model", str(tmp_path / "absent")), r"does not exist"),
         "samples below G": (

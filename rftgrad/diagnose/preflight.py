@@ -65,7 +65,7 @@ from rftgrad.diagnose.stats import (
     unbiased_prob_all_equal,
     value_counts,
 )
-from rftgrad.envs import OutputSpace, RewardEnv, TextEnv, left_pad
+from rftgrad.envs import OutputSpace, RewardEnv, TextEnv, exact_match_reward, left_pad, single_token_ids
 from rftgrad.errors import ConfigError, RewardRangeError, RftgradError
 from rftgrad.models import SoftmaxPolicy
 from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint, free_run_dir, write_run
@@ -798,28 +798,8 @@ class LazyTextEnv(RewardEnv):
 
 
 def answer_token_ids(tokenizer: Any, answers: Sequence[str]) -> tuple[int, ...]:  # noqa: ANN401
-    """The token id of each of ``answers``: each must encode to exactly one token that decodes back to it.
-
-    Raises:
-        * :exc:`ConfigError`: an answer of several tokens (or none), one the tokenizer does not know, a repeat.
-    """
-    ids = []
-    for answer in answers:
-        encoded = [int(t) for t in tokenizer.encode(str(answer), add_special_tokens=False)]
-        if len(encoded) != 1:
-            raise ConfigError(
-                f"--answers: {answer!r} is {len(encoded)} tokens {encoded} of the tokenizer, not one; give "
-                "single-token answers, or their ids with --answer-tokens"
-            )
-        if str(tokenizer.decode(encoded)).strip() != str(answer).strip():
-            raise ConfigError(
-                f"--answers: {answer!r} is not in the tokenizer's vocabulary (it decodes as "
-                f"{tokenizer.decode(encoded)!r}); give answers the tokenizer knows"
-            )
-        ids.append(encoded[0])
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"--answers {list(answers)} name one token twice; list each answer once")
-    return tuple(ids)
+    """``--answers``' token ids: :func:`rftgrad.envs.single_token_ids` with the option's name in its messages."""
+    return single_token_ids(tokenizer, answers, what="--answers")
 
 
 def check_references(
@@ -1016,7 +996,7 @@ def run_preflight(
 
             def text_score(n: int, output: str) -> float:
                 if checked is None:  # exact_match, as TextEnv scores it
-                    return 1.0 if output.strip() == str(references[n]).strip() else -1.0
+                    return exact_match_reward(output, references[n])
                 return checked(prompts.texts[n], output)
 
             env = LazyTextEnv(prompts.texts, tok, vocab, length, text_score)

@@ -57,7 +57,16 @@ from rftgrad.envs.tasks import (
     family_task,
     sequence_task,
 )
-from rftgrad.envs.text import PROMPT_PAD, TEXT_REWARDS, TextEnv, TextReward, check_left_padded, left_pad
+from rftgrad.envs.text import (
+    PROMPT_PAD,
+    TEXT_REWARDS,
+    TextEnv,
+    TextReward,
+    check_left_padded,
+    exact_match_reward,
+    left_pad,
+    single_token_ids,
+)
 from rftgrad.registry import ENVIRONMENTS  # name -> one-line description, for `rftgrad list`
 
 __all__ = [
@@ -98,6 +107,8 @@ __all__ = [
     "TableReward",
     "TEXT_REWARDS",
     "TextEnv",
+    "exact_match_reward",
+    "single_token_ids",
     "TextReward",
     "correct_label_rewards",
     "digits",

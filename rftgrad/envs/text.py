@@ -84,6 +84,40 @@ def _encode(tokenizer: Any, text: str, add_special_tokens: bool) -> list[int]:
     return [int(token) for token in tokenizer.encode(text, add_special_tokens=add_special_tokens)]
 
 
+def single_token_ids(tokenizer: Any, answers: Sequence[str], what: str = "answer") -> tuple[int, ...]:  # noqa: ANN401
+    """The token id of each of ``answers``: each must encode to exactly one token that decodes back to it.
+
+    ``what`` names the answers in the messages (``"--answers"`` at the command line).
+
+    Raises:
+        * :exc:`ConfigError`: an answer of several tokens (or none), one the tokenizer does not know, a repeat.
+    """
+    if isinstance(answers, str):
+        raise ConfigError(f"{what} must be a list of strings, got the string {answers!r}; e.g. ['A', 'B']")
+    ids = []
+    for answer in answers:
+        encoded = _encode(tokenizer, str(answer), False)
+        if len(encoded) != 1:
+            raise ConfigError(
+                f"{what} {answer!r} is {len(encoded)} tokens {encoded} of the tokenizer, not one; give "
+                "single-token answers (or their token ids)"
+            )
+        if str(tokenizer.decode(encoded)).strip() != str(answer).strip():
+            raise ConfigError(
+                f"{what} {answer!r} is not in the tokenizer's vocabulary (it decodes as "
+                f"{tokenizer.decode(encoded)!r}); give answers the tokenizer knows"
+            )
+        ids.append(encoded[0])
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{what}s {list(answers)} name one token twice; list each answer once")
+    return tuple(ids)
+
+
+def exact_match_reward(output: str, reference: str) -> float:
+    """``"exact_match"``: ``+1`` if the decoded output equals the reference (both ``strip()``-ed), else ``-1``."""
+    return 1.0 if str(output).strip() == str(reference).strip() else -1.0
+
+
 class TextEnv(RewardEnv):
     """Tokenised prompts, ``V`` answer tokens, outputs of ``L`` answer tokens, a reward table ``(N, V^L)``.
 
@@ -217,23 +251,7 @@ class TextEnv(RewardEnv):
             raise ConfigError("give exactly one of answer_tokens (token ids) and answers (strings)")
         if answer_tokens is not None:
             return [int(t) for t in index_tensor(answer_tokens, "answer_tokens").reshape(-1).tolist()]
-        if isinstance(answers, str):
-            raise ConfigError(f"answers must be a list of strings, got the string {answers!r}; e.g. ['A', 'B']")
-        ids = []
-        for answer in answers:
-            encoded = _encode(tokenizer, str(answer), False)
-            if len(encoded) != 1:
-                raise ConfigError(
-                    f"answer {answer!r} is {len(encoded)} tokens {encoded}, not one; give answers that are "
-                    "single tokens of the tokenizer (or their ids as answer_tokens)"
-                )
-            if str(tokenizer.decode(encoded)).strip() != str(answer).strip():
-                raise ConfigError(
-                    f"answer {answer!r} is not in the tokenizer's vocabulary (it decodes as "
-                    f"{tokenizer.decode(encoded)!r}); give answers the tokenizer knows"
-                )
-            ids.append(encoded[0])
-        return ids
+        return list(single_token_ids(tokenizer, answers))
 
     @staticmethod
     def _reward_function(
@@ -259,7 +277,7 @@ class TextEnv(RewardEnv):
                     f"reference {references[missing[0]]!r} of prompt {missing[0]} is no output's text; give a "
                     "reference made of the answer tokens"
                 )
-            return lambda index, _prompt, output: 1.0 if output.strip() == wanted[index] else -1.0
+            return lambda index, _prompt, output: exact_match_reward(output, wanted[index])
         if not callable(reward):
             raise ConfigError(f"reward must be a callable (prompt, output) -> float or a name, got {reward!r}")
         if references is not None:
