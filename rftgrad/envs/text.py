@@ -54,8 +54,10 @@ def left_pad(sequences: Sequence[Sequence[int]]) -> torch.Tensor:
 
 
 def check_left_padded(prompts: torch.Tensor, what: str) -> None:
-    """Raise :class:`~rftgrad.errors.ShapeMismatchError` unless ``prompts`` is ``(N, P)`` ids >= 0, each row
-    left-padded with :data:`PROMPT_PAD` and holding at least one token."""
+    """Refuse prompts that are not ``(N, P)`` token ids left-padded with :data:`PROMPT_PAD` (``-1``).
+
+    Raises :class:`~rftgrad.errors.ShapeMismatchError` unless every id is >= 0 or the padding, every row
+    holds at least one token and no padding follows a token."""
     if prompts.ndim != 2 or prompts.shape[0] < 1 or prompts.shape[1] < 1:
         raise ShapeMismatchError(f"{what} must be (N, P) with N, P >= 1, got shape {tuple(prompts.shape)}")
     valid = prompts >= 0

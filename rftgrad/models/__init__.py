@@ -1,5 +1,6 @@
-"""Softmax policies with a leading replica axis R: tabular, linear, MLP, tiny transformer, any
-``transformers`` causal LM (:class:`HFCausalLM`).
+"""Softmax policies with a leading replica axis R: tabular, linear, MLP, tiny transformer, HF causal LM.
+
+:class:`HFCausalLM` wraps any ``transformers`` causal language model.
 
 A new policy subclasses :class:`SoftmaxPolicy` and writes its parameters' initialisation
 (with :func:`init_normal`) and the pure single-replica
@@ -7,7 +8,7 @@ A new policy subclasses :class:`SoftmaxPolicy` and writes its parameters' initia
 A policy whose logits are linear in its parameters may also return a :class:`ClosedFormTree` from
 :meth:`SoftmaxPolicy.closed_form_tree`: the exact engine then needs no autograd.
 
-Importing this package does not import ``transformers``: the names of :mod:`rftgrad.models.hf`
+Importing this package does not import ``transformers``: the names of ``rftgrad.models.hf``
 (:class:`HFCausalLM`, :func:`word_tokenizer`, ...) are in ``__all__`` but load on first access
 (PEP 562 ``__getattr__``); without ``transformers`` that access raises
 :class:`~rftgrad.errors.ConfigError` naming ``pip install -e ".[trl]"``.

@@ -180,7 +180,8 @@ class HFCausalLM(SoftmaxPolicy):
     **Parameters.** ``self.params``: name -> ``(R, ...)`` for every entry of
     ``model.named_parameters()`` (tied weights, e.g. GPT-2's ``lm_head``/``wte``, appear once).
     ``self.model`` is a private copy of the module, in eval mode (dropout off), used only as the
-    skeleton of ``torch.func.functional_call``; its own weights are never read.
+    skeleton of ``torch.func.functional_call``: every call substitutes one replica's parameters, and the
+    module's own are views of replica 0's initial tensors (no second copy of the weights).
 
     Build it with :meth:`from_config` (``R`` random initialisations, one per seed), :meth:`from_pretrained`
     (a local directory) or ``HFCausalLM(model)`` (every replica starts from the weights of ``model``, or
@@ -196,7 +197,8 @@ class HFCausalLM(SoftmaxPolicy):
         env = TextEnv.from_texts(["what is one plus one", "what is one plus two"], tokenizer,
                                  answers=["1", "2", "3"], length=1, reward="exact_match",
                                  references=["2", "3"])
-        config = GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=32)
+        config = GPT2Config(vocab_size=len(tokenizer), n_embd=16, n_layer=2, n_head=2, n_positions=32,
+                            bos_token_id=0, eos_token_id=0)
         policy = HFCausalLM.from_config(config, answer_tokens=env.answer_tokens, num_replicas=2)
         result = exact(policy, env)     # value, std, grad_norm (R, N) over the V^L = 3 outputs
         print(gamma(policy, env))       # γ(x;θ) (R, N): Theorem 1's Jacobian factor
@@ -253,7 +255,7 @@ class HFCausalLM(SoftmaxPolicy):
         if isinstance(packed_tree_limit, bool) or not isinstance(packed_tree_limit, int) or packed_tree_limit < 0:
             raise ConfigError(f"packed_tree_limit={packed_tree_limit!r} is invalid; give an integer >= 0")
         self.packed_tree_limit = packed_tree_limit
-        self._first_replica = {key: value.detach().clone() for key, value in skeleton.named_parameters()}
+        self._first_replica = {key: value.detach() for key, value in skeleton.named_parameters()}
         if attn_implementation is not None and attn_implementation != skeleton.config._attn_implementation:
             try:
                 skeleton.set_attn_implementation(attn_implementation)  # our copy's config only
@@ -266,8 +268,9 @@ class HFCausalLM(SoftmaxPolicy):
         #: names of the modules changed to compute in float64 (see ``_run_in_float64``).
         self.float64_modules = _run_in_float64(self.model) if self.model.dtype == torch.float64 else []
         super().__init__(vocab, max_length, seeds, None, device, dtype, temperature)
-        self.model.to(self.device)
         del self._first_replica
+        self.model.to(self.device)
+        self._share_weights_with_first_replica()
         self.answer_ids = (
             torch.arange(vocab, device=self.device)
             if self.answer_tokens is None
@@ -275,6 +278,20 @@ class HFCausalLM(SoftmaxPolicy):
         )  # (V,): the model's token id of each answer token
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self._ancestors: dict[tuple[int, str], torch.Tensor] = {}
+
+    def _share_weights_with_first_replica(self) -> None:
+        """Make ``self.model``'s parameters views of replica 0's initial tensors (``self.params[key][0]``).
+
+        The policy never reads them (every call substitutes a replica's parameters), so the module keeps
+        no second copy of the weights; tied parameters stay tied (one view for all their uses)."""
+        names = {id(param): key for key, param in self.model.named_parameters()}  # tied: the first name
+        views: dict[int, torch.nn.Parameter] = {}
+        for module in self.model.modules():
+            for attribute, param in list(module._parameters.items()):
+                if param is not None:
+                    if id(param) not in views:
+                        views[id(param)] = torch.nn.Parameter(self.params[names[id(param)]][0], requires_grad=False)
+                    module._parameters[attribute] = views[id(param)]
 
     # ----------------------------------------------------------------- construction
     @classmethod

@@ -186,6 +186,31 @@ def test_replicas_are_independent_and_equal_one_replica_policies(arch):
     assert not torch.equal(both.params[next(iter(both.params))][0], both.params[next(iter(both.params))][1])
 
 
+def test_the_policys_module_holds_views_of_replica_0_and_keeps_tied_weights_tied():
+    policy = HFCausalLM.from_config(gpt2_config(), ANSWERS, num_replicas=2)
+    for key, param in policy.model.named_parameters():
+        assert param.data_ptr() == policy.params[key][0].data_ptr() and not param.requires_grad
+    assert policy.model.lm_head.weight is policy.model.transformer.wte.weight
+    assert "lm_head.weight" not in policy.params and not policy.model.training
+
+
+@pytest.mark.parametrize("arch", CONFIGS)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_policy_on_the_auto_device_equals_the_cpu_float64_policy(arch, dtype):
+    """``device="auto"`` is CUDA where there is one (else the CPU); float32 agrees to its own precision."""
+    env = table_env(ANSWERS, 3)
+    reference = exact(HFCausalLM.from_config(CONFIGS[arch](), ANSWERS, max_length=3), env)
+    policy = HFCausalLM.from_config(CONFIGS[arch](), ANSWERS, max_length=3, device="auto", dtype=dtype)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert policy.device.type == expected and policy.answer_ids.device.type == expected
+    assert all(p.device.type == expected for p in policy.model.parameters())
+    result = exact(policy, env)
+    tol = HF_LAYOUT_ATOL if dtype == "float64" else ATOL[torch.float32]
+    for field in ("value", "std", "grad_norm"):  # float32: ATOL's O(1) bound scaled by |grad_norm| (up to 13)
+        scale = 0 if dtype == "float64" else tol
+        assert torch.allclose(getattr(result, field).cpu().double(), getattr(reference, field), atol=tol, rtol=scale)
+
+
 def test_from_config_leaves_the_global_rng_dtype_and_config_as_they_were():
     config = gpt2_config()
     before_config = config.to_dict()
@@ -310,6 +335,9 @@ def test_text_env_scores_decoded_strings():
     assert env.features.shape == (3, 1)
     exact_env = TextEnv.from_texts(prompts, tokenizer, answers=["1", "2", "3"], length=1, references=["3", "1", "2"])
     assert exact_env.reward_table().tolist() == [[-1, -1, 1], [1, -1, -1], [-1, 1, -1]]
+    swapped = exact_env.with_rewards(torch.zeros(3, 3))
+    assert swapped.answer_tokens == exact_env.answer_tokens and torch.equal(swapped.targets, exact_env.targets)
+    assert swapped.reward_table().abs().sum() == 0 and exact_env.reward_table().abs().sum() == 9
 
 
 def test_text_env_refuses_bad_input_with_one_line_errors():
@@ -328,6 +356,11 @@ def test_text_env_refuses_bad_input_with_one_line_errors():
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="non-empty list of strings"):
         TextEnv.from_texts("a b", tokenizer, answers=["a", "b"], references=["a"])
+    with pytest.raises(ShapeMismatchError, match="2 prompt_texts for 1 prompts"):
+        TextEnv(left_pad([[2]]), (2, 3), 1, torch.zeros(1, 2), prompt_texts=["a", "b"])
+    for words in ([], ["a", "a"], ["a b"], ["[PAD]"]):
+        with pytest.raises(ConfigError, match="word"):
+            word_tokenizer(words)
 
 
 def test_the_class_docstring_example_runs():
@@ -342,10 +375,9 @@ def test_the_class_docstring_example_runs():
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+    """``code`` in a fresh interpreter on this checkout."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_import_rftgrad_does_not_import_transformers_and_a_missing_one_names_the_extra():
