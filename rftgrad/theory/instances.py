@@ -253,8 +253,8 @@ def _hf_policy(
     scaled = [key for key in policy.params if key.startswith(HF_FINAL_NORM[spec.kind])]
     if not scaled:  # transformers renamed the module: fail loudly rather than ignore the logit scale
         raise ConfigError(f"no parameter {HF_FINAL_NORM[spec.kind]}* in the {spec.kind} model; update HF_FINAL_NORM")
-    for key in scaled:
-        policy.params[key] = policy.params[key] * spec.logit_scale
+    for key in scaled:  # in place: the module's own weights are views of replica 0's (HFCausalLM)
+        policy.params[key].mul_(spec.logit_scale)
     return policy
 
 

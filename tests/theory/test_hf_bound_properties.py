@@ -8,6 +8,9 @@ L in [1, 3], or over the model's whole vocabulary of V in [4, 16] tokens at L = 
 log-uniform in [0.01, 50] (the final norm's gain: near-uniform to near-deterministic, where STD
 is small), T in {0.5, 1, 2}, every reward kind.
 
+The instances themselves: the logit scale multiplies the logits, a spec gives the same policy twice,
+``draw_specs`` keeps HF kinds to these output spaces, and a spec refuses fields that do not fit.
+
 Properties:
 
 1. every bound holds (paper, sharpened, martingale, tight, logit: all five apply to a model whose
@@ -20,8 +23,9 @@ Properties:
 
 Example counts follow the profile (tests/conftest.py): the everyday profiles (default, ci) run 25
 examples per test; ``HYPOTHESIS_PROFILE=thorough`` runs ``HF_SHARE`` of its 10^5 examples per
-property-1 test, 2,500 per HF kind (5,000 in all, about 5 minutes on 2 CPU cores at ~60 ms an
-example; the built-in classes' 10^5 take about 21 minutes), and 500 of property 2.
+property-1 test, 2,500 per HF kind (5,000 in all), and 500 of property 2: measured 7.1 minutes on
+the 2-core CPU (157 s GPT-2, 159 s Llama, 103 s Lanczos; about 63 ms an example; 0 failures; load
+average 1.5), beside the built-in classes' 10^5 examples in about 21 minutes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("transformers")
 
+from rftgrad.errors import ConfigError  # noqa: E402
 from rftgrad.theory import gamma  # noqa: E402
 from rftgrad.theory.instances import (  # noqa: E402
     HF_MAX_LENGTH,
@@ -43,6 +48,7 @@ from rftgrad.theory.instances import (  # noqa: E402
     HF_POLICY_KINDS,
     REWARD_KINDS,
     InstanceSpec,
+    draw_specs,
     random_instance,
 )
 from tests.theory.test_bound_properties import (  # noqa: E402
@@ -52,12 +58,12 @@ from tests.theory.test_bound_properties import (  # noqa: E402
     check_every_bound_holds,
     examples_for,
 )
-from tests.tolerances import LANCZOS_RTOL  # noqa: E402
+from tests.tolerances import EXACT_ATOL, LANCZOS_RTOL  # noqa: E402
 
 #: Share of the thorough profile's 10^5 examples for each HF kind's property-1 test: 2,500 each.
 #: An HF example costs ~40-100 ms (exact engine and γ through transformers' modules, vmapped over
 #: prefixes and parameter copies), 3-10x a built-in class's, so 2,500 per kind keeps the HF run near
-#: 5 minutes beside the built-in classes' ~21; the everyday profiles run 25 per test regardless.
+#: 7 minutes beside the built-in classes' ~21; the everyday profiles run 25 per test regardless.
 HF_SHARE = 0.025
 #: Share for the Lanczos-against-Jacobian test (500 under thorough; it runs γ twice per example).
 LANCZOS_SHARE = 0.005
@@ -90,6 +96,39 @@ def hf_instance_specs(draw: st.DrawFn, kinds: tuple[str, ...] = HF_POLICY_KINDS)
         seed=draw(st.integers(0, 2**31 - 1)),
         full_vocab=full_vocab,
     )
+
+
+# --------------------------------------------------------------------------- the instances
+def test_the_logit_scale_multiplies_the_logits_and_specs_are_reproducible():
+    """``logit_scale`` is the final norm's gain, so the logits at scale s are s times those at scale 1 (same
+    seed: same architecture, answers and weights); the same spec gives the same policy twice."""
+    for kind in HF_POLICY_KINDS:
+        logits = {}
+        for scale in (1.0, 7.5, 7.5):
+            env, policy = random_instance(InstanceSpec(kind=kind, vocab_size=3, length=2, logit_scale=scale, seed=4))
+            prefixes = env.output_space.prefixes(1)[None].expand(env.num_inputs, -1, -1)  # (N, V, 1)
+            logits.setdefault(scale, []).append(
+                policy.prefix_logits(torch.arange(env.num_inputs), policy.inputs_from(env), prefixes)
+            )  # (R, N, V, V)
+        assert torch.equal(logits[7.5][0], logits[7.5][1])
+        assert torch.allclose(logits[7.5][0], 7.5 * logits[1.0][0], rtol=0, atol=EXACT_ATOL)
+        assert float(logits[1.0][0].std()) > 0.1  # not a degenerate (constant) model
+
+
+def test_draw_specs_keeps_hf_kinds_to_small_output_spaces_and_specs_refuse_bad_fields():
+    """``rftgrad check``'s draw: an answer subset (V <= 4, L <= 3) or the whole vocabulary at L = 1."""
+    specs = draw_specs(400, seed=3, kinds=HF_POLICY_KINDS)
+    subset = [s for s in specs if not s.full_vocab]
+    full = [s for s in specs if s.full_vocab]
+    assert {s.kind for s in specs} == set(HF_POLICY_KINDS) and subset and full
+    assert all(2 <= s.vocab_size <= HF_MAX_VOCAB and 1 <= s.length <= HF_MAX_LENGTH for s in subset)
+    assert all(4 <= s.vocab_size <= HF_MODEL_VOCAB and s.length == 1 for s in full)
+    assert {s.length for s in subset} == set(range(1, HF_MAX_LENGTH + 1))
+    for bad in (dict(kind="transformer", full_vocab=True, length=1, vocab_size=8),
+                dict(kind="gpt2", full_vocab=True, length=2, vocab_size=8),
+                dict(kind="llama", vocab_size=HF_MODEL_VOCAB + 1, length=1)):  # fmt: skip
+        with pytest.raises(ConfigError, match="full_vocab|HF_MODEL_VOCAB"):
+            InstanceSpec(**bad)
 
 
 # --------------------------------------------------------------------------- property 1
