@@ -63,7 +63,7 @@ from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint,
 from rftgrad.runtime import DEFAULT_CPU_THREADS, choose_threads, use_threads
 from rftgrad.theory import exact, gamma
 from rftgrad.theory.check import run_check
-from rftgrad.theory.instances import POLICY_KINDS, draw_specs
+from rftgrad.theory.instances import HF_POLICY_KINDS, POLICY_KINDS, draw_specs
 
 __all__ = [
     "BUG_REPORT",
@@ -182,9 +182,10 @@ def _cmd_exact(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     kinds = tuple(k.strip() for k in args.policy.split(","))
-    unknown = [k for k in kinds if k not in POLICY_KINDS]
+    known = POLICY_KINDS + HF_POLICY_KINDS  # the HF kinds need transformers (random_instance says so)
+    unknown = [k for k in kinds if k not in known]
     if unknown:
-        raise ConfigError(f"unknown policy kind(s) {', '.join(unknown)}; choose from {', '.join(POLICY_KINDS)}")
+        raise ConfigError(f"unknown policy kind(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     claim = None if args.out is None else claim_run_dir(args.out, "check", _fingerprint(args), overwrite=args.overwrite)
     with claim or contextlib.nullcontext():
         specs = draw_specs(args.examples, seed=args.seed, kinds=kinds, max_length=args.max_len)
@@ -199,7 +200,8 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"{violations} violation(s) in {len(specs)} examples ({len(rows)} inputs)")
     if violations:
         worst = rows[rows["violation"]].iloc[0]
-        fields = ("kind", "vocab_size", "length", "logit_scale", "reward_kind", "temperature", "feature_map", "seed")
+        fields = ("kind", "vocab_size", "length", "logit_scale", "reward_kind", "temperature", "feature_map", "seed",
+                  "full_vocab")  # fmt: skip
         print("first violating spec: InstanceSpec(" + ", ".join(f"{k}={worst[k]!r}" for k in fields) + ")")
     return 1 if violations else 0
 
@@ -463,7 +465,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ck = commands.add_parser("check", help="check Theorem 1's bounds on random policies (exit 1 on a violation)")
     ck.add_argument("--examples", type=_integer(1), default=200, help="random instances to check (default 200)")
-    ck.add_argument("--policy", default=",".join(POLICY_KINDS), help="policy kinds, comma-separated (default: all)")
+    ck.add_argument(
+        "--policy",
+        default=",".join(POLICY_KINDS),
+        help=f"policy kinds, comma-separated (default: {','.join(POLICY_KINDS)}; "
+        f"{', '.join(HF_POLICY_KINDS)}: transformers causal LMs, need transformers)",
+    )
     ck.add_argument("--max-len", type=_integer(1), default=5, help="largest output length L (default 5)")
     ck.add_argument("--seed", type=_integer(0), default=0, help="seed of the instance draw (default 0)")
     ck.add_argument("--out", default=None, help="write config.json, environment.json and the check tables here")

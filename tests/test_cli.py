@@ -135,3 +135,35 @@ def test_the_check_fails_on_a_cli_that_calls_every_value_error_a_user_error(monk
 
     with pytest.raises(AssertionError):
         check_errors_are_reported_by_kind(broad_main, monkeypatch, capsys)
+
+
+def test_check_runs_the_transformers_kinds(tmp_path, capsys):
+    """``rftgrad check --policy gpt2,llama``: random GPT-2 and Llama instances, 0 violations."""
+    pytest.importorskip("transformers")
+    args = ["check", "--policy", "gpt2,llama", "--examples", "4", "--seed", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 0
+    assert "0 violation(s) in 4 examples" in capsys.readouterr().out
+    summary = pd.read_csv(tmp_path / "run" / "check_summary.csv")
+    assert list(summary["kind"]) == ["gpt2", "llama", "all"] and summary["violations"].sum() == 0
+    rows = pd.read_csv(tmp_path / "run" / "check_rows.csv")
+    assert rows["length"].max() <= 3 and (rows["length"][rows["full_vocab"]] == 1).all()
+
+
+def test_check_needs_transformers_only_for_the_transformers_kinds():
+    """Without transformers the default kinds run, and ``--policy gpt2`` ends in one line naming the extra."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys\nsys.modules['transformers'] = None  # as if it were not installed\n"
+        "from rftgrad.cli import main\n"
+        "assert main(['check', '--examples', '2', '--no-progress']) == 0\n"
+        "sys.exit(main(['check', '--policy', 'gpt2', '--examples', '1', '--no-progress']))\n"
+    )
+    env = {"PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "PATH": ""}
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip()
+    assert err.startswith("rftgrad: error: ") and "\n" not in err and 'pip install -e ".[trl]"' in err, err
