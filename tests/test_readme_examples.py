@@ -221,6 +221,8 @@ NOT_EXECUTED: dict[str, str] = {
     "(read from this very block) into a temporary folder instead of site/",
     "rftgrad diagnose": "the subcommand's name in the Layout table, not a command (it needs a FILE; the README's "
     "`rftgrad diagnose examples/rollouts.jsonl ...` runs)",
+    "rftgrad preflight": "the subcommand's name in the command table, not a command (it needs a local model folder "
+    "and a prompts file; tests/test_preflight.py runs it on a tiny GPT-2 saved with save_pretrained)",
     "HYPOTHESIS_PROFILE=ci python -m pytest": "the test suite, which this test is part of; CI runs this very block "
     "(tests/test_readme.py, test_ci_runs_the_readme_test_command)",
 }
