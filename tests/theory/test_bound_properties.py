@@ -59,6 +59,11 @@ MAX_OUTPUTS = 256
 MAX_VOCAB, MAX_LENGTH = 6, 5
 MIN_SCALE, MAX_SCALE = 0.01, 50.0  # near-uniform ... near-deterministic (small STD the other way)
 TEMPERATURES = (0.5, 1.0, 2.0)
+#: logit scales: both ends, or log-uniform between them (clamped: exp(log(50)) may round past 50).
+LOGIT_SCALES = st.one_of(
+    st.sampled_from([MIN_SCALE, MAX_SCALE]),
+    st.floats(math.log(MIN_SCALE), math.log(MAX_SCALE)).map(lambda log: min(max(math.exp(log), MIN_SCALE), MAX_SCALE)),
+)
 
 #: Share of a large profile's examples for each class in property 1 (sums to 1): under thorough,
 #: 25 000 / 35 000 / 15 000 / 25 000. Linear covers four feature maps, the MLP only L = 1; the
@@ -101,14 +106,12 @@ def instance_specs(
     kind = draw(st.sampled_from(kinds))
     vocab = draw(st.sampled_from(range(2, MAX_VOCAB + 1)))  # sampled_from: near-uniform, unlike integers()
     length = draw(st.sampled_from(range(1, longest_length(vocab, kind, max_outputs) + 1)))
-    log_scale = st.floats(math.log(MIN_SCALE), math.log(MAX_SCALE)).map(math.exp)
-    scale = draw(st.one_of(st.sampled_from([MIN_SCALE, MAX_SCALE]), log_scale))
     return InstanceSpec(
         kind=kind,
         vocab_size=vocab,
         length=length,
         num_inputs=draw(st.sampled_from([1, 2, 3])),
-        logit_scale=min(max(scale, MIN_SCALE), MAX_SCALE),  # exp(log(50)) may round past 50
+        logit_scale=draw(LOGIT_SCALES),
         reward_kind=draw(st.sampled_from(reward_kinds)),
         temperature=draw(st.sampled_from(TEMPERATURES)),
         feature_map=draw(st.sampled_from(FEATURE_MAPS)) if kind == "linear" else "input_last_token",

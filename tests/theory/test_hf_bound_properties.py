@@ -30,8 +30,6 @@ average 1.5), beside the built-in classes' 10^5 examples in about 21 minutes.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -52,6 +50,7 @@ from rftgrad.theory.instances import (  # noqa: E402
     random_instance,
 )
 from tests.theory.test_bound_properties import (  # noqa: E402
+    LOGIT_SCALES,
     MAX_SCALE,
     MIN_SCALE,
     TEMPERATURES,
@@ -83,14 +82,12 @@ def hf_instance_specs(draw: st.DrawFn, kinds: tuple[str, ...] = HF_POLICY_KINDS)
     else:
         vocab = draw(st.sampled_from(range(2, HF_MAX_VOCAB + 1)))
         length = draw(st.sampled_from(range(1, HF_MAX_LENGTH + 1)))
-    log_scale = st.floats(math.log(MIN_SCALE), math.log(MAX_SCALE)).map(math.exp)
-    scale = draw(st.one_of(st.sampled_from([MIN_SCALE, MAX_SCALE]), log_scale))
     return InstanceSpec(
         kind=kind,
         vocab_size=vocab,
         length=length,
         num_inputs=draw(st.sampled_from([1, 2, 3])),
-        logit_scale=min(max(scale, MIN_SCALE), MAX_SCALE),  # exp(log(50)) may round past 50
+        logit_scale=draw(LOGIT_SCALES),
         reward_kind=draw(st.sampled_from(REWARD_KINDS)),
         temperature=draw(st.sampled_from(TEMPERATURES)),
         seed=draw(st.integers(0, 2**31 - 1)),
