@@ -19,6 +19,7 @@ __all__ = [
     "InitializationError",
     "OutputError",
     "CheckpointError",
+    "first_line",
 ]
 
 
@@ -61,3 +62,12 @@ class OutputError(RftgradError, ValueError):
 
 class CheckpointError(RftgradError, ValueError):
     """A training checkpoint that is truncated, corrupt, or from another run: the message names the file to delete."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-empty line of an exception's message, stripped (else the exception's type name).
+
+    For quoting a third-party error (transformers' run over several lines) inside a one-line message.
+    """
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__

@@ -66,7 +66,7 @@ from rftgrad.diagnose.stats import (
     value_counts,
 )
 from rftgrad.envs import OutputSpace, RewardEnv, TextEnv, exact_match_reward, left_pad, single_token_ids
-from rftgrad.errors import ConfigError, RewardRangeError, RftgradError
+from rftgrad.errors import ConfigError, RewardRangeError, RftgradError, first_line
 from rftgrad.models import SoftmaxPolicy
 from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint, free_run_dir, write_run
 from rftgrad.runtime import is_count
@@ -688,7 +688,7 @@ def load_reward(spec: str) -> Callable[[str, str], Any] | str:
         ) from None
     except Exception as err:  # the user's module failed to import: their error, named in one line
         raise ConfigError(
-            f"--reward {spec!r}: importing {where} raised {type(err).__name__}: {_first_line(err)}"
+            f"--reward {spec!r}: importing {where} raised {type(err).__name__}: {first_line(err)}"
         ) from None
     function = getattr(module, name, None)
     if function is None:
@@ -696,11 +696,6 @@ def load_reward(spec: str) -> Callable[[str, str], Any] | str:
     if not callable(function):
         raise ConfigError(f"--reward {spec!r}: {where}.{name} is a {type(function).__name__}, not a function")
     return function
-
-
-def _first_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 class CheckedReward:
@@ -727,7 +722,7 @@ class CheckedReward:
             value = self.function(prompt, output)
         except Exception as err:  # the user's function failed: one line naming where
             raise ConfigError(
-                f"--reward {self.spec} raised {type(err).__name__}: {_first_line(err)} on "
+                f"--reward {self.spec} raised {type(err).__name__}: {first_line(err)} on "
                 f"{self._context(prompt, output)} and output {output!r}; fix the function"
             ) from None
         if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
@@ -868,7 +863,7 @@ def _load_tokenizer(path: str | Path) -> Any:  # noqa: ANN401 - a transformers t
         return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ConfigError(
-            f"cannot load a tokenizer from {str(folder)!r}: {_first_line(err)}; save it there with "
+            f"cannot load a tokenizer from {str(folder)!r}: {first_line(err)}; save it there with "
             "tokenizer.save_pretrained(DIR), or pass --tokenizer DIR"
         ) from None
 

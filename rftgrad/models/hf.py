@@ -29,7 +29,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv
 from rftgrad.envs.text import check_left_padded
-from rftgrad.errors import ConfigError, EnumerationLimitError, ShapeMismatchError
+from rftgrad.errors import ConfigError, EnumerationLimitError, ShapeMismatchError, first_line
 from rftgrad.models.base import Params, SoftmaxPolicy
 from rftgrad.runtime import replica_seeds, resolve_dtype
 
@@ -262,7 +262,7 @@ class HFCausalLM(SoftmaxPolicy):
             except (ValueError, KeyError, ImportError) as err:
                 raise ConfigError(
                     f"{type(skeleton).__name__} cannot run attn_implementation={attn_implementation!r}: "
-                    f"{_first_line(err)}; give 'sdpa', 'eager' or None (keep the model's)"
+                    f"{first_line(err)}; give 'sdpa', 'eager' or None (keep the model's)"
                 ) from err
         self.model = skeleton.to(dtype=resolve_dtype(dtype)).eval().requires_grad_(False)
         #: names of the modules changed to compute in float64 (see ``_run_in_float64``).
@@ -325,7 +325,7 @@ class HFCausalLM(SoftmaxPolicy):
                     copy.deepcopy(config), dtype=torch.float32, attn_implementation=attn_implementation
                 )
             except ValueError as err:  # an architecture without a causal-LM head, an unknown attention
-                raise ConfigError(f"cannot build a causal LM from {type(config).__name__}: {_first_line(err)}") from err
+                raise ConfigError(f"cannot build a causal LM from {type(config).__name__}: {first_line(err)}") from err
 
         return cls(build, answer_tokens, max_length, seed, num_replicas, device, dtype, temperature, None, **kwargs)
 
@@ -361,7 +361,7 @@ class HFCausalLM(SoftmaxPolicy):
                 folder, local_files_only=True, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation
             )
         except (OSError, ValueError, KeyError) as err:
-            raise ConfigError(f"cannot load a causal LM from {str(folder)!r}: {_first_line(err)}") from err
+            raise ConfigError(f"cannot load a causal LM from {str(folder)!r}: {first_line(err)}") from err
         return cls(model, answer_tokens, max_length, 0, num_replicas, device, dtype, temperature, None, **kwargs)
 
     def _built(self, replica_seed: int) -> torch.nn.Module:
@@ -592,12 +592,6 @@ class HFCausalLM(SoftmaxPolicy):
     def describe(self) -> str:
         """One line: name and architecture, R, parameters per replica, V, L, device, dtype."""
         return super().describe().replace(self.name, f"{self.name} ({type(self.model).__name__})", 1)
-
-
-def _first_line(err: BaseException) -> str:
-    """The first non-empty line of an exception's message (transformers' errors run over several lines)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return lines[0] if lines else type(err).__name__
 
 
 def word_tokenizer(words: Sequence[str]) -> PreTrainedTokenizerFast:
