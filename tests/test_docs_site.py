@@ -19,6 +19,7 @@ A missing Sphinx (or extension) fails the tests with the install line; it does n
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import importlib
 import importlib.util
@@ -38,8 +39,12 @@ INSTALL = 'pip install -c constraints.txt -e ".[dev]"'
 LESSONS = sorted(path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if "_solutions" not in path.stem)
 
 
-def load_script(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
+@functools.cache
+def load_script(name: str):
+    """``docs/<name>.py`` as a module, loaded once (the extension imports ``build_api``, so that one goes first)."""
+    if name != "build_api":
+        load_script("build_api")
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules.setdefault(name, module)
     spec.loader.exec_module(module)
@@ -116,7 +121,7 @@ def doc_words(text: str, count: int = 4) -> list[str]:
 
 def documented_text(module_name: str, name: str) -> str:
     """What a name's entry shows as its description: its docstring, or for a constant the comment above it."""
-    builder = load_script("sphinx_rftgrad", ROOT / "docs" / "sphinx_rftgrad.py")
+    builder = load_script("sphinx_rftgrad")
     value = getattr(importlib.import_module(module_name), name)
     if builder.kind_of(value) == "data":
         return builder.constant_comment(module_name, name)
@@ -155,7 +160,7 @@ def missing_entries(site: Path, objects: dict[str, str], modules) -> list[str]:
 
 
 def test_every_public_name_has_a_rendered_entry_with_its_docstring(site):
-    builder = load_script("build_api", ROOT / "docs" / "build_api.py")
+    builder = load_script("build_api")
     problems = missing_entries(site, inventory_objects(site), builder.MODULES)
     assert not problems, "\n".join(problems)
 
