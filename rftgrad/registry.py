@@ -48,6 +48,7 @@ EXPERIMENTS: dict[str, str] = {
     "prevalence": "paper Section 4.1: per-task share of small-STD, far-from-optimal prompts under a pretrained "
     "transformer, and RFT vs SFT gains",
     "estimators": "past the paper: GRPO/RLOO/Dr. GRPO/DAPO updates vanish like p, closed form vs Monte Carlo; pass@k",
+    "reward_teacher": "past the paper (Razin et al. 2025): reward-model accuracy vs induced variance as teacher, exact",
 }
 
 #: estimator name -> one line (formulas in rftgrad.finetune.advantages).
