@@ -102,5 +102,6 @@ TESTING: dict[str, object] = {
         "indicator:0.2",
     ),  # fmt: skip
     "ascent_proxies": 2,
+    "lr": 2.0,
     "trajectory_points": 20,
 }
