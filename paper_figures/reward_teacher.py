@@ -47,7 +47,7 @@ def draw(run: ExperimentRun) -> tuple[Any, str]:
     )
     cases = run.score["accurate_slower_than_less_accurate"]
     if cases:
-        case = max(cases, key=lambda c: c["slowdown"])
+        case = max(cases, key=lambda c: c["slowdown"] if c["slowdown"] != float("inf") else 0)
         key += (
             f"; accuracy-1 {case['accurate_proxy']} {case['slowdown']:.0f}x slower than {case['less_accurate_proxy']}"
             f" (accuracy {case['less_accurate_accuracy']:.2f}) under {case['policy']}"

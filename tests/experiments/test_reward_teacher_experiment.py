@@ -204,7 +204,7 @@ def test_bad_settings_are_refused(sets, message):
 
 @pytest.mark.slow
 def test_default_budget_claims(tmp_path):
-    """Default budget (N = 8, 13 proxies; measured): accuracy-1 scaled:0.03 is 21x slower than noisy:0.3 (accuracy
+    """Default budget (N = 8, 13 proxies; measured): accuracy-1 scaled:0.03 is 42x slower than noisy:0.3 (accuracy
     0.69 on π(0) pairs) from A and 54x slower than indicator:0.2 (0.52) from B; pooled Spearman(speed, variance)
     +0.67 vs accuracy +0.15/+0.17; from B +0.89 vs -0.25; from A variance +0.46 beats accuracy on π(0) pairs
     (+0.40) but not uniform accuracy (+0.52, the measured direction, docs); compressA/compressB swap order."""

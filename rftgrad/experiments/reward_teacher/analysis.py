@@ -74,7 +74,11 @@ def slow_accurate(table: pd.DataFrame) -> list[dict[str, Any]]:
         exact_rows, low_rows = rows[rows[measure] >= ONE], rows[rows[measure] <= LOW_ACCURACY]
         if exact_rows.empty or low_rows.empty:
             continue
-        slow, fast = times[exact_rows.index].idxmax(), times[low_rows.index].idxmin()
+        fast = times[low_rows.index].idxmin()
+        exact_times = times[exact_rows.index]
+        finite = exact_times[np.isfinite(exact_times)]
+        # the slowest accuracy-1 proxy that reached the target, if one is slower than `fast`; else a censored one
+        slow = finite.idxmax() if len(finite) and finite.max() > times[fast] else exact_times.idxmax()
         if times[fast] < times[slow]:
             cases.append({"policy": str(policy), "measure": measure,
                           "accurate_proxy": rows.at[slow, "proxy"], "accurate_time": float(times[slow]),
@@ -100,7 +104,9 @@ def flips(table: pd.DataFrame) -> dict[str, Any]:
     found = []
     for p, q in itertools.combinations(times.index, 2):
         a, b = times.loc[p], times.loc[q]
-        if (a["A"] - b["A"]) * (a["B"] - b["B"]) < 0:  # opposite orders (inf - inf = nan never counts)
+        order_a = int(a["A"] > b["A"]) - int(a["A"] < b["A"])  # two censored (inf, inf) compare equal: no flip
+        order_b = int(a["B"] > b["B"]) - int(a["B"] < b["B"])
+        if order_a * order_b < 0:
             first, second = (p, q) if a["A"] < b["A"] else (q, p)
             ratio_a = times.at[second, "A"] / times.at[first, "A"]
             ratio_b = times.at[first, "B"] / times.at[second, "B"]
@@ -165,9 +171,10 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     parts.append(f"both policies pooled: {pooled['variance']:+.2f} vs {pooled['accuracy_policy']:+.2f}, "
                  f"{pooled['accuracy_uniform']:+.2f}")  # fmt: skip
     if cases:
-        case = max(cases, key=lambda c: c["slowdown"])
+        case = max(cases, key=lambda c: c["slowdown"] if math.isfinite(c["slowdown"]) else 0)
+        slower = f"{case['slowdown']:.3g}x slower" if math.isfinite(case["slowdown"]) else "censored, slower"
         parts.append(
-            f"accuracy-1 {case['accurate_proxy']} is {case['slowdown']:.3g}x slower than {case['less_accurate_proxy']} "
+            f"accuracy-1 {case['accurate_proxy']} is {slower} than {case['less_accurate_proxy']} "
             f"(accuracy {case['less_accurate_accuracy']:.2f}, {ACCURACIES[case['measure']]}) under {case['policy']}"
         )
     if "largest" in flip:

@@ -38,7 +38,7 @@ class Config:
     rise: float = 0.05  # target: the mean ground-truth reward's rise over its start (the headline teaching time)
     rise_sweep: tuple[float, ...] = (0.02, 0.1, 0.2, 0.3)  # further rises whose times the correlations are also read at
     t_max: float = 1e5  # flow-time budget; a proxy not reaching the target by then is censored
-    lr: float = 10.0  # step size of the exact gradient-ascent check (steps x lr against the flow time)
+    lr: float = 2.0  # step size of the exact gradient-ascent check (steps x lr against the flow time)
     ascent_proxies: int = 4  # proxies (the first ones) also run by exact gradient ascent, per policy
     trajectory_points: int = 60  # log-spaced times stored per trajectory
     seed: int = 0  # seed of the ground truth and of the noisy proxies' noise
@@ -102,6 +102,5 @@ TESTING: dict[str, object] = {
         "indicator:0.2",
     ),  # fmt: skip
     "ascent_proxies": 2,
-    "lr": 2.0,
     "trajectory_points": 20,
 }
