@@ -153,7 +153,7 @@ def test_teaching_flow_matches_theorem_2_flow():
 def test_velocity_and_the_variance_growth_inequality_on_random_instances():
     """``mean_velocity`` is ``rft_gradient / N``; and the step of the rate bound, ``|dVar/dt| <= 2 STD³ / N`` along
     the proxy's own flow, holds on random logits and rewards (it would fail for a wrong derivation: the ratio
-    reaches 0.3 here)."""
+    reaches 0.25 here)."""
     rng = np.random.default_rng(0)
     worst = 0.0
     for _ in range(200):

@@ -320,17 +320,6 @@ def draw_policy_panel(ax: Any, table: pd.DataFrame) -> None:  # noqa: ANN401 - a
     draw_legend(ax, table)
 
 
-def draw_trajectories(ax: Any, trajectories: pd.DataFrame, table: pd.DataFrame, policy: str) -> None:  # noqa: ANN401
-    """Ground-truth reward over flow time under ``policy``, one line per proxy (colour = family)."""
-    colors = family_colors()
-    families = table.drop_duplicates("proxy").set_index("proxy")["family"]
-    rows = table[table["policy"] == policy]
-    for proxy, line in trajectories[trajectories["policy"] == policy].groupby("proxy", sort=False):
-        ax.plot(line["time"], line["truth_value"], color=colors[families[proxy]], lw=0.9)
-    ax.axhline(float(rows["target"].iloc[0]), color="black", lw=0.6, ls="-.")
-    ax.set(xscale="log", xlabel="flow time", ylabel="E[r_G] (mean over inputs)", title=f"policy {policy}")
-
-
 def draw_sweep_panel(ax: Any, table: pd.DataFrame, sweep: pd.DataFrame) -> None:  # noqa: ANN401 - an Axes
     """Spearman of teaching speed with the variance and with each accuracy against the target rise (both policies
     pooled: solid; per policy: thin)."""
