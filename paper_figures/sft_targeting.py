@@ -25,23 +25,35 @@ def percent(budget: float | None) -> str:
     return "none" if budget is None else f"{100 * budget:g}%"
 
 
+def enough_groups(smallest: dict[str, float | None]) -> str:
+    """``{"random": 0.01, "largest_gap": 0.0025, ...}`` -> ``"0.25%: largest_gap, ...; 1%: random"``."""
+    groups: dict[float | None, list[str]] = {}
+    for name, budget in smallest.items():
+        groups.setdefault(budget, []).append(name)
+    order = sorted(groups, key=lambda budget: float("inf") if budget is None else budget)
+    return "; ".join(f"{percent(budget)}: {', '.join(groups[budget])}" for budget in order)
+
+
 @themed(PAPER_FONT_SCALE)
 def draw(run: ExperimentRun) -> tuple[Any, str]:
     """Per task: the gain against the labelling budget, one line per strategy with its seed band."""
     table = budget_table(run.tables["final"])
     tasks = list(run.score["tasks"])
-    fig, axes = paper_figure(columns=len(tasks), height=3.4)
+    fig, axes = paper_figure(columns=len(tasks), height=3.9)
     parts = []
     for ax, task in zip(axes, tasks, strict=True):
-        draw_gain_vs_budget(ax, table, task)
+        draw_gain_vs_budget(ax, table, task, values=False)
         numbers = run.score["tasks"][task]
-        ax.set_title(f"{task} task ({numbers['inputs']} inputs, {numbers['stalled_inputs']:.0f} stalled)")
-        ax.legend(fontsize=6, loc="lower right")
+        rft = numbers["references"]["rft_alone"]["gain_mean"]
+        ax.set_title(f"{task} task: {numbers['inputs']} inputs, {numbers['stalled_inputs']:.0f} stalled\n"
+                     f"(RFT alone: {rft:.2f} of full SFT + RFT's gain)")  # fmt: skip
+        ax.set_xlabel("labelling budget (share of the inputs)")
         at = numbers["at_budget"]
-        line = ", ".join(f"{name} {v['gain_mean']:.2f} ± {v['gain_std']:.2f}" for name, v in at.items())
-        smallest = ", ".join(f"{name} {percent(b)}" for name, b in numbers["smallest_enough"].items())
-        parts.append(f"{task} at {percent(numbers['budget'])}: {line}; smallest budget reaching {ENOUGH:.0%}: "
-                     f"{smallest}")  # fmt: skip
+        line = ", ".join(f"{name} {v['gain_mean']:.2f}±{v['gain_std']:.2f}" for name, v in at.items())
+        parts.append(f"{task} at {percent(numbers['budget'])}: {line}; {ENOUGH:.0%} reached at "
+                     f"{enough_groups(numbers['smallest_enough'])}")  # fmt: skip
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=5, fontsize=7, frameon=False)
     return fig, " | ".join(parts)
 
 

@@ -80,8 +80,8 @@ def test_default_budget_claims(tmp_path):
     """The default budget (both tasks, budgets 0.25-5%, 7 strategies, 10 seeds). Family task: every informed
     strategy reaches 90% of full SFT + RFT's gain at 0.25% (2 inputs), random only at 1%, where largest gap's
     mean is higher and its spread smaller. Language (the measured direction, against the expectation): no
-    strategy reaches 90% by 5% (4 prompts); at 1% (one prompt) SFT on the largest-gap prompt ends below RFT
-    alone while the stalled flag ends above random."""
+    strategy reaches 90% by 5% (4 prompts), none even half at 1% (one prompt), and SFT on the largest-gap prompt
+    ends below RFT alone."""
     out = tmp_path / "run"
     assert main(["run", "sft_targeting", "--out", str(out), "--no-progress"]) == 0
     score = json.loads((out / "score.json").read_text())
@@ -99,4 +99,4 @@ def test_default_budget_claims(tmp_path):
     assert all(budget is None for budget in language["smallest_enough"].values())
     at = language["at_budget"]
     assert at["largest_gap"]["gain_mean"] < language["references"]["rft_alone"]["gain_mean"]
-    assert at["stalled_flag_G8"]["gain_mean"] > at["random"]["gain_mean"]
+    assert max(numbers["gain_mean"] for numbers in at.values()) < 0.5

@@ -150,9 +150,10 @@ def strategy_style(strategy: str) -> tuple[str, str, str]:
     return STRATEGY_STYLES.get(strategy, STRATEGY_STYLES["sample_std_G8"])
 
 
-def draw_gain_vs_budget(ax: Any, table: pd.DataFrame, task: str, column: str = "gain") -> None:  # noqa: ANN401
+def draw_gain_vs_budget(ax: Any, table: pd.DataFrame, task: str, column: str = "gain", values: bool = True) -> None:  # noqa: ANN401
     """On ``ax``: the task's mean ``column`` against the budget (log x), one line per strategy with the 10-90%
-    seed range as a band; RFT alone, full SFT + RFT and (for the gain) the ENOUGH line."""
+    seed range as a band; RFT alone, full SFT + RFT (their values in the labels if ``values``) and (for the
+    gain) the ENOUGH line."""
     from matplotlib.ticker import FixedLocator, NullLocator
 
     rows = table[table["task"] == task]
@@ -164,9 +165,10 @@ def draw_gain_vs_budget(ax: Any, table: pd.DataFrame, task: str, column: str = "
         ax.plot(x, line[f"{column}_mean"], marker=marker, ls=style, ms=4, lw=1.5, color=color, label=strategy)
         ax.fill_between(x, line[f"{column}_q10"], line[f"{column}_q90"], color=color, alpha=0.1, lw=0)
     rft = float(rows[rows["strategy"] == "rft_alone"][f"{column}_mean"].iloc[0])
-    ax.axhline(rft, color=COLORS["RFT"], ls="--", lw=1.2, label=f"RFT alone ({rft:.2f})")
+    ax.axhline(rft, color=COLORS["RFT"], ls="--", lw=1.2, label="RFT alone" + (f" ({rft:.2f})" if values else ""))
     full = float(rows[rows["strategy"] == "full_sft"][f"{column}_mean"].iloc[0])
-    ax.axhline(full, color=COLORS["SFT"], ls="-", lw=0.8, alpha=0.6, label=f"full SFT + RFT ({full:.2f})")
+    label = "full SFT + RFT" + (f" ({full:.2f})" if values else "")
+    ax.axhline(full, color=COLORS["SFT"], ls="-", lw=0.8, alpha=0.6, label=label)
     budgets = sorted(100 * rows[~rows["strategy"].isin(REFERENCES)]["budget"].unique())
     if column == "gain":
         ax.axhline(ENOUGH, color="0.4", ls=":", lw=0.9)

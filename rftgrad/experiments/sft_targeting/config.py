@@ -45,7 +45,7 @@ class Config:
     sample_seed: int = 0  # seed of the sampled outputs (per replica seed, as policy.sample draws)
     budgets: tuple[float, ...] = (0.0025, 0.01, 0.02, 0.05)  # labelled shares of the training inputs
     sft_steps: int = 10  # SFT steps on the chosen inputs
-    rft_steps: int = 150  # exact RFT steps on all inputs after the SFT phase (and of RFT alone)
+    rft_steps: int = 120  # exact RFT steps on all inputs after the SFT phase (and of RFT alone)
     full_sft_steps: int = 150  # SFT steps on every input of the reference arm (full SFT + RFT)
     family_size: int = 3  # family task: classes following the relabelling rule (the stalled family)
     family_weight: float = 0.8  # family task: weight of the family's shared direction
