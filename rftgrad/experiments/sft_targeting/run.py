@@ -46,7 +46,7 @@ from rftgrad.finetune import (
     train,
 )
 from rftgrad.models import SoftmaxPolicy, TinyTransformerPolicy, build_policy
-from rftgrad.runtime import generator
+from rftgrad.runtime import generator, resolve_device, resolve_dtype
 
 #: builds an untrained policy of a task for some replica settings (only its shape and seeds matter).
 PolicyBuilder = Callable[[ReplicaSettings, torch.device, torch.dtype], SoftmaxPolicy]
@@ -151,10 +151,10 @@ def choose(score: torch.Tensor, count: int, seeds: Sequence[int], salt: int) -> 
     return torch.zeros(score.shape, dtype=torch.bool).scatter_(1, order[:, :count], True)
 
 
-def input_table(policy: SoftmaxPolicy, env: RewardEnv, config: Config) -> tuple[dict[str, torch.Tensor], int]:
+def input_table(policy: SoftmaxPolicy, env: RewardEnv, config: Config) -> dict[str, torch.Tensor]:
     """Per seed and input ``(K, N)``: exact ``reward_mean``, ``reward_std``, ``stalled``, ``gap`` (best - V), the
     sampled ``sample_mean_G`` / ``sample_std_G`` for each G used, and ``flagged`` (the stalled flag of
-    ``rftgrad diagnose`` on ``flag_samples`` samples over the reward range of the task); and the output length."""
+    ``rftgrad diagnose`` on ``flag_samples`` samples over the reward range of the task)."""
     metrics = per_input_metrics(policy, env, with_grad_norm=False, std_threshold=config.trainer.std_threshold)
     rewards = env.reward_table()  # (N, Y)
     best = rewards.max(-1).values  # (N,)
@@ -175,7 +175,7 @@ def input_table(policy: SoftmaxPolicy, env: RewardEnv, config: Config) -> tuple[
     regime = Regime.from_range((low, high), "--reward-range", high, "--reward-range")  # diagnose's defaults
     g = config.flag_samples
     table["flagged"] = regime.vanishing(table[f"sample_mean_G{g}"], table[f"sample_std_G{g}"])
-    return table, length
+    return table
 
 
 def strategy_scores(strategy: str, table: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -230,7 +230,7 @@ def final_rewards(result_params: dict[str, dict[str, torch.Tensor]], model: Task
                   arm: str, groups: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:  # fmt: skip
     """Group -> ``(R,)`` exact mean reward over the group's inputs ``(K, N)`` (tiled to R) of the arm's final policy."""
     settings = replica_grid(trainer)
-    device = torch.device(trainer.device if trainer.device != "auto" else "cpu")
+    device = resolve_device(trainer.device)
     params = result_params[arm]
     replicas = next(iter(params.values())).shape[0]
     settings = ReplicaSettings(*(tuple(values[i % len(values)] for i in range(replicas))
@@ -252,9 +252,8 @@ def run_task(config: Config, task: str, context: RunContext) -> tuple[pd.DataFra
     env, trainer = model.env, model.trainer
     settings = replica_grid(trainer)
     num_seeds, num_inputs = settings.num_replicas, env.num_inputs
-    device = torch.device("cpu") if trainer.device == "auto" else torch.device(trainer.device)
-    base = model.pretrained(settings, device, torch.float32 if trainer.dtype == "float32" else torch.float64)
-    table, _ = input_table(base, env, config)
+    base = model.pretrained(settings, resolve_device(trainer.device), resolve_dtype(trainer.dtype))
+    table = input_table(base, env, config)
     groups = {"all": torch.ones(num_seeds, num_inputs, dtype=torch.bool), "small_std": table["reward_std"] <
               trainer.std_threshold, "stalled": table["stalled"].bool()}  # fmt: skip
     start = {name: ((table["reward_mean"] * m).sum(-1) / m.sum(-1).clamp_min(1)).numpy() for name, m in groups.items()}
@@ -291,8 +290,9 @@ def run_task(config: Config, task: str, context: RunContext) -> tuple[pd.DataFra
         arm = arm_of[count]
         chosen_trainer = dataclasses.replace(trainer, arms=(arm,), seeds=len(trained_rows))
         result = train(TiledPolicies(model, settings, trained_rows % num_seeds), env, chosen_trainer,
-                       phase_inputs={arm: stacked[trained_rows]}, checkpoint_dir=context.checkpoint_dir / task / arm,
-                       run_key={**run_key, "part": f"count{count}"}, progress=context.progress)  # fmt: skip
+                       phase_inputs={arm: stacked[trained_rows]}, progress=context.progress,
+                       checkpoint_dir=context.checkpoint_dir / task / f"inputs{count}",
+                       run_key={**run_key, "part": f"inputs{count}"})  # fmt: skip
         row_groups = {name: mask[trained_rows % num_seeds] for name, mask in groups.items()}  # (U, N)
         trained = final_rewards(result.params, model, chosen_trainer, arm, row_groups)  # group -> (U,)
         values = {name: column[inverse.numpy()] for name, column in trained.items()}  # group -> (S·K,)
