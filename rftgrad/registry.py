@@ -44,6 +44,7 @@ EXPERIMENTS: dict[str, str] = {
     "controlled": "paper Section 4.2: RFT stalls on modified (small-STD) inputs, SFT fits them (4 variants)",
     "heuristics": "paper Section 5.1: larger lr, temperature, entropy bonus vs the stall, as the output space grows",
     "sft_budget": "paper Section 5.2: a short SFT phase on 1-100% of the inputs, then RFT, vs RFT alone and full SFT",
+    "sft_targeting": "past the paper: which 1% of the inputs to label for SFT (random vs STD, stalled flag, gap)",
     "dynamics": "Theorem 2: gradient-flow time to a target reward, RFT ~ 1/STD0^2 vs SFT ~ ln(1/STD0)",
     "prevalence": "paper Section 4.1: per-task share of small-STD, far-from-optimal prompts under a pretrained "
     "transformer, and RFT vs SFT gains",

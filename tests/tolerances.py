@@ -169,3 +169,7 @@ REPLICA_ROUNDING_ATOL = 1e-12
 #: time (``reward_teacher``, ``ascent_vs_flow``). Explicit Euler's error on a hitting time is O(lr / T) with
 #: T ≥ 85 on the checked proxies (lr / T ≤ 0.024); measured at most 0.017 (lr = 10 gave 0.084); 0.05 leaves ~3x.
 TEACHING_ASCENT_REL_GAP = 0.05
+
+#: two selection strategies that pick the same inputs train the same replicas of one tensor program; their
+#: mean gains over seeds agree to float64 rounding of the (batched) replica arithmetic.
+SAME_CHOICE_ATOL = 1e-9

@@ -163,11 +163,13 @@ class PretrainedPolicies:
         checkpoint_dir: Path,
         eval_envs: dict[str, RewardEnv] | None = None,
         run_key: Mapping[str, Any] | None = None,
+        phase_inputs: Mapping[str, torch.Tensor] | None = None,
     ) -> TrainResult:
         """Train ``trainer``'s arms on the pretraining environment from the cached pretrained weights
         (:func:`rftgrad.finetune.train`). ``run_key`` (default: the trainer config) identifies the run
         whose checkpoints ``checkpoint_dir`` may hold: give the experiment's whole config, so that a
-        run of another task never resumes from them."""
+        run of another task never resumes from them. ``phase_inputs`` (arm -> ``(R, N)`` bool) chooses
+        the inputs of an arm's first phase (:func:`rftgrad.finetune.train`)."""
         return train(
             self,
             self.env,
@@ -176,6 +178,7 @@ class PretrainedPolicies:
             checkpoint_dir=checkpoint_dir,
             run_key=dataclasses.asdict(trainer) if run_key is None else run_key,
             progress=self.progress,
+            phase_inputs=phase_inputs,
         )
 
     def pretraining_table(self, settings: ReplicaSettings) -> pd.DataFrame:

@@ -25,6 +25,7 @@ over the steps since the previous evaluation.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import pickle
@@ -182,8 +183,10 @@ class _ArmRun:
         settings: ReplicaSettings,
         checkpoint: Path | None,
         fingerprint: str,
+        first_inputs: torch.Tensor | None = None,
     ) -> None:
         self.arm, self.phases, self.policy, self.envs = arm, phases, policy, envs
+        self.first_inputs = first_inputs  # (R, N) bool: the first phase's inputs, replacing its seeded subset
         self.config, self.settings, self.checkpoint, self.fingerprint = config, settings, checkpoint, fingerprint
         self.train_env = envs["train"]
         as_tensor = dict(device=policy.device, dtype=policy.dtype)
@@ -285,7 +288,10 @@ class _ArmRun:
 
     # ------------------------------------------------------------ training
     def phase_inputs(self, index: int, phase: Phase) -> torch.Tensor:
-        """The inputs a phase trains on, ``(R, N)`` bool (see :func:`phase_subset`)."""
+        """The inputs a phase trains on, ``(R, N)`` bool: the chosen ones for the first phase when
+        :func:`train` got them (``phase_inputs``), else a seeded share (see :func:`phase_subset`)."""
+        if index == 0 and self.first_inputs is not None:
+            return self.first_inputs.to(self.policy.device)
         subset = phase_subset(self.train_env.num_inputs, phase.fraction, self.settings.seeds, index)
         return subset.to(self.policy.device)
 
@@ -355,6 +361,43 @@ def _check_policy(policy: SoftmaxPolicy, settings: ReplicaSettings) -> None:
         )
 
 
+def check_phase_inputs(
+    phase_inputs: Mapping[str, torch.Tensor], config: TrainConfig, num_inputs: int, seeds: Sequence[int]
+) -> dict[str, torch.Tensor]:
+    """``arm -> (R, N)`` bool masks of the inputs each arm's first phase trains on, checked, on the CPU.
+
+    Each mask replaces the seeded subset of its arm's first phase (:func:`phase_subset`) and must
+    hold as many inputs per replica as that subset would (``max(1, round(f·N))`` for ``@f``, all
+    ``N`` without), so the arm's name still states its budget. Raises :class:`ConfigError` on an
+    unknown arm, a mask that is not ``(R, N)`` bool, or a row with another count.
+    """
+    arms = config.phases()
+    checked = {}
+    for arm, mask in phase_inputs.items():
+        if arm not in arms:
+            raise ConfigError(f"phase_inputs names arm {arm!r}, which is not one of the config's arms {list(arms)}")
+        shape = (len(seeds), num_inputs)
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != shape:
+            got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+            raise ConfigError(f"phase_inputs[{arm!r}] must be a bool tensor (R, N) = {shape}, got {got}")
+        first = arms[arm][0]
+        wanted = phase_subset(num_inputs, first.fraction, seeds, 0).sum(-1)  # (R,)
+        counts = mask.sum(-1).cpu()  # (R,)
+        if not torch.equal(counts, wanted):
+            raise ConfigError(
+                f"phase_inputs[{arm!r}] holds {counts.tolist()} inputs per replica but its first phase "
+                f"{first.label} takes {int(wanted[0])}; choose that many or change the phase's @fraction"
+            )
+        checked[arm] = mask.detach().cpu().clone()
+    return checked
+
+
+def mask_digest(mask: torch.Tensor) -> str:
+    """sha256 (hex) of a bool mask's shape and values: part of what identifies a run with chosen inputs."""
+    data = mask.detach().cpu().contiguous()
+    return hashlib.sha256(f"{tuple(data.shape)}".encode() + data.numpy().tobytes()).hexdigest()
+
+
 def train(
     make_policy: PolicyFactory,
     env: RewardEnv,
@@ -365,6 +408,7 @@ def train(
     run_key: Mapping[str, Any] | None = None,
     progress: bool = True,
     callback: Callable[[int], None] | None = None,
+    phase_inputs: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train every arm of ``config`` on ``env`` (split ``train``) from ``make_policy``'s policy.
 
@@ -381,6 +425,10 @@ def train(
           another key is refused with :class:`ConfigError`.
         * ``progress``: show a progress bar.
         * ``callback``: called with the global step after each step (e.g. live plots).
+        * ``phase_inputs``: ``arm -> (R, N)`` bool mask of the inputs that arm's first phase trains on,
+          replica by replica, instead of its seeded subset (e.g. the inputs a selection rule chose for
+          ``sft:S@f``); each row holds that subset's count (:func:`check_phase_inputs`). A mask is part
+          of what identifies its arm's checkpoint. Arms not named keep the seeded subset.
 
     Returns:
         :class:`TrainResult` with the records of every arm.
@@ -389,6 +437,7 @@ def train(
     dtype = resolve_dtype(config.dtype)
     settings = replica_grid(config)
     envs = {"train": env, **(eval_envs or {})}
+    chosen = check_phase_inputs(phase_inputs or {}, config, env.num_inputs, settings.seeds)
     key = json.dumps(dict(run_key) if run_key is not None else dataclasses.asdict(config), sort_keys=True, default=str)
     frames, params = [], {}
     total = sum(phase.steps for phases in config.phases().values() for phase in phases)
@@ -397,7 +446,8 @@ def train(
             policy = make_policy(settings, device, dtype)
             _check_policy(policy, settings)
             checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"arm{index}.pt"
-            arm_run = _ArmRun(arm, phases, policy, envs, config, settings, checkpoint, f"{key}|{arm}")
+            fingerprint = f"{key}|{arm}" + (f"|inputs={mask_digest(chosen[arm])}" if arm in chosen else "")
+            arm_run = _ArmRun(arm, phases, policy, envs, config, settings, checkpoint, fingerprint, chosen.get(arm))
             bar.set_description(arm)
             arm_run.run(bar.update, callback)
             frames.append(arm_run.recorder.frame())
