@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -60,6 +61,7 @@ __all__ = [
     "claim_run_dir",
     "free_run_dir",
     "write_run",
+    "strict_json",
 ]
 
 #: the file in a run directory that says which command wrote it and whether it finished.
@@ -109,6 +111,25 @@ def _fsync_directory(directory: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def strict_json(value: Any) -> str:  # noqa: ANN401 - a score: dicts, lists, numbers, strings
+    """``value`` as strict JSON text (indented, newline-terminated): a non-finite float (a censored time, an
+    undefined correlation) is written as ``null``, never as the non-standard ``NaN`` / ``Infinity`` that
+    other JSON readers refuse; numpy scalars are written as numbers."""
+
+    def finite(item: Any) -> Any:  # noqa: ANN401
+        if isinstance(item, Mapping):
+            return {key: finite(inner) for key, inner in item.items()}
+        if isinstance(item, list | tuple):
+            return [finite(inner) for inner in item]
+        if hasattr(item, "item") and not isinstance(item, str | bytes):  # a numpy or torch scalar
+            item = item.item()
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        return item
+
+    return json.dumps(finite(value), indent=2, default=float, allow_nan=False) + "\n"
 
 
 def atomic_write_text(path: str | Path, text: str | bytes) -> Path:

@@ -384,3 +384,17 @@ def test_a_closed_pipe_ends_quietly():
     result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr, result.stderr
+
+
+def test_scores_are_strict_json_with_non_finite_numbers_as_null():
+    """A censored time (inf) or an undefined correlation (nan) in a score is written as null, not as the
+    NaN / Infinity that strict JSON readers refuse; numpy scalars become plain numbers."""
+    import math
+
+    import numpy as np
+
+    from rftgrad.results import strict_json
+
+    text = strict_json({"time": math.inf, "r": float("nan"), "rows": [np.float64(0.5), -math.inf], "n": np.int64(3)})
+    assert json.loads(text) == {"time": None, "r": None, "rows": [0.5, None], "n": 3}
+    assert "NaN" not in text and "Infinity" not in text and text.endswith("\n")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +34,14 @@ import pandas as pd
 
 from rftgrad import configs
 from rftgrad.errors import ConfigError
-from rftgrad.results import atomic_write_text, claim_run_dir, config_fingerprint, free_run_dir, write_run
+from rftgrad.results import (
+    atomic_write_text,
+    claim_run_dir,
+    config_fingerprint,
+    free_run_dir,
+    strict_json,
+    write_run,
+)
 from rftgrad.runtime import resolve_device
 
 
@@ -166,10 +172,11 @@ def run_experiment(
 def analyse(
     name: str, out_dir: str | Path, figures: bool = True
 ) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
-    """Read a run directory's records, write ``score.json`` and (unless ``figures=False``) the figures."""
+    """Read a run directory's records, write ``score.json`` (strict JSON: :func:`rftgrad.results.strict_json`)
+    and (unless ``figures=False``) the figures."""
     analysis = experiment_module(name, "analysis")
     out = Path(out_dir)
     tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
     score = analysis.score(tables)
-    atomic_write_text(out / "score.json", json.dumps(score, indent=2, default=float) + "\n")
+    atomic_write_text(out / "score.json", strict_json(score))
     return tables, score, analysis.make_figures(tables, out) if figures else []
