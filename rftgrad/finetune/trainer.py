@@ -361,7 +361,7 @@ def _check_policy(policy: SoftmaxPolicy, settings: ReplicaSettings) -> None:
         )
 
 
-def check_phase_inputs(
+def _check_phase_inputs(
     phase_inputs: Mapping[str, torch.Tensor], config: TrainConfig, num_inputs: int, seeds: Sequence[int]
 ) -> dict[str, torch.Tensor]:
     """``arm -> (R, N)`` bool masks of the inputs each arm's first phase trains on, checked, on the CPU.
@@ -392,7 +392,7 @@ def check_phase_inputs(
     return checked
 
 
-def mask_digest(mask: torch.Tensor) -> str:
+def _mask_digest(mask: torch.Tensor) -> str:
     """sha256 (hex) of a bool mask's shape and values: part of what identifies a run with chosen inputs."""
     data = mask.detach().cpu().contiguous()
     return hashlib.sha256(f"{tuple(data.shape)}".encode() + data.numpy().tobytes()).hexdigest()
@@ -427,7 +427,7 @@ def train(
         * ``callback``: called with the global step after each step (e.g. live plots).
         * ``phase_inputs``: ``arm -> (R, N)`` bool mask of the inputs that arm's first phase trains on,
           replica by replica, instead of its seeded subset (e.g. the inputs a selection rule chose for
-          ``sft:S@f``); each row holds that subset's count (:func:`check_phase_inputs`). A mask is part
+          ``sft:S@f``); each row holds that subset's count (checked before any training). A mask is part
           of what identifies its arm's checkpoint. Arms not named keep the seeded subset.
 
     Returns:
@@ -437,7 +437,7 @@ def train(
     dtype = resolve_dtype(config.dtype)
     settings = replica_grid(config)
     envs = {"train": env, **(eval_envs or {})}
-    chosen = check_phase_inputs(phase_inputs or {}, config, env.num_inputs, settings.seeds)
+    chosen = _check_phase_inputs(phase_inputs or {}, config, env.num_inputs, settings.seeds)
     key = json.dumps(dict(run_key) if run_key is not None else dataclasses.asdict(config), sort_keys=True, default=str)
     frames, params = [], {}
     total = sum(phase.steps for phases in config.phases().values() for phase in phases)
@@ -446,7 +446,7 @@ def train(
             policy = make_policy(settings, device, dtype)
             _check_policy(policy, settings)
             checkpoint = None if checkpoint_dir is None else Path(checkpoint_dir) / f"arm{index}.pt"
-            fingerprint = f"{key}|{arm}" + (f"|inputs={mask_digest(chosen[arm])}" if arm in chosen else "")
+            fingerprint = f"{key}|{arm}" + (f"|inputs={_mask_digest(chosen[arm])}" if arm in chosen else "")
             arm_run = _ArmRun(arm, phases, policy, envs, config, settings, checkpoint, fingerprint, chosen.get(arm))
             bar.set_description(arm)
             arm_run.run(bar.update, callback)
