@@ -23,7 +23,8 @@ MODULES = (
     "rftgrad.envs", "rftgrad.models", "rftgrad.theory", "rftgrad.finetune", "rftgrad.experiments",
     "rftgrad.experiments.bound", "rftgrad.experiments.tightness", "rftgrad.experiments.dynamics",
     "rftgrad.experiments.compare", "rftgrad.experiments.controlled", "rftgrad.experiments.prevalence",
-    "rftgrad.experiments.heuristics", "rftgrad.experiments.sft_budget", "rftgrad.experiments.estimators",
+    "rftgrad.experiments.heuristics", "rftgrad.experiments.sft_budget", "rftgrad.experiments.sft_targeting",
+    "rftgrad.experiments.estimators", "rftgrad.experiments.reward_teacher",
     "rftgrad.plotting", "rftgrad.gallery", "rftgrad.diagnose", "rftgrad.integrations.trl", "rftgrad.cli",
 )  # fmt: skip
 
