@@ -255,6 +255,8 @@ SUBSTITUTED: dict[str, Substitute] = {
     "rftgrad run dynamics": Substitute(budget_of("dynamics"), "18 s; TESTING budget", slow_verbatim=True),
     "rftgrad run heuristics": Substitute(budget_of("heuristics"), "141 s; TESTING budget", slow_verbatim=True),
     "rftgrad run sft_budget": Substitute(budget_of("sft_budget"), "39 s; TESTING budget", slow_verbatim=True),
+    "rftgrad run sft_targeting": Substitute(budget_of("sft_targeting"), "80 s; TESTING budget", slow_verbatim=True),
+    "rftgrad run reward_teacher": Substitute(budget_of("reward_teacher"), "25 s; TESTING budget", slow_verbatim=True),
     "rftgrad run estimators": Substitute(budget_of("estimators"), "334 s; TESTING budget", slow_verbatim=True),
     "rftgrad run prevalence": Substitute(
         budget_of("prevalence"), "554 s (pretraining cache empty); TESTING budget", slow_verbatim=True
