@@ -495,8 +495,10 @@ def draw_mean_vs_std(
     floor: float,
     far_fraction: float,
     coverage: dict[str, float] | None = None,
+    log_x: bool = False,
 ) -> dict[str, float]:
-    """On ``ax``: each prompt's exact reward mean against its exact reward STD (log x, clipped at ``floor``) under
+    """On ``ax``: each prompt's exact reward mean against its exact reward STD (linear x, or log x clipped at
+    ``floor`` if ``log_x``) under
     the pretrained model for ``reward`` (first replica), coloured by task, with the stalled region (STD below the
     threshold, mean more than ``far_fraction`` of the range below the best) shaded; the legend gives each task's
     pretraining ``coverage`` (if given) and stalled share, exact / from samples. Returns the exact share per task."""
@@ -510,8 +512,13 @@ def draw_mean_vs_std(
     best, worst = float(prompts["best_reward"].median()), float(prompts["worst_reward"].median())
     far = best - far_fraction * (best - worst)
 
-    ax.fill_between([floor, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=0)  # behind the points
-    ax.text(floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3", zorder=1)
+    left, right = (floor, 1.5) if log_x else (-0.03, 1.03)
+    ax.fill_between([left, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=0)  # behind the points
+    if log_x:
+        ax.text(floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3")
+    else:  # inside the arc STD = sqrt(1 - V^2) that bounds the points, clear of them
+        ax.text(threshold + 0.03, worst + 0.3, "\u2190 shaded: stalled,\nsmall STD, far from the best",
+                fontsize=7, color="0.3")  # fmt: skip
     stalled = {}
     for task in tasks:
         part = prompts[prompts["task"] == task]
@@ -521,18 +528,19 @@ def draw_mean_vs_std(
         if coverage and task in coverage:
             label += f" ({coverage[task]:.0%} covered)"
         label += f": {stalled[task]:.0%} / {sampled:.0%}"
-        ax.scatter(part["reward_std"].clip(lower=floor), part["reward_mean"], s=12, color=colors[task],
-                   alpha=0.8, lw=0, label=label, zorder=3)  # fmt: skip
+        x = part["reward_std"].clip(lower=floor) if log_x else part["reward_std"]
+        ax.scatter(x, part["reward_mean"], s=12, color=colors[task], alpha=0.8, lw=0, label=label, zorder=3)
     ax.axvline(threshold, color="0.4", ls=":", lw=0.9)
     ax.set(
-        xscale="log",
-        xlim=(floor, 1.5),
+        xscale="log" if log_x else "linear",
+        xlim=(left, right),
         ylim=(worst - 0.05, best + 0.05),
-        xlabel="initial reward STD (log scale)",
+        xlabel="initial reward STD" + (" (log scale)" if log_x else ""),
         ylabel=f"initial reward mean V ({reward.replace('_', ' ')}, [-1, 1])",
         title="prompts under the pretrained model",
     )
-    ax.legend(fontsize=7, loc="upper left", title="task: stalled, exact / 10 samples", title_fontsize=7)
+    placement = {"loc": "upper left"} if log_x else {"loc": "center", "bbox_to_anchor": (0.43, 0.5)}
+    ax.legend(fontsize=7, title="task: stalled, exact / 10 samples", title_fontsize=7, **placement)
     return stalled
 
 
@@ -542,13 +550,14 @@ def draw_gap_closed(
     reward: str,
     floor: float,
     title: str = "after training",
+    log_x: bool = False,
 ) -> dict[str, dict[str, float]]:
     """On ``ax``: the share of each prompt's gap to its best reward closed, ``(V_end - V_0) / (best - V_0)``,
-    against its initial STD (log x, clipped at ``floor``), RFT red and SFT blue, each at its best lr; prompts
-    below :data:`GAP_FLOOR` are drawn on it. Returns per method (and ``"RFT - SFT"``) the Pearson r over prompts
-    of the initial STD with the gap closed and its bootstrap interval (:func:`bootstrap_correlations`: ``r``,
-    ``low``, ``high``, ``prompts``, ``not_stalled``), and per method the mean share closed on the stalled prompts
-    (``on_stalled``)."""
+    against its initial STD (linear x, or log x clipped at ``floor`` if ``log_x``), RFT red and SFT blue, each
+    at its best lr; prompts below :data:`GAP_FLOOR` are drawn on it. Returns per method (and ``"RFT - SFT"``)
+    the Pearson r over prompts of the initial STD with the gap closed and its bootstrap interval
+    (:func:`bootstrap_correlations`: ``r``, ``low``, ``high``, ``prompts``, ``not_stalled``), and per method the
+    mean share closed on the stalled prompts (``on_stalled``)."""
     gain_table = gains(tables)
     table = gain_table[gain_table["reward"] == reward].dropna(subset=["gap_closed"])
     boot = bootstrap_correlations(gain_table[gain_table["reward"] == reward], "gap_closed")
@@ -566,7 +575,7 @@ def draw_gap_closed(
         found[name]["on_stalled"] = float(part[part["stalled"].astype(bool)]["gap_closed"].mean())
         cell = found[name]
         label = f"{name}: r = {cell['r']:+.2f} [{cell['low']:+.2f}, {cell['high']:+.2f}]"
-        x = part["reward_std"].clip(lower=floor)
+        x = part["reward_std"].clip(lower=floor) if log_x else part["reward_std"]
         inside = part["gap_closed"] >= GAP_FLOOR
         ax.scatter(x[inside], part["gap_closed"][inside], s=12, color=COLORS[name], alpha=0.7, lw=0, label=label)
         below = int((~inside).sum())
@@ -576,7 +585,8 @@ def draw_gap_closed(
                        label=label)  # fmt: skip
     ax.axvline(float(tables["prompts"]["std_threshold"].iloc[0]), color="0.4", ls=":", lw=0.9)
     ax.axhline(0, color="k", lw=0.6, zorder=4)
-    ax.set(xscale="log", xlim=(floor, 1.5), xlabel="initial reward STD (log scale)",
+    ax.set(xscale="log" if log_x else "linear", xlim=(floor, 1.5) if log_x else (-0.03, 1.03),
+           xlabel="initial reward STD" + (" (log scale)" if log_x else ""),
            ylabel="gap closed (V_end - V_0) / (best - V_0)", title=title)  # fmt: skip
     ax.set_ylim(max(GAP_FLOOR, min(-0.15, float(table["gap_closed"].min()) - 0.05)), 1.1)
     legend_title = (
@@ -584,5 +594,6 @@ def draw_gap_closed(
         f"{int(found['RFT']['not_stalled'])} not stalled\n"
         f"Pearson r, STD vs gap closed [{CONFIDENCE:.0%} bootstrap]"
     )
-    ax.legend(fontsize=7, loc="lower left", title=legend_title, title_fontsize=7)
+    placement = {"loc": "lower left"} if log_x else {"loc": "lower center", "bbox_to_anchor": (0.47, 0.03)}
+    ax.legend(fontsize=7, title=legend_title, title_fontsize=7, **placement)
     return found
