@@ -232,13 +232,28 @@ def test_cli_exits_2_on_a_bad_setting(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_default_budget_reproduces_the_papers_picture_under_exact_match(cache_dir, tmp_path):
-    """The default budget (about 5 minutes): the measured claims of docs/experiments.md under exact match."""
+    """The default budget (about 10 minutes): the measured claims of docs/experiments.md. Measured: 64 (exact match)
+    and 65 (position match) not-stalled prompts with room to gain; exact match, gap closed: RFT +0.94 [+0.90, +0.97],
+    SFT -0.04, paired difference +0.98 [+0.78, +1.15]; gain: RFT +0.72 [+0.63, +0.81]. Under position match the
+    gain form contradicts the paper (RFT -0.47 [-0.63, -0.32]): the measured direction is asserted."""
     out = tmp_path / "run"
     assert main(["run", "prevalence", "--out", str(out), "--no-progress"]) == 0
     score = json.loads((out / "score.json").read_text())
+    room = {row["reward"]: row for row in score["room"]}
+    assert room["exact_match"]["not_stalled_with_room"] >= 50 and room["position_match"]["not_stalled_with_room"] >= 50
+    boot = pd.DataFrame(score["bootstrap_correlations"]).set_index(["reward", "statistic", "correlation", "method"])
+    verdict = {(v["reward"], v["statistic"], v["correlation"]): v["holds"] for v in score["claim"]}
+    for statistic in ("gap_closed", "gain"):
+        for correlation in ("pearson", "spearman"):
+            assert verdict[("exact_match", statistic, correlation)], (statistic, correlation)
+    assert boot.loc[("exact_match", "gap_closed", "pearson", "RFT"), "low"] > 0.5
+    sft = boot.loc[("exact_match", "gap_closed", "pearson", "SFT")]
+    assert sft["low"] < 0 < sft["high"]  # SFT: no correlation with the gap closed
+    assert verdict[("position_match", "gap_closed", "pearson")]
+    assert boot.loc[("position_match", "gain", "pearson", "RFT"), "high"] < 0  # against the paper, as measured
     regimes = {(r["reward"], r["method"], r["stalled"]): r for r in score["gap_closed_by_regime"]}
     assert regimes[("exact_match", "RFT", True)]["mean_gap_closed"] < 0.1  # RFT leaves stalled prompts stalled
     assert regimes[("exact_match", "SFT", True)]["mean_gap_closed"] > 0.8  # SFT closes most of their gap
     assert score["share_vs_gap"]["exact_match"]["spearman"] >= 0.8  # more stalled prompts, larger SFT - RFT
     keyword = next(r for r in score["task_table"] if r["reward"] == "exact_match" and r["task"] == "keyword")
-    assert keyword["stalled_exact"] == 1.0 and keyword["RFT"] < -0.9 and keyword["SFT"] > 0.5
+    assert keyword["stalled_exact"] >= 0.9 and keyword["RFT"] < -0.9 and keyword["SFT"] > 0.5
