@@ -4,14 +4,14 @@ Reads ``rftgrad run prevalence``: a tiny causal transformer pretrained on an une
 five synthetic tasks (copy, reverse, sort, add, keyword; coverage 100% down to 0%; a covered
 prompt's target puts a share drawn uniformly from [0, 1] on the reference and the rest on a near
 miss, so the initial STD spans a continuum), then RFT (RLOO) and SFT for the same number of
-steps, each at its best learning rate, all under the exact-match reward. Left: every prompt's exact reward mean against its exact reward STD under
-the pretrained model, coloured by task, with the stalled region (STD below the threshold and
-mean more than half the reward range below the best) shaded; the legend gives each task's
-stalled share, exact and from 10 samples as the paper measured it. Right: the share of each
-prompt's gap to its best reward that training closed, against its initial STD, RFT in red and
-SFT in blue, with the Pearson r over prompts and its 95% bootstrap interval (2,000 resamples of
-the prompts). The paper's counterpart is its Figure 1 (mean vs STD on GRUE) and the per-input gain-vs-STD
-correlations of Section 4.1.
+steps, each at its best learning rate, all under the exact-match reward. Left: every prompt's
+exact reward mean against its exact reward STD under the pretrained model, coloured by task,
+with the stalled region (STD below the threshold and mean more than half the reward range below
+the best) shaded; the legend gives each task's stalled share, exact and from 10 samples as the
+paper measured it. Right: the share of each prompt's gap to its best reward that training
+closed, against its initial STD, RFT in red and SFT in blue, with the Pearson r over prompts and
+its 95% bootstrap interval (2,000 resamples of the prompts). The paper's counterpart is its
+Figure 1 (mean vs STD on GRUE) and the per-input gain-vs-STD correlations of Section 4.1.
 """
 
 from __future__ import annotations
