@@ -43,6 +43,15 @@ output per prompt either way. The expected picture after pretraining, per task:
   small std, and prompts where the model generalises partially in between (larger std).
   The mean reward of the task rises with ``c_t``.
 
+That picture is almost two-valued (std about 0 or large), which leaves few prompts to test the
+paper's per-prompt correlation of the gain with the initial std on. *Graded* targets
+(``near_misses = M > 0``, ``reference_range = (u_lo, u_hi)``) make the covered prompts
+ambiguous: covered prompt ``n`` puts ``(1 - ε)·u_n`` on ``y*``, with ``u_n`` drawn per prompt
+uniformly from ``[u_lo, u_hi]``, and ``(1 - ε)·(1 - u_n)/M`` on each of ``M`` *near misses*,
+outputs one or two symbols off ``y*`` (:func:`near_miss_outputs`). Its success probability then
+spans ``(0, 1)`` continuously, and so does its std. Uncovered prompts keep the echo target.
+``near_misses = 0`` with ``reference_range = (1, 1)`` (the defaults) is the two-valued mixture.
+
 Exact enumeration needs ``V^L <= DEFAULT_MAX_OUTPUTS = 2^20``, which holds for the whole
 intended range (``8^4 = 4096``, ``6^6 = 46656``, even ``8^6 ≈ 2.6·10^5``); bigger spaces
 still work with the sampled estimators, whose rewards are computed per sampled output.
@@ -196,13 +205,30 @@ DEFAULT_COVERAGE = {"copy": 1.0, "reverse": 0.6, "sort": 0.3, "add": 0.1, "keywo
 
 
 def pretraining_mixture(
-    env: SequenceEnv, coverage: Mapping[str, float] | None = None, noise: float = 0.01, seed: int = 0
+    env: SequenceEnv,
+    coverage: Mapping[str, float] | None = None,
+    noise: float = 0.01,
+    seed: int = 0,
+    near_misses: int = 0,
+    reference_range: tuple[float, float] = (1.0, 1.0),
 ) -> Mixture:
-    """Per-prompt pretraining targets over ``S = 3`` outputs ``(y*, echo, random)``.
+    """Per-prompt pretraining targets over ``S = 3 + max(M - 1, 0)`` outputs ``(y*, second, random, m_2..m_M)``.
 
     A share ``c_t`` of task ``t``'s prompts (chosen at random from ``seed``, rounded to the
-    nearest count) is covered, weights ``(1 - ε, 0, ε)``; the rest get ``(0, 1 - ε, ε)``
-    with ``ε = noise`` (see the module doc). Every task group of ``env`` needs a coverage.
+    nearest count) is covered; with ``ε = noise``, ``M = near_misses`` and ``u_n`` uniform on
+    ``reference_range = (u_lo, u_hi)`` per prompt (see the module doc), the weights are
+
+    * covered prompt:   ``(1 - ε)·u_n`` on ``y*``, ``ε`` on the random output and
+      ``(1 - ε)·(1 - u_n)/M`` on each near miss ``m_1..m_M`` (``y*`` with 1 or 2 symbols
+      shifted, :func:`near_miss_outputs`); its ``second`` output is ``m_1``;
+    * uncovered prompt: ``(1 - ε)`` on its ``second`` output, the echo ``a``, ``ε`` on the
+      random output, ``0`` on ``m_2..m_M``.
+
+    (A covered prompt's echo had weight 0, so ``m_1`` takes its slot: ``M = 1`` costs the
+    pretraining nothing.) The defaults (``M = 0``, ``u_n = 1``) give the two-valued mixture
+    ``(1 - ε, 0, ε)`` / ``(0, 1 - ε, ε)`` over ``(y*, echo, random)``, with the same random
+    draws as before the option existed. Shapes: ``outputs (N, S, L)``, ``weights (N, S)``
+    (rows sum to 1), ``covered (N,)``. Every task group of ``env`` needs a coverage.
     """
     coverage = dict(DEFAULT_COVERAGE if coverage is None else coverage)
     tasks = [task for task in env.groups if task in TASKS]
@@ -215,6 +241,14 @@ def pretraining_mixture(
     bad = {t: c for t, c in coverage.items() if not 0.0 <= float(c) <= 1.0}
     if bad or not 0.0 <= noise < 1.0:
         raise ConfigError(f"coverages must lie in [0, 1] and noise in [0, 1); got coverage {bad}, noise={noise}")
+    if isinstance(near_misses, bool) or not isinstance(near_misses, int) or near_misses < 0:
+        raise ConfigError(f"near_misses={near_misses!r} invalid; use an integer >= 0 (0: the two-valued mixture)")
+    low, high = (float(u) for u in reference_range)
+    if not 0.0 <= low <= high <= 1.0 or (near_misses == 0 and low < 1.0):
+        raise ConfigError(
+            f"reference_range={tuple(reference_range)!r} invalid; use 0 <= low <= high <= 1, and (1, 1) when "
+            "near_misses=0"
+        )
     if env.prompts is None or env.prompts.shape[1] != env.output_space.length + 1:
         raise ConfigError(f"{env.name} is not a language_env (prompts must be [marker, a_1..a_L])")
     rng = np.random.default_rng(seed)
@@ -226,7 +260,38 @@ def pretraining_mixture(
     space = env.output_space
     random_outputs = torch.as_tensor(rng.integers(0, space.vocab_size, size=(env.num_inputs, space.length)))
     echo = env.prompts[:, 1:]  # (N, L) the arguments
-    outputs = torch.stack([env.targets, echo, random_outputs], dim=1)  # (N, 3, L)
     on_ref = covered.double() * (1 - noise)  # (N,)
-    weights = torch.stack([on_ref, (1 - noise) - on_ref, torch.full_like(on_ref, noise)], dim=1)  # (N, 3)
+    if near_misses == 0:
+        outputs = torch.stack([env.targets, echo, random_outputs], dim=1)  # (N, 3, L)
+        weights = torch.stack([on_ref, (1 - noise) - on_ref, torch.full_like(on_ref, noise)], dim=1)  # (N, 3)
+        return Mixture(outputs, weights, covered)
+    graded = np.random.default_rng([seed, 1])  # a separate stream: the draws above stay those of M = 0
+    share = torch.as_tensor(graded.uniform(low, high, size=env.num_inputs))  # (N,) u_n
+    misses = near_miss_outputs(env.targets, near_misses, space.vocab_size, graded)  # (N, M, L)
+    second = torch.where(covered[:, None], misses[:, 0], echo)  # (N, L) m_1 if covered, else the echo
+    outputs = torch.cat([torch.stack([env.targets, second, random_outputs], dim=1), misses[:, 1:]], dim=1)
+    per_miss = on_ref * (1 - share) / near_misses  # (N,) zero on uncovered prompts
+    on_second = torch.where(covered, per_miss, torch.full_like(per_miss, 1 - noise))  # (N,)
+    weights = torch.cat(
+        [
+            torch.stack([on_ref * share, on_second, torch.full_like(on_ref, noise)], dim=1),  # (N, 3)
+            per_miss[:, None].expand(-1, near_misses - 1),  # (N, M - 1)
+        ],
+        dim=1,
+    )
     return Mixture(outputs, weights, covered)
+
+
+def near_miss_outputs(targets: torch.Tensor, count: int, vocab_size: int, rng: np.random.Generator) -> torch.Tensor:
+    """``(N, count, L)`` outputs one or two symbols off ``targets (N, L)``: near miss ``j = 1..count`` shifts
+    ``1 + (j + 1) mod 2`` distinct random positions (1 for odd ``j``, 2 for even; 1 when ``L < 2``) by a random
+    shift in ``1..V-1`` mod ``V``, so each differs from its target in exactly that many positions."""
+    num, length = targets.shape
+    misses = targets[:, None, :].repeat(1, count, 1).numpy().copy()  # (N, M, L)
+    for j in range(count):
+        changed = min(1 + j % 2, length)  # j is 0-based here: 1, 2, 1, 2, ... positions
+        order = np.argsort(rng.random((num, length)), axis=1)[:, :changed]  # (N, changed) distinct positions
+        shift = rng.integers(1, vocab_size, size=(num, changed))  # (N, changed) non-zero shifts
+        rows = np.arange(num)[:, None]
+        misses[rows, j, order] = (misses[rows, j, order] + shift) % vocab_size
+    return torch.as_tensor(misses)

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from rftgrad.envs import LANGUAGE_REWARDS, TASKS, language_env, pretraining_mixture, reference
-from rftgrad.envs.language import LEARNED_NOISE_WEIGHT, keywords
+from rftgrad.envs.language import LEARNED_NOISE_WEIGHT, keywords, near_miss_outputs
 from rftgrad.errors import ConfigError
 from rftgrad.models import TinyTransformerPolicy
+from tests.tolerances import ATOL
 
 
 @pytest.mark.parametrize(
@@ -125,3 +126,47 @@ def test_pretraining_mixture_coverage_and_weights():
         pretraining_mixture(env, {"copy": 1.0})
     with pytest.raises(ConfigError, match="lie in"):
         pretraining_mixture(env, {**coverage, "add": 1.5})
+
+
+def test_graded_mixture_puts_its_mass_where_the_docstring_says():
+    """Covered prompt: (1-ε)·u_n on y*, (1-ε)(1-u_n)/M on each near miss (1 or 2 symbols off y*), ε on the random
+    output, with u_n uniform on reference_range; uncovered prompt: 1-ε on the echo, ε on the random output."""
+    env = language_env(prompts_per_task=40, seed=0)
+    noise, count, (low, high) = 0.05, 3, (0.2, 0.9)
+    coverage = {"copy": 1.0, "reverse": 0.6, "sort": 0.3, "add": 0.1, "keyword": 0.0}
+    mix = pretraining_mixture(env, coverage, noise=noise, seed=0, near_misses=count, reference_range=(low, high))
+    two_valued = pretraining_mixture(env, coverage, noise=noise, seed=0)
+    n = env.num_inputs
+    assert mix.outputs.shape == (n, 2 + count, 4) and mix.weights.shape == (n, 2 + count)
+    assert torch.allclose(mix.weights.sum(-1), torch.ones(n, dtype=torch.float64), atol=ATOL[torch.float64])
+    assert torch.equal(mix.covered, two_valued.covered)  # the graded draws do not move the coverage draw
+    assert torch.equal(mix.outputs[:, 0], env.targets) and torch.equal(mix.outputs[:, 2], two_valued.outputs[:, 2])
+    covered = mix.covered
+    share = mix.weights[covered, 0] / (1 - noise)  # u_n of the covered prompts
+    assert bool(((share >= low) & (share <= high)).all()) and float(share.max() - share.min()) > 0.5 * (high - low)
+    assert len(torch.unique(share)) == int(covered.sum())  # a continuum: every covered prompt its own share
+    misses = torch.cat([mix.outputs[covered, 1:2], mix.outputs[covered, 3:]], dim=1)  # (C, M, L)
+    expected_miss = ((1 - noise) * (1 - share) / count)[:, None].expand(-1, count)
+    got_miss = torch.cat([mix.weights[covered, 1:2], mix.weights[covered, 3:]], dim=1)
+    assert torch.allclose(got_miss, expected_miss, atol=ATOL[torch.float64])
+    wrong = (misses != env.targets[covered][:, None, :]).sum(-1)  # (C, M) symbols off y*
+    assert wrong.tolist() == [[1, 2, 1]] * int(covered.sum())
+    assert torch.equal(mix.outputs[~covered, 1], env.prompts[~covered, 1:])  # uncovered: the echo
+    assert torch.allclose(mix.weights[~covered, 1], torch.full(((~covered).sum(),), 1 - noise, dtype=torch.float64))
+    assert float(mix.weights[~covered][:, [0, 3, 4]].abs().max()) == 0.0
+    assert torch.allclose(mix.weights[:, 2], torch.full((n,), noise, dtype=torch.float64), atol=ATOL[torch.float64])
+    again = pretraining_mixture(env, coverage, noise=noise, seed=0, near_misses=count, reference_range=(low, high))
+    assert torch.equal(again.outputs, mix.outputs) and torch.equal(again.weights, mix.weights)
+    with pytest.raises(ConfigError, match="reference_range"):
+        pretraining_mixture(env, coverage, near_misses=0, reference_range=(0.0, 1.0))
+    with pytest.raises(ConfigError, match="reference_range"):
+        pretraining_mixture(env, coverage, near_misses=1, reference_range=(0.8, 0.2))
+    with pytest.raises(ConfigError, match="near_misses"):
+        pretraining_mixture(env, coverage, near_misses=-1)
+
+
+def test_near_miss_outputs_differ_in_one_or_two_symbols():
+    targets = torch.as_tensor(np.random.default_rng(0).integers(0, 5, size=(50, 4)))
+    misses = near_miss_outputs(targets, 4, 5, np.random.default_rng(1))  # (50, 4, 4)
+    assert misses.shape == (50, 4, 4) and int(misses.min()) >= 0 and int(misses.max()) <= 4
+    assert (misses != targets[:, None]).sum(-1).tolist() == [[1, 2, 1, 2]] * 50

@@ -7,7 +7,7 @@ import torch
 
 import rftgrad.finetune.pretraining as pretrain_module
 from rftgrad.envs import language_env, pretraining_mixture
-from rftgrad.finetune.pretraining import cache_root, pretrained_transformer, task_summary
+from rftgrad.finetune.pretraining import cache_key, cache_root, pretrained_transformer, task_summary
 
 TINY = {"steps": 5, "lr": 0.01, "d_model": 8, "num_heads": 1, "num_layers": 1, "dtype": "float64"}
 
@@ -123,3 +123,24 @@ def test_pretraining_does_not_depend_on_the_thread_count(setup, tmp_path):
             torch.set_num_threads(before)
         weights.append(policy.params)
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_graded_mixtures_never_reuse_a_two_valued_cached_model(setup, tmp_path):
+    """The near-miss options change the mixture's outputs and weights, hence the key: each graded mixture
+    (M = 1 has the two-valued mixture's shape (N, 3, L); M = 2 adds an output; another range moves only the
+    weights) pretrains its own model and never loads another's file."""
+    env, mix = setup
+    coverage = {"copy": 1.0, "add": 0.5}
+    graded = [
+        pretraining_mixture(env, coverage, seed=0, near_misses=1, reference_range=(0.0, 1.0)),
+        pretraining_mixture(env, coverage, seed=0, near_misses=2, reference_range=(0.0, 1.0)),
+        pretraining_mixture(env, coverage, seed=0, near_misses=1, reference_range=(0.2, 0.4)),
+    ]
+    assert graded[0].outputs.shape == mix.outputs.shape  # same shape: only the contents tell them apart
+    keys = {cache_key(env, m, seed=0) for m in [mix, *graded]}
+    assert len(keys) == 4
+    base = pretrained_transformer(env, mix, seed=0, cache_dir=tmp_path, **TINY)
+    for count, other in enumerate(graded, start=2):
+        model = pretrained_transformer(env, other, seed=0, cache_dir=tmp_path, **TINY)
+        assert len(_files(tmp_path)) == 2 * count  # a fresh file pair: the cache was not reused
+        assert not torch.equal(model.params["tok_emb"], base.params["tok_emb"])

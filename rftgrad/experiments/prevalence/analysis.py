@@ -13,8 +13,10 @@ initial STD, its gain under SFT does not. Here, per reward:
 * per trained reward, each method at its best learning rate (highest final mean reward
   over all prompts): the final reward per task, the per-prompt gain ``V_end - V_0``, and
   the Pearson and Spearman correlations of the initial STD with the gain, over prompts
-  (and with the share of the gap closed, past the paper); across tasks, Spearman's ρ
-  (permutation p-value: there are only a few tasks) between the stalled share and SFT - RFT.
+  (and with the share of the gap closed, past the paper), each with a bootstrap percentile
+  interval (2,000 resamples of the prompts, seeded; paired for RFT - SFT) and the verdict of the
+  rule fixed before the runs (:func:`claim_verdicts`); across tasks, Spearman's ρ (permutation
+  p-value: there are only a few tasks) between the stalled share and SFT - RFT.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from rftgrad.errors import ConfigError
 from rftgrad.plotting import COLORS, figure_grid, palette, save_figure, themed
 from rftgrad.results import atomic_write_text
 
@@ -33,6 +36,11 @@ METHODS = {"rft": "RFT", "sft": "SFT"}
 
 #: prompts starting within this share of the reward range of their best are left out of ``gap_closed``.
 MIN_GAP = 0.05
+
+#: bootstrap of the per-prompt correlations: resamples of the prompts, their seed, the interval's level.
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+CONFIDENCE = 0.95
 
 
 def method(arm: str) -> str:
@@ -136,6 +144,114 @@ def correlations(gain_table: pd.DataFrame, column: str = "gain") -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def pearson_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of each row pair: ``x, y (B, n)`` -> ``(B,)``; ``r = Σ(x-x̄)(y-ȳ) / sqrt(Σ(x-x̄)² Σ(y-ȳ)²)``
+    (NaN where a row is constant)."""
+    dx, dy = x - x.mean(-1, keepdims=True), y - y.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (dx * dy).sum(-1) / np.sqrt((dx**2).sum(-1) * (dy**2).sum(-1))
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman ρ of each row pair ``(B, n)`` -> ``(B,)``: the Pearson r of the ranks (ties get mean ranks)."""
+    return pearson_rows(stats.rankdata(x, axis=-1), stats.rankdata(y, axis=-1))
+
+
+def bootstrap_correlations(
+    gain_table: pd.DataFrame,
+    column: str = "gap_closed",
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    confidence: float = CONFIDENCE,
+) -> pd.DataFrame:
+    """Per (reward, correlation, method): the correlation of the initial STD with ``column`` over prompts and its
+    bootstrap percentile interval; per (reward, correlation) also RFT - SFT (paired).
+
+    The prompts (rows with ``column`` defined, the same set for both methods) are resampled with
+    replacement ``resamples`` times from ``seed`` (numpy ``default_rng``); each resample takes the
+    same prompts for RFT and SFT, so the interval of the difference ``r_RFT - r_SFT`` is paired. The
+    interval is the ``(1 ∓ confidence)/2`` percentiles of the resampled statistic (resamples where
+    it is undefined, a constant column, are dropped and counted in ``undefined``). Rows: ``reward,
+    statistic, correlation ("pearson" | "spearman"), method ("RFT" | "SFT" | "RFT - SFT"), value,
+    low, high, prompts, not_stalled`` (prompts not stalled at the start), ``undefined``.
+    """
+    if resamples < 1 or not 0 < confidence < 1:
+        raise ConfigError(f"resamples={resamples}, confidence={confidence} invalid; use resamples >= 1, 0 < c < 1")
+    rows = []
+    usable = gain_table.dropna(subset=[column])
+    for reward, frame in usable.groupby("reward", sort=False):
+        wide = frame.pivot_table(index="input", columns="method", values=column)
+        start = frame.drop_duplicates("input").set_index("input").loc[wide.index]
+        wide = wide.dropna()
+        start = start.loc[wide.index]
+        if not set(METHODS.values()) <= set(wide.columns) or len(wide) < 3:
+            continue
+        std = start["reward_std"].to_numpy()  # (n,)
+        index = np.random.default_rng(seed).integers(0, len(std), size=(resamples, len(std)))  # (B, n)
+        for name, rows_of in (("pearson", pearson_rows), ("spearman", spearman_rows)):
+            point, draws = {}, {}
+            for method_name in METHODS.values():
+                values = wide[method_name].to_numpy()  # (n,)
+                point[method_name] = float(rows_of(std[None], values[None])[0])
+                draws[method_name] = rows_of(std[index], values[index])  # (B,)
+            point["RFT - SFT"] = point["RFT"] - point["SFT"]
+            draws["RFT - SFT"] = draws["RFT"] - draws["SFT"]
+            for method_name, value in point.items():
+                finite = draws[method_name][np.isfinite(draws[method_name])]
+                tail = 100 * (1 - confidence) / 2
+                low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (np.nan, np.nan)
+                rows.append(
+                    {
+                        "reward": reward,
+                        "statistic": column,
+                        "correlation": name,
+                        "method": method_name,
+                        "value": value,
+                        "low": float(low),
+                        "high": float(high),
+                        "prompts": len(std),
+                        "not_stalled": int((~start["stalled"].astype(bool)).sum()),
+                        "undefined": int(resamples - len(finite)),
+                        "resamples": resamples,
+                        "confidence": confidence,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (reward, statistic, correlation) of :func:`bootstrap_correlations`: does the paper's claim hold?
+
+    The rule, fixed before the runs: the claim *holds* when RFT's correlation has its whole
+    interval above 0 **and** the paired interval of ``r_RFT - r_SFT`` lies above 0 (SFT's
+    correlation is smaller than RFT's, whatever its sign). ``rft_positive`` and ``rft_above_sft``
+    give the two parts.
+    """
+    rows = []
+    if table.empty:
+        return pd.DataFrame(rows)
+    for key, frame in table.groupby(["reward", "statistic", "correlation"], sort=False):
+        by = frame.set_index("method")
+        rft_positive = bool(by.loc["RFT", "low"] > 0)
+        rft_above_sft = bool(by.loc["RFT - SFT", "low"] > 0)
+        rows.append(
+            dict(zip(("reward", "statistic", "correlation"), key, strict=True))
+            | {"rft_positive": rft_positive, "rft_above_sft": rft_above_sft, "holds": rft_positive and rft_above_sft}
+        )
+    return pd.DataFrame(rows)
+
+
+def room_counts(gain_table: pd.DataFrame) -> pd.DataFrame:
+    """Per trained reward: prompts with room to gain (``gap_closed`` defined) and those of them not stalled."""
+    first = gain_table.dropna(subset=["gap_closed"]).drop_duplicates(["reward", "input"])
+    return (
+        first.assign(not_stalled=~first["stalled"].astype(bool))
+        .groupby("reward", sort=False)
+        .agg(with_room=("input", "size"), not_stalled_with_room=("not_stalled", "sum"))
+        .reset_index()
+    )
+
+
 def gap_closed_by_regime(gain_table: pd.DataFrame) -> pd.DataFrame:
     """Per (reward, method, stalled at the start): prompts and the mean share of the gap to the best closed."""
     usable = gain_table.dropna(subset=["gap_closed"])
@@ -166,9 +282,20 @@ def rank_correlation(x: pd.Series, y: pd.Series) -> dict[str, float]:
 
 
 def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """Shares per task, the sampled STD's error, the RFT-vs-SFT task table, per-prompt and per-task correlations."""
+    """Shares per task, the sampled STD's error, the RFT-vs-SFT task table, per-prompt and per-task correlations.
+
+    ``bootstrap_correlations`` (over all prompts, the paper's form) and
+    ``bootstrap_correlations_not_stalled`` (over the prompts not stalled at the start: whether the
+    correlation holds within the STD continuum, not only between stalled and other prompts) are
+    :func:`bootstrap_correlations` of ``gain`` and ``gap_closed``; ``claim`` is
+    :func:`claim_verdicts` of the former; ``room`` counts the prompts with room to gain."""
     gain_table, share_table = gains(tables), shares(tables)
     table = task_table(gain_table, share_table)
+    boot = pd.concat([bootstrap_correlations(gain_table, column) for column in ("gain", "gap_closed")],
+                     ignore_index=True)  # fmt: skip
+    moving = gain_table[~gain_table["stalled"].astype(bool)]  # not stalled: does r hold past stalled vs other?
+    within = pd.concat([bootstrap_correlations(moving, column) for column in ("gain", "gap_closed")],
+                       ignore_index=True)  # fmt: skip
     across_tasks = {}
     for reward, frame in table.groupby("reward"):
         across_tasks[reward] = {**rank_correlation(frame["stalled_exact"], frame["sft_minus_rft"]), "tasks": len(frame)}
@@ -182,7 +309,31 @@ def score(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         ).to_dict("records"),
         "share_vs_gap": across_tasks,
         "gap_closed_by_regime": gap_closed_by_regime(gain_table).to_dict("records"),
+        "room": room_counts(gain_table).to_dict("records"),
+        "bootstrap_correlations": boot.to_dict("records"),
+        "bootstrap_correlations_not_stalled": within.to_dict("records"),
+        "claim": claim_verdicts(boot).to_dict("records"),
+        "summary": summary(boot, room_counts(gain_table)),
     }
+
+
+def summary(boot: pd.DataFrame, room: pd.DataFrame) -> str:
+    """One line per trained reward: Pearson r of the initial STD with the gap closed, RFT and SFT with intervals."""
+    lines = []
+    for reward, frame in boot[(boot["statistic"] == "gap_closed") & (boot["correlation"] == "pearson")].groupby(
+        "reward", sort=False
+    ):
+        by = frame.set_index("method")
+        counts = room.set_index("reward").loc[reward]
+        cells = ", ".join(
+            f"{name} {by.loc[name, 'value']:+.2f} [{by.loc[name, 'low']:+.2f}, {by.loc[name, 'high']:+.2f}]"
+            for name in ("RFT", "SFT", "RFT - SFT")
+        )
+        lines.append(
+            f"{reward}: Pearson r of initial STD with gap closed over {int(counts['with_room'])} prompts with room "
+            f"({int(counts['not_stalled_with_room'])} not stalled): {cells}"
+        )
+    return "; ".join(lines)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -303,8 +454,8 @@ def plot_gain_vs_std(gain_table: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figur
     """Rows: trained rewards; columns RFT, SFT: per-prompt initial STD vs reward gain, coloured by task."""
     rewards = list(dict.fromkeys(gain_table["reward"]))
     tasks = list(dict.fromkeys(gain_table["task"]))
-    corr = correlations(gain_table).set_index(["reward", "method"])
-    closed = correlations(gain_table, "gap_closed").set_index(["reward", "method"])
+    boot = pd.concat([bootstrap_correlations(gain_table, column) for column in ("gain", "gap_closed")])
+    pearson = boot[boot["correlation"] == "pearson"].set_index(["reward", "statistic", "method"])
     fig, axes, colors = figure_grid(2 * len(rewards), tasks, panel_size=3.0, columns=2)
     for index, (reward, name) in enumerate((r, m) for r in rewards for m in ("RFT", "SFT")):
         ax = axes[index]
@@ -312,14 +463,12 @@ def plot_gain_vs_std(gain_table: pd.DataFrame) -> Any:  # noqa: ANN401 - a Figur
         for task in tasks:
             part = frame[frame["task"] == task]
             ax.scatter(part["reward_std"], part["gain"], s=10, color=colors[task], label=task)
-        row = corr.loc[(reward, name)]
-        interval = f"[{row['pearson_low']:.2f}, {row['pearson_high']:.2f}]"
-        gap_r = closed.loc[(reward, name), "pearson"] if (reward, name) in closed.index else float("nan")
-        ax.set_title(
-            f"{name} on {reward}: r = {row['pearson']:.2f} {interval}\nr with the gap closed = {gap_r:.2f}",
-            fontsize=8,
-            color=COLORS[name],
-        )
+        cells = []
+        for statistic, words in (("gain", "gain"), ("gap_closed", "gap closed")):
+            if (reward, statistic, name) in pearson.index:
+                row = pearson.loc[(reward, statistic, name)]
+                cells.append(f"r with {words} = {row['value']:+.2f} [{row['low']:+.2f}, {row['high']:+.2f}]")
+        ax.set_title(f"{name} on {reward}\n" + "\n".join(cells), fontsize=8, color=COLORS[name])
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xlabel("initial reward STD")
         ax.set_ylabel("reward gain V_end - V_0")
@@ -346,8 +495,10 @@ def draw_mean_vs_std(
     floor: float,
     far_fraction: float,
     coverage: dict[str, float] | None = None,
+    log_x: bool = False,
 ) -> dict[str, float]:
-    """On ``ax``: each prompt's exact reward mean against its exact reward STD (log x, clipped at ``floor``) under
+    """On ``ax``: each prompt's exact reward mean against its exact reward STD (linear x, or log x clipped at
+    ``floor`` if ``log_x``) under
     the pretrained model for ``reward`` (first replica), coloured by task, with the stalled region (STD below the
     threshold, mean more than ``far_fraction`` of the range below the best) shaded; the legend gives each task's
     pretraining ``coverage`` (if given) and stalled share, exact / from samples. Returns the exact share per task."""
@@ -361,8 +512,13 @@ def draw_mean_vs_std(
     best, worst = float(prompts["best_reward"].median()), float(prompts["worst_reward"].median())
     far = best - far_fraction * (best - worst)
 
-    ax.fill_between([floor, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=0)  # behind the points
-    ax.text(floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3", zorder=1)
+    left, right = (floor, 1.5) if log_x else (-0.03, 1.03)
+    ax.fill_between([left, threshold], worst - 0.05, far, color="0.88", lw=0, zorder=0)  # behind the points
+    if log_x:
+        ax.text(floor * 1.5, worst + 0.12, "stalled: small STD,\nfar from the best", fontsize=7, color="0.3")
+    else:  # inside the arc STD = sqrt(1 - V^2) that bounds the points, clear of them
+        ax.text(threshold + 0.03, worst + 0.3, "\u2190 shaded: stalled,\nsmall STD, far from the best",
+                fontsize=7, color="0.3")  # fmt: skip
     stalled = {}
     for task in tasks:
         part = prompts[prompts["task"] == task]
@@ -372,18 +528,19 @@ def draw_mean_vs_std(
         if coverage and task in coverage:
             label += f" ({coverage[task]:.0%} covered)"
         label += f": {stalled[task]:.0%} / {sampled:.0%}"
-        ax.scatter(part["reward_std"].clip(lower=floor), part["reward_mean"], s=12, color=colors[task],
-                   alpha=0.8, lw=0, label=label, zorder=3)  # fmt: skip
+        x = part["reward_std"].clip(lower=floor) if log_x else part["reward_std"]
+        ax.scatter(x, part["reward_mean"], s=12, color=colors[task], alpha=0.8, lw=0, label=label, zorder=3)
     ax.axvline(threshold, color="0.4", ls=":", lw=0.9)
     ax.set(
-        xscale="log",
-        xlim=(floor, 1.5),
+        xscale="log" if log_x else "linear",
+        xlim=(left, right),
         ylim=(worst - 0.05, best + 0.05),
-        xlabel="initial reward STD (log scale)",
+        xlabel="initial reward STD" + (" (log scale)" if log_x else ""),
         ylabel=f"initial reward mean V ({reward.replace('_', ' ')}, [-1, 1])",
         title="prompts under the pretrained model",
     )
-    ax.legend(fontsize=7, loc="upper left", title="task: stalled, exact / 10 samples", title_fontsize=7)
+    placement = {"loc": "upper left"} if log_x else {"loc": "center", "bbox_to_anchor": (0.43, 0.5)}
+    ax.legend(fontsize=7, title="task: stalled, exact / 10 samples", title_fontsize=7, **placement)
     return stalled
 
 
@@ -393,22 +550,32 @@ def draw_gap_closed(
     reward: str,
     floor: float,
     title: str = "after training",
-) -> dict[str, tuple[float, float]]:
+    log_x: bool = False,
+) -> dict[str, dict[str, float]]:
     """On ``ax``: the share of each prompt's gap to its best reward closed, ``(V_end - V_0) / (best - V_0)``,
-    against its initial STD (log x, clipped at ``floor``), RFT red and SFT blue, each at its best lr; prompts
-    below :data:`GAP_FLOOR` are drawn on it. Returns per method the Pearson r over prompts (:func:`correlations`
-    of ``gap_closed``) and the mean share closed on the stalled prompts."""
+    against its initial STD (linear x, or log x clipped at ``floor`` if ``log_x``), RFT red and SFT blue, each
+    at its best lr; prompts below :data:`GAP_FLOOR` are drawn on it. Returns per method (and ``"RFT - SFT"``)
+    the Pearson r over prompts of the initial STD with the gap closed and its bootstrap interval
+    (:func:`bootstrap_correlations`: ``r``, ``low``, ``high``, ``prompts``, ``not_stalled``), and per method the
+    mean share closed on the stalled prompts (``on_stalled``)."""
     gain_table = gains(tables)
     table = gain_table[gain_table["reward"] == reward].dropna(subset=["gap_closed"])
-    pearson = correlations(gain_table, "gap_closed").set_index(["reward", "method"])["pearson"]
-    found = {}
+    boot = bootstrap_correlations(gain_table[gain_table["reward"] == reward], "gap_closed")
+    pearson = boot[boot["correlation"] == "pearson"].set_index("method")
+    found: dict[str, dict[str, float]] = {}
+    for name in ("RFT - SFT", "SFT", "RFT"):
+        row = pearson.loc[name] if name in pearson.index else None
+        found[name] = {
+            key: float("nan") if row is None else float(row[column])
+            for key, column in (("r", "value"), ("low", "low"), ("high", "high"), ("prompts", "prompts"),
+                                ("not_stalled", "not_stalled"))
+        }  # fmt: skip
     for name in ("SFT", "RFT"):
         part = table[table["method"] == name]
-        r = float(pearson[(reward, name)]) if (reward, name) in pearson.index else float("nan")
-        on_stalled = float(part[part["stalled"].astype(bool)]["gap_closed"].mean())
-        found[name] = (r, on_stalled)
-        label = f"{name}: r = {r:+.2f}; stalled: {on_stalled:.0%} closed"
-        x = part["reward_std"].clip(lower=floor)
+        found[name]["on_stalled"] = float(part[part["stalled"].astype(bool)]["gap_closed"].mean())
+        cell = found[name]
+        label = f"{name}: r = {cell['r']:+.2f} [{cell['low']:+.2f}, {cell['high']:+.2f}]"
+        x = part["reward_std"].clip(lower=floor) if log_x else part["reward_std"]
         inside = part["gap_closed"] >= GAP_FLOOR
         ax.scatter(x[inside], part["gap_closed"][inside], s=12, color=COLORS[name], alpha=0.7, lw=0, label=label)
         below = int((~inside).sum())
@@ -418,9 +585,15 @@ def draw_gap_closed(
                        label=label)  # fmt: skip
     ax.axvline(float(tables["prompts"]["std_threshold"].iloc[0]), color="0.4", ls=":", lw=0.9)
     ax.axhline(0, color="k", lw=0.6, zorder=4)
-    ax.set(xscale="log", xlim=(floor, 1.5), xlabel="initial reward STD (log scale)",
+    ax.set(xscale="log" if log_x else "linear", xlim=(floor, 1.5) if log_x else (-0.03, 1.03),
+           xlabel="initial reward STD" + (" (log scale)" if log_x else ""),
            ylabel="gap closed (V_end - V_0) / (best - V_0)", title=title)  # fmt: skip
     ax.set_ylim(max(GAP_FLOOR, min(-0.15, float(table["gap_closed"].min()) - 0.05)), 1.1)
-    legend_title = f"{table['input'].nunique()} prompts {MIN_GAP:.0%}+ below best\n(r: Pearson, STD vs gap closed)"
-    ax.legend(fontsize=7, loc="lower left", title=legend_title, title_fontsize=7)
+    legend_title = (
+        f"{table['input'].nunique()} prompts {MIN_GAP:.0%}+ below best, "
+        f"{int(found['RFT']['not_stalled'])} not stalled\n"
+        f"Pearson r, STD vs gap closed [{CONFIDENCE:.0%} bootstrap]"
+    )
+    placement = {"loc": "lower left"} if log_x else {"loc": "lower center", "bbox_to_anchor": (0.47, 0.03)}
+    ax.legend(fontsize=7, title=legend_title, title_fontsize=7, **placement)
     return found

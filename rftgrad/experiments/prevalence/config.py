@@ -2,6 +2,11 @@
 
 A tiny causal transformer is pretrained on an uneven mixture of the synthetic language's
 tasks (:mod:`rftgrad.envs.language`, :mod:`rftgrad.finetune.pretraining`; cached on disk).
+By default the covered prompts' targets are graded (``near_misses = 1``: a covered prompt puts
+a share ``u_n`` uniform on ``reference_range`` of its mass on the reference and the rest on a
+near miss), so the initial STD spans a continuum and the per-prompt correlation of the gain
+with it can be tested; ``--set near_misses=0 --set reference_range=1,1`` gives the earlier
+two-valued mixture (covered prompts on the reference, uncovered ones on the echo).
 Under it, per task and reward, each prompt's reward mean and STD are measured exactly and
 from ``num_samples`` samples (the paper's 10), the latter ``sample_draws`` times to show
 the estimator's error. Then, for each reward in ``train_rewards``, RFT (the sampled
@@ -33,6 +38,8 @@ class Config:
     vocab_size: int = 6  # V, output symbols
     length: int = 4  # L, output length (V^L outputs are enumerated exactly)
     noise: float = 0.01  # pretraining mass on a random output per prompt
+    near_misses: int = 1  # M near-miss outputs (1-2 symbols off y*) a covered prompt's target shares; 0: two-valued
+    reference_range: tuple[float, float] = (0.0, 1.0)  # a covered prompt's share u_n of y* is uniform on it; 0: (1, 1)
     data_seed: int = 0  # seed of the prompts, the coverage draw and the learned reward
     pretrain_steps: int = 1500  # full-batch Adam steps of pretraining (cached on disk afterwards)
     pretrain_lr: float = 0.01  # pretraining learning rate
@@ -47,8 +54,14 @@ class Config:
     far_fraction: float = FAR_FRACTION  # "far from optimal": V more than this share of the reward range below the best
     steps: int = 400  # RFT and SFT steps (equal budgets)
     trainer: TrainConfig = TrainConfig(
-        estimator="rloo", num_generations=8, lr=(0.001, 0.003), seeds=1, eval_every=400, eval_grad_norm=False,
-        checkpoint_every=100, dtype="float32",
+        estimator="rloo",
+        num_generations=8,
+        lr=(0.001, 0.003),
+        seeds=1,
+        eval_every=400,
+        eval_grad_norm=False,
+        checkpoint_every=100,
+        dtype="float32",
     )  # RFT's sampled estimator (as the paper's PPO), Adam lrs (each method at its best), float32 as pretrained
 
     def __post_init__(self) -> None:
@@ -57,6 +70,12 @@ class Config:
         if len(self.coverage) != len(self.tasks) or any(not 0 <= c <= 1 for c in self.coverage):
             raise ConfigError(
                 f"coverage needs one value in [0, 1] per task ({len(self.tasks)} tasks), got {self.coverage}"
+            )
+        low, high = self.reference_range if len(self.reference_range) == 2 else (-1.0, -1.0)
+        if self.near_misses < 0 or not 0 <= low <= high <= 1 or (self.near_misses == 0 and low < 1):
+            raise ConfigError(
+                f"near_misses={self.near_misses}, reference_range={self.reference_range} invalid; use near_misses "
+                ">= 1 with 0 <= low <= high <= 1, or near_misses=0 with reference_range=1,1 (the two-valued mixture)"
             )
         for name in ("rewards", "train_rewards"):
             chosen = getattr(self, name)

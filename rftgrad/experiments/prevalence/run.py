@@ -3,7 +3,8 @@
 Steps (docs/paper.md §5):
 
 1. the language (:func:`rftgrad.envs.language.language_env`) and its pretraining mixture
-   (:func:`~rftgrad.envs.language.pretraining_mixture`, coverage per task); a transformer
+   (:func:`~rftgrad.envs.language.pretraining_mixture`, coverage per task, graded targets on
+   the covered prompts: ``near_misses``, ``reference_range``); a transformer
    pretrained on it (:func:`rftgrad.finetune.pretraining.pretrained_transformer`, cached);
 2. per reward in ``rewards`` and prompt: the exact reward mean ``V`` and STD under the
    pretrained model, the prompt's best and worst reward, and whether it is *stalled*
@@ -45,8 +46,10 @@ def task_env(config: Config, reward: str) -> SequenceEnv:
 
 def pretrained(config: Config, env: SequenceEnv, progress: bool) -> tuple[TinyTransformerPolicy, Mixture]:
     """The one-replica pretrained transformer (from the cache when present) and its mixture."""
-    mixture = pretraining_mixture(env, dict(zip(config.tasks, config.coverage, strict=True)), config.noise,
-                                  seed=config.data_seed)  # fmt: skip
+    mixture = pretraining_mixture(
+        env, dict(zip(config.tasks, config.coverage, strict=True)), config.noise, seed=config.data_seed,
+        near_misses=config.near_misses, reference_range=config.reference_range,
+    )  # fmt: skip
     policy = pretrained_transformer(
         env, mixture, steps=config.pretrain_steps, lr=config.pretrain_lr, seed=config.data_seed,
         d_model=config.d_model, num_layers=config.num_layers, num_heads=config.num_heads,
