@@ -259,7 +259,7 @@ SUBSTITUTED: dict[str, Substitute] = {
     "rftgrad run reward_teacher": Substitute(budget_of("reward_teacher"), "25 s; TESTING budget", slow_verbatim=True),
     "rftgrad run estimators": Substitute(budget_of("estimators"), "334 s; TESTING budget", slow_verbatim=True),
     "rftgrad run prevalence": Substitute(
-        budget_of("prevalence"), "554 s (pretraining cache empty); TESTING budget", slow_verbatim=True
+        budget_of("prevalence"), "641 s (pretraining cache empty); TESTING budget", slow_verbatim=True
     ),
     "rftgrad check --examples 2000": Substitute(
         ("check", "--examples", "2000", "--examples", "40"), "49 s; 40 examples", slow_verbatim=True
