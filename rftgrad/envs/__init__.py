@@ -29,6 +29,7 @@ from rftgrad.envs.language import (
     Mixture,
     keywords,
     language_env,
+    near_miss_outputs,
     pretraining_mixture,
     reference,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "orthonormal",
     "pretraining_label_sets",
     "pretraining_mixture",
+    "near_miss_outputs",
     "random_sequence_env",
     "reference",
     "relabel_family",
