@@ -37,9 +37,11 @@ METHODS = {"rft": "RFT", "sft": "SFT"}
 #: prompts starting within this share of the reward range of their best are left out of ``gap_closed``.
 MIN_GAP = 0.05
 
-#: bootstrap of the per-prompt correlations: resamples of the prompts, their seed, the interval's level.
+#: bootstrap of the per-prompt correlations: how many resamples of the prompts.
 BOOTSTRAP_RESAMPLES = 2000
+#: the seed of those resamples (the same resamples for RFT and SFT, so their difference is paired).
 BOOTSTRAP_SEED = 0
+#: the level of the bootstrap's percentile intervals.
 CONFIDENCE = 0.95
 
 
