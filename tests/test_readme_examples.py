@@ -244,7 +244,7 @@ SUBSTITUTED: dict[str, Substitute] = {
     ),
     "rftgrad figures --gallery": Substitute(
         ("figures", *FIGURES_TINY, "--only", "bound"),
-        "quick budget, 7 min 49 s from a fresh clone (the README); --gallery writes the checkout's "
+        "quick budget, about 9 min from a fresh clone (the README); --gallery writes the checkout's "
         "paper_figures/. --out and --runs in the working folder, --tiny --only bound draws one figure in seconds "
         "(tests/test_figures.py draws each figure at --tiny)",
         slow_verbatim=False,
