@@ -56,6 +56,7 @@ from rftgrad.envs.tasks import (
     check_task_settings,
     classification_task,
     family_task,
+    family_task_of,
     sequence_task,
 )
 from rftgrad.envs.text import (
@@ -82,6 +83,7 @@ __all__ = [
     "check_left_padded",
     "classification_task",
     "family_task",
+    "family_task_of",
     "sequence_task",
     "BanditEnv",
     "CallableReward",

@@ -16,6 +16,7 @@ outputs each training input is pretrained toward. The builders are deterministic
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -235,6 +236,14 @@ def family_task(
     test_env = relabel_family(split.test, family, new_label, wrong_reward)
     assert with_sets.label_sets is not None
     return Task(train_env, test_env, with_sets.label_sets[:, :, None])
+
+
+def family_task_of(settings: object) -> Task:
+    """:func:`family_task` at a config's settings: each of its keyword parameters (``num_train``,
+    ``cluster_dim``, ..., ``data_seed``) read from the attribute of that name, so that every experiment
+    on the family task (``sft_budget``, ``sft_targeting``) builds it from its config the same way."""
+    names = inspect.signature(family_task).parameters
+    return family_task(**{name: getattr(settings, name) for name in names})
 
 
 #: ``name -> smallest allowed value`` of the integer task settings, checked by :func:`check_task_settings`.

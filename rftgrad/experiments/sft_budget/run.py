@@ -19,7 +19,7 @@ import dataclasses
 
 import pandas as pd
 
-from rftgrad.envs import Task, family_task
+from rftgrad.envs import Task, family_task_of
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.sft_budget.config import Config
 from rftgrad.finetune import PretrainedPolicies, replica_grid
@@ -27,12 +27,8 @@ from rftgrad.finetune.trainer import phase_subset
 
 
 def budget_task(config: Config) -> Task:
-    """The shared-rule task (:func:`rftgrad.envs.family_task`) at ``config``'s settings."""
-    return family_task(
-        num_train=config.num_train, cluster_dim=config.cluster_dim, cluster_noise=config.cluster_noise,
-        family_size=config.family_size, family_weight=config.family_weight, label_set_size=config.label_set_size,
-        wrong_reward=config.wrong_reward, data_seed=config.data_seed,
-    )  # fmt: skip
+    """The shared-rule task (:func:`rftgrad.envs.family_task_of`) at ``config``'s settings."""
+    return family_task_of(config)
 
 
 def run(config: Config, context: RunContext) -> dict[str, pd.DataFrame]:

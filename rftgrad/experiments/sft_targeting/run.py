@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from rftgrad.diagnose import Regime
-from rftgrad.envs import RewardEnv, family_task, language_env, pretraining_mixture
+from rftgrad.envs import RewardEnv, family_task_of, language_env, pretraining_mixture
 from rftgrad.experiments.base import RunContext
 from rftgrad.experiments.sft_targeting.config import Config
 from rftgrad.finetune import (
@@ -87,11 +87,7 @@ class TiledPolicies:
 
 def family_model(config: Config, progress: bool) -> TaskModel:
     """The ``sft_budget`` family task with its linear policy pretrained per seed."""
-    task = family_task(
-        num_train=config.num_train, cluster_dim=config.cluster_dim, cluster_noise=config.cluster_noise,
-        family_size=config.family_size, family_weight=config.family_weight, label_set_size=config.label_set_size,
-        wrong_reward=config.wrong_reward, data_seed=config.data_seed,
-    )  # fmt: skip
+    task = family_task_of(config)
     pretrained = PretrainedPolicies(
         "linear", task.train, task.pretrain_outputs, steps=config.pretrain_steps, lr=config.pretrain_lr,
         progress=progress,
