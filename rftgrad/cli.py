@@ -57,6 +57,7 @@ from rftgrad.diagnose import (
 )
 from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
 from rftgrad.errors import ConfigError, RftgradError
+from rftgrad.executors import EXECUTORS, Executor, make_executor
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
 from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint, write_run
@@ -413,6 +414,27 @@ def _run_preflight(args: argparse.Namespace) -> int:
 
 
 OVERWRITE_HELP = "replace what --out holds (a finished run, another command's run, other files)"
+
+
+def _add_executor_options(command: argparse.ArgumentParser) -> None:
+    """``--executor serial|ray`` and ``--address ADDR`` (:mod:`rftgrad.executors`)."""
+    command.add_argument(
+        "--executor",
+        choices=sorted(EXECUTORS),
+        default="serial",
+        help="where the units of work run: serial (this process, default) or ray (a local Ray instance sized to "
+        "this machine, or the cluster at --address); needs pip install -e '.[ray]'",
+    )
+    command.add_argument(
+        "--address",
+        default=None,
+        help="with --executor ray: join this Ray cluster instead of starting one (auto, HOST:PORT, ray://HOST:10001)",
+    )
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    """The executor of ``--executor`` / ``--address``, running every unit with the command's thread choice."""
+    return make_executor(args.executor, args.address, choose_threads(getattr(args, "threads", None)))
 
 
 class _Parser(argparse.ArgumentParser):

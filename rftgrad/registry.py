@@ -19,6 +19,7 @@ __all__ = [
     "OBJECTIVES",
     "OPTIMIZERS",
     "SCALE_REWARDS",
+    "EXECUTORS",
 ]
 
 #: sequence-environment reward names (formulas in rftgrad.envs.sequence).
@@ -75,3 +76,9 @@ OPTIMIZERS = ("sgd", "adam")
 #: where GRPO takes the reward STD it divides by: the group, the whole batch, or nowhere (as TRL's
 #: ``scale_rewards``).
 SCALE_REWARDS = ("group", "batch", "none")
+#: where the units of work of ``rftgrad sweep``, ``figures`` and ``check`` run (``--executor``):
+#: name -> one line (rftgrad.executors).
+EXECUTORS = {
+    "serial": "in this process, one unit after another (the default and the reference)",
+    "ray": "each unit a Ray task: a local Ray instance sized to this machine, or a cluster with --address",
+}

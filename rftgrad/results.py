@@ -444,12 +444,20 @@ def free_run_dir(base: str | Path, command: str, fingerprint: str) -> Path:
 
 
 def write_run(
-    out_dir: str | Path, config: Mapping[str, Any], tables: Mapping[str, pd.DataFrame], device: torch.device | str
+    out_dir: str | Path,
+    config: Mapping[str, Any],
+    tables: Mapping[str, pd.DataFrame],
+    device: torch.device | str,
+    environment: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``config.json``, ``environment.json`` and ``<name>.csv`` for each table."""
+    """Write ``config.json``, ``environment.json`` and ``<name>.csv`` for each table.
+
+    ``environment`` is the :func:`~rftgrad.runtime.environment_info` of the process that computed the
+    tables when that was another one (a worker of :mod:`rftgrad.executors`); default: this process's."""
     out = Path(out_dir)
+    info = environment_info(device) if environment is None else dict(environment)
     atomic_write_text(out / "config.json", json.dumps(dict(config), indent=2, sort_keys=True, default=str) + "\n")
-    atomic_write_text(out / "environment.json", json.dumps(environment_info(device), indent=2, default=str) + "\n")
+    atomic_write_text(out / "environment.json", json.dumps(info, indent=2, default=str) + "\n")
     for name, frame in tables.items():
         atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
     return out

@@ -280,7 +280,7 @@ def git_commit(path: str | Path | None = None) -> str | None:
 def environment_info(device: torch.device | str | None = None) -> dict[str, object]:
     """Versions, device and git commit, as stored next to every result."""
     packages = {}
-    for name in ("rftgrad", "torch", "numpy", "scipy", "sympy", "pandas", "scikit-learn"):
+    for name in ("rftgrad", "torch", "numpy", "scipy", "sympy", "pandas", "scikit-learn", "ray"):
         try:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -8,18 +8,25 @@ pretraining of :mod:`rftgrad.finetune`, :func:`~rftgrad.finetune.pretrain`).
 """
 
 from rftgrad.experiments.base import (
+    PlannedRun,
     RunContext,
+    RunOutput,
     analyse,
+    claim_planned_run,
+    compute_run,
     config_device,
     default_run_dir,
     experiment_config,
     experiment_module,
+    plan_run,
+    record_run,
     run_experiment,
     run_record,
 )
 from rftgrad.registry import EXPERIMENTS
 
 __all__ = [
-    "EXPERIMENTS", "RunContext", "analyse", "config_device", "default_run_dir", "experiment_config",
-    "experiment_module", "run_experiment", "run_record",
+    "EXPERIMENTS", "PlannedRun", "RunContext", "RunOutput", "analyse", "claim_planned_run", "compute_run",
+    "config_device", "default_run_dir", "experiment_config", "experiment_module", "plan_run", "record_run",
+    "run_experiment", "run_record",
 ]  # fmt: skip

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ import pandas as pd
 from rftgrad import configs
 from rftgrad.errors import ConfigError
 from rftgrad.results import (
+    RunDirectory,
     atomic_write_text,
     claim_run_dir,
     config_fingerprint,
@@ -42,7 +44,7 @@ from rftgrad.results import (
     strict_json,
     write_run,
 )
-from rftgrad.runtime import resolve_device
+from rftgrad.runtime import environment_info, resolve_device
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,83 @@ def default_run_dir(
     return free_run_dir(base, f"run {name}", config_fingerprint(run_record(name, config)))
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """A run of experiment ``name`` whose config is checked: what a unit of work needs to compute its records.
+
+    Small and picklable, so that an executor (:mod:`rftgrad.executors`) can send it to another process."""
+
+    name: str  # the experiment
+    out_dir: Path  # the run directory, absolute (a worker process may run in another working directory)
+    config: Any  # the experiment's checked Config
+    device: str  # where it computes, resolved ("cpu", "cuda:0")
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """``config.json`` of the run (:func:`run_record`)."""
+        return run_record(self.name, self.config)
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the config, which the run directory is claimed with."""
+        return config_fingerprint(self.record)
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """What computing a planned run gives back: its records, and the environment it computed them in."""
+
+    tables: dict[str, pd.DataFrame]  # the records, as run.py returned them
+    environment: dict[str, Any]  # environment.json of the process that computed them
+    seconds: float  # wall time of run.py's run, in that process
+
+
+def plan_run(
+    name: str,
+    out_dir: str | Path,
+    config_file: str | Path | None = None,
+    sets: Sequence[str] = (),
+    full: bool = False,
+    variant: str | None = None,
+) -> PlannedRun:
+    """Check the config of a run of ``name`` into ``out_dir`` (bad values raise :class:`ConfigError`) and resolve
+    its device; nothing is written."""
+    config = experiment_config(name, config_file, sets, full, variant)
+    device = resolve_device(config_device(config))
+    return PlannedRun(name, Path(out_dir).absolute(), config, str(device))
+
+
+def compute_run(plan: PlannedRun, progress: bool = False) -> RunOutput:
+    """The unit of work of a run: ``run.py``'s ``run(config, context)``, checkpointing into
+    ``<out_dir>/checkpoints`` (resumed from there if a previous attempt left some). Writes no records:
+    whoever claimed the run directory does (:func:`record_run`)."""
+    start = time.perf_counter()
+    tables = experiment_module(plan.name, "run").run(plan.config, RunContext(plan.out_dir, progress))
+    seconds = time.perf_counter() - start
+    return RunOutput(tables, environment_info(plan.device), seconds)
+
+
+def claim_planned_run(plan: PlannedRun, overwrite: bool = False) -> RunDirectory:
+    """Claim the run directory of ``plan`` (:func:`rftgrad.results.claim_run_dir`, resumable)."""
+    return claim_run_dir(plan.out_dir, f"run {plan.name}", plan.fingerprint, overwrite=overwrite, resumable=True)
+
+
+def record_run(
+    plan: PlannedRun, output: RunOutput, claim: RunDirectory, figures: bool = True
+) -> tuple[dict[str, pd.DataFrame], dict[str, Any], list[Path]]:
+    """Write a computed run into its claimed directory: records, ``config.json``, ``config.toml``,
+    ``environment.json`` (of the process that computed them), then score and figures; removes the
+    checkpoints and marks the run finished."""
+    out = claim.path
+    write_run(out, plan.record, output.tables, plan.device, environment=output.environment)
+    rerun = f"rftgrad run {plan.name} --config config.toml"
+    atomic_write_text(out / "config.toml", configs.to_toml(plan.config, rerun))
+    shutil.rmtree(RunContext(out).checkpoint_dir, ignore_errors=True)
+    tables, score, figure_paths = analyse(plan.name, out, figures)
+    claim.finish()
+    return tables, score, figure_paths
+
+
 def run_experiment(
     name: str,
     out_dir: str | Path,
@@ -150,23 +229,12 @@ def run_experiment(
     a directory holding a finished run, another command's run or other files is refused unless
     ``overwrite``. If the run then fails with an :class:`RftgradError` in a directory it created,
     the directory is removed; an interruption (Ctrl-C) keeps its checkpoints, and running the
-    same command again resumes from them.
+    same command again resumes from them. In steps: :func:`plan_run`, :func:`claim_planned_run`,
+    :func:`compute_run`, :func:`record_run` (what the executors of :mod:`rftgrad.executors` run apart).
     """
-    config = experiment_config(name, config_file, sets, full, variant)
-    device = resolve_device(config_device(config))
-    run_module = experiment_module(name, "run")
-    record = run_record(name, config)
-    with claim_run_dir(
-        out_dir, f"run {name}", config_fingerprint(record), overwrite=overwrite, resumable=True
-    ) as claim:
-        out = claim.path
-        tables = run_module.run(config, RunContext(out, progress))
-        write_run(out, record, tables, device)
-        atomic_write_text(out / "config.toml", configs.to_toml(config, f"rftgrad run {name} --config config.toml"))
-        shutil.rmtree(RunContext(out).checkpoint_dir, ignore_errors=True)
-        tables, score, figure_paths = analyse(name, out, figures)
-        claim.finish()
-    return tables, score, figure_paths
+    plan = plan_run(name, out_dir, config_file, sets, full, variant)
+    with claim_planned_run(plan, overwrite) as claim:
+        return record_run(plan, compute_run(plan, progress), claim, figures)
 
 
 def analyse(
