@@ -32,6 +32,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -232,8 +233,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
     from rftgrad import gallery as paper
 
     found = paper.load_figures(args.figures_dir)
@@ -249,17 +248,14 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         out = paper.figures_dir(args.figures_dir)
     else:
         out = Path(args.runs) / budget / "gallery" if args.out is None else args.out
-    results = []
+    executor = _executor(args)
+    start = time.perf_counter()
     with claim_output_dir(out) as claim:
         out = claim.path
-        paper.check_outputs(chosen, budget, claim.path, args.overwrite)  # before anything runs
-        with tqdm(chosen, desc="figures", unit="figure", disable=args.no_progress, dynamic_ncols=True) as bar:
-            for figure in bar:
-                bar.set_description(f"{figure.name} ({figure.experiment})")
-                progress = not args.no_progress
-                results.append(paper.make_figure(figure, budget, out, args.runs, args.device, progress, args.overwrite))
-                paper.write_manifest(found, out)
-    print(paper.summary_table(results))
+        results = paper.make_figures(
+            chosen, budget, out, args.runs, args.device, not args.no_progress, args.overwrite, executor, found
+        )
+    print(paper.summary_table(results, time.perf_counter() - start))
     print(f"wrote {out}: " + ", ".join(f"{r.name}.png" for r in results) + ", README.md")
     return 0
 
@@ -534,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--figures-dir", default=None, help="folder of the figure scripts (default ./paper_figures)")
     fg.add_argument("--list", action="store_true", help="list the figures and exit")
     fg.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_executor_options(fg)
     fg.set_defaults(handler=_cmd_figures)
 
     dg = commands.add_parser("diagnose", help="which prompts of a rollout log are in the vanishing-gradient regime")

@@ -31,7 +31,17 @@ import pandas as pd
 
 from rftgrad import configs
 from rftgrad.errors import ConfigError, OutputError
-from rftgrad.experiments.base import experiment_config, experiment_module, run_experiment, run_record
+from rftgrad.executors import Executor, SerialExecutor
+from rftgrad.experiments.base import (
+    PlannedRun,
+    RunOutput,
+    claim_planned_run,
+    compute_run,
+    experiment_module,
+    plan_run,
+    record_run,
+    run_plans,
+)
 from rftgrad.plotting import save_figure
 from rftgrad.results import atomic_write_text, read_run_record
 from rftgrad.runtime import git_commit
@@ -48,8 +58,14 @@ __all__ = [
     "choose_figures",
     "check_budget",
     "run_dir",
+    "FigureRunPlan",
+    "plan_figure_run",
+    "read_experiment_run",
     "ensure_run",
+    "draw_figure",
     "make_figure",
+    "recorded_seconds",
+    "make_figures",
     "check_outputs",
     "write_manifest",
     "summary_table",
@@ -193,6 +209,41 @@ def _jsonable(value: Any) -> Any:  # noqa: ANN401 - any config value
     return json.loads(json.dumps(value, default=str))
 
 
+@dataclass(frozen=True)
+class FigureRunPlan:
+    """Where a figure's experiment run lives and what it must hold (:func:`plan_figure_run`)."""
+
+    plan: PlannedRun  # the run, config checked
+    reusable: bool  # its directory holds a finished run of this config: nothing to compute
+    stale: bool  # it holds a finished run of this experiment with another config, which is replaced
+
+
+def plan_figure_run(
+    figure: PaperFigure, budget: str, runs_root: str | Path, device: str | None = None
+) -> FigureRunPlan:
+    """The run ``figure`` reads at ``budget`` (:func:`run_dir`), checked, and whether it is there already."""
+    check_budget(budget)
+    sets = _settings(figure, budget, device)
+    out = Path(runs_root) / budget / _run_name(figure, sets)
+    plan = plan_run(figure.experiment, out, sets=sets, full=budget == "full", variant=figure.variant)
+    expected = _jsonable(plan.record)
+    reusable = False
+    if (out / "score.json").exists() and (out / "config.json").exists():
+        reusable = _jsonable(json.loads((out / "config.json").read_text(encoding="utf-8"))) == expected
+    previous = read_run_record(out) if out.is_dir() and not reusable else None
+    stale = previous is not None and previous.finished and previous.command == f"run {figure.experiment}"
+    return FigureRunPlan(plan, reusable, stale)
+
+
+def read_experiment_run(out_dir: str | Path) -> ExperimentRun:
+    """The finished experiment run in ``out_dir``: its tables, score and stored config."""
+    out = Path(out_dir)
+    tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
+    score = json.loads((out / "score.json").read_text(encoding="utf-8"))
+    stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    return ExperimentRun(out, tables, score, stored)
+
+
 def ensure_run(
     figure: PaperFigure,
     budget: str,
@@ -208,31 +259,44 @@ def ensure_run(
     with another config (made by another version of the defaults) is replaced and an unfinished one of this
     config resumes; a directory holding anything else is refused unless ``overwrite``.
     """
-    check_budget(budget)
-    sets = _settings(figure, budget, device)
-    config = experiment_config(figure.experiment, sets=sets, full=budget == "full", variant=figure.variant)
-    expected = _jsonable(run_record(figure.experiment, config))
-    out = Path(runs_root) / budget / _run_name(figure, sets)
-    reused = False
-    if (out / "score.json").exists() and (out / "config.json").exists():
-        reused = _jsonable(json.loads((out / "config.json").read_text(encoding="utf-8"))) == expected
-    if not reused:
-        previous = read_run_record(out) if out.is_dir() else None
-        stale = previous is not None and previous.finished and previous.command == f"run {figure.experiment}"
-        run_experiment(
-            figure.experiment,
-            out,
-            sets=sets,
-            full=budget == "full",
-            progress=progress,
-            variant=figure.variant,
-            figures=False,  # the figure script draws
-            overwrite=overwrite or stale,
-        )
-    tables = {path.stem: pd.read_csv(path) for path in sorted(out.glob("*.csv"))}
-    score = json.loads((out / "score.json").read_text(encoding="utf-8"))
-    stored = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    return ExperimentRun(out, tables, score, stored), reused
+    planned = plan_figure_run(figure, budget, runs_root, device)
+    if not planned.reusable:
+        with claim_planned_run(planned.plan, overwrite or planned.stale) as claim:
+            record_run(planned.plan, compute_run(planned.plan, progress), claim, figures=False)  # the script draws
+    return read_experiment_run(planned.plan.out_dir), planned.reusable
+
+
+def draw_figure(
+    figure: PaperFigure,
+    run: ExperimentRun,
+    budget: str,
+    out_dir: str | Path,
+    run_seconds: float,
+    reused: bool,
+    executor: str = "serial",
+) -> FigureResult:
+    """Draw ``figure`` from ``run``; save ``<name>.png`` / ``.pdf`` and ``<name>.json`` (key number, the seconds
+    its run took, budget, executor, commit, the images' sha256) in ``out_dir``."""
+    start = time.perf_counter()
+    fig, key_number = figure.draw(run)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_figure(fig, out / figure.name)
+    result = FigureResult(figure.name, path, run_seconds, time.perf_counter() - start, reused, key_number)
+    record = {
+        "name": figure.name,
+        "key_number": key_number,
+        "budget": budget,
+        "run_seconds": round(result.run_seconds, 1),
+        "draw_seconds": round(result.draw_seconds, 1),
+        "reused_run": reused,
+        "executor": executor,
+        "run_dir": _shown(run.out_dir),
+        "git_commit": git_commit(),
+        "sha256": {image.name: _sha256(image) for image in _images(out, figure)},
+    }
+    atomic_write_text(out / f"{figure.name}.json", json.dumps(record, indent=2) + "\n")
+    return result
 
 
 def make_figure(
@@ -252,26 +316,92 @@ def make_figure(
     check_outputs([figure], budget, out_dir, overwrite)
     start = time.perf_counter()
     run, reused = ensure_run(figure, budget, runs_root, device, progress, overwrite)
-    ran = time.perf_counter()
-    fig, key_number = figure.draw(run)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = save_figure(fig, out / figure.name)
-    drawn = time.perf_counter()
-    result = FigureResult(figure.name, path, ran - start, drawn - ran, reused, key_number)
-    record = {
-        "name": figure.name,
-        "key_number": key_number,
-        "budget": budget,
-        "run_seconds": round(result.run_seconds, 1),
-        "draw_seconds": round(result.draw_seconds, 1),
-        "reused_run": reused,
-        "run_dir": str(run.out_dir),
-        "git_commit": git_commit(),
-        "sha256": {image.name: _sha256(image) for image in _images(out, figure)},
-    }
-    atomic_write_text(out / f"{figure.name}.json", json.dumps(record, indent=2) + "\n")
-    return result
+    return draw_figure(figure, run, budget, out_dir, time.perf_counter() - start, reused)
+
+
+def recorded_seconds(figure: PaperFigure, *folders: str | Path) -> float:
+    """The ``run_seconds`` last recorded for ``figure`` in the first of ``folders`` that has its ``.json``
+    (0 if none): how long its run took before, which orders the units of :func:`make_figures`."""
+    for folder in folders:
+        try:
+            record = json.loads((Path(folder) / f"{figure.name}.json").read_text(encoding="utf-8"))
+            return float(record.get("run_seconds", 0.0))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return 0.0
+
+
+def make_figures(
+    figures: Sequence[PaperFigure],
+    budget: str = "quick",
+    out_dir: str | Path = "paper_figures",
+    runs_root: str | Path = "runs/figures",
+    device: str | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    executor: Executor | None = None,
+    manifest: dict[str, PaperFigure] | None = None,
+) -> list[FigureResult]:
+    """Draw every figure of ``figures``, their missing runs computed as units of ``executor`` (default serial).
+
+    Runs shared by several figures are computed once; each figure is drawn (in this process) as soon as its run
+    is written, and the manifest of ``manifest`` (default: ``figures``) rewritten after each. Units start with
+    the run that took longest last time (:func:`recorded_seconds`, in ``out_dir`` and then the checkout's
+    gallery). Returns the results in manifest order.
+    """
+    executor = executor or SerialExecutor()
+    manifest = manifest if manifest is not None else {figure.name: figure for figure in figures}
+    check_outputs(figures, budget, out_dir, overwrite)  # before anything runs
+    planned = {figure.name: plan_figure_run(figure, budget, runs_root, device) for figure in figures}
+    readers: dict[Path, list[PaperFigure]] = {}
+    for figure in figures:
+        readers.setdefault(planned[figure.name].plan.out_dir, []).append(figure)
+    results: dict[str, FigureResult] = {}
+
+    def draw_all(run_path: Path, seconds: float, reused: bool) -> None:
+        run = read_experiment_run(run_path)
+        for index, figure in enumerate(readers[run_path]):
+            first = index == 0
+            results[figure.name] = draw_figure(
+                figure, run, budget, out_dir, seconds if first else 0.0, reused or not first, executor.name
+            )
+            write_manifest(manifest, out_dir)
+
+    to_run: dict[str, PlannedRun] = {}
+    costs: dict[str, float] = {}
+    stale: set[Path] = set()
+    for path, sharing in readers.items():
+        first = planned[sharing[0].name]
+        if first.reusable:
+            draw_all(path, 0.0, True)
+            continue
+        label = ", ".join(figure.name for figure in sharing) + f" ({first.plan.name})"
+        to_run[label] = first.plan
+        costs[label] = max(recorded_seconds(figure, out_dir, figures_dir()) for figure in sharing)
+        if first.stale:
+            stale.add(path)
+
+    def recorded(label: str, plan: PlannedRun, output: RunOutput, score: dict[str, Any]) -> None:
+        draw_all(plan.out_dir, output.seconds, False)
+
+    run_plans(
+        to_run,
+        executor,
+        recorded,
+        overwrite=lambda plan: overwrite or plan.out_dir in stale,
+        costs=costs,
+        progress=progress,
+        desc="figure runs",
+    )
+    return [results[figure.name] for figure in figures if figure.name in results]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as the user typed it), else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _images(out_dir: Path, figure: PaperFigure) -> list[Path]:
@@ -343,8 +473,9 @@ def write_manifest(figures: dict[str, PaperFigure], out_dir: str | Path) -> Path
     return atomic_write_text(out / "README.md", MANIFEST_HEADER + "\n".join(rows) + "\n")
 
 
-def summary_table(results: Sequence[FigureResult]) -> str:
-    """The closing table of ``rftgrad figures``: figure, seconds (run + draw), key number."""
+def summary_table(results: Sequence[FigureResult], wall_seconds: float | None = None) -> str:
+    """The closing table of ``rftgrad figures``: figure, seconds (run + draw), key number; the total, and the
+    wall time when given (runs in parallel, on Ray, take less wall time than their sum)."""
     width = max([len("figure"), *(len(r.name) for r in results)])
     lines = [f"{'figure':<{width}}  {'seconds':>8}  key number"]
     for r in results:
@@ -352,4 +483,6 @@ def summary_table(results: Sequence[FigureResult]) -> str:
         lines.append(f"{r.name:<{width}}  {seconds}  {r.key_number}")
     total = sum(r.run_seconds + r.draw_seconds for r in results)
     lines.append(f"{'total':<{width}}  {total:8.1f}   (* results reused from an earlier run)")
+    if wall_seconds is not None:
+        lines.append(f"{'wall time':<{width}}  {wall_seconds:8.1f}")
     return "\n".join(lines)

@@ -21,6 +21,7 @@ from rftgrad.experiments.base import (
     plan_run,
     record_run,
     run_experiment,
+    run_plans,
     run_record,
 )
 from rftgrad.registry import EXPERIMENTS
@@ -28,5 +29,5 @@ from rftgrad.registry import EXPERIMENTS
 __all__ = [
     "EXPERIMENTS", "PlannedRun", "RunContext", "RunOutput", "analyse", "claim_planned_run", "compute_run",
     "config_device", "default_run_dir", "experiment_config", "experiment_module", "plan_run", "record_run",
-    "run_experiment", "run_record",
+    "run_experiment", "run_plans", "run_record",
 ]  # fmt: skip

@@ -25,7 +25,7 @@ import dataclasses
 import importlib
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -35,6 +35,7 @@ import pandas as pd
 
 from rftgrad import configs
 from rftgrad.errors import ConfigError
+from rftgrad.executors import Executor, SerialExecutor, Unit
 from rftgrad.results import (
     RunDirectory,
     atomic_write_text,
@@ -209,6 +210,57 @@ def record_run(
     tables, score, figure_paths = analyse(plan.name, out, figures)
     claim.finish()
     return tables, score, figure_paths
+
+
+def run_plans(
+    plans: Mapping[str, PlannedRun],
+    executor: Executor,
+    on_recorded: Callable[[str, PlannedRun, RunOutput, dict[str, Any]], None] | None = None,
+    *,
+    overwrite: Callable[[PlannedRun], bool] | bool = False,
+    costs: Mapping[str, float] | None = None,
+    progress: bool = True,
+    desc: str = "runs",
+) -> None:
+    """Run several planned runs (``label -> plan``) on ``executor``: one unit of work each (:func:`compute_run`).
+
+    Every run directory is claimed before the first unit starts (:func:`claim_planned_run`; ``overwrite`` for all,
+    or per plan), so a refused directory stops everything before any work. As each unit finishes, the driver
+    writes its run (:func:`record_run`, no figures) and calls ``on_recorded(label, plan, output, score)``. A unit
+    that fails leaves its directory as :func:`run_experiment` would (an :class:`RftgradError` removes a
+    directory it created); an interruption keeps every finished run, and the checkpoints of unfinished ones
+    for the next call to resume from. ``costs`` (label -> expected seconds) orders the units, largest first.
+    Runs of the serial executor show their own progress bars; those on Ray do not (one bar counts the units).
+    """
+    claims: dict[str, RunDirectory] = {}
+    try:
+        for label, plan in plans.items():
+            replace = overwrite(plan) if callable(overwrite) else overwrite
+            claims[label] = claim_planned_run(plan, replace)
+        inner_progress = progress and isinstance(executor, SerialExecutor)
+        units = [
+            Unit(
+                label,
+                compute_run,
+                (plan, inner_progress),
+                (costs or {}).get(label, 0.0),
+                1.0 if "cuda" in plan.device else 0.0,
+            )
+            for label, plan in plans.items()
+        ]
+
+        def record(unit: Unit, output: RunOutput) -> None:
+            plan = plans[unit.label]
+            with claims.pop(unit.label) as claim:
+                _, score, _ = record_run(plan, output, claim, figures=False)
+            if on_recorded is not None:
+                on_recorded(unit.label, plan, output, score)
+
+        executor.map(units, record, progress, desc)
+    except BaseException as error:
+        for claim in claims.values():
+            claim.__exit__(type(error), error, error.__traceback__)
+        raise
 
 
 def run_experiment(
