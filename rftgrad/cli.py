@@ -31,6 +31,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -64,7 +65,7 @@ from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
 from rftgrad.results import claim_output_dir, claim_run_dir, config_fingerprint, write_run
 from rftgrad.runtime import DEFAULT_CPU_THREADS, choose_threads, use_threads
 from rftgrad.theory import exact, gamma
-from rftgrad.theory.check import run_check
+from rftgrad.theory.check import CHECK_CHUNK, run_check
 from rftgrad.theory.instances import HF_POLICY_KINDS, POLICY_KINDS, draw_specs
 
 __all__ = [
@@ -135,7 +136,7 @@ def _build_policy(args: argparse.Namespace, env: RewardEnv) -> SoftmaxPolicy:
 
 
 #: options that say where and how to write, not what to compute (left out of a run's fingerprint).
-NOT_IN_FINGERPRINT = ("handler", "out", "overwrite", "no_progress")
+NOT_IN_FINGERPRINT = ("handler", "out", "overwrite", "no_progress", "executor", "address", "chunk_size")
 
 
 def _run_config(args: argparse.Namespace) -> dict[str, object]:
@@ -188,15 +189,26 @@ def _cmd_check(args: argparse.Namespace) -> int:
     unknown = [k for k in kinds if k not in known]
     if unknown:
         raise ConfigError(f"unknown policy kind(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    claim = None if args.out is None else claim_run_dir(args.out, "check", _fingerprint(args), overwrite=args.overwrite)
+    executor = _executor(args)
+    claim = None
+    if args.out is not None:  # resumable: the finished chunks of an interrupted check are kept and not redone
+        claim = claim_run_dir(args.out, "check", _fingerprint(args), overwrite=args.overwrite, resumable=True)
     with claim or contextlib.nullcontext():
         specs = draw_specs(args.examples, seed=args.seed, kinds=kinds, max_length=args.max_len)
-        rows, summary = run_check(specs, progress=not args.no_progress)
+        chunked = args.executor != "serial" or claim is not None
+        rows, summary = run_check(
+            specs,
+            progress=not args.no_progress,
+            executor=executor if chunked else None,
+            chunk_size=args.chunk_size,
+            checkpoint_dir=None if claim is None else claim.path / "checkpoints",
+        )
         with pd.option_context("display.width", 160, "display.float_format", "{:.4g}".format):
             print(summary.to_string(index=False))
         violations = int(summary.loc[summary["kind"] == "all", "violations"].iloc[0])
         if claim is not None:
             write_run(claim.path, _run_config(args), {"check_rows": rows, "check_summary": summary}, "cpu")
+            shutil.rmtree(claim.path / "checkpoints", ignore_errors=True)
             claim.finish()
             print(f"wrote {claim.path}/check_rows.csv, check_summary.csv")
     print(f"{violations} violation(s) in {len(specs)} examples ({len(rows)} inputs)")
@@ -494,6 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--out", default=None, help="write config.json, environment.json and the check tables here")
     ck.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     ck.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_executor_options(ck)
+    ck.add_argument(
+        "--chunk-size",
+        type=_integer(1),
+        default=CHECK_CHUNK,
+        help=f"examples per unit of work with --executor ray or --out (default {CHECK_CHUNK}); "
+        "with --out the finished chunks of an interrupted check are not redone",
+    )
     ck.set_defaults(handler=_cmd_check)
 
     rn = commands.add_parser("run", help="run an experiment (records, score and figures)")

@@ -152,6 +152,7 @@ _LAZY: dict[str, str] = {
     "bound_summary": "rftgrad.theory.check",
     "check_specs": "rftgrad.theory.check",
     "run_check": "rftgrad.theory.check",
+    "CHECK_CHUNK": "rftgrad.theory.check",
 }
 _LAZY_MODULES = ("symbolic", "check")
 
@@ -273,6 +274,7 @@ __all__ = [
     "rft_gradient",
     "rft_pm1_gradient",
     "run_check",
+    "CHECK_CHUNK",
     "sft_gradient",
     "sharpened_bound",
     "softmax",

@@ -7,19 +7,26 @@ examples, inputs, the largest ratio gradient / bound for every bound, and violat
 
 from __future__ import annotations
 
+import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from rftgrad.errors import ConfigError
+from rftgrad.executors import Executor, SerialExecutor, Unit
+from rftgrad.results import read_checksummed, write_checksummed
+from rftgrad.runtime import is_count
 from rftgrad.theory.bounds import BOUNDS, bound_columns, columns_as_arrays
 from rftgrad.theory.instances import InstanceSpec, random_instance
 
 
-def check_specs(specs: list[InstanceSpec], progress: bool = True) -> pd.DataFrame:
+def check_specs(specs: list[InstanceSpec], progress: bool = True, first_example: int = 0) -> pd.DataFrame:
     """One row per (example, input): the spec's fields, the bound table's columns and
-    ``seconds`` (the time of that example, building it included).
+    ``seconds`` (the time of that example, building it included). Examples are numbered from
+    ``first_example`` (a chunk of a longer draw, :func:`run_check`).
 
     Each example is evaluated as tensors (:func:`~rftgrad.theory.bounds.bound_columns`); the rows of
     all examples become one DataFrame at the end (no DataFrame per example)."""
@@ -30,7 +37,8 @@ def check_specs(specs: list[InstanceSpec], progress: bool = True) -> pd.DataFram
         arrays = columns_as_arrays(bound_columns(policy, env))
         seconds = time.perf_counter() - start
         rows = len(arrays["replica"])
-        for key, value in {**arrays, "example": example, "seconds": seconds, **spec.as_dict()}.items():
+        number = first_example + example
+        for key, value in {**arrays, "example": number, "seconds": seconds, **spec.as_dict()}.items():
             part = value.tolist() if isinstance(value, np.ndarray) else [value] * rows
             columns.setdefault(key, []).extend(part)
     return pd.DataFrame(columns)
@@ -65,7 +73,60 @@ def summarize(rows: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def run_check(specs: list[InstanceSpec], progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Evaluate ``specs``; returns (rows, summary)."""
-    rows = check_specs(specs, progress)
+#: examples per unit of work of a chunked check (:func:`run_check` with an executor or a checkpoint folder).
+CHECK_CHUNK = 100
+
+
+def run_check(
+    specs: list[InstanceSpec],
+    progress: bool = True,
+    executor: Executor | None = None,
+    chunk_size: int = CHECK_CHUNK,
+    checkpoint_dir: str | Path | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Evaluate ``specs``; returns (rows, summary).
+
+    Without ``executor`` and ``checkpoint_dir``, one pass in this process (:func:`check_specs`). Otherwise in
+    chunks of ``chunk_size`` examples, one unit of work each on ``executor`` (default serial; see
+    :mod:`rftgrad.executors`): every finished chunk's rows are kept in ``checkpoint_dir`` (if given), and
+    chunks found there are not computed again, so an interrupted check resumes. Each example's rows depend
+    only on its spec, so the rows are the same however they were chunked, except ``seconds`` (timings).
+    """
+    if executor is None and checkpoint_dir is None:
+        rows = check_specs(specs, progress)
+        return rows, summarize(rows)
+    if not is_count(chunk_size):
+        raise ConfigError(f"chunk_size={chunk_size!r} is invalid: give an integer number of examples >= 1")
+    executor = executor or SerialExecutor()
+    folder = None if checkpoint_dir is None else Path(checkpoint_dir)
+    starts = range(0, len(specs), chunk_size)
+    chunks: dict[str, tuple[int, list[InstanceSpec]]] = {
+        f"examples {start}-{min(start + chunk_size, len(specs)) - 1}": (start, specs[start : start + chunk_size])
+        for start in starts
+    }
+
+    def saved(start: int, count: int) -> Path | None:
+        return None if folder is None else folder / f"rows-{start:09d}-{count}.pickle"
+
+    done: dict[int, pd.DataFrame] = {}
+    for start, chunk in chunks.values():
+        path = saved(start, len(chunk))
+        if path is not None and path.exists():
+            done[start] = pickle.loads(read_checksummed(path))
+
+    def keep(unit: Unit, frame: pd.DataFrame) -> None:
+        start, chunk = chunks[unit.label]
+        done[start] = frame
+        path = saved(start, len(chunk))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_checksummed(path, pickle.dumps(frame))
+
+    units = [
+        Unit(label, check_specs, (chunk, False, start), cost=len(chunk))
+        for label, (start, chunk) in chunks.items()
+        if start not in done
+    ]
+    executor.map(units, keep, progress, "bound check")
+    rows = pd.concat([done[start] for start in starts], ignore_index=True) if specs else check_specs([], False)
     return rows, summarize(rows)
