@@ -50,6 +50,7 @@ __all__ = [
     "BUDGETS",
     "BUDGET_RANK",
     "MANIFEST_HEADER",
+    "MANIFEST_KEPT",
     "ExperimentRun",
     "PaperFigure",
     "FigureResult",
@@ -85,6 +86,11 @@ Every figure below is drawn by the script of the same name from an experiment's 
 paper-scale budget). This file is rebuilt by that command: do not edit it by hand.
 
 """
+
+
+#: the line of ``paper_figures/README.md`` after which the text is written by hand (e.g. the full-budget times)
+#: and kept when ``rftgrad figures`` rebuilds the table above it.
+MANIFEST_KEPT = "<!-- written by hand below this line; rftgrad figures keeps it -->"
 
 
 @dataclass(frozen=True)
@@ -453,7 +459,7 @@ def check_outputs(figures: Sequence[PaperFigure], budget: str, out_dir: str | Pa
 
 def write_manifest(figures: dict[str, PaperFigure], out_dir: str | Path) -> Path:
     """``<out_dir>/README.md``: one row per figure drawn into ``out_dir`` (file, shows, paper, claim, command,
-    measured number), in script order."""
+    measured number), in script order; what an existing one holds after :data:`MANIFEST_KEPT` is kept."""
     out = Path(out_dir)
     rows = ["| figure | what it shows | paper | claim | command | measured |", "| --- | --- | --- | --- | --- | --- |"]
     for figure in figures.values():
@@ -470,7 +476,10 @@ def write_manifest(figures: dict[str, PaperFigure], out_dir: str | Path) -> Path
             f"{record['key_number']} ({record['budget']} budget)",
         ]
         rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
-    return atomic_write_text(out / "README.md", MANIFEST_HEADER + "\n".join(rows) + "\n")
+    manifest = out / "README.md"
+    previous = manifest.read_text(encoding="utf-8") if manifest.exists() else ""
+    kept = "\n" + previous[previous.index(MANIFEST_KEPT) :] if MANIFEST_KEPT in previous else ""
+    return atomic_write_text(manifest, MANIFEST_HEADER + "\n".join(rows) + "\n" + kept)
 
 
 def summary_table(results: Sequence[FigureResult], wall_seconds: float | None = None) -> str:

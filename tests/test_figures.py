@@ -86,3 +86,16 @@ def test_summary_table_totals_the_seconds():
     table = summary_table(results)
     assert "4.0" in table.splitlines()[-1] and "*" in table.splitlines()[2]
 
+
+
+def test_manifest_rebuild_keeps_the_hand_written_part_below_the_marker(tmp_path):
+    from rftgrad.gallery import MANIFEST_KEPT, write_manifest
+
+    figure = FIGURES["tightness"]
+    (tmp_path / "tightness.json").write_text(json.dumps({"key_number": "ratio 0.7", "budget": "full"}))
+    hand = f"{MANIFEST_KEPT}\n\n## At the full budget\n\n| figure | seconds |\n| --- | --- |\n| tightness | 12 |\n"
+    (tmp_path / "README.md").write_text("old table\n\n" + hand)
+    text = write_manifest({"tightness": figure}, tmp_path).read_text()
+    assert text.endswith(hand) and "old table" not in text
+    assert "| [`tightness.png`](tightness.png) |" in text and "ratio 0.7 (full budget)" in text
+    assert write_manifest({"tightness": figure}, tmp_path).read_text() == text  # rebuilt again: unchanged
