@@ -144,6 +144,7 @@ class FigureResult:
     draw_seconds: float
     reused_run: bool
     key_number: str
+    run_cpu_seconds: float | None = None  # CPU time of the run's process (None: not measured, or reused)
 
 
 def figures_dir(path: str | Path | None = None) -> Path:
@@ -280,6 +281,7 @@ def draw_figure(
     run_seconds: float,
     reused: bool,
     executor: str = "serial",
+    run_cpu_seconds: float | None = None,
 ) -> FigureResult:
     """Draw ``figure`` from ``run``; save ``<name>.png`` / ``.pdf`` and ``<name>.json`` (key number, the seconds
     its run took, budget, executor, commit, the images' sha256) in ``out_dir``."""
@@ -288,12 +290,14 @@ def draw_figure(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = save_figure(fig, out / figure.name)
-    result = FigureResult(figure.name, path, run_seconds, time.perf_counter() - start, reused, key_number)
+    draw_seconds = time.perf_counter() - start
+    result = FigureResult(figure.name, path, run_seconds, draw_seconds, reused, key_number, run_cpu_seconds)
     record = {
         "name": figure.name,
         "key_number": key_number,
         "budget": budget,
         "run_seconds": round(result.run_seconds, 1),
+        "run_cpu_seconds": None if run_cpu_seconds is None else round(run_cpu_seconds, 1),
         "draw_seconds": round(result.draw_seconds, 1),
         "reused_run": reused,
         "executor": executor,
@@ -364,13 +368,14 @@ def make_figures(
         readers.setdefault(planned[figure.name].plan.out_dir, []).append(figure)
     results: dict[str, FigureResult] = {}
 
-    def draw_all(run_path: Path, seconds: float, reused: bool) -> None:
+    def draw_all(run_path: Path, output: RunOutput | None) -> None:
         run = read_experiment_run(run_path)
         for index, figure in enumerate(readers[run_path]):
-            first = index == 0
+            ran = output if index == 0 else None  # the first figure of a run carries its times; the rest reuse it
             results[figure.name] = draw_figure(
-                figure, run, budget, out_dir, seconds if first else 0.0, reused or not first, executor.name
-            )
+                figure, run, budget, out_dir, 0.0 if ran is None else ran.seconds, ran is None, executor.name,
+                None if ran is None else ran.cpu_seconds,
+            )  # fmt: skip
             write_manifest(manifest, out_dir)
 
     to_run: dict[str, PlannedRun] = {}
@@ -379,7 +384,7 @@ def make_figures(
     for path, sharing in readers.items():
         first = planned[sharing[0].name]
         if first.reusable:
-            draw_all(path, 0.0, True)
+            draw_all(path, None)
             continue
         label = ", ".join(figure.name for figure in sharing) + f" ({first.plan.name})"
         to_run[label] = first.plan
@@ -388,7 +393,7 @@ def make_figures(
             stale.add(path)
 
     def recorded(label: str, plan: PlannedRun, output: RunOutput, score: dict[str, Any]) -> None:
-        draw_all(plan.out_dir, output.seconds, False)
+        draw_all(plan.out_dir, output)
 
     run_plans(
         to_run,
@@ -483,13 +488,15 @@ def write_manifest(figures: dict[str, PaperFigure], out_dir: str | Path) -> Path
 
 
 def summary_table(results: Sequence[FigureResult], wall_seconds: float | None = None) -> str:
-    """The closing table of ``rftgrad figures``: figure, seconds (run + draw), key number; the total, and the
-    wall time when given (runs in parallel, on Ray, take less wall time than their sum)."""
+    """The closing table of ``rftgrad figures``: figure, seconds (run + draw), the run's CPU seconds where
+    measured, key number; the total, and the wall time when given (runs in parallel, on Ray, take less wall
+    time than their sum)."""
     width = max([len("figure"), *(len(r.name) for r in results)])
-    lines = [f"{'figure':<{width}}  {'seconds':>8}  key number"]
+    lines = [f"{'figure':<{width}}  {'seconds':>8}  {'cpu s':>8}  key number"]
     for r in results:
         seconds = f"{r.run_seconds + r.draw_seconds:8.1f}" + ("*" if r.reused_run else " ")
-        lines.append(f"{r.name:<{width}}  {seconds}  {r.key_number}")
+        cpu = f"{r.run_cpu_seconds:8.1f}" if r.run_cpu_seconds is not None else f"{'':8}"
+        lines.append(f"{r.name:<{width}}  {seconds} {cpu}  {r.key_number}")
     total = sum(r.run_seconds + r.draw_seconds for r in results)
     lines.append(f"{'total':<{width}}  {total:8.1f}   (* results reused from an earlier run)")
     if wall_seconds is not None:

@@ -164,6 +164,7 @@ class RunOutput:
     tables: dict[str, pd.DataFrame]  # the records, as run.py returned them
     environment: dict[str, Any]  # environment.json of the process that computed them
     seconds: float  # wall time of run.py's run, in that process
+    cpu_seconds: float  # CPU time of that process meanwhile (all its threads): the cost, whatever the load
 
 
 def plan_run(
@@ -185,10 +186,10 @@ def compute_run(plan: PlannedRun, progress: bool = False) -> RunOutput:
     """The unit of work of a run: ``run.py``'s ``run(config, context)``, checkpointing into
     ``<out_dir>/checkpoints`` (resumed from there if a previous attempt left some). Writes no records:
     whoever claimed the run directory does (:func:`record_run`)."""
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     tables = experiment_module(plan.name, "run").run(plan.config, RunContext(plan.out_dir, progress))
-    seconds = time.perf_counter() - start
-    return RunOutput(tables, environment_info(plan.device), seconds)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    return RunOutput(tables, environment_info(plan.device), seconds, cpu_seconds)
 
 
 def claim_planned_run(plan: PlannedRun, overwrite: bool = False) -> RunDirectory:
