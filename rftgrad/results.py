@@ -47,6 +47,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 __all__ = [
+    "check_out_path",
     "RUN_RECORD",
     "LOCK_FILE",
     "RunRecord",
@@ -316,6 +317,12 @@ class RunDirectory:
             _remove_empty(self.made[1:])  # and the parents the claim created, e.g. runs/ of runs/compare
 
 
+def check_out_path(path: str | Path) -> None:
+    """Refuse an output path that is an empty string (``Path("")`` would be the working directory)."""
+    if str(path).strip() == "":
+        raise OutputError("the output directory is an empty string; give a directory, e.g. --out runs/mine")
+
+
 def claim_output_dir(path: str | Path, *, inputs: Sequence[str | Path] = ()) -> RunDirectory:
     """Claim ``path`` as an output folder: check it and lock it, nothing more (no run record).
 
@@ -324,8 +331,7 @@ def claim_output_dir(path: str | Path, *, inputs: Sequence[str | Path] = ()) -> 
     contains one of ``inputs``. Commands whose outputs are whole runs use :func:`claim_run_dir`;
     ``rftgrad figures`` uses this and checks each file it would replace itself.
     """
-    if str(path).strip() == "":
-        raise OutputError("the output directory is an empty string; give a directory, e.g. --out runs/mine")
+    check_out_path(path)
     directory = Path(path)
     if directory.exists() and not directory.is_dir():
         raise OutputError(f"{directory} is a file, not a directory; choose another --out")

@@ -39,6 +39,7 @@ from rftgrad.executors import Executor, SerialExecutor, Unit
 from rftgrad.results import (
     RunDirectory,
     atomic_write_text,
+    check_out_path,
     claim_run_dir,
     config_fingerprint,
     free_run_dir,
@@ -142,9 +143,10 @@ class PlannedRun:
     Small and picklable, so that an executor (:mod:`rftgrad.executors`) can send it to another process."""
 
     name: str  # the experiment
-    out_dir: Path  # the run directory, absolute (a worker process may run in another working directory)
+    out_dir: Path  # the run directory, as given
     config: Any  # the experiment's checked Config
     device: str  # where it computes, resolved ("cpu", "cuda:0")
+    absolute_dir: Path  # out_dir made absolute here: a worker process may run in another working directory
 
     @property
     def record(self) -> dict[str, Any]:
@@ -179,7 +181,8 @@ def plan_run(
     its device; nothing is written."""
     config = experiment_config(name, config_file, sets, full, variant)
     device = resolve_device(config_device(config))
-    return PlannedRun(name, Path(out_dir).absolute(), config, str(device))
+    check_out_path(out_dir)
+    return PlannedRun(name, Path(out_dir), config, str(device), Path(out_dir).absolute())
 
 
 def compute_run(plan: PlannedRun, progress: bool = False) -> RunOutput:
@@ -187,7 +190,7 @@ def compute_run(plan: PlannedRun, progress: bool = False) -> RunOutput:
     ``<out_dir>/checkpoints`` (resumed from there if a previous attempt left some). Writes no records:
     whoever claimed the run directory does (:func:`record_run`)."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    tables = experiment_module(plan.name, "run").run(plan.config, RunContext(plan.out_dir, progress))
+    tables = experiment_module(plan.name, "run").run(plan.config, RunContext(plan.absolute_dir, progress))
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return RunOutput(tables, environment_info(plan.device), seconds, cpu_seconds)
 
