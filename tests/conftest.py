@@ -29,7 +29,14 @@ def local_ray():
     run on it in-process (``RayExecutor`` uses an initialised Ray as it is), and subprocess drivers join it
     with ``--address`` (the fixture's value, the instance's GCS address). Skips where Ray is not installed."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    ray.init(
+        num_cpus=2,
+        num_gpus=0,
+        object_store_memory=200 * 2**20,  # records are small; keeps a small CI machine's memory free
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
