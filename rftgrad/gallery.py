@@ -323,10 +323,7 @@ def make_figure(
     What is there already is replaced only as :func:`check_outputs` allows (checked before the run);
     ``overwrite`` also lets a stale run directory of another kind be replaced (:func:`ensure_run`).
     """
-    check_outputs([figure], budget, out_dir, overwrite)
-    start = time.perf_counter()
-    run, reused = ensure_run(figure, budget, runs_root, device, progress, overwrite)
-    return draw_figure(figure, run, budget, out_dir, time.perf_counter() - start, reused)
+    return make_figures([figure], budget, out_dir, runs_root, device, progress, overwrite)[0]
 
 
 def recorded_seconds(figure: PaperFigure, *folders: str | Path) -> float:
@@ -355,12 +352,11 @@ def make_figures(
     """Draw every figure of ``figures``, their missing runs computed as units of ``executor`` (default serial).
 
     Runs shared by several figures are computed once; each figure is drawn (in this process) as soon as its run
-    is written, and the manifest of ``manifest`` (default: ``figures``) rewritten after each. Units start with
-    the run that took longest last time (:func:`recorded_seconds`, in ``out_dir`` and then the checkout's
-    gallery). Returns the results in manifest order.
+    is written, and the manifest ``README.md`` of the figures ``manifest`` (if given) rewritten after each.
+    Units start with the run that took longest last time (:func:`recorded_seconds`, in ``out_dir`` and then the
+    checkout's gallery). Returns the results in the order of ``figures``.
     """
     executor = executor or SerialExecutor()
-    manifest = manifest if manifest is not None else {figure.name: figure for figure in figures}
     check_outputs(figures, budget, out_dir, overwrite)  # before anything runs
     planned = {figure.name: plan_figure_run(figure, budget, runs_root, device) for figure in figures}
     readers: dict[Path, list[PaperFigure]] = {}
@@ -376,7 +372,8 @@ def make_figures(
                 figure, run, budget, out_dir, 0.0 if ran is None else ran.seconds, ran is None, executor.name,
                 None if ran is None else ran.cpu_seconds,
             )  # fmt: skip
-            write_manifest(manifest, out_dir)
+            if manifest is not None:
+                write_manifest(manifest, out_dir)
 
     to_run: dict[str, PlannedRun] = {}
     costs: dict[str, float] = {}

@@ -32,9 +32,11 @@ class PlotStateChanged(AssertionError):
 
 
 def plot_state(backend: bool = True) -> dict[str, Any]:
-    """The global plotting state: backend (if ``backend``), rcParams (without the backend), style and colour codes."""
+    """The global plotting state: backend (if ``backend``), rcParams (without the backend, and without
+    ``backend_fallback`` unless ``backend``: ``matplotlib.use`` clears it), style and colour codes."""
+    backend_keys = {"backend"} if backend else {"backend", "backend_fallback"}
     state: dict[str, Any] = {
-        "rcParams": {key: value for key, value in dict(matplotlib.rcParams).items() if key != "backend"},
+        "rcParams": {key: value for key, value in dict(matplotlib.rcParams).items() if key not in backend_keys},
         "seaborn axes_style": dict(sns.axes_style()),
         "seaborn plotting_context": dict(sns.plotting_context()),
         "colour codes": {code: to_hex(code) for code in "bgrcmyk"},
