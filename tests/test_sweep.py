@@ -150,8 +150,8 @@ def test_sweep_csv_columns_and_summary_figure(tiny_serial):
     assert_valid_png(out / "sweep.png")
     assert (out / "sweep.pdf").stat().st_size > 0
     varying = [c for c in table.columns[3:] if table[c].nunique() > 1]
-    figure = sweep_figure(table.astype({"trainer.lr": str, "vocab_size": str}),
-                          {"trainer.lr": ("0.01", "0.1"), "vocab_size": ("8", "10")}, list(table.columns[3:]))  # fmt: skip
+    grid = {"trainer.lr": ("0.01", "0.1"), "vocab_size": ("8", "10")}
+    figure = sweep_figure(table.astype(dict.fromkeys(grid, str)), grid, list(table.columns[3:]))
     visible = [axis for axis in figure.axes if axis.get_visible()]
     assert [axis.get_title() for axis in visible] == varying[:MAX_PANELS]
     for axis in visible:
