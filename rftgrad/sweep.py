@@ -322,6 +322,7 @@ class SweepResult:
     figures: list[Path]  # sweep.png (and its .pdf next to it)
     reused: int  # points already finished before this call (not recomputed)
     points: int  # points in the grid
+    unit_seconds: dict[str, float]  # point -> wall seconds of its run.py in the worker (RunOutput.seconds), this call
 
 
 def _point_is_finished(point: SweepPoint) -> bool:
@@ -408,9 +409,11 @@ def run_sweep(
         print(f"sweep {experiment}: {len(plan.points)} points, {len(finished)} of {len(plan.points)} points "
               f"already finished", file=sys.stderr)  # fmt: skip
     by_label = {point.label: point for point in todo}
+    unit_seconds: dict[str, float] = {}
 
     def on_result(unit: Unit, output: RunOutput) -> None:
         point = by_label[unit.label]
+        unit_seconds[point.name] = output.seconds
         with point_claims.pop(point.name) as point_claim:
             record_run(point.plan, output, point_claim, figures=False)
 
@@ -437,4 +440,5 @@ def run_sweep(
         raise failure
     claim.finish()
     claim.release()
-    return SweepResult(plan.out_dir, table, figures, len(finished), len(plan.points))
+    seconds = dict(sorted(unit_seconds.items()))
+    return SweepResult(plan.out_dir, table, figures, len(finished), len(plan.points), seconds)
