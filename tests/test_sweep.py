@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 
 from rftgrad.cli import main
+from rftgrad.configs import as_sets
+from rftgrad.experiments import claim_planned_run
 from rftgrad.experiments.compare.config import TESTING
-from rftgrad.results import read_run_record
-from rftgrad.sweep import MAX_PANELS, flatten_score, sweep_figure
+from rftgrad.results import claim_run_dir, read_run_record
+from rftgrad.sweep import MAX_PANELS, flatten_score, plan_sweep, sweep_figure
 from tests.experiments.cli_args import set_args
 from tests.experiments.test_theorem1_experiments import assert_valid_png
 
@@ -161,6 +163,23 @@ def test_sweep_csv_columns_and_summary_figure(tiny_serial):
 
 def score_of(out: Path, point: str) -> dict:
     return json.loads((out / "points" / point / "score.json").read_text())
+
+
+def test_a_failing_point_leaves_the_others_finished_and_exits_2(tmp_path, capsys):
+    """An interrupted sweep whose point 001 left a corrupt checkpoint: that point fails mid-run (CheckpointError),
+    the other three finish, sweep.csv holds them, the sweep stays unfinished and the error names the point."""
+    out = tmp_path / "sweep"
+    plan = plan_sweep("compare", [GRID[1], GRID[3]], out, sets=as_sets(TESTING))
+    claim_run_dir(out, "sweep compare", plan.fingerprint, resumable=True).release()
+    claim_planned_run(plan.points[1].plan).release()  # an unfinished run of point 001 ...
+    (out / "points" / "001" / "checkpoints").mkdir()
+    (out / "points" / "001" / "checkpoints" / "arm0.pt").write_bytes(b"not a checkpoint")  # ... with a bad file
+    assert main(sweep_args(out)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rftgrad: error: point 001 ") and "checkpoint" in lines[0], lines
+    assert finished_points(out) == ["000", "002", "003"]
+    assert list(pd.read_csv(out / "sweep.csv", dtype={"point": str})["point"]) == ["000", "002", "003"]
+    assert (out / "sweep.png").is_file() and not read_run_record(out).finished
 
 
 # ----------------------------------------------------------------------------- interruptions
