@@ -28,8 +28,8 @@ ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 GRID = ["--grid", "lr=0.01,0.1", "--grid", "vocab_size=8,10"]
-#: a budget of a few seconds a unit, for the interruption tests; lr values no other process's labels carry
-SLOW = {"trainer": {"arms": ("rft:300",), "seeds": 1, "eval_every": 150}}
+#: about a second a unit (they outlast the SIGINT), for the interruption tests; lr values unique to these labels
+SLOW = {"trainer": {"arms": ("rft:600",), "seeds": 1, "eval_every": 300}}
 SLOW_GRID = ["--grid", "lr=0.0123,0.0457", "--grid", "vocab_size=8,10"]
 POINTS = ("000", "001", "002", "003")
 
