@@ -38,7 +38,7 @@ from typing import Any
 import pandas as pd
 
 from rftgrad.configs import resolve_key
-from rftgrad.errors import ConfigError, RftgradError
+from rftgrad.errors import ConfigError
 from rftgrad.executors import Executor, SerialExecutor, Unit
 from rftgrad.experiments import (
     PlannedRun,
@@ -421,15 +421,15 @@ def run_sweep(
         Unit(point.label, compute_run, (point.plan, False), gpus=1.0 if point.plan.device.startswith("cuda") else 0.0)
         for point in todo
     ]
-    failure: RftgradError | None = None
+    failure: Exception | None = None
     try:
         executor.map(units, on_result, progress, desc=f"sweep {experiment}")
     except BaseException as error:
         _release(point_claims, error)
-        if not isinstance(error, RftgradError):
-            claim.release()  # interrupted (or a bug): keep the finished points and the checkpoints for a rerun
+        if not isinstance(error, Exception):
+            claim.release()  # interrupted: keep the finished points and the checkpoints for a rerun
             raise
-        failure = error
+        failure = error  # a point's error (RftgradError), or a bug: summarise the finished points first
     try:
         table, figures = _summarise(plan)
     except BaseException:
