@@ -7,6 +7,7 @@ Commands::
     rftgrad check [options]      Theorem 1's bounds on many random policies; exit 1 on a violation
     rftgrad run NAME [options]   run an experiment: records, score and figures in --out
                                  (--config FILE.toml, --set key=value, --device, --seeds, --show-config)
+    rftgrad sweep NAME [options] one run per point of --grid KEY=V1,V2,... (--executor ray): sweep.csv, sweep.png
     rftgrad figures [options]    run what is missing and draw every figure (--only, --full; --gallery: into
                                  the checkout's paper_figures/, else runs/figures/<budget>/gallery/)
     rftgrad diagnose FILE        which prompts of a rollout log (JSONL/CSV) are in the vanishing-gradient
@@ -241,6 +242,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     print(json.dumps(score, indent=2, default=float))
     print(f"wrote {out}: config.json, environment.json, records, score.json, " + ", ".join(p.name for p in figures))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from rftgrad.sweep import run_sweep
+
+    sets = list(args.set)
+    if args.device is not None:
+        sets.append(f"device={args.device}")
+    if args.seeds is not None:
+        sets.append(f"seeds={args.seeds}")
+    executor = _executor(args)
+    result = run_sweep(
+        args.experiment,
+        args.grid,
+        args.out,
+        args.config,
+        sets,
+        args.full,
+        args.variant,
+        executor,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+    )
+    with pd.option_context("display.width", 160, "display.max_columns", 12, "display.float_format", "{:.4g}".format):
+        print(result.table.to_string(index=False))
+    print(f"{result.points} points: {result.reused} already finished, {result.points - result.reused} computed")
+    print(f"wrote {result.out_dir}: points/, sweep.json, sweep.csv, " + ", ".join(p.name for p in result.figures))
     return 0
 
 
@@ -532,6 +561,27 @@ def build_parser() -> argparse.ArgumentParser:
     rn.add_argument("--show-config", action="store_true", help="list the config keys, types and defaults, then exit")
     rn.set_defaults(handler=_cmd_run)
 
+    sw = commands.add_parser("sweep", help="run an experiment at every point of a grid of config values")
+    sw.add_argument("experiment", choices=sorted(EXPERIMENTS), help="experiment name (see `rftgrad list`)")
+    sw.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a config key and its values (one point per combination of every --grid; the first varies slowest)",
+    )
+    sw.add_argument("--config", default=None, help="TOML (or JSON) file of config values, e.g. a run's config.toml")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config value")
+    sw.add_argument("--full", action="store_true", help="the paper-scale budget instead of the quick one")
+    sw.add_argument("--variant", default=None, help="named variant of the experiment (see run --show-config)")
+    sw.add_argument("--device", default=None, help="cpu | cuda | cuda:N | auto (training experiments)")
+    sw.add_argument("--seeds", type=_integer(1), default=None, help="seeds per setting (training experiments)")
+    sw.add_argument("--out", default=None, help="sweep directory (default runs/sweep-<experiment>, else ...-2, ...)")
+    sw.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    sw.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_executor_options(sw)
+    sw.set_defaults(handler=_cmd_sweep)
+
     fg = commands.add_parser("figures", help="run what is missing and draw every figure of paper_figures/")
     budget = fg.add_mutually_exclusive_group()
     budget.add_argument("--quick", action="store_true", help="the quick budget (default; under 15 min on 2 CPU cores)")
@@ -689,7 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     pf.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     pf.add_argument("--no-progress", action="store_true", help="no progress bar")
     pf.set_defaults(handler=_cmd_preflight)
-    for compute in (ex, ck, rn, fg, pf):
+    for compute in (ex, ck, rn, sw, fg, pf):
         compute.add_argument(
             "--threads",
             type=_integer(1),
