@@ -23,6 +23,7 @@ Ray is an optional extra (``pip install -e ".[ray]"``); this module imports it o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -178,9 +179,13 @@ class RayExecutor(Executor):
         started = self._start()
         try:
             self._map(ray, units, on_result, progress, desc)
-        finally:
-            if started:
-                ray.shutdown()
+        except BaseException:
+            if started:  # stop (or leave) Ray; an error of Ray's own must not hide why we stopped
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+            raise
+        if started:
+            ray.shutdown()
 
     def _map(self, ray: Any, units: Sequence[Unit], on_result: OnResult, progress: bool, desc: str) -> None:  # noqa: ANN401
         from ray.exceptions import RayTaskError
@@ -223,7 +228,8 @@ class RayExecutor(Executor):
                     )
         except BaseException:
             for reference in pending:  # an interrupted driver: stop what still runs (a joined cluster outlives us)
-                ray.cancel(reference, force=True)
+                with contextlib.suppress(Exception):  # e.g. a task that finished meanwhile
+                    ray.cancel(reference, force=True)
             raise
         if progress:
             print(

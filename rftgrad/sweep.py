@@ -39,19 +39,10 @@ import pandas as pd
 
 from rftgrad.configs import resolve_key
 from rftgrad.errors import ConfigError
-from rftgrad.executors import Executor, SerialExecutor, Unit
-from rftgrad.experiments import (
-    PlannedRun,
-    RunOutput,
-    claim_planned_run,
-    compute_run,
-    experiment_module,
-    plan_run,
-    record_run,
-)
+from rftgrad.executors import Executor, SerialExecutor
+from rftgrad.experiments import PlannedRun, RunOutput, experiment_module, plan_run, run_plans
 from rftgrad.plotting import new_figure, palette, save_figure, theme
 from rftgrad.results import (
-    RunDirectory,
     atomic_write_text,
     claim_run_dir,
     config_fingerprint,
@@ -227,12 +218,12 @@ def plan_sweep(
         if str(out_dir).strip() == "":
             raise ConfigError("--out is an empty string; give a directory, e.g. --out runs/my-sweep")
         out = Path(out_dir)
-    points = tuple(
-        SweepPoint(
-            point.name, point.values, dataclasses.replace(point.plan, out_dir=(out / "points" / point.name).absolute())
-        )  # fmt: skip
-        for point in fingerprint_points
-    )
+
+    def moved(plan: PlannedRun, name: str) -> PlannedRun:
+        point_dir = out / "points" / name
+        return dataclasses.replace(plan, out_dir=point_dir, absolute_dir=point_dir.absolute())
+
+    points = tuple(SweepPoint(point.name, point.values, moved(point.plan, point.name)) for point in fingerprint_points)
     return dataclasses.replace(partial, out_dir=out, points=points)
 
 
@@ -365,12 +356,6 @@ def _summarise(plan: SweepPlan) -> tuple[pd.DataFrame, list[Path]]:
     return table, [png, png.with_suffix(".pdf")]
 
 
-def _release(claims: Mapping[str, RunDirectory], error: BaseException) -> None:
-    """Let go of the claims of points that did not finish, as leaving their ``with`` block with ``error`` does."""
-    for claim in claims.values():
-        claim.__exit__(type(error), error, error.__traceback__)
-
-
 def run_sweep(
     experiment: str,
     grid: Sequence[str],
@@ -394,42 +379,30 @@ def run_sweep(
     executor = executor if executor is not None else SerialExecutor()
     plan = plan_sweep(experiment, grid, out_dir, config_file, sets, full, variant)
     claim = claim_run_dir(plan.out_dir, f"sweep {experiment}", plan.fingerprint, overwrite=overwrite, resumable=True)
-    point_claims: dict[str, RunDirectory] = {}
     try:
         atomic_write_text(plan.out_dir / "sweep.json", json.dumps(_sweep_record(plan, executor), indent=2) + "\n")
         finished = [point for point in plan.points if _point_is_finished(point)]
-        todo = [point for point in plan.points if point not in finished]
-        for point in todo:
-            point_claims[point.name] = claim_planned_run(point.plan, overwrite)
     except BaseException as error:
-        _release(point_claims, error)
         claim.__exit__(type(error), error, error.__traceback__)
         raise
+    todo = {point.label: point for point in plan.points if point not in finished}
     if progress:
         print(f"sweep {experiment}: {len(plan.points)} points, {len(finished)} of {len(plan.points)} points "
               f"already finished", file=sys.stderr)  # fmt: skip
-    by_label = {point.label: point for point in todo}
     unit_seconds: dict[str, float] = {}
 
-    def on_result(unit: Unit, output: RunOutput) -> None:
-        point = by_label[unit.label]
-        unit_seconds[point.name] = output.seconds
-        with point_claims.pop(point.name) as point_claim:
-            record_run(point.plan, output, point_claim, figures=False)
+    def recorded(label: str, point_plan: PlannedRun, output: RunOutput, score: dict[str, Any]) -> None:
+        unit_seconds[todo[label].name] = output.seconds
 
-    units = [
-        Unit(point.label, compute_run, (point.plan, False), gpus=1.0 if point.plan.device.startswith("cuda") else 0.0)
-        for point in todo
-    ]
     failure: Exception | None = None
-    try:
-        executor.map(units, on_result, progress, desc=f"sweep {experiment}")
-    except BaseException as error:
-        _release(point_claims, error)
-        if not isinstance(error, Exception):
-            claim.release()  # interrupted: keep the finished points and the checkpoints for a rerun
-            raise
-        failure = error  # a point's error (RftgradError), or a bug: summarise the finished points first
+    try:  # every unfinished point's directory claimed first, each point one unit (run_plans)
+        plans = {label: point.plan for label, point in todo.items()}
+        run_plans(plans, executor, recorded, overwrite=overwrite, progress=progress, desc=f"sweep {experiment}")
+    except Exception as error:  # a point's error (RftgradError), or a bug: summarise the finished points first
+        failure = error
+    except BaseException:
+        claim.release()  # interrupted: keep the finished points and the checkpoints for a rerun
+        raise
     try:
         table, figures = _summarise(plan)
     except BaseException:

@@ -44,10 +44,9 @@ def record_files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+def ray_cluster(local_ray):
+    """The session's local Ray (conftest.py): its address, for subprocess drivers to join."""
+    return local_ray
 
 
 @pytest.fixture(scope="module")
@@ -67,33 +66,46 @@ def slow_serial(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- bad grids (before Ray starts)
-@pytest.mark.parametrize(
-    ("grid", "named"),
-    [
-        (["--grid", "nosuchkey=1,2"], "nosuchkey"),
-        (["--grid", "trainer.lr=abc"], "trainer.lr=abc"),
-        (["--grid", "trainer.lr=0.1,-1"], "trainer.lr=-1"),
-        (["--grid", "lr"], "'lr'"),
-        (["--grid", "lr="], "lr"),
-        (["--grid", "lr=0.1,,0.2"], "lr"),
-        (["--grid", "lr=0.1,0.1"], "lr"),
-        (["--grid", "lr=0.1", "--grid", "trainer.lr=0.2"], "trainer.lr"),
-        (["--grid", "lr=0.1,0.2", "--set", "trainer.lr=0.3"], "trainer.lr"),
-        (["--grid", "seeds=1,2", "--seeds", "3"], "trainer.seeds"),
-    ],
-)
-def test_bad_grid_exits_2_with_one_line_before_anything_is_written_or_ray_starts(tmp_path, capsys, grid, named):
-    assert not ray.is_initialized()  # these run before the module's Ray fixture starts
+BAD_GRIDS = [
+    (["--grid", "nosuchkey=1,2"], "nosuchkey"),
+    (["--grid", "trainer.lr=abc"], "trainer.lr=abc"),
+    (["--grid", "trainer.lr=0.1,-1"], "trainer.lr=-1"),
+    (["--grid", "lr"], "'lr'"),
+    (["--grid", "lr="], "lr"),
+    (["--grid", "lr=0.1,,0.2"], "lr"),
+    (["--grid", "lr=0.1,0.1"], "lr"),
+    (["--grid", "lr=0.1", "--grid", "trainer.lr=0.2"], "trainer.lr"),
+    (["--grid", "lr=0.1,0.2", "--set", "trainer.lr=0.3"], "trainer.lr"),
+    (["--grid", "seeds=1,2", "--seeds", "3"], "trainer.seeds"),
+]
+
+
+@pytest.mark.parametrize(("grid", "named"), BAD_GRIDS)
+def test_bad_grid_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, grid, named):
     out = tmp_path / "sweep"
-    start = time.perf_counter()
     code = main(["sweep", "compare", "--out", str(out), "--no-progress", "--executor", "ray", *grid])
-    seconds = time.perf_counter() - start
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(lines) == 1 and lines[0].startswith("rftgrad: error: ") and named in lines[0], lines
     assert not out.exists()
-    assert not ray.is_initialized()
-    assert seconds < 2.0  # starting Ray alone takes several seconds here: it never started
+
+
+def test_bad_grids_are_refused_before_ray_starts(tmp_path):
+    """In a fresh interpreter (this one may hold the session's Ray): every bad grid with --executor ray exits 2
+    and Ray is never initialised, so no task could have run."""
+    script = (
+        "import json, sys, ray\n"
+        "from rftgrad.cli import main\n"
+        "for index, grid in enumerate(json.loads(sys.argv[1])):\n"
+        "    out = sys.argv[2] + f'/sweep{index}'\n"
+        "    code = main(['sweep', 'compare', '--out', out, '--no-progress', '--executor', 'ray', *grid])\n"
+        "    print(code, ray.is_initialized())\n"
+    )
+    grids = json.dumps([grid for grid, _ in BAD_GRIDS])
+    done = subprocess.run([sys.executable, "-c", script, grids, str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:-1] == ["2 False"] * len(BAD_GRIDS)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_variant_is_not_a_grid_key(tmp_path, capsys):
