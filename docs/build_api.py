@@ -25,7 +25,8 @@ MODULES = (
     "rftgrad.experiments.compare", "rftgrad.experiments.controlled", "rftgrad.experiments.prevalence",
     "rftgrad.experiments.heuristics", "rftgrad.experiments.sft_budget", "rftgrad.experiments.sft_targeting",
     "rftgrad.experiments.estimators", "rftgrad.experiments.reward_teacher",
-    "rftgrad.plotting", "rftgrad.gallery", "rftgrad.executors", "rftgrad.diagnose", "rftgrad.integrations.trl", "rftgrad.cli",
+    "rftgrad.plotting", "rftgrad.gallery", "rftgrad.executors", "rftgrad.sweep", "rftgrad.diagnose",
+    "rftgrad.integrations.trl", "rftgrad.cli",
 )  # fmt: skip
 
 
