@@ -207,6 +207,17 @@ def budget_of(experiment: str) -> tuple[str, ...]:
     return ("run", experiment, *[arg for value in sets for arg in ("--set", value)])
 
 
+def sweep_budget_of(experiment: str, grid: Sequence[str]) -> tuple[str, ...]:
+    """``rftgrad sweep EXPERIMENT`` over ``grid`` (``--grid`` values) at the ``TESTING`` budget of the experiment,
+    without the keys the grid sets, on the Ray executor."""
+    swept = {item.partition("=")[0] for item in grid}
+    testing = {key: value for key, value in experiment_module(experiment, "config").TESTING.items() if key not in swept}
+    sets = [arg for value in configs.as_sets(testing) for arg in ("--set", value)]
+    return ("sweep", experiment, *sets, *[arg for item in grid for arg in ("--grid", item)], "--executor", "ray")
+
+
+SWEEP = "rftgrad sweep heuristics --grid output_sizes=10,30,100,300,1000 --grid data_seed=0,1 --seeds 20 --executor ray"
+
 INSTALL = "install step, checked by tests/test_readme.py (test_readme_commands_install_with_constraints); it needs "
 INSTALL += "a fresh virtual environment and the network"
 
@@ -225,6 +236,10 @@ NOT_EXECUTED: dict[str, str] = {
     "and a prompts file; tests/test_preflight.py runs it on a tiny GPT-2 saved with save_pretrained)",
     "HYPOTHESIS_PROFILE=ci python -m pytest": "the test suite, which this test is part of; CI runs this very block "
     "(tests/test_readme.py, test_ci_runs_the_readme_test_command)",
+    "rftgrad sweep": "the subcommand's name in the prose, not a command (it needs an EXPERIMENT and a --grid; the "
+    "README's `rftgrad sweep heuristics ...` runs)",
+    f"{SWEEP} --address auto": "joins a running Ray cluster (ray start); tests/test_sweep.py runs sweeps whose "
+    "driver joins a local Ray instance with --address",
 }
 
 DIGITS = "rftgrad run compare --set env=digits --set num_inputs=1000 --set policy=mlp --set p0=0 " + (
@@ -260,6 +275,12 @@ SUBSTITUTED: dict[str, Substitute] = {
     "rftgrad run estimators": Substitute(budget_of("estimators"), "334 s; TESTING budget", slow_verbatim=True),
     "rftgrad run prevalence": Substitute(
         budget_of("prevalence"), "641 s (pretraining cache empty); TESTING budget", slow_verbatim=True
+    ),
+    SWEEP: Substitute(
+        sweep_budget_of("heuristics", ["output_sizes=10,30", "data_seed=0,1"]),
+        "10 points of the default budget with 20 seeds each, several minutes on 2 cores; 4 points at the TESTING "
+        "budget on Ray",
+        slow_verbatim=False,
     ),
     "rftgrad check --examples 2000": Substitute(
         ("check", "--examples", "2000", "--examples", "40"), "49 s; 40 examples", slow_verbatim=True
