@@ -20,9 +20,14 @@ for range and finiteness as the command line is parsed; output folders are claim
 :func:`rftgrad.results.claim_run_dir`); any other error is a bug of rftgrad's and shows its traceback,
 a line asking for a report, and exit code 1.
 
-Threads: ``exact``, ``check``, ``run``, ``figures`` and ``preflight`` take ``--threads N``; without it a command
-runs with ``OMP_NUM_THREADS`` intra-op threads if that is set, else one (:func:`rftgrad.runtime.choose_threads` says
-why), and every ``environment.json`` records the count and its source.
+Threads: ``exact``, ``check``, ``run``, ``sweep``, ``figures`` and ``preflight`` take ``--threads N``; without it a
+command runs with ``OMP_NUM_THREADS`` intra-op threads if that is set, else one (:func:`rftgrad.runtime.choose_threads`
+says why), and every ``environment.json`` records the count and its source.
+
+Executors: ``sweep``, ``figures`` and ``check`` split their work into units (a grid point, a figure's run, a chunk
+of instances) that run in this process (``--executor serial``, the default) or as Ray tasks (``--executor ray``,
+a local Ray instance, or the cluster at ``--address``), each with the command's thread count
+(:mod:`rftgrad.executors`).
 """
 
 from __future__ import annotations
