@@ -203,34 +203,32 @@ class RayExecutor(Executor):
         finished = failed = 0
         first_error: BaseException | None = None
         start = time.perf_counter()
-        try:
-            with tqdm(total=len(units), desc=desc, unit="unit", disable=not progress) as bar:
-                while pending:
-                    done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-                    for reference in done:
-                        unit = pending.pop(reference)
-                        try:
-                            value = ray.get(reference)
-                        except RayTaskError as error:
-                            failed += 1
-                            cause = error.cause
-                            if isinstance(cause, RftgradError):
-                                first_error = first_error or _unit_error(unit, cause)
-                            else:
-                                first_error = first_error or error  # a bug: its remote traceback is in str(error)
+        # An interrupted driver leaves its unfinished tasks to Ray, which ends a job's tasks when the job's driver
+        # disconnects (map shuts Ray down, or leaves the cluster it joined). No ray.cancel(force=True): racing a
+        # task that is just finishing, it can abort the driver inside Ray (Ray 2.60, task_manager.cc "Check
+        # failed"), which would hide the interruption.
+        with tqdm(total=len(units), desc=desc, unit="unit", disable=not progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+                for reference in done:
+                    unit = pending.pop(reference)
+                    try:
+                        value = ray.get(reference)
+                    except RayTaskError as error:
+                        failed += 1
+                        cause = error.cause
+                        if isinstance(cause, RftgradError):
+                            first_error = first_error or _unit_error(unit, cause)
                         else:
-                            finished += 1
-                            on_result(unit, value)
-                        bar.update()
-                    running = min(len(pending), slots)
-                    bar.set_postfix_str(
-                        f"running {running}, queued {len(pending) - running}, finished {finished}, failed {failed}"
-                    )
-        except BaseException:
-            for reference in pending:  # an interrupted driver: stop what still runs (a joined cluster outlives us)
-                with contextlib.suppress(Exception):  # e.g. a task that finished meanwhile
-                    ray.cancel(reference, force=True)
-            raise
+                            first_error = first_error or error  # a bug: its remote traceback is in str(error)
+                    else:
+                        finished += 1
+                        on_result(unit, value)
+                    bar.update()
+                running = min(len(pending), slots)
+                bar.set_postfix_str(
+                    f"running {running}, queued {len(pending) - running}, finished {finished}, failed {failed}"
+                )
         if progress:
             print(
                 f"{desc}: {finished} finished, {failed} failed, on Ray ({slots} at a time), "

@@ -195,12 +195,13 @@ def test_a_failing_point_leaves_the_others_finished_and_exits_2(tmp_path, capsys
 
 
 # ----------------------------------------------------------------------------- interruptions
-def driver(out: Path, address: str) -> subprocess.Popen:
-    """A subprocess `rftgrad sweep` of the slow budget on the test's Ray cluster."""
+def driver(out: Path, address: str, log: Path) -> subprocess.Popen:
+    """A subprocess `rftgrad sweep` of the slow budget on the test's Ray cluster, its output into ``log``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "rftgrad.cli", *sweep_args(out, SLOW, SLOW_GRID), "--executor", "ray",
                "--address", address]  # fmt: skip
-    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with log.open("w") as sink:
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True)
 
 
 def finished_points(out: Path) -> list[str]:
@@ -212,18 +213,33 @@ def finished_points(out: Path) -> list[str]:
     return found
 
 
+def interrupt(process: subprocess.Popen, log: Path) -> str:
+    """Ctrl-C as a user presses it: SIGINT, and again if after a second the driver neither said
+    ``rftgrad: interrupted`` nor exited (at most 5 times): Ray 2.60's driver now and then loses a SIGINT (about
+    one run in five here; it then finishes every point and exits 0). Returns the driver's output."""
+    for _ in range(5):
+        process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and process.poll() is None and "interrupted" not in log.read_text():
+            time.sleep(0.02)
+        if process.poll() is not None or "interrupted" in log.read_text():
+            break
+    process.wait(timeout=60)
+    return log.read_text()
+
+
 def test_interrupted_driver_keeps_finished_points_and_the_rerun_finishes_the_rest(
     tmp_path, ray_cluster, slow_serial, capsys
 ):
     out = tmp_path / "sweep"
-    process = driver(out, ray_cluster)
+    log = tmp_path / "driver.log"
+    process = driver(out, ray_cluster, log)
     deadline = time.monotonic() + 60
     while not finished_points(out) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
     done = finished_points(out)
     assert done and process.poll() is None, "no point finished while the driver ran"
-    process.send_signal(signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    output = interrupt(process, log)
     assert process.returncode == 130, output
     done = finished_points(out)
     assert len(done) < len(POINTS), "every point finished before the interruption: make the units slower"
