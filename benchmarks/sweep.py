@@ -9,7 +9,7 @@ fresh folder, so every unit runs. One intra-op torch thread per unit (``OMP_NUM_
 workers). Ray's start-up is measured apart: ``ray.init`` to the first trivial task's result, and
 ``ray.shutdown``.
 
-    python benchmarks/sweep.py                 # 8 units, 2 repeats each (about 8 minutes on 2 cores)
+    python benchmarks/sweep.py                 # 8 units, 2 repeats each (about 2 minutes on 2 idle cores)
     python benchmarks/sweep.py --quick         # seconds: quick budget, 1 repeat each
     python benchmarks/sweep.py --units 16 --repeats 3
 

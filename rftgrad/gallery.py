@@ -83,7 +83,8 @@ MANIFEST_HEADER = """# Paper figures
 
 Every figure below is drawn by the script of the same name from an experiment's records;
 `rftgrad figures --gallery` regenerates all of them (`--only NAME` for one, `--full` for the
-paper-scale budget). This file is rebuilt by that command: do not edit it by hand.
+paper-scale budget). That command rebuilds this file: do not edit it by hand above the marker
+line at its end; the part below the marker is written by hand and kept.
 
 """
 
