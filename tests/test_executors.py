@@ -126,12 +126,20 @@ def test_check_on_ray_in_chunks_gives_the_rows_of_one_serial_pass(tmp_path, loca
     assert not (tmp_path / "ray" / "checkpoints").exists()  # the chunks are merged and removed at the end
 
 
+def interruptible() -> None:
+    """In a child before it starts: Ctrl-C's default action, as in a terminal. A test run started in the
+    background by a non-interactive shell ignores SIGINT, and a Python started with it ignored keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_check_resumes_and_does_not_redo_finished_chunks(tmp_path):
     out = tmp_path / "check"
     command = [sys.executable, "-m", "rftgrad.cli", "check", "--examples", "240", "--seed", "1", "--out", str(out)]
     command += ["--chunk-size", "20", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    driver = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     deadline = time.monotonic() + 120
     while len(list((out / "checkpoints").glob("rows-*.pickle"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -23,6 +23,7 @@ from rftgrad.results import claim_run_dir, read_run_record
 from rftgrad.sweep import MAX_PANELS, flatten_score, plan_sweep, sweep_figure
 from tests.experiments.cli_args import set_args
 from tests.experiments.test_theorem1_experiments import assert_valid_png
+from tests.test_executors import interruptible
 
 ray = pytest.importorskip("ray")
 
@@ -201,7 +202,9 @@ def driver(out: Path, address: str, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "rftgrad.cli", *sweep_args(out, SLOW, SLOW_GRID), "--executor", "ray",
                "--address", address]  # fmt: skip
     with log.open("w") as sink:
-        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True)
+        return subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible
+        )
 
 
 def finished_points(out: Path) -> list[str]:
