@@ -64,7 +64,7 @@ from rftgrad.diagnose import (
     to_label_path,
 )
 from rftgrad.envs import ENV_SETTINGS, ENVIRONMENTS, REWARDS, RewardEnv, build_env
-from rftgrad.errors import ConfigError, RftgradError
+from rftgrad.errors import ConfigError, RftgradError, first_line
 from rftgrad.executors import EXECUTORS, Executor, make_executor
 from rftgrad.experiments import EXPERIMENTS, default_run_dir, experiment_module, run_experiment
 from rftgrad.models import FEATURE_MAPS, POLICIES, SoftmaxPolicy, build_policy
@@ -201,11 +201,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         claim = claim_run_dir(args.out, "check", _fingerprint(args), overwrite=args.overwrite, resumable=True)
     with claim or contextlib.nullcontext():
         specs = draw_specs(args.examples, seed=args.seed, kinds=kinds, max_length=args.max_len)
-        chunked = args.executor != "serial" or claim is not None
         rows, summary = run_check(
             specs,
             progress=not args.no_progress,
-            executor=executor if chunked else None,
+            executor=executor,
             chunk_size=args.chunk_size,
             checkpoint_dir=None if claim is None else claim.path / "checkpoints",
         )
@@ -226,6 +225,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
+def _experiment_sets(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` values of ``run`` and ``sweep``, ``--device`` and ``--seeds`` as the ``--set``s they stand for."""
+    sets = list(args.set)
+    if args.device is not None:
+        sets.append(f"device={args.device}")
+    if args.seeds is not None:
+        sets.append(f"seeds={args.seeds}")
+    return sets
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.show_config:
         module = experiment_module(args.experiment, "config")
@@ -234,11 +243,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for variant, overrides in getattr(module, "VARIANTS", {}).items():
             print(f"--variant {variant}: " + ", ".join(f"{key}={value}" for key, value in overrides.items()))
         return 0
-    sets = list(args.set)
-    if args.device is not None:
-        sets.append(f"device={args.device}")
-    if args.seeds is not None:
-        sets.append(f"seeds={args.seeds}")
+    sets = _experiment_sets(args)
     out = args.out  # a string until claimed: Path("") would be "."
     if out is None:
         out = default_run_dir(args.experiment, args.config, sets, args.full, args.variant)
@@ -253,11 +258,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from rftgrad.sweep import run_sweep
 
-    sets = list(args.set)
-    if args.device is not None:
-        sets.append(f"device={args.device}")
-    if args.seeds is not None:
-        sets.append(f"seeds={args.seeds}")
+    sets = _experiment_sets(args)
     executor = _executor(args)
     result = run_sweep(
         args.experiment,
@@ -783,8 +784,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away fails here, inside the handlers below, not at exit
         return code
     except RftgradError as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"rftgrad: error: {message}", file=sys.stderr)
+        print(f"rftgrad: error: {first_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rftgrad: interrupted", file=sys.stderr)

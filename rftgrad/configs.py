@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rftgrad.errors import ConfigError
+from rftgrad.errors import ConfigError, first_line
 from rftgrad.runtime import check_seed
 
 __all__ = [
@@ -203,8 +203,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         else:
             loaded = tomllib.loads(text)
     except (OSError, json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ConfigError(f"cannot read config file {path}: {message}") from None
+        raise ConfigError(f"cannot read config file {path}: {first_line(err)}") from None
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold key = value pairs at the top level")
     return loaded

@@ -34,7 +34,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rftgrad.errors import ConfigError, RftgradError
+from rftgrad.errors import ConfigError, RftgradError, first_line
 from rftgrad.registry import EXECUTORS
 from rftgrad.runtime import ThreadChoice, choose_threads, use_threads
 
@@ -97,8 +97,7 @@ def _ordered(units: Sequence[Unit]) -> list[Unit]:
 
 
 def _unit_error(unit: Unit, error: RftgradError) -> UnitError:
-    message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    return UnitError(f"{unit.label}: {message}")
+    return UnitError(f"{unit.label}: {first_line(error)}")
 
 
 @dataclass

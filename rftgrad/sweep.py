@@ -38,12 +38,13 @@ from typing import Any
 import pandas as pd
 
 from rftgrad.configs import resolve_key
-from rftgrad.errors import ConfigError
+from rftgrad.errors import ConfigError, first_line
 from rftgrad.executors import Executor, SerialExecutor
 from rftgrad.experiments import PlannedRun, RunOutput, experiment_module, plan_run, run_plans
 from rftgrad.plotting import new_figure, palette, save_figure, theme
 from rftgrad.results import (
     atomic_write_text,
+    check_out_path,
     claim_run_dir,
     config_fingerprint,
     free_run_dir,
@@ -191,7 +192,7 @@ def plan_sweep(
             try:
                 _point_plan(experiment, scratch, settings, {key: value})
             except ConfigError as error:
-                raise ConfigError(f"--grid {key}={value}: {_first_line(error)}") from None
+                raise ConfigError(f"--grid {key}={value}: {first_line(error)}") from None
     combos = [dict(zip(parsed, combo, strict=True)) for combo in itertools.product(*parsed.values())]
     width = max(3, len(str(len(combos) - 1)))
     names = [f"{index:0{width}d}" for index in range(len(combos))]
@@ -201,7 +202,7 @@ def plan_sweep(
             checked.append(_point_plan(experiment, scratch / name, settings, values))
         except ConfigError as error:
             shown = " ".join(f"{key}={value}" for key, value in values.items())
-            raise ConfigError(f"--grid point {shown}: {_first_line(error)}") from None
+            raise ConfigError(f"--grid point {shown}: {first_line(error)}") from None
     seen: dict[str, str] = {}
     for plan, values in zip(checked, combos, strict=True):
         shown = " ".join(f"{key}={value}" for key, value in values.items())
@@ -209,14 +210,12 @@ def plan_sweep(
             raise ConfigError(f"--grid points {seen[plan.fingerprint]} and {shown} are the same config; "
                               "give each value once")  # fmt: skip
         seen[plan.fingerprint] = shown
-    partial = SweepPlan(experiment, Path(), parsed, (), settings)
     fingerprint_points = tuple(SweepPoint(n, v, p) for n, v, p in zip(names, combos, checked, strict=True))
-    partial = dataclasses.replace(partial, points=fingerprint_points)  # fingerprints do not depend on out_dir
+    partial = SweepPlan(experiment, Path(), parsed, fingerprint_points, settings)  # fingerprints ignore out_dir
     if out_dir is None:
         out = free_run_dir(Path("runs") / f"sweep-{experiment}", f"sweep {experiment}", partial.fingerprint)
     else:
-        if str(out_dir).strip() == "":
-            raise ConfigError("--out is an empty string; give a directory, e.g. --out runs/my-sweep")
+        check_out_path(out_dir)
         out = Path(out_dir)
 
     def moved(plan: PlannedRun, name: str) -> PlannedRun:
@@ -225,10 +224,6 @@ def plan_sweep(
 
     points = tuple(SweepPoint(point.name, point.values, moved(point.plan, point.name)) for point in fingerprint_points)
     return dataclasses.replace(partial, out_dir=out, points=points)
-
-
-def _first_line(error: BaseException) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def flatten_score(score: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -86,13 +86,14 @@ def run_check(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Evaluate ``specs``; returns (rows, summary).
 
-    Without ``executor`` and ``checkpoint_dir``, one pass in this process (:func:`check_specs`). Otherwise in
-    chunks of ``chunk_size`` examples, one unit of work each on ``executor`` (default serial; see
-    :mod:`rftgrad.executors`): every finished chunk's rows are kept in ``checkpoint_dir`` (if given), and
-    chunks found there are not computed again, so an interrupted check resumes. Each example's rows depend
-    only on its spec, so the rows are the same however they were chunked, except ``seconds`` (timings).
+    Serially (``executor`` None or serial) without ``checkpoint_dir``: one pass in this process
+    (:func:`check_specs`), with a bar per example. Otherwise in chunks of ``chunk_size`` examples, one unit of
+    work each on ``executor`` (see :mod:`rftgrad.executors`): every finished chunk's rows are kept in
+    ``checkpoint_dir`` (if given), and chunks found there are not computed again, so an interrupted check
+    resumes. Each example's rows depend only on its spec, so the rows are the same however they were chunked,
+    except ``seconds`` (timings).
     """
-    if executor is None and checkpoint_dir is None:
+    if (executor is None or isinstance(executor, SerialExecutor)) and checkpoint_dir is None:
         rows = check_specs(specs, progress)
         return rows, summarize(rows)
     if not is_count(chunk_size):
