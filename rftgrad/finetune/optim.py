@@ -19,23 +19,59 @@ def _per_replica(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, *[1] * (like.ndim - 1))
 
 
+#: bytes of ``lr · d`` an SGD step with one learning rate for every replica forms at a time (a cache-sized
+#: scratch instead of one the size of the parameters)
+SGD_CHUNK_BYTES = 2**20
+
+
+def _memory_order(tensor: torch.Tensor) -> torch.Tensor | None:
+    """``tensor`` viewed 1-D in memory order when it is dense (any axis order), else ``None``."""
+    order = sorted(range(tensor.ndim), key=lambda dim: tensor.stride(dim), reverse=True)
+    memory = tensor.permute(order)
+    return memory.view(-1) if memory.is_contiguous() else None
+
+
 class SGD:
     """Plain gradient ascent: ``θ ← θ + lr · d``."""
 
     def __init__(self, lr: torch.Tensor) -> None:
         self.lr = lr  # (R,)
         self.scratch = ExactWorkspace()  # a buffer per key for lr · d, reused every step (not state)
+        self._uniform: tuple[torch.Tensor, int, torch.Tensor | None] | None = None  # (lr, version, lr[0] or None)
+
+    def _uniform_lr(self) -> torch.Tensor | None:
+        """``lr[0]`` (0-dim) when every replica has that learning rate, else ``None`` (checked once per ``lr``)."""
+        seen = self._uniform
+        if seen is None or seen[0] is not self.lr or seen[1] != self.lr._version:
+            first = self.lr.reshape(-1)[0].clone()
+            seen = self._uniform = (self.lr, self.lr._version, first if bool((self.lr == first).all()) else None)
+        return seen[2]
 
     def step(self, params: Params, ascent: Params) -> None:
         """Update ``params`` in place with ascent directions ``ascent`` (same keys and shapes).
 
         ``lr · d`` is rounded before the addition (a product, then a sum, as written; a fused
-        multiply-add would round once and change the numbers).
+        multiply-add would round once and change the numbers). With one learning rate for every
+        replica and a parameter and direction of the same memory layout, the product is formed
+        :data:`SGD_CHUNK_BYTES` at a time in memory order (the same numbers, no parameter-sized scratch).
         """
+        uniform = self._uniform_lr()
         for key, direction in ascent.items():
-            scaled = self.scratch.take_like(key, direction)
-            torch.mul(direction, _per_replica(self.lr, direction), out=scaled)
-            params[key].add_(scaled)
+            param = params[key]
+            flat_param = _memory_order(param) if uniform is not None and param.stride() == direction.stride() else None
+            flat_direction = None if flat_param is None else _memory_order(direction)
+            if flat_param is None or flat_direction is None or param.shape != direction.shape:
+                scaled = self.scratch.take_like(key, direction)
+                torch.mul(direction, _per_replica(self.lr, direction), out=scaled)
+                param.add_(scaled)
+                continue
+            size = flat_param.numel()
+            chunk = max(1, SGD_CHUNK_BYTES // direction.element_size())
+            scaled = self.scratch.take(f"{key}.chunk", (min(chunk, size),), direction)
+            for start in range(0, size, chunk):
+                part = scaled[: min(chunk, size - start)]
+                torch.mul(flat_direction[start : start + chunk], uniform, out=part)
+                flat_param[start : start + chunk].add_(part)
 
     def state_dict(self) -> dict[str, object]:
         """Optimiser state (SGD has none beyond its learning rates)."""

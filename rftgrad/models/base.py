@@ -468,13 +468,27 @@ class ClosedFormTree(ABC):
         """The tempered logits ``f_θ(x_n, u) / T_r`` (``temperature``: ``(R,)``) written into ``out``
         ``(S, V, R, N)`` and returned."""
 
+    def scaled_logits(self, params: Params, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The logits times a per-replica factor, ``f_θ(x_n, u) · scale_r`` (``scale``: ``(R,)``, or 0-dim for
+        one factor for every replica), written
+        into ``out`` ``(S, V, R, N)`` and returned: the closed-form step's one pass to its exponent
+        ``f / (T ln 2)`` (default: :meth:`logits` at temperature ``1 / scale``, the same numbers to rounding)."""
+        return self.logits(params, 1.0 / scale, out)
+
+    def gradient_view(self, out: Params) -> torch.Tensor | None:
+        """Where a cotangent ``(S, V, R, N)`` already scaled by ``scale[r, n]`` *is* the gradient: a view of the
+        buffers ``out`` (name -> the parameter's shape) when the map ``θ -> f`` is a selection (tabular), so
+        that the closed-form step writes its cotangents straight into the gradient; ``None`` (the default) when
+        :meth:`pullback` must map them."""
+        return None
+
     @abstractmethod
-    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor | None, out: Params) -> Params:
         """``∇_θ Σ_{u,a,n} scale[r, n] · cotangent[u, a, r, n] · f_θ(x_n, u)[a]``: name -> ``(R, *shape)``.
 
-        ``cotangent``: ``(S, V, R, N)``; ``scale``: ``(R, N)``; ``out``: name -> a buffer of the
-        parameter's shape, zero when first handed over, that the result may be written into
-        (and returned as) instead of a fresh tensor."""
+        ``cotangent``: ``(S, V, R, N)``; ``scale``: ``(R, N)``, or ``None`` for a cotangent already
+        scaled (then ``scale = 1``); ``out``: name -> a buffer of the parameter's shape, zero when first
+        handed over, that the result may be written into (and returned as) instead of a fresh tensor."""
 
     @abstractmethod
     def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:

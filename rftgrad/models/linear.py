@@ -160,22 +160,34 @@ class LinearTree(ClosedFormTree):
                 [policy.feature_vectors(x, prefixes).transpose(0, 1) for prefixes in levels]
             )  # (S, N, D_φ)
 
-    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    def _raw_logits(self, params: Params) -> torch.Tensor:
+        """``W φ`` before temperature, ``(S or 1, V, R, N)``."""
         weight = params["W"]  # (R, V, D_φ)
         num_replicas, vocab = weight.shape[:2]
         by_token = weight.transpose(0, 1).reshape(vocab * num_replicas, -1)  # (V·R, D_φ)
         logits = torch.matmul(by_token, self.state_features.transpose(1, 2))  # (S or 1, V·R, N)
-        logits = logits.view(-1, vocab, num_replicas, logits.shape[-1])  # (S or 1, V, R, N)
+        return logits.view(-1, vocab, num_replicas, logits.shape[-1])  # (S or 1, V, R, N)
+
+    def logits(self, params: Params, temperature: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        logits = self._raw_logits(params)
         if self.shared:  # one logit vector per input, copied to every state
             return out.copy_((logits / temperature[:, None]).expand_as(out))
         return torch.div(logits, temperature[:, None], out=out)
+
+    def scaled_logits(self, params: Params, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        logits = self._raw_logits(params)
+        factor = scale[:, None] if scale.ndim else scale  # (R, 1) over (S, V, R, N), or one number
+        if self.shared:
+            return out.copy_((logits * factor).expand_as(out))
+        return torch.mul(logits, factor, out=out)
 
     def _state_sum(self, cotangent: torch.Tensor) -> torch.Tensor:
         """``c`` summed over states when every state shares ``φ = x`` (``(1, V, R, N)``), else ``c``."""
         return cotangent.sum(0, keepdim=True) if self.shared else cotangent
 
-    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
-        scaled = self._state_sum(cotangent) * scale  # (S', V, R, N)
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor | None, out: Params) -> Params:
+        summed = self._state_sum(cotangent)  # (S', V, R, N)
+        scaled = summed if scale is None else summed * scale
         states, vocab, num_replicas, num_inputs = scaled.shape
         by_replica = scaled.permute(2, 1, 0, 3).reshape(num_replicas, vocab, states * num_inputs)  # (R, V, S'·N)
         features = self.state_features.reshape(states * num_inputs, -1)  # (S'·N, D_φ)

@@ -130,9 +130,23 @@ class TabularTree(ClosedFormTree):
         table = params["logits"][:, :, : self.num_states].permute(2, 3, 0, 1)  # (S, V, R, N) view
         return torch.div(table, temperature[:, None], out=out)  # one pass: transpose and divide by T
 
-    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor, out: Params) -> Params:
+    def scaled_logits(self, params: Params, scale: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        table = params["logits"][:, :, : self.num_states].permute(2, 3, 0, 1)  # (S, V, R, N) view
+        factor = scale[:, None] if scale.ndim else scale  # (R, 1) over (S, V, R, N), or one number
+        return torch.mul(table, factor, out=out)  # one pass: transpose and scale
+
+    def gradient_view(self, out: Params) -> torch.Tensor:
+        """The first ``S`` states of the gradient table read ``(S, V, R, N)``: ``∇θ = scale · c`` is ``c`` itself."""
+        return out["logits"][:, :, : self.num_states].permute(2, 3, 0, 1)
+
+    def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor | None, out: Params) -> Params:
         grad = out["logits"]  # (R, N, S_table, V), zero past the first S states (never written)
-        torch.mul(cotangent.permute(2, 3, 0, 1), scale[:, :, None, None], out=grad[:, :, : self.num_states])
+        view = grad[:, :, : self.num_states]
+        if scale is None:
+            if cotangent.data_ptr() != view.data_ptr():  # not already written into the gradient (gradient_view)
+                view.copy_(cotangent.permute(2, 3, 0, 1))
+        else:
+            torch.mul(cotangent.permute(2, 3, 0, 1), scale[:, :, None, None], out=view)
         return {"logits": grad}
 
     def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:

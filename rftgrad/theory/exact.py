@@ -51,7 +51,7 @@ from torch.func import vjp, vmap
 
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv
 from rftgrad.errors import ConfigError
-from rftgrad.models.base import Params, SoftmaxPolicy
+from rftgrad.models.base import ClosedFormTree, Params, SoftmaxPolicy
 
 __all__ = [
     "METHODS",
@@ -319,6 +319,8 @@ class ExactWorkspace:
 
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
+        self._tree: tuple[SoftmaxPolicy, RewardEnv, torch.Tensor, ClosedFormTree | None] | None = None
+        self._plan: _StepPlan | None = None
 
     def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """The buffer ``name`` of ``shape`` with ``like``'s dtype and device (contents: whatever the last
@@ -335,6 +337,24 @@ class ExactWorkspace:
         if buffer is None or _layout(buffer) != _layout(like):
             buffer = self._buffers[name] = torch.zeros_like(like)
         return buffer
+
+    def _closed_form_tree(self, policy: SoftmaxPolicy, env: RewardEnv) -> ClosedFormTree | None:
+        """``policy.closed_form_tree`` for ``env``'s inputs, built once and reused while the policy, the
+        environment and its inputs stay the same (a linear tree holds the features of every prefix)."""
+        x = policy.inputs_from(env)  # (N, ...), checks that the policy fits the environment
+        cached = self._tree
+        if cached is not None and cached[0] is policy and cached[1] is env and _same_tensor(cached[2], x):
+            return cached[3]
+        tree = policy.closed_form_tree(x, env.output_space)
+        self._tree = (policy, env, x, tree)
+        return tree
+
+    def _step_plan(self, shape: tuple[int, ...], like: torch.Tensor) -> _StepPlan:
+        """The closed-form step's buffers and their per-level views for logits of ``shape`` ``(S, V, R, N)``."""
+        plan = self._plan
+        if plan is None or plan.key != (shape, like.dtype, like.device):
+            plan = self._plan = _StepPlan(self, shape, like)
+        return plan
 
 
 def _tree_sweep(
@@ -445,6 +465,244 @@ def _tree_sweep(
     fields["logit_grad_norm"] = squares.sum(0).sqrt()  # sqrt(Σ_u ||g_u||²), (R, N)
     fields["max_first_token_prob"] = (unnormalised[0] / normalisers[0]).amax(0)  # max_a π_∅(a), (R, N)
     return fields, cotangents
+
+
+def _same_tensor(first: torch.Tensor, second: torch.Tensor) -> bool:
+    """Whether two tensors hold the same numbers with the same shape, dtype and device."""
+    return _layout(first)[::2] == _layout(second)[::2] and bool(torch.equal(first, second))
+
+
+#: vocabularies up to this size sum over the vocabulary in the closed-form step by one fused
+#: multiply-add per token on slices of the state-major tensors (no full-size product written and
+#: read back); larger ones by a product then a reduction.
+_SLICED_VOCAB = 8
+
+#: a prefix level whose ``e_u(a)`` take more bytes than this is swept token by token in the closed-form step
+_TOKEN_LOOP_BYTES = 2**20
+
+_LOG2_E = 1.0 / math.log(2.0)  # e^z = 2^(z log2 e); torch's exp2 takes about half the time of exp
+
+
+class _StepLevel:
+    """The views of one prefix level ``l`` (``M = V^l`` prefixes) of a :class:`_StepPlan` (all but ``e_u(a)``,
+    which lives in the cotangent buffer: :meth:`_StepPlan.bind`)."""
+
+    def __init__(self, plan: _StepPlan, rows: slice, next_rows: slice | None, wide: bool) -> None:
+        count = rows.stop - rows.start  # M
+        shape = (count, plan.vocab, *plan.batch)
+        self.rows = rows
+        self.normalisers = plan.normalisers[rows]  # (M, 1, R, N) s_u
+        self.coefs = plan.coefs[rows]  # (M, 1, R, N) k_u = P(u) / s_u
+        self.weighted = plan.weighted[rows]  # (M, 1, R, N) w_n k_u / T
+        self.q = plan.q[rows]  # (M, 1, R, N) Q(u)
+        self.terms = plan.terms[:count]  # (M, 1, R, N) Σ_a e_u(a) Δ_u(a)², then times k_u
+        # a wide level is swept token by token (Δ_u(a) for one a at a time, never the whole level)
+        self.token_spread = plan.token_spread[:count] if wide else None  # (M, 1, R, N)
+        self.spread = None if wide else plan.spread[:count]  # (M, V, R, N) Δ_u(a) = Q(u·a) - Q(u)
+        self.spread_tokens = [] if wide else plan.tokens(self.spread)
+        # the next level's k and Q read (M, V, R, N): P(u·a) / s_{u·a} = k_u e_u(a) / s_{u·a} and Q(u·a)
+        self.child_coefs = None if next_rows is None else plan.coefs[next_rows].view(shape)
+        self.child_q = None if next_rows is None else plan.q[next_rows].view(shape)
+        self.child_q_tokens = [] if self.child_q is None else plan.tokens(self.child_q)
+
+
+class _StepPlan:
+    """The buffers of the closed-form step (:func:`_closed_form_step`) and their per-level views, built once
+    per shape ``(S, V, R, N)``, dtype and device from an :class:`ExactWorkspace` (a view costs a few
+    microseconds to make; a step would otherwise make about a hundred)."""
+
+    def __init__(self, workspace: ExactWorkspace, shape: tuple[int, ...], like: torch.Tensor) -> None:
+        num_states, vocab, num_replicas, num_inputs = shape
+        self.key = (shape, like.dtype, like.device)
+        self.workspace, self.like = workspace, like
+        self.vocab, self.batch = vocab, (num_replicas, num_inputs)
+        self.sliced = 2 <= vocab <= _SLICED_VOCAB
+        length, total = 0, 0
+        while total < num_states:
+            total, length = total + vocab**length, length + 1
+        rows = _level_rows(vocab, length)
+        level_bytes = [vocab ** (lvl + 1) * num_replicas * num_inputs * like.element_size() for lvl in range(length)]
+        wide = [self.sliced and size > _TOKEN_LOOP_BYTES for size in level_bytes]
+        widest = vocab ** (length - 1)
+        narrow = max([vocab**lvl for lvl in range(length) if not wide[lvl]], default=1)
+
+        def take(name: str, *size: int) -> torch.Tensor:
+            return workspace.take(f"step.{name}", size, like)
+
+        self.normalisers = take("normalisers", num_states, 1, *self.batch)
+        self.coefs = take("coefs", num_states, 1, *self.batch)
+        self.weighted = take("weighted", num_states, 1, *self.batch)
+        self.q = take("q", num_states, 1, *self.batch)
+        self.spread = take("spread", narrow, vocab, *self.batch)
+        self.terms = take("terms", widest, 1, *self.batch)
+        self.token_spread = take("token_spread", widest, 1, *self.batch)
+        self.variance = take("variance", length, *self.batch)  # (L, R, N) Var_l
+        self.levels = [
+            _StepLevel(self, rows[lvl], rows[lvl + 1] if lvl + 1 < length else None, wide[lvl]) for lvl in range(length)
+        ]
+        self._bound_key: tuple[object, ...] | None = None
+        self._bound: tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]]] = ([], [])
+        self._leaf_source: torch.Tensor | None = None
+        self._leaf: tuple[torch.Tensor, list[torch.Tensor]] = (like, [])
+
+    def tokens(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """``tensor[:, a:a+1]`` for each token ``a`` (the slices a sliced sum over the vocabulary reads)."""
+        return [tensor[:, token : token + 1] for token in range(self.vocab)] if self.sliced else []
+
+    def cotangents(self) -> torch.Tensor:
+        """A ``(S, V, R, N)`` cotangent buffer, for trees without a :meth:`~ClosedFormTree.gradient_view`."""
+        return self.workspace.take("step.cotangents", (self.normalisers.shape[0], self.vocab, *self.batch), self.like)
+
+    def bind(
+        self, cotangents: torch.Tensor
+    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]]]:
+        """Views of ``cotangents`` ``(S, V, R, N)``, which holds ``e_u(a)`` until the backward sweep overwrites
+        each level with its cotangents (``e`` is read last just before): its token slices, and per level
+        ``(M, V, R, N)`` with its token slices (kept while the buffer stays the same)."""
+        key = (cotangents.data_ptr(), *_layout(cotangents))
+        if key != self._bound_key:
+            per_level = [(cotangents[level.rows], self.tokens(cotangents[level.rows])) for level in self.levels]
+            self._bound, self._bound_key = (self.tokens(cotangents), per_level), key
+        return self._bound
+
+    def leaf(self, rewards: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The leaves' ``Q(y) = r(x, y)`` as ``(V^(L-1), V, 1, N)`` in the buffers' dtype and device, and its
+        token slices (converted once while the reward table ``(N, Y)`` stays the same)."""
+        if self._leaf_source is None or not _same_tensor(self._leaf_source, rewards):
+            table = rewards.to(self.like.device, self.like.dtype).t().contiguous()  # (Y, N)
+            leaf = table.view(-1, self.vocab, 1, table.shape[1])
+            self._leaf, self._leaf_source = (leaf, self.tokens(leaf)), rewards
+        return self._leaf
+
+    def uniform(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` ``(R,)`` as a 0-dim tensor when all are equal (a scalar operand keeps an op on contiguous
+        memory one loop), else ``values``."""
+        first = values[0]
+        return first if bool((values == first).all()) else values
+
+
+def _vocab_dot(
+    first: torch.Tensor,
+    second: torch.Tensor,
+    first_tokens: list[torch.Tensor],
+    second_tokens: list[torch.Tensor],
+    out: torch.Tensor,
+    scratch: torch.Tensor | None,
+) -> torch.Tensor:
+    """``Σ_a first[:, a] second[:, a]`` into ``out`` ``(M, 1, R, N)``: fused multiply-adds over token slices
+    (small vocabularies), else a product into ``scratch`` (which may be ``second``) and a sum."""
+    if first_tokens:
+        torch.mul(first_tokens[0], second_tokens[0], out=out)
+        for first_token, second_token in zip(first_tokens[1:], second_tokens[1:], strict=True):
+            out.addcmul_(first_token, second_token)
+        return out
+    assert scratch is not None
+    return torch.sum(torch.mul(first, second, out=scratch), 1, keepdim=True, out=out)
+
+
+def _closed_form_step(
+    policy: SoftmaxPolicy,
+    space: OutputSpace,
+    tree: ClosedFormTree,
+    rewards: torch.Tensor,
+    input_weights: torch.Tensor | None,
+    workspace: ExactWorkspace,
+) -> StepGradient:
+    """:func:`step_gradient` for a policy with a closed-form tree and no shaping: the quantities of
+    :func:`_tree_sweep` and the tree's pullback, in fewer passes over memory.
+
+    With ``e_u(a) = exp(z_u(a))`` (``z = f/T``, computed as ``2^(z log2 e)``, and shifted by ``m_u = max_a z_u(a)``
+    only when some ``s_u = Σ_a e_u(a)`` leaves ``[2^-k, 2^k]``, ``k = 32`` in float32 and 255 in float64),
+    ``k_u = P(u)/s_u`` (so ``P(u·a) = k_u e_u(a)``), leaves ``Q(y) = r(x, y)`` and, level by level up,
+    ``Q(u) = Σ_a e_u(a) Q(u·a) / s_u`` and ``Δ_u(a) = Q(u·a) - Q(u)``:
+
+        ``c_u(a) = (w_n / T) k_u e_u(a) Δ_u(a)``  (the gradient itself for a tabular policy, else the cotangent
+        the tree maps back), ``Var_l = Σ_{|u|=l} k_u Σ_a e_u(a) Δ_u(a)²`` (non-negative terms),
+        ``V = Q(∅)``, ``STD = sqrt(Σ_l Var_l)``,
+
+    the policy gradient of Razin et al. (ICLR 2024), Section 3, with the weights ``w_n`` and ``1/T`` folded into
+    one coefficient per prefix. ``e`` lives in the cotangent buffer (each level is overwritten with its
+    cotangents right after its last read), sums over a small vocabulary are fused multiply-adds on token slices,
+    and a wide level is swept token by token.
+
+    Args:
+        * ``policy``: the policy (``R`` replicas), whose ``closed_form_tree`` is ``tree``.
+        * ``space``: the output space (``V``, ``L``).
+        * ``tree``: its :class:`ClosedFormTree` for the environment's inputs.
+        * ``rewards``: ``(N, Y)`` ``r(x, y)``.
+        * ``input_weights``: ``(R, N)`` ``w_n``, or ``None`` for ``1/N``.
+        * ``workspace``: where the buffers come from (``mean_grad`` lives there).
+    """
+    temperature = policy.temperature  # (R,)
+    shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, rewards.shape[0])  # (S, V, R, N)
+    plan = workspace._step_plan(shape, temperature)
+    normalisers, levels = plan.normalisers, plan.levels
+    with torch.no_grad():
+        out = {key: workspace.take_like(f"mean_grad.{key}", value) for key, value in policy.params.items()}
+        gradient = tree.gradient_view(out)
+        cotangents = plan.cotangents() if gradient is None else gradient  # (S, V, R, N), e_u(a) first
+        exp_tokens, per_level = plan.bind(cotangents)
+        scale = plan.uniform(_LOG2_E / temperature)  # 1 / (T ln 2)
+        tree.scaled_logits(policy.params, scale, cotangents).exp2_()  # e^{f/T}, one pass
+        _sum_tokens(cotangents, exp_tokens, normalisers)
+        low, high = torch.aminmax(normalisers)
+        limit = 2.0 ** (int(math.log2(torch.finfo(cotangents.dtype).max)) // 4)  # 2^31 (float32), 2^255 (float64)
+        if not (bool(low >= 1.0 / limit) and bool(high <= limit)):  # shifted by m_u: s_u in [1, V]
+            tree.scaled_logits(policy.params, scale, cotangents)
+            cotangents.sub_(torch.amax(cotangents, 1, keepdim=True, out=normalisers)).exp2_()
+            _sum_tokens(cotangents, exp_tokens, normalisers)
+        torch.reciprocal(levels[0].normalisers, out=levels[0].coefs)  # k_∅ = P(∅) / s_∅
+        for level, child, (exps, _) in zip(levels[:-1], levels[1:], per_level[:-1], strict=True):
+            torch.mul(exps, level.coefs, out=level.child_coefs)  # P(u·a) = k_u e_u(a)
+            child.coefs.div_(child.normalisers)
+        weights = _input_weights(input_weights, plan.q[0, 0])  # (R, N)
+        torch.mul(plan.coefs, weights / temperature[:, None], out=plan.weighted)
+        children, child_tokens = plan.leaf(rewards)  # Q(u·a) of the widest level: the rewards
+        for index in reversed(range(len(levels))):
+            level, (exps, tokens) = levels[index], per_level[index]  # e_u(a), then c_u(a) in place
+            wide = level.token_spread is not None  # narrow levels: whole-level ops (fewer ops, all in cache)
+            q = _vocab_dot(exps, children, tokens if wide else [], child_tokens if wide else [], level.q, level.spread)
+            q.div_(level.normalisers)  # Q(u)
+            if wide:
+                terms = level.terms
+                for token, (exp, child) in enumerate(zip(tokens, child_tokens, strict=True)):
+                    spread = torch.sub(child, q, out=level.token_spread)  # Δ_u(a)
+                    exp.mul_(spread)  # e_u(a) Δ_u(a)
+                    if token:
+                        terms.addcmul_(exp, spread)
+                    else:
+                        torch.mul(exp, spread, out=terms)
+                    exp.mul_(level.weighted)  # c_u(a)
+            else:
+                assert level.spread is not None
+                spread = torch.sub(children, q, out=level.spread)  # Δ_u(a)
+                exps.mul_(spread)  # e_u(a) Δ_u(a)
+                terms = _vocab_dot(exps, spread, [], [], level.terms, level.spread)
+                exps.mul_(level.weighted)  # c_u(a)
+            torch.sum(terms.mul_(level.coefs), (0, 1), out=plan.variance[index])
+            if index:
+                parent = levels[index - 1]
+                children, child_tokens = parent.child_q, parent.child_q_tokens
+        mean_grad = tree.pullback(cotangents, None, out)
+    variance = plan.variance  # (L, R, N)
+    return StepGradient(
+        value=plan.q[0, 0].clone(),
+        std=variance.sum(0).sqrt(),
+        position_variance=variance.permute(1, 2, 0).contiguous(),
+        mean_grad=mean_grad,
+        mean_grad_norm=params_norm(mean_grad, 1),
+    )
+
+
+def _sum_tokens(exps: torch.Tensor, tokens: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """``s_u = Σ_a e_u(a)`` for every state, ``(S, V, R, N)`` -> ``out`` ``(S, 1, R, N)`` (over token slices
+    when given)."""
+    if not tokens:
+        return torch.sum(exps, 1, keepdim=True, out=out)
+    torch.add(tokens[0], tokens[1], out=out)
+    for token in tokens[2:]:
+        out.add_(token)
+    return out
 
 
 def _input_weights(weights: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
@@ -685,6 +943,13 @@ def step_gradient(
         * :exc:`EnumerationLimitError`: ``V^L > max_outputs``.
         * :exc:`ShapeMismatchError`: the policy does not fit the environment.
     """
+    if closed_form and method == "tree" and reward_fn is None:
+        workspace = ExactWorkspace() if workspace is None else workspace
+        tree = workspace._closed_form_tree(policy, env)
+        if tree is not None:
+            space = env.output_space
+            rewards = env.reward_table(max_outputs)  # (N, Y); refuses V^L > max_outputs
+            return _closed_form_step(policy, space, tree, rewards, input_weights, workspace)
     run = _Enumeration(
         policy, env, method, max_outputs, reward_fn, True, closed_form=closed_form, workspace=workspace, full=False
     )

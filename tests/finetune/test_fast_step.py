@@ -1,0 +1,127 @@
+"""The closed-form exact-RFT step (``step_gradient`` on a tabular or linear policy, no shaping) against the
+generic ``torch.func`` path (``closed_form=False``, the reference), float64 to CLOSED_FORM_ATOL, on the
+instances that reach each of its branches: a level wide enough to be swept token by token, logits large
+enough to need the max shift, a vocabulary too large for token slices, one temperature for every replica
+(a scalar factor) or one each, minibatch weights with zeros; a workspace reused across parameter,
+environment and layout changes; and the SGD step's chunked update, bit for bit ``θ + lr·d``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rftgrad.envs import random_sequence_env
+from rftgrad.finetune.optim import SGD, SGD_CHUNK_BYTES
+from rftgrad.models import LinearSoftmaxPolicy, TabularPolicy
+from rftgrad.theory import ExactWorkspace, step_gradient
+from tests.tolerances import ATOL, CLOSED_FORM_ATOL
+
+FIELDS = ("value", "std", "position_variance", "mean_grad_norm")
+
+
+def assert_step_close(fast, reference, atol: float = CLOSED_FORM_ATOL) -> None:
+    for name in FIELDS:
+        torch.testing.assert_close(getattr(fast, name), getattr(reference, name), rtol=0.0, atol=atol)
+    assert fast.mean_grad.keys() == reference.mean_grad.keys()
+    for key in fast.mean_grad:
+        torch.testing.assert_close(fast.mean_grad[key], reference.mean_grad[key], rtol=0.0, atol=atol)
+
+
+def weights_with_zeros(replicas: int, inputs: int) -> torch.Tensor:
+    """Minibatch-like weights ``(R, N)``: random, a third of them zero."""
+    gen = torch.Generator().manual_seed(5)
+    weights = torch.rand(replicas, inputs, generator=gen, dtype=torch.float64)
+    return weights * (torch.rand(replicas, inputs, generator=gen) > 1 / 3)
+
+
+@pytest.mark.parametrize("temperature", [1.0, [0.6, 1.0, 1.7, 2.5] * 6])
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+def test_a_level_swept_token_by_token_matches_the_generic_path(kind, temperature):
+    """V = 4, L = 3, R·N = 2400 lanes: the widest level's e_u(a) take 1.2 MiB in float64, past the token-loop
+    threshold (the other levels take whole-level ops)."""
+    env = random_sequence_env(num_prompts=100, vocab_size=4, length=3, reward="random_network", seed=1)
+    common = dict(num_replicas=24, seed=2, dtype="float64", temperature=temperature, init_scale=2.0)
+    if kind == "tabular":
+        policy = TabularPolicy.for_env(env, **common)
+    else:
+        policy = LinearSoftmaxPolicy.for_env(env, features="input_last_token", **common)
+    weights = weights_with_zeros(24, env.num_inputs)
+    fast = step_gradient(policy, env, input_weights=weights)
+    reference = step_gradient(policy, env, input_weights=weights, closed_form=False)
+    assert_step_close(fast, reference)
+    assert float(reference.mean_grad_norm.min()) > 1e-4  # gradients worth comparing
+    assert float(reference.position_variance.min()) >= 0.0
+
+
+def test_logits_past_the_safe_range_take_the_max_shift():
+    """Logits of ±1000 (e^1000 overflows float64): the step shifts by max_a z_u(a) and still matches."""
+    env = random_sequence_env(num_prompts=5, vocab_size=3, length=3, reward="random_network", seed=0)
+    policy = TabularPolicy.for_env(env, num_replicas=3, seed=0, dtype="float64", temperature=[0.7, 1.0, 1.6])
+    policy.params["logits"].mul_(500.0)
+    fast, reference = (step_gradient(policy, env, closed_form=flag) for flag in (True, False))
+    assert_step_close(fast, reference)
+    assert torch.isfinite(fast.std).all()
+
+
+def test_a_vocabulary_too_large_for_token_slices_matches_the_generic_path():
+    env = random_sequence_env(num_prompts=4, vocab_size=9, length=2, reward="random_network", seed=3)
+    policy = TabularPolicy.for_env(env, num_replicas=2, seed=1, dtype="float64", init_scale=2.0)
+    weights = weights_with_zeros(2, env.num_inputs)
+    fast = step_gradient(policy, env, input_weights=weights)
+    reference = step_gradient(policy, env, input_weights=weights, closed_form=False)
+    assert_step_close(fast, reference)
+
+
+def test_float32_step_matches_the_float64_reference_to_float32_rounding():
+    env = random_sequence_env(num_prompts=100, vocab_size=4, length=3, reward="exact_match", seed=0)
+    policy = TabularPolicy.for_env(env, num_replicas=8, seed=0, dtype="float64", init_scale=2.0)
+    reference = step_gradient(policy, env, closed_form=False)
+    policy.params["logits"] = policy.params["logits"].float()
+    policy.dtype, policy.temperature = torch.float32, policy.temperature.float()
+    fast = step_gradient(policy, env)
+    for name in FIELDS:
+        torch.testing.assert_close(
+            getattr(fast, name).double(), getattr(reference, name), rtol=0.0, atol=ATOL[torch.float32]
+        )
+    torch.testing.assert_close(
+        fast.mean_grad["logits"].double(), reference.mean_grad["logits"], rtol=0.0, atol=ATOL[torch.float32]
+    )
+
+
+def test_a_reused_workspace_follows_parameter_environment_and_layout_changes():
+    first_env = random_sequence_env(num_prompts=6, vocab_size=3, length=2, reward="random_network", seed=4)
+    second_env = random_sequence_env(num_prompts=6, vocab_size=3, length=2, reward="position_match", seed=5)
+    policy = LinearSoftmaxPolicy.for_env(first_env, features="input_prefix", num_replicas=2, dtype="float64")
+    workspace = ExactWorkspace()
+    for env in (first_env, second_env, first_env):  # the cached tree and reward leaves must follow the env
+        reused = step_gradient(policy, env, workspace=workspace)
+        assert_step_close(reused, step_gradient(policy, env, closed_form=False))
+    table_env = first_env
+    tabular = TabularPolicy.for_env(table_env, num_replicas=2, dtype="float64", init_scale=2.0)
+    step_gradient(tabular, table_env, workspace=workspace)
+    tabular.params["logits"].add_(1.5 * torch.randn(tabular.params["logits"].shape, dtype=torch.float64))
+    tabular.params["logits"] = tabular.params["logits"].contiguous()  # another layout, same numbers
+    assert_step_close(
+        step_gradient(tabular, table_env, workspace=workspace), step_gradient(tabular, table_env, closed_form=False)
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_sgd_step_is_the_update_rule_bit_for_bit(dtype, uniform):
+    """Chunked in memory order (one learning rate, a state-major table larger than a chunk) or not: θ + lr·d."""
+    shape = (8, 100, 85, 4)  # (R, N, S, V): 272,000 numbers, more than one chunk in float32 and float64
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype).permute(2, 3, 0, 1).contiguous()
+    params = {"logits": table.permute(2, 3, 0, 1)}  # state-major, as TabularPolicy stores it
+    direction = {"logits": torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)}
+    direction["logits"] = direction["logits"].permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
+    lr = torch.full((8,), 0.1, dtype=dtype) if uniform else torch.linspace(0.05, 0.4, 8, dtype=dtype)
+    assert direction["logits"].numel() * direction["logits"].element_size() > SGD_CHUNK_BYTES
+    expected = params["logits"] + lr[:, None, None, None] * direction["logits"]
+    optimizer = SGD(lr)
+    optimizer.step(params, direction)
+    assert torch.equal(params["logits"], expected)
+    second = params["logits"] + lr[:, None, None, None] * direction["logits"]
+    optimizer.step(params, direction)  # the scratch is reused
+    assert torch.equal(params["logits"], second)
