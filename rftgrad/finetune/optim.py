@@ -38,6 +38,20 @@ class SGD:
         self.lr = lr  # (R,)
         self.scratch = ExactWorkspace()  # a buffer per key for lr · d, reused every step (not state)
         self._uniform: tuple[torch.Tensor, int, torch.Tensor | None] | None = None  # (lr, version, lr[0] or None)
+        self._flats: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
+
+    def _flat(
+        self, key: str, param: torch.Tensor, direction: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``param`` and ``direction`` viewed 1-D in their common memory order, or ``None`` where their layouts
+        differ or are not dense (kept per key while both tensors stay the same objects)."""
+        cached = self._flats.get(key)
+        if cached is not None and cached[0] is param and cached[1] is direction:
+            return cached[2], cached[3]
+        same = param.shape == direction.shape and param.stride() == direction.stride()
+        flat = (_memory_order(param), _memory_order(direction)) if same else (None, None)
+        self._flats[key] = (param, direction, *flat)
+        return flat
 
     def _uniform_lr(self) -> torch.Tensor | None:
         """``lr[0]`` (0-dim) when every replica has that learning rate, else ``None`` (checked once per ``lr``)."""
@@ -58,9 +72,8 @@ class SGD:
         uniform = self._uniform_lr()
         for key, direction in ascent.items():
             param = params[key]
-            flat_param = _memory_order(param) if uniform is not None and param.stride() == direction.stride() else None
-            flat_direction = None if flat_param is None else _memory_order(direction)
-            if flat_param is None or flat_direction is None or param.shape != direction.shape:
+            flat_param, flat_direction = self._flat(key, param, direction) if uniform is not None else (None, None)
+            if flat_param is None or flat_direction is None:
                 scaled = self.scratch.take_like(key, direction)
                 torch.mul(direction, _per_replica(self.lr, direction), out=scaled)
                 param.add_(scaled)

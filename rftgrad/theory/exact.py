@@ -341,8 +341,10 @@ class ExactWorkspace:
     def _closed_form_tree(self, policy: SoftmaxPolicy, env: RewardEnv) -> ClosedFormTree | None:
         """``policy.closed_form_tree`` for ``env``'s inputs, built once and reused while the policy, the
         environment and its inputs stay the same (a linear tree holds the features of every prefix)."""
-        x = policy.inputs_from(env)  # (N, ...), checks that the policy fits the environment
         cached = self._tree
+        if cached is not None and cached[0] is policy and cached[1] is env and policy.input_kind == "index":
+            return cached[3]  # index inputs (tabular): the tree reads no features
+        x = policy.inputs_from(env)  # (N, ...), checks that the policy fits the environment
         if cached is not None and cached[0] is policy and cached[1] is env and _same_tensor(cached[2], x):
             return cached[3]
         tree = policy.closed_form_tree(x, env.output_space)
@@ -542,8 +544,13 @@ class _StepPlan:
         ]
         self._bound_key: tuple[object, ...] | None = None
         self._bound: tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]]] = ([], [])
-        self._leaf_source: torch.Tensor | None = None
+        self._leaf_source: RewardEnv | None = None
         self._leaf: tuple[torch.Tensor, list[torch.Tensor]] = (like, [])
+        self._factor_key: tuple[object, ...] | None = None
+        self._weights_key: tuple[object, ...] | None = None
+        self._factor_sources: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+        self._weights = like
+        self._scale, self._default_weights = like, like
 
     def tokens(self, tensor: torch.Tensor) -> list[torch.Tensor]:
         """``tensor[:, a:a+1]`` for each token ``a`` (the slices a sliced sum over the vocabulary reads)."""
@@ -565,20 +572,41 @@ class _StepPlan:
             self._bound, self._bound_key = (self.tokens(cotangents), per_level), key
         return self._bound
 
-    def leaf(self, rewards: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def leaf(self, env: RewardEnv, max_outputs: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The leaves' ``Q(y) = r(x, y)`` as ``(V^(L-1), V, 1, N)`` in the buffers' dtype and device, and its
-        token slices (converted once while the reward table ``(N, Y)`` stays the same)."""
-        if self._leaf_source is None or not _same_tensor(self._leaf_source, rewards):
+        token slices, converted once per environment (whose reward table is fixed: ``with_rewards`` makes
+        another environment)."""
+        if self._leaf_source is not env:
+            rewards = env.reward_table(max_outputs)  # (N, Y)
             table = rewards.to(self.like.device, self.like.dtype).t().contiguous()  # (Y, N)
             leaf = table.view(-1, self.vocab, 1, table.shape[1])
-            self._leaf, self._leaf_source = (leaf, self.tokens(leaf)), rewards
+            self._leaf, self._leaf_source = (leaf, self.tokens(leaf)), env
         return self._leaf
 
-    def uniform(self, values: torch.Tensor) -> torch.Tensor:
-        """``values`` ``(R,)`` as a 0-dim tensor when all are equal (a scalar operand keeps an op on contiguous
-        memory one loop), else ``values``."""
-        first = values[0]
-        return first if bool((values == first).all()) else values
+    def factors(
+        self, temperature: torch.Tensor, input_weights: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``1 / (T ln 2)`` (0-dim when every replica has one temperature: a scalar operand keeps an op one loop
+        over contiguous memory, else ``(R,)``) and the input weights over the temperature ``w_n / T`` ``(R, N)``;
+        kept while the temperatures (and the default weights ``1/N``) stay the same."""
+        key = (id(temperature), temperature._version)  # with a reference held: an id is not reused
+        if key != self._factor_key or self._factor_sources[0] is not temperature:
+            scale = _LOG2_E / temperature
+            first = scale[0]
+            self._scale = first.clone() if bool((scale == first).all()) else scale
+            self._default_weights = torch.full(self.batch, 1.0 / self.batch[1], dtype=self.like.dtype,
+                                               device=self.like.device) / temperature[:, None]  # fmt: skip
+            self._factor_key, self._factor_sources = key, (temperature, None)
+        if input_weights is None:
+            return self._scale, self._default_weights
+        if not isinstance(input_weights, torch.Tensor):
+            return self._scale, _input_weights(input_weights, self._default_weights) / temperature[:, None]
+        weights_key = (key, id(input_weights), input_weights._version)
+        if weights_key != self._weights_key or self._factor_sources[1] is not input_weights:
+            # e.g. a full-batch run passes the same weights at every step
+            self._weights = _input_weights(input_weights, self._default_weights) / temperature[:, None]
+            self._weights_key, self._factor_sources = weights_key, (temperature, input_weights)
+        return self._scale, self._weights
 
 
 def _vocab_dot(
@@ -602,9 +630,9 @@ def _vocab_dot(
 
 def _closed_form_step(
     policy: SoftmaxPolicy,
-    space: OutputSpace,
+    env: RewardEnv,
     tree: ClosedFormTree,
-    rewards: torch.Tensor,
+    max_outputs: int,
     input_weights: torch.Tensor | None,
     workspace: ExactWorkspace,
 ) -> StepGradient:
@@ -627,14 +655,15 @@ def _closed_form_step(
 
     Args:
         * ``policy``: the policy (``R`` replicas), whose ``closed_form_tree`` is ``tree``.
-        * ``space``: the output space (``V``, ``L``).
+        * ``env``: the environment (its output space and reward table).
         * ``tree``: its :class:`ClosedFormTree` for the environment's inputs.
-        * ``rewards``: ``(N, Y)`` ``r(x, y)``.
+        * ``max_outputs``: refuse output spaces with more than this many outputs.
         * ``input_weights``: ``(R, N)`` ``w_n``, or ``None`` for ``1/N``.
         * ``workspace``: where the buffers come from (``mean_grad`` lives there).
     """
-    temperature = policy.temperature  # (R,)
-    shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, rewards.shape[0])  # (S, V, R, N)
+    temperature, space = policy.temperature, env.output_space  # (R,)
+    space.check_enumerable(max_outputs)  # before any buffer is sized
+    shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, env.num_inputs)  # (S, V, R, N)
     plan = workspace._step_plan(shape, temperature)
     normalisers, levels = plan.normalisers, plan.levels
     with torch.no_grad():
@@ -642,12 +671,12 @@ def _closed_form_step(
         gradient = tree.gradient_view(out)
         cotangents = plan.cotangents() if gradient is None else gradient  # (S, V, R, N), e_u(a) first
         exp_tokens, per_level = plan.bind(cotangents)
-        scale = plan.uniform(_LOG2_E / temperature)  # 1 / (T ln 2)
+        scale, weights = plan.factors(temperature, input_weights)  # 1 / (T ln 2), w_n / T
         tree.scaled_logits(policy.params, scale, cotangents).exp2_()  # e^{f/T}, one pass
         _sum_tokens(cotangents, exp_tokens, normalisers)
         low, high = torch.aminmax(normalisers)
         limit = 2.0 ** (int(math.log2(torch.finfo(cotangents.dtype).max)) // 4)  # 2^31 (float32), 2^255 (float64)
-        if not (bool(low >= 1.0 / limit) and bool(high <= limit)):  # shifted by m_u: s_u in [1, V]
+        if not (float(low) >= 1.0 / limit and float(high) <= limit):  # shifted by m_u: s_u in [1, V] (NaN too)
             tree.scaled_logits(policy.params, scale, cotangents)
             cotangents.sub_(torch.amax(cotangents, 1, keepdim=True, out=normalisers)).exp2_()
             _sum_tokens(cotangents, exp_tokens, normalisers)
@@ -655,9 +684,8 @@ def _closed_form_step(
         for level, child, (exps, _) in zip(levels[:-1], levels[1:], per_level[:-1], strict=True):
             torch.mul(exps, level.coefs, out=level.child_coefs)  # P(u·a) = k_u e_u(a)
             child.coefs.div_(child.normalisers)
-        weights = _input_weights(input_weights, plan.q[0, 0])  # (R, N)
-        torch.mul(plan.coefs, weights / temperature[:, None], out=plan.weighted)
-        children, child_tokens = plan.leaf(rewards)  # Q(u·a) of the widest level: the rewards
+        torch.mul(plan.coefs, weights, out=plan.weighted)
+        children, child_tokens = plan.leaf(env, max_outputs)  # Q(u·a) of the widest level: the rewards
         for index in reversed(range(len(levels))):
             level, (exps, tokens) = levels[index], per_level[index]  # e_u(a), then c_u(a) in place
             wide = level.token_spread is not None  # narrow levels: whole-level ops (fewer ops, all in cache)
@@ -690,8 +718,17 @@ def _closed_form_step(
         std=variance.sum(0).sqrt(),
         position_variance=variance.permute(1, 2, 0).contiguous(),
         mean_grad=mean_grad,
-        mean_grad_norm=params_norm(mean_grad, 1),
+        mean_grad_norm=params_norm(mean_grad, 1) if gradient is None else _lane_norm(cotangents),
     )
+
+
+def _lane_norm(gradient: torch.Tensor) -> torch.Tensor:
+    """``(R,)`` Euclidean norm of a gradient that *is* its ``(S, V, R, N)`` cotangents (tabular: the rest of
+    its table is zero), read in memory order: over ``N`` then over the ``S·V`` rows."""
+    if not gradient.is_contiguous():
+        return _trailing_norm(gradient.permute(2, 3, 0, 1), 1)
+    rows = gradient.view(-1, *gradient.shape[2:])  # (S·V, R, N)
+    return torch.linalg.vector_norm(torch.linalg.vector_norm(rows, dim=2), dim=0)
 
 
 def _sum_tokens(exps: torch.Tensor, tokens: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
@@ -947,9 +984,7 @@ def step_gradient(
         workspace = ExactWorkspace() if workspace is None else workspace
         tree = workspace._closed_form_tree(policy, env)
         if tree is not None:
-            space = env.output_space
-            rewards = env.reward_table(max_outputs)  # (N, Y); refuses V^L > max_outputs
-            return _closed_form_step(policy, space, tree, rewards, input_weights, workspace)
+            return _closed_form_step(policy, env, tree, max_outputs, input_weights, workspace)
     run = _Enumeration(
         policy, env, method, max_outputs, reward_fn, True, closed_form=closed_form, workspace=workspace, full=False
     )
