@@ -3,7 +3,8 @@ generic ``torch.func`` path (``closed_form=False``, the reference), float64 to C
 instances that reach each of its branches: a level wide enough to be swept token by token, logits large
 enough to need the max shift, a vocabulary too large for token slices, one temperature for every replica
 (a scalar factor) or one each, minibatch weights with zeros; a workspace reused across parameter,
-environment and layout changes; and the SGD step's chunked update, bit for bit ``θ + lr·d``."""
+environment and layout changes; the SGD step's chunked update, bit for bit ``θ + lr·d``; and the trainer's
+evaluation metrics (the most likely output found without torch's argmax)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 import torch
 
 from rftgrad.envs import random_sequence_env
+from rftgrad.finetune import per_input_metrics
 from rftgrad.finetune.optim import SGD, SGD_CHUNK_BYTES
 from rftgrad.models import LinearSoftmaxPolicy, TabularPolicy
-from rftgrad.theory import ExactWorkspace, step_gradient
+from rftgrad.theory import ExactWorkspace, evaluate, step_gradient
 from tests.tolerances import ATOL, CLOSED_FORM_ATOL
 
 FIELDS = ("value", "std", "position_variance", "mean_grad_norm")
@@ -125,3 +127,23 @@ def test_sgd_step_is_the_update_rule_bit_for_bit(dtype, uniform):
     second = params["logits"] + lr[:, None, None, None] * direction["logits"]
     optimizer.step(params, direction)  # the scratch is reused
     assert torch.equal(params["logits"], second)
+
+
+@pytest.mark.parametrize("init_scale", [0.0, 2.0])  # 0: a uniform policy, every output tied for most likely
+def test_evaluation_metrics_pick_the_first_most_likely_output(init_scale):
+    """per_input_metrics' most likely output is log_probs.argmax(-1) (the first of equal maxima), with its
+    buffers kept in a workspace across calls, and target_nll is -log p(target)."""
+    env = random_sequence_env(num_prompts=20, vocab_size=3, length=3, reward="position_match", seed=2)
+    policy = TabularPolicy.for_env(env, num_replicas=4, seed=3, dtype="float64", init_scale=init_scale)
+    workspace = ExactWorkspace()
+    for _ in range(2):
+        metrics = per_input_metrics(policy, env, False, workspace=workspace)
+        reference = evaluate(policy, env)
+        best = reference.log_probs.argmax(-1)  # (R, N)
+        rewards = reference.rewards
+        best_reward = rewards.gather(1, best.T).T
+        expected = (best_reward >= rewards.max(-1).values - 1e-12).double()
+        assert torch.equal(metrics["accuracy"], expected)
+        target = reference.log_probs[:, torch.arange(env.num_inputs), env.target_index()]
+        assert torch.equal(metrics["target_nll"], -target)
+        policy.params["logits"].add_(1.0)  # a second call on other parameters (the same softmax: same ties)
