@@ -1,11 +1,13 @@
 """One exact-RFT training step, generic ``torch.func`` path vs the closed-form prefix tree.
 
 The step is what :func:`rftgrad.finetune.train` runs per step with ``estimator="exact"``, SGD
-(lr 0.1), full batch: :meth:`rftgrad.finetune.ExactRFT.ascent` (``mean_gradient``) and
+(lr 0.1), full batch: :meth:`rftgrad.finetune.ExactRFT.ascent` (``step_gradient``) and
 :meth:`rftgrad.finetune.SGD.step`. ``old`` sets ``ExactRFT.closed_form = False`` (the logits of
 every prefix by the vmapped program, the gradient by ``torch.func.vjp``, a contiguous table as before
-the state-major storage); ``new`` is the default
-(the policy's :class:`~rftgrad.models.base.ClosedFormTree`: no autograd, state-major layout).
+the state-major storage: the documented generic baseline); ``new`` is the default (the policy's
+:class:`~rftgrad.models.base.ClosedFormTree` and the fused closed-form step of ``step_gradient``: no
+autograd, state-major layout; docs/exact_engine.md, "The closed-form training step").
+Issue 19's targets at R = 64: ``new/floor <= 2`` and ``old/new >= 8``.
 
 Tasks: ``tabular`` (``random_sequence_env(num_prompts=100, vocab_size=4, length=3,
 reward="exact_match", seed=0)``, ``TabularPolicy.for_env``), and the linear policy on the same env

@@ -961,7 +961,8 @@ def step_gradient(
     workspace: ExactWorkspace | None = None,
 ) -> StepGradient:
     r"""What an exact RFT step reads of :func:`mean_gradient`: V, STD, the martingale terms, ``mean_grad``
-    and its norm (:class:`StepGradient`), the same numbers bit for bit.
+    and its norm (:class:`StepGradient`), the same numbers (to rounding on the closed-form path, bit for bit
+    otherwise).
 
     .. math::
 
@@ -971,9 +972,12 @@ def step_gradient(
     ICLR 2024, Section 3).
 
     It leaves out the log-probabilities ``(R, N, Y)`` (unless ``reward_fn`` reads them), the logit-space
-    norms and ``max_first_token_prob``, three of the widest level's passes over memory: the sweep of a
-    tabular step at R = 64 takes about 0.7x the time it takes in :func:`mean_gradient` (benchmarks/README.md,
-    "One exact-RFT step").
+    norms and ``max_first_token_prob``. For a policy with a closed-form tree (tabular, linear;
+    ``closed_form=True``, ``method="tree"``) and no ``reward_fn`` it runs a fused sweep of its own: the
+    gradient ``(w_n/T) P(u) π_u(a) (Q(u·a) - Q(u))`` with the weights folded in once, ``e^z`` written into the
+    gradient buffer, sums over a small vocabulary as fused multiply-adds (docs/exact_engine.md, "The
+    closed-form training step"); equal to :func:`mean_gradient` to rounding. Otherwise the general sweep,
+    bit for bit :func:`mean_gradient`'s numbers.
     :class:`~rftgrad.finetune.objectives.ExactRFT` calls it; the arguments are those of :func:`mean_gradient`.
 
     Raises:
