@@ -21,7 +21,7 @@ def _per_replica(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 #: bytes of ``lr · d`` an SGD step with one learning rate for every replica forms at a time (a cache-sized
 #: scratch instead of one the size of the parameters)
-SGD_CHUNK_BYTES = 2**22
+SGD_CHUNK_BYTES = 2**18
 
 
 def _memory_order(tensor: torch.Tensor) -> torch.Tensor | None:

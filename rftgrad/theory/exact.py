@@ -495,13 +495,14 @@ class _StepLevel:
         self.rows = rows
         self.normalisers = plan.normalisers[rows]  # (M, 1, R, N) s_u
         self.coefs = plan.coefs[rows]  # (M, 1, R, N) k_u = P(u) / s_u
-        self.weighted = plan.weighted[rows]  # (M, 1, R, N) w_n k_u / T
+        # w_n k_u / T, written over s_u once Q(u) is formed (s_u's last read): one buffer fewer to bring in
+        self.weighted = self.normalisers
         self.q = plan.q[rows]  # (M, 1, R, N) Q(u)
         self.terms = plan.terms[:count]  # (M, 1, R, N) Σ_a e_u(a) Δ_u(a)², then times k_u
         # a wide level is swept token by token (Δ_u(a) for one a at a time, never the whole level)
-        self.token_spread = plan.token_spread[:count] if wide else None  # (M, 1, R, N)
-        self.spread = None if wide else plan.spread[:count]  # (M, V, R, N) Δ_u(a) = Q(u·a) - Q(u)
-        self.spread_tokens = [] if wide else plan.tokens(self.spread)
+        lanes = plan.spread[: count * (1 if wide else plan.vocab)]  # (M or M·V, R, N): one buffer for both
+        self.token_spread = lanes.view(count, 1, *plan.batch) if wide else None  # (M, 1, R, N)
+        self.spread = None if wide else lanes.view(shape)  # (M, V, R, N) Δ_u(a) = Q(u·a) - Q(u)
         # the next level's k and Q read (M, V, R, N): P(u·a) / s_{u·a} = k_u e_u(a) / s_{u·a} and Q(u·a)
         self.child_coefs = None if next_rows is None else plan.coefs[next_rows].view(shape)
         self.child_q = None if next_rows is None else plan.q[next_rows].view(shape)
@@ -533,11 +534,10 @@ class _StepPlan:
 
         self.normalisers = take("normalisers", num_states, 1, *self.batch)
         self.coefs = take("coefs", num_states, 1, *self.batch)
-        self.weighted = take("weighted", num_states, 1, *self.batch)
         self.q = take("q", num_states, 1, *self.batch)
-        self.spread = take("spread", narrow, vocab, *self.batch)
+        # Δ of a narrow level (M·V rows of R·N lanes) or of one token of a wide one (M rows), in turn
+        self.spread = take("spread", max(narrow * vocab, widest if any(wide) else 0), *self.batch)
         self.terms = take("terms", widest, 1, *self.batch)
-        self.token_spread = take("token_spread", widest, 1, *self.batch)
         self.variance = take("variance", length, *self.batch)  # (L, R, N) Var_l
         self.levels = [
             _StepLevel(self, rows[lvl], rows[lvl + 1] if lvl + 1 < length else None, wide[lvl]) for lvl in range(length)
@@ -684,13 +684,13 @@ def _closed_form_step(
         for level, child, (exps, _) in zip(levels[:-1], levels[1:], per_level[:-1], strict=True):
             torch.mul(exps, level.coefs, out=level.child_coefs)  # P(u·a) = k_u e_u(a)
             child.coefs.div_(child.normalisers)
-        torch.mul(plan.coefs, weights, out=plan.weighted)
         children, child_tokens = plan.leaf(env, max_outputs)  # Q(u·a) of the widest level: the rewards
         for index in reversed(range(len(levels))):
             level, (exps, tokens) = levels[index], per_level[index]  # e_u(a), then c_u(a) in place
             wide = level.token_spread is not None  # narrow levels: whole-level ops (fewer ops, all in cache)
             q = _vocab_dot(exps, children, tokens if wide else [], child_tokens if wide else [], level.q, level.spread)
             q.div_(level.normalisers)  # Q(u)
+            torch.mul(level.coefs, weights, out=level.weighted)  # w_n k_u / T, over s_u
             if wide:
                 terms = level.terms
                 for token, (exp, child) in enumerate(zip(tokens, child_tokens, strict=True)):
