@@ -67,7 +67,7 @@ class SGD:
         ``lr · d`` is rounded before the addition (a product, then a sum, as written; a fused
         multiply-add would round once and change the numbers). With one learning rate for every
         replica and a parameter and direction of the same memory layout, the product is formed
-        :data:`SGD_CHUNK_BYTES` at a time in memory order (the same numbers, no parameter-sized scratch).
+        ``SGD_CHUNK_BYTES`` at a time in memory order (the same numbers, no parameter-sized scratch).
         """
         uniform = self._uniform_lr()
         for key, direction in ascent.items():
