@@ -19,26 +19,93 @@ from rftgrad.errors import ConfigError
 from rftgrad.executors import Executor, SerialExecutor, Unit
 from rftgrad.results import read_checksummed, write_checksummed
 from rftgrad.runtime import is_count
+from rftgrad.theory.batched import ReplicaEnvs, stack_replicas
 from rftgrad.theory.bounds import BOUNDS, bound_columns, columns_as_arrays
-from rftgrad.theory.instances import InstanceSpec, random_instance
+from rftgrad.theory.instances import HF_POLICY_KINDS, InstanceSpec, random_instance
+
+#: instances evaluated together at most: a batch is one evaluation with a replica per instance
+#: (:func:`check_specs`); 32 amortises the per-program overhead (measured in benchmarks/check.py).
+CHECK_BATCH = 32
+#: and at most this many numbers ``R·N·V^L`` (replicas, inputs, outputs) per batch, so that a batch of large
+#: output spaces stays as small in memory as a few single instances (γ's calls are bounded by ``JACOBIAN_BUDGET``).
+CHECK_BATCH_OUTPUTS = 2**16
 
 
-def check_specs(specs: list[InstanceSpec], progress: bool = True, first_example: int = 0) -> pd.DataFrame:
-    """One row per (example, input): the spec's fields, the bound table's columns and
-    ``seconds`` (the time of that example, building it included). Examples are numbered from
-    ``first_example`` (a chunk of a longer draw, :func:`run_check`).
+def batch_key(spec: InstanceSpec) -> tuple[object, ...] | None:
+    """What instances must share to be evaluated as the replicas of one evaluation: the policy class, ``V``,
+    ``L``, the feature map (linear) and ``N`` (tabular: a logit table per input; the other classes pad
+    fewer inputs, :class:`~rftgrad.theory.batched.ReplicaEnvs`). ``None``: evaluated alone (HF kinds)."""
+    if spec.kind in HF_POLICY_KINDS:
+        return None
+    feature_map = spec.feature_map if spec.kind == "linear" else None
+    return spec.kind, spec.vocab_size, spec.length, feature_map, spec.num_inputs if spec.kind == "tabular" else None
 
-    Each example is evaluated as tensors (:func:`~rftgrad.theory.bounds.bound_columns`); the rows of
-    all examples become one DataFrame at the end (no DataFrame per example)."""
+
+def plan_batches(specs: list[InstanceSpec], batch_size: int = CHECK_BATCH) -> list[list[int]]:
+    """The indices of ``specs`` in batches of one :func:`batch_key`, each of at most ``batch_size`` instances and
+    :data:`CHECK_BATCH_OUTPUTS` numbers (a single instance may exceed it), in order of their first instance."""
+    if not is_count(batch_size):
+        raise ConfigError(f"batch_size={batch_size!r} is invalid: give an integer number of instances >= 1")
+    batches: list[list[int]] = []
+    open_batch: dict[object, list[int]] = {}  # key -> the batch still filling
+    for index, spec in enumerate(specs):
+        key = batch_key(spec)
+        batch = open_batch.get(key) if key is not None else None
+        size = spec.num_inputs * spec.vocab_size**spec.length
+        if batch is None or len(batch) >= batch_size or (len(batch) + 1) * size > CHECK_BATCH_OUTPUTS:
+            batch = []
+            batches.append(batch)
+            if key is not None:
+                open_batch[key] = batch
+        batch.append(index)
+    return batches
+
+
+def _batch_columns(specs: list[InstanceSpec]) -> list[dict[str, np.ndarray]]:
+    """The bound columns of each instance of one batch (:func:`plan_batches`), as :func:`columns_as_arrays`:
+    one evaluation with replica ``r`` = instance ``r`` (its own parameters, temperature, inputs and rewards),
+    the rows of each instance's real inputs cut out. A batch of one is evaluated as it is."""
+    instances = [random_instance(spec) for spec in specs]
+    if len(instances) == 1:
+        env, policy = instances[0]
+        return [columns_as_arrays(bound_columns(policy, env))]
+    envs = ReplicaEnvs([env for env, _ in instances])
+    columns = bound_columns(stack_replicas([policy for _, policy in instances]), envs)  # name -> (B, N)
+    return [
+        columns_as_arrays({key: value[replica : replica + 1, :count] for key, value in columns.items()})
+        for replica, count in enumerate(envs.input_counts)
+    ]
+
+
+def check_specs(
+    specs: list[InstanceSpec], progress: bool = True, first_example: int = 0, batch_size: int = CHECK_BATCH
+) -> pd.DataFrame:
+    """One row per (example, input): the spec's fields, the bound table's columns and ``seconds``.
+    Examples are numbered from ``first_example`` (a chunk of a longer draw, :func:`run_check`).
+
+    Instances of one shape (:func:`batch_key`) are evaluated together, up to ``batch_size`` at a time
+    (:func:`plan_batches`): the replicas of one :func:`~rftgrad.theory.bounds.bound_columns` call on
+    :class:`~rftgrad.theory.batched.ReplicaEnvs`, which runs one tensor program for the batch instead of one
+    per instance. Each instance's rows are those of its evaluation alone, to rounding (tests/theory/
+    test_check_batches.py), and keep their order; ``batch_size=1`` evaluates every instance alone. ``seconds``
+    is the time of the example's batch (building its instances included) divided by the batch's size. The
+    rows of all examples become one DataFrame at the end (no DataFrame per example)."""
+    arrays: list[dict[str, np.ndarray]] = [{} for _ in specs]
+    seconds = [0.0] * len(specs)
+    with tqdm(total=len(specs), desc="bound check", unit="example", disable=not progress) as bar:
+        for batch in plan_batches(specs, batch_size):
+            start = time.perf_counter()
+            for index, columns in zip(batch, _batch_columns([specs[i] for i in batch]), strict=True):
+                arrays[index] = columns
+            share = (time.perf_counter() - start) / len(batch)
+            for index in batch:
+                seconds[index] = share
+            bar.update(len(batch))
     columns: dict[str, list] = {}
-    for example, spec in enumerate(tqdm(specs, desc="bound check", unit="example", disable=not progress)):
-        start = time.perf_counter()
-        env, policy = random_instance(spec)
-        arrays = columns_as_arrays(bound_columns(policy, env))
-        seconds = time.perf_counter() - start
-        rows = len(arrays["replica"])
-        number = first_example + example
-        for key, value in {**arrays, "example": number, "seconds": seconds, **spec.as_dict()}.items():
+    for example, (spec, example_arrays) in enumerate(zip(specs, arrays, strict=True)):
+        rows = len(example_arrays["replica"])
+        extra = {"example": first_example + example, "seconds": seconds[example], **spec.as_dict()}
+        for key, value in {**example_arrays, **extra}.items():
             part = value.tolist() if isinstance(value, np.ndarray) else [value] * rows
             columns.setdefault(key, []).extend(part)
     return pd.DataFrame(columns)
