@@ -74,7 +74,9 @@ class ReplicaEnvs:
         missing = self.num_inputs - tensor.shape[0]
         return torch.cat([tensor, tensor[-1:].expand(missing, *tensor.shape[1:])]) if missing else tensor
 
-    def _check_policy(self, policy: SoftmaxPolicy) -> None:
+    def check_policy(self, policy: SoftmaxPolicy) -> None:
+        """Raise :class:`ShapeMismatchError` unless ``policy`` has one replica per environment (and, if it
+        indexes its inputs, the environments one ``N``)."""
         if policy.num_replicas != self.num_replicas:
             raise ShapeMismatchError(
                 f"{self.num_replicas} replica environments for a policy of R={policy.num_replicas} replicas; "
@@ -88,7 +90,7 @@ class ReplicaEnvs:
 
     def inputs_for(self, policy: SoftmaxPolicy) -> torch.Tensor:
         """Every replica's inputs as ``policy`` reads them (:meth:`SoftmaxPolicy.inputs_from`): ``(R, N, ...)``."""
-        self._check_policy(policy)
+        self.check_policy(policy)
         return torch.stack([self._padded(policy.inputs_from(env)) for env in self.envs])
 
     def reward_table(self, max_outputs: int = DEFAULT_MAX_OUTPUTS) -> torch.Tensor:
@@ -110,7 +112,7 @@ def engine_inputs(policy: SoftmaxPolicy, env: RewardEnv | ReplicaEnvs) -> tuple[
     if not isinstance(env, ReplicaEnvs):
         return policy.inputs_from(env), False
     if policy.input_kind == "index":
-        env._check_policy(policy)
+        env.check_policy(policy)
         return policy.inputs_from(env.envs[0]), False
     return env.inputs_for(policy), True
 
