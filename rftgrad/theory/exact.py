@@ -98,7 +98,8 @@ class Evaluation:
 
     Attributes:
         * ``log_probs``: ``(R, N, Y)`` :math:`\log p_\theta(y|x)` in enumeration order (docs/paper.md §1).
-        * ``rewards``: ``(N, Y)`` :math:`r(x, y)`.
+        * ``rewards``: ``(N, Y)`` :math:`r(x, y)` (``(R, N, Y)`` with one environment per replica,
+          :class:`~rftgrad.theory.batched.ReplicaEnvs`).
         * ``value``: ``(R, N)`` :math:`V(x;\theta) = \sum_y p_\theta(y|x)\, r(x,y)`.
         * ``std``: ``(R, N)`` :math:`\mathrm{STD}(x;\theta) = \sqrt{\sum_y p_\theta(y|x)\, (r(x,y) - V(x;\theta))^2}`.
         * ``position_variance``: ``(R, N, L)``
