@@ -110,7 +110,7 @@ def alone() -> pd.DataFrame:
 
 def test_the_specs_form_batches():
     batches = plan_batches(SPECS)
-    assert max(len(b) for b in batches) >= 10 and len(batches) < len(SPECS) / 2
+    assert max(len(b) for b in batches) >= 10 and len(batches) < 0.6 * len(SPECS)
     assert {SPECS[b[0]].kind for b in batches if len(b) > 1} == set(SHAPES)
     assert sorted(i for b in batches for i in b) == list(range(len(SPECS)))
     assert all(len(b) <= 4 for b in plan_batches(SPECS, batch_size=4))
