@@ -165,6 +165,19 @@ CLOSED_FORM_ATOL = 1e-12
 #: (about 1e-16 per sum, measured 1.1e-16 on STD), carried through a few optimiser steps.
 REPLICA_ROUNDING_ATOL = 1e-12
 
+#: Absolute tolerance, float64, for a row of ``rftgrad check`` evaluated in a batch (instances of one shape as
+#: the replicas of one evaluation, ``rftgrad.theory.batched``) against the instance evaluated alone
+#: (tests/theory/test_check_batches.py), on the quantities of size O(1) that carry absolute round-off: V, STD,
+#: the logit-space gradient norm and its bound; times ``1 + L·γ`` for ``‖∇_θ V‖`` and the bounds linear in
+#: STD (the Jacobian multiplies the cotangents' round-off by up to γ per position, as in
+#: ``rftgrad.theory.bounds.rounding_slack``); γ itself to ``GAMMA_RTOL``. The two evaluations run the same
+#: formulas, but torch's summation order and kernel blocking depend on the batch's lane count (the engine's
+#: ``R·N`` columns, the vmapped matmuls), so bits differ: measured worst 1.3e-15 (V, STD), 1e-13 (‖∇V‖ of a
+#: transformer with γ in the hundreds). Quantities ill-conditioned at STD -> 0 are compared through it by
+#: error propagation: ``STD^(2/3)`` (the paper's bound) moves by at most ``ΔSTD^(2/3)``, a ratio
+#: ``grad / bound`` by ``(Δgrad + ratio·Δbound) / bound``.
+CHECK_BATCH_ATOL = 1e-12
+
 #: Largest |steps × lr − T_flow| / T_flow of exact gradient ascent with lr = 2 against the teaching flow's
 #: time (``reward_teacher``, ``ascent_vs_flow``). Explicit Euler's error on a hitting time is O(lr / T) with
 #: T ≥ 85 on the checked proxies (lr / T ≤ 0.024); measured at most 0.017 (lr = 10 gave 0.084); 0.05 leaves ~3x.

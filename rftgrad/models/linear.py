@@ -144,7 +144,9 @@ class LinearSoftmaxPolicy(SoftmaxPolicy):
 class LinearTree(ClosedFormTree):
     """The linear policy's prefix tree, state-major ``(S, V, R, N)`` (see :class:`ClosedFormTree`).
 
-    The features of every prefix state, ``Φ[s, n] = φ(x_n, u_s)`` ``(S, N, D_φ)``, are built once;
+    The features of every prefix state, ``Φ[s, n] = φ(x_n, u_s)`` ``(S, N, D_φ)``, are built once (``x (R, N, D)``,
+    one set of inputs per replica as from :class:`~rftgrad.theory.batched.ReplicaEnvs`: ``Φ[s, r, n]``
+    ``(S, R, N, D_φ)``, contracted per replica);
     ``f[s, a, r, n] = Σ_d W[r, a, d] Φ[s, n, d]``, and the adjoint of a cotangent ``c`` is
     ``∇W[r] = Σ_{s,n} scale[r, n] c[s, :, r, n] Φ[s, n]^T``. With ``features="input"`` every prefix has
     ``φ = x``: the logits are computed once per input and the cotangents summed over states first.
@@ -152,17 +154,24 @@ class LinearTree(ClosedFormTree):
 
     def __init__(self, policy: LinearSoftmaxPolicy, x: torch.Tensor, space: OutputSpace) -> None:
         self.shared = policy.features == "input"  # one feature vector per input, whatever the prefix
+        self.replica_features = x.ndim == 3  # x (R, N, D): every replica its own inputs (ReplicaEnvs)
+        flat = x.flatten(0, 1) if self.replica_features else x  # (R·N or N, D)
         if self.shared:
-            self.state_features = x[None]  # (1, N, D)
+            self.state_features = flat[None]  # (1, N, D)
         else:
-            levels = [space.prefixes(level, x.device)[None].expand(x.shape[0], -1, -1) for level in range(space.length)]
+            count = flat.shape[0]
+            levels = [space.prefixes(level, x.device)[None].expand(count, -1, -1) for level in range(space.length)]
             self.state_features = torch.cat(
-                [policy.feature_vectors(x, prefixes).transpose(0, 1) for prefixes in levels]
+                [policy.feature_vectors(flat, prefixes).transpose(0, 1) for prefixes in levels]
             )  # (S, N, D_φ)
+        if self.replica_features:  # (S', R, N, D_φ)
+            self.state_features = self.state_features.reshape(self.state_features.shape[0], *x.shape[:2], -1)
 
     def _raw_logits(self, params: Params) -> torch.Tensor:
         """``W φ`` before temperature, ``(S or 1, V, R, N)``."""
         weight = params["W"]  # (R, V, D_φ)
+        if self.replica_features:  # f[s, a, r, n] = Σ_d W[r, a, d] Φ[s, r, n, d]
+            return torch.einsum("rad,srnd->sarn", weight, self.state_features)  # (S or 1, V, R, N)
         num_replicas, vocab = weight.shape[:2]
         by_token = weight.transpose(0, 1).reshape(vocab * num_replicas, -1)  # (V·R, D_φ)
         logits = torch.matmul(by_token, self.state_features.transpose(1, 2))  # (S or 1, V·R, N)
@@ -188,6 +197,8 @@ class LinearTree(ClosedFormTree):
     def pullback(self, cotangent: torch.Tensor, scale: torch.Tensor | None, out: Params) -> Params:
         summed = self._state_sum(cotangent)  # (S', V, R, N)
         scaled = summed if scale is None else summed * scale
+        if self.replica_features:
+            return {"W": out["W"].copy_(torch.einsum("sarn,srnd->rad", scaled, self.state_features))}
         states, vocab, num_replicas, num_inputs = scaled.shape
         by_replica = scaled.permute(2, 1, 0, 3).reshape(num_replicas, vocab, states * num_inputs)  # (R, V, S'·N)
         features = self.state_features.reshape(states * num_inputs, -1)  # (S'·N, D_φ)
@@ -195,5 +206,6 @@ class LinearTree(ClosedFormTree):
 
     def per_input(self, cotangent: torch.Tensor, scale: torch.Tensor, keep: bool) -> tuple[torch.Tensor, Params | None]:
         summed = self._state_sum(cotangent)  # (S', V, R, N)
-        grads = torch.einsum("svrn,snd->rnvd", summed, self.state_features) * scale[:, :, None, None]  # (R, N, V, D_φ)
+        pattern = "svrn,srnd->rnvd" if self.replica_features else "svrn,snd->rnvd"
+        grads = torch.einsum(pattern, summed, self.state_features) * scale[:, :, None, None]  # (R, N, V, D_φ)
         return torch.linalg.vector_norm(grads, dim=(-2, -1)), ({"W": grads} if keep else None)

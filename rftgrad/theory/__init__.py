@@ -7,7 +7,8 @@ Modules: ``exact`` (:func:`evaluate`, :func:`mean_gradient`, :func:`step_gradien
 :func:`stalled`), ``instances`` (:func:`random_instance`), ``montecarlo``
 (:func:`reinforce_gradient`), ``group_updates`` (docs/paper.md §7: :func:`expected_update`),
 ``dynamics`` (Theorem 2: :func:`closed_form_hitting_time`), ``symbolic`` (sympy derivations) and
-``check`` (the random-instance bound check, :func:`run_check`).
+``check`` (the random-instance bound check, :func:`run_check`) and ``batched`` (instances of one shape as
+the replicas of one evaluation: :class:`ReplicaEnvs`, :func:`stack_replicas`).
 
 Importing this package does not import sympy: the names of ``symbolic`` (and of ``check``) are in
 ``__all__`` but load on first access (PEP 562 ``__getattr__``); Theorem 2's module imports sympy
@@ -19,6 +20,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from rftgrad.theory.batched import (
+    ReplicaEnvs,
+    engine_inputs,
+    stack_replicas,
+)
 from rftgrad.theory.bounds import (
     ABS_SLACK,
     BOUNDS,
@@ -153,6 +159,12 @@ _LAZY: dict[str, str] = {
     "check_specs": "rftgrad.theory.check",
     "run_check": "rftgrad.theory.check",
     "CHECK_CHUNK": "rftgrad.theory.check",
+    "CHECK_BATCH": "rftgrad.theory.check",
+    "CHECK_BATCH_OUTPUTS": "rftgrad.theory.check",
+    "batch_key": "rftgrad.theory.check",
+    "plan_batches": "rftgrad.theory.check",
+    "check_batches": "rftgrad.theory.check",
+    "summarize": "rftgrad.theory.check",
 }
 _LAZY_MODULES = ("symbolic", "check")
 
@@ -176,6 +188,15 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ABS_SLACK",
+    "CHECK_BATCH",
+    "CHECK_BATCH_OUTPUTS",
+    "ReplicaEnvs",
+    "batch_key",
+    "check_batches",
+    "summarize",
+    "engine_inputs",
+    "plan_batches",
+    "stack_replicas",
     "ArrayFunction",
     "Asymptote",
     "BOUNDS",

@@ -30,6 +30,7 @@ import torch
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
 from rftgrad.errors import ConfigError
 from rftgrad.models.base import SoftmaxPolicy
+from rftgrad.theory.batched import ReplicaEnvs
 from rftgrad.theory.exact import ExactResult, exact
 from rftgrad.theory.gamma import gamma as gamma_of
 
@@ -231,7 +232,7 @@ def ratio(grad_norm: torch.Tensor, bound: torch.Tensor, floor: torch.Tensor | fl
 
 def bound_columns(
     policy: SoftmaxPolicy,
-    env: RewardEnv,
+    env: RewardEnv | ReplicaEnvs,
     result: ExactResult | None = None,
     gamma: torch.Tensor | None = None,
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
@@ -244,7 +245,9 @@ def bound_columns(
     of Razin et al., ICLR 2024, and its sharpened forms; module docstring), and ``violation``
     (bool: a gradient exceeds its bound by more than the rounding slack of the policy's dtype,
     ``grad > bound·(1 + rel) + abs + per_gamma · L · γ``, :func:`rounding_slack`). ``result``
-    (:func:`~rftgrad.theory.exact.exact`) and ``gamma`` are computed when not given. No pandas:
+    (:func:`~rftgrad.theory.exact.exact`) and ``gamma`` are computed when not given. ``env`` may be one
+    environment per replica (:class:`~rftgrad.theory.batched.ReplicaEnvs`, how ``rftgrad check`` evaluates
+    instances of one shape together). No pandas:
     ``rftgrad check`` and the property tests use it per example.
     """
     result = exact(policy, env, max_outputs=max_outputs) if result is None else result

@@ -52,6 +52,7 @@ from torch.func import vjp, vmap
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, OutputSpace, RewardEnv
 from rftgrad.errors import ConfigError
 from rftgrad.models.base import ClosedFormTree, Params, SoftmaxPolicy
+from rftgrad.theory.batched import ReplicaEnvs, engine_inputs
 
 __all__ = [
     "METHODS",
@@ -97,7 +98,8 @@ class Evaluation:
 
     Attributes:
         * ``log_probs``: ``(R, N, Y)`` :math:`\log p_\theta(y|x)` in enumeration order (docs/paper.md §1).
-        * ``rewards``: ``(N, Y)`` :math:`r(x, y)`.
+        * ``rewards``: ``(N, Y)`` :math:`r(x, y)` (``(R, N, Y)`` with one environment per replica,
+          :class:`~rftgrad.theory.batched.ReplicaEnvs`).
         * ``value``: ``(R, N)`` :math:`V(x;\theta) = \sum_y p_\theta(y|x)\, r(x,y)`.
         * ``std``: ``(R, N)`` :math:`\mathrm{STD}(x;\theta) = \sqrt{\sum_y p_\theta(y|x)\, (r(x,y) - V(x;\theta))^2}`.
         * ``position_variance``: ``(R, N, L)``
@@ -742,6 +744,38 @@ def _sum_tokens(exps: torch.Tensor, tokens: list[torch.Tensor], out: torch.Tenso
     return out
 
 
+def _replica_sweep(
+    logits: torch.Tensor,
+    rewards: torch.Tensor,
+    space: OutputSpace,
+    reward_fn: ShapingFn | None,
+    workspace: ExactWorkspace,
+    full: bool = True,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`_tree_sweep` for rewards ``(N, Y)`` shared by the replicas or ``(R, N, Y)``, one table per replica
+    (:class:`~rftgrad.theory.batched.ReplicaEnvs`).
+
+    The sweep treats every column ``(r, n)`` of the state-major logits ``(S, V, R, N)`` on its own, so
+    per-replica rewards run as one replica of ``R·N`` inputs: the same memory, viewed ``(S, V, 1, R·N)``,
+    with the rewards ``(R·N, Y)``; the fields and cotangents are viewed back to ``(R, ...)``.
+    """
+    if rewards.ndim == 2:
+        return _tree_sweep(logits, rewards, space, reward_fn, workspace, full)
+    num_states, vocab, num_replicas, num_inputs = logits.shape
+    columns = num_replicas * num_inputs
+    shaping = None
+    if reward_fn is not None:
+
+        def shaping(log_probs: torch.Tensor) -> torch.Tensor:  # (1, R·N, Y) <-> (R, N, Y)
+            return reward_fn(log_probs.reshape(num_replicas, num_inputs, -1)).reshape(1, columns, -1)
+
+    fields, cotangents = _tree_sweep(
+        logits.view(num_states, vocab, 1, columns), rewards.reshape(columns, -1), space, shaping, workspace, full
+    )
+    fields = {key: value.reshape(num_replicas, num_inputs, *value.shape[2:]) for key, value in fields.items()}
+    return fields, cotangents.view(num_states, vocab, num_replicas, num_inputs)
+
+
 def _input_weights(weights: torch.Tensor | None, value: torch.Tensor) -> torch.Tensor:
     """``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad``: ``weights`` broadcast, default ``1/N``."""
     if weights is None:
@@ -762,7 +796,7 @@ class _Enumeration:
     def __init__(
         self,
         policy: SoftmaxPolicy,
-        env: RewardEnv,
+        env: RewardEnv | ReplicaEnvs,
         method: str,
         max_outputs: int,
         reward_fn: ShapingFn | None,
@@ -776,9 +810,12 @@ class _Enumeration:
         space = env.output_space
         space.check_enumerable(max_outputs)
         self.policy = policy
-        self.x = policy.inputs_from(env)  # (N, ...)
+        self.x, self.replica_inputs = engine_inputs(policy, env)  # (N, ...), or (R, N, ...) per replica
         self.ids = torch.arange(env.num_inputs, device=policy.device)
-        rewards = env.reward_table(max_outputs).to(policy.device, policy.dtype)  # (N, Y)
+        rewards = env.reward_table(max_outputs).to(policy.device, policy.dtype)  # (N, Y), or (R, N, Y) per replica
+        self.default_weights = (
+            env.input_weights(policy.dtype, policy.device) if isinstance(env, ReplicaEnvs) else None
+        )  # (R, N): padded inputs weigh 0
         self.tree = policy.closed_form_tree(self.x, space) if closed_form and method == "tree" else None
         self.level_rows = _level_rows(space.vocab_size, space.length)
         self.workspace = ExactWorkspace() if workspace is None else workspace
@@ -790,7 +827,7 @@ class _Enumeration:
                 )
         else:
             logits = self._generic_logits(policy, space, method, autograd)
-        self.fields, self.state_cotangents = _tree_sweep(logits, rewards, space, reward_fn, self.workspace, full)
+        self.fields, self.state_cotangents = _replica_sweep(logits, rewards, space, reward_fn, self.workspace, full)
         if full:
             self.fields["rewards"] = rewards
 
@@ -799,8 +836,10 @@ class _Enumeration:
         make = _tree_program if method == "tree" else _flat_program
         self.program, levels, self.to_cotangents = make(policy, space)
 
+        x_dim = 0 if self.replica_inputs else None  # per-replica inputs are mapped with the replicas
+
         def all_replicas(params: Params) -> tuple[torch.Tensor, ...]:
-            return vmap(self.program, in_dims=(0, 0, None, None))(params, policy.temperature, self.ids, self.x)
+            return vmap(self.program, in_dims=(0, 0, None, x_dim))(params, policy.temperature, self.ids, self.x)
 
         if autograd:
             outputs, self.pullback = vjp(all_replicas, policy.params)
@@ -817,7 +856,9 @@ class _Enumeration:
 
     def mean_grad(self, input_weights: torch.Tensor | None) -> dict[str, Params | torch.Tensor]:
         """``mean_grad`` and ``mean_grad_norm``: ``Σ_n w_n J_n^T g_n``, closed form or one VJP."""
-        weights = _input_weights(input_weights, self.fields["value"])  # (R, N)
+        weights = _input_weights(
+            self.default_weights if input_weights is None else input_weights, self.fields["value"]
+        )  # (R, N)
         if self.tree is not None:
             out = {
                 key: self.workspace.take_like(f"mean_grad.{key}", value) for key, value in self.policy.params.items()
@@ -839,12 +880,14 @@ class _Enumeration:
             value = self.fields["value"]
             scale = (1.0 / self.policy.temperature)[:, None].expand(value.shape)  # (R, N)
             return self.tree.per_input(self.state_cotangents, scale, keep_grads)
-        return _per_input_grads(self.policy, self.program, self.ids, self.x, self.cotangents, keep_grads, input_chunk)
+        return _per_input_grads(
+            self.policy, self.program, self.ids, self.x, self.cotangents, keep_grads, input_chunk, self.replica_inputs
+        )
 
 
 def evaluate(
     policy: SoftmaxPolicy,
-    env: RewardEnv,
+    env: RewardEnv | ReplicaEnvs,
     *,
     method: str = "tree",
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
@@ -868,7 +911,9 @@ def evaluate(
 
     Args:
         * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
-        * ``env``: the reward environment.
+        * ``env``: the reward environment, or one per replica (:class:`~rftgrad.theory.batched.ReplicaEnvs`:
+          replica ``r`` reads environment ``r``'s inputs and rewards, ``rewards`` is then ``(R, N, Y)`` and
+          the default ``w_n`` is ``1/N_r`` on replica ``r``'s own inputs).
         * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
         * ``max_outputs``: refuse output spaces with more than this many outputs.
 
@@ -892,7 +937,7 @@ def evaluate(
 
 def mean_gradient(
     policy: SoftmaxPolicy,
-    env: RewardEnv,
+    env: RewardEnv | ReplicaEnvs,
     *,
     method: str = "tree",
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
@@ -919,7 +964,9 @@ def mean_gradient(
 
     Args:
         * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
-        * ``env``: the reward environment.
+        * ``env``: the reward environment, or one per replica (:class:`~rftgrad.theory.batched.ReplicaEnvs`:
+          replica ``r`` reads environment ``r``'s inputs and rewards, ``rewards`` is then ``(R, N, Y)`` and
+          the default ``w_n`` is ``1/N_r`` on replica ``r``'s own inputs).
         * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
         * ``max_outputs``: refuse output spaces with more than this many outputs.
         * ``input_weights``: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad`` (e.g. a
@@ -997,7 +1044,7 @@ def step_gradient(
 
 def exact(
     policy: SoftmaxPolicy,
-    env: RewardEnv,
+    env: RewardEnv | ReplicaEnvs,
     *,
     grads: GradientMode = "norm",
     method: str = "tree",
@@ -1030,7 +1077,9 @@ def exact(
 
     Args:
         * ``policy``: a softmax policy (``R`` replicas) compatible with ``env``.
-        * ``env``: the reward environment.
+        * ``env``: the reward environment, or one per replica (:class:`~rftgrad.theory.batched.ReplicaEnvs`:
+          replica ``r`` reads environment ``r``'s inputs and rewards, ``rewards`` is then ``(R, N, Y)`` and
+          the default ``w_n`` is ``1/N_r`` on replica ``r``'s own inputs).
         * ``grads``: ``"norm"`` (per-input gradient norms only) or ``"full"`` (keep the gradients).
         * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
         * ``max_outputs``: refuse output spaces with more than this many outputs.
@@ -1074,8 +1123,10 @@ def _per_input_grads(
     cotangents: tuple[torch.Tensor, ...],
     keep_grads: bool,
     input_chunk: int,
+    replica_inputs: bool = False,
 ) -> tuple[torch.Tensor, Params | None]:
-    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by vmapped VJPs."""
+    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by vmapped VJPs (``x``: ``(N, ...)``, or
+    ``(R, N, ...)`` with ``replica_inputs``)."""
 
     def one_input(
         params: Params,
@@ -1088,12 +1139,16 @@ def _per_input_grads(
         return pullback(tuple(c[None] for c in cots_n))[0]
 
     over_inputs = vmap(one_input, in_dims=(None, None, 0, 0, 0))
-    over_replicas = vmap(over_inputs, in_dims=(0, 0, None, None, 0))
+    over_replicas = vmap(over_inputs, in_dims=(0, 0, None, 0 if replica_inputs else None, 0))
     norms, kept = [], []
     for start in range(0, ids.shape[0], input_chunk):
         chunk = slice(start, start + input_chunk)
         grads = over_replicas(
-            policy.params, policy.temperature, ids[chunk], x[chunk], tuple(c[:, chunk] for c in cotangents)
+            policy.params,
+            policy.temperature,
+            ids[chunk],
+            x[:, chunk] if replica_inputs else x[chunk],
+            tuple(c[:, chunk] for c in cotangents),
         )
         norms.append(params_norm(grads, 2))  # (R, n)
         if keep_grads:

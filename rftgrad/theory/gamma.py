@@ -30,6 +30,7 @@ from torch.func import jvp, vjp, vmap
 from rftgrad.envs.base import DEFAULT_MAX_OUTPUTS, RewardEnv
 from rftgrad.errors import ConfigError
 from rftgrad.models.base import Params, SoftmaxPolicy
+from rftgrad.theory.batched import ReplicaEnvs, engine_inputs
 
 __all__ = [
     "JACOBIAN_BUDGET",
@@ -68,14 +69,15 @@ def _state_logits(policy: SoftmaxPolicy) -> Callable[..., torch.Tensor]:
 
 class _StateBatch:
     """States of one prefix length for every replica, replica-major: ``R·S`` rows, each with its own
-    parameter copy. ``ids (S,)``, ``x (S, ...)``, ``prefixes (S, l)``."""
+    parameter copy. ``ids (S,)``, ``x (R, S, ...)`` (each replica's inputs, shared ones expanded),
+    ``prefixes (S, l)``."""
 
     def __init__(self, policy: SoftmaxPolicy, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor) -> None:
         replicas, count = policy.num_replicas, ids.shape[0]
         self.params = {key: p.repeat_interleave(count, dim=0) for key, p in policy.params.items()}  # (R·S, ...)
         self.temperature = policy.temperature.repeat_interleave(count)  # (R·S,)
         self.ids = ids.repeat(replicas)  # (R·S,)
-        self.x = x.repeat(replicas, *[1] * (x.ndim - 1))  # (R·S, ...)
+        self.x = x.reshape(replicas * count, *x.shape[2:])  # (R·S, ...)
         self.prefixes = prefixes.repeat(replicas, 1)  # (R·S, l)
 
 
@@ -167,7 +169,7 @@ def _generic_norms(
     method: str,
     budget: int,
 ) -> list[torch.Tensor]:
-    """``||J||_2`` for the states of each level ``(ids (S,), x (S, ...), prefixes (S, l))``: ``(R, S)`` each,
+    """``||J||_2`` for the states of each level ``(ids (S,), x (R, S, ...), prefixes (S, l))``: ``(R, S)`` each,
     in as few calls as ``budget`` numbers per call allow (levels share a call; a level too large is split)."""
     norms_of = _jacobian_norms if method == "jacobian" else _lanczos_norms
     replicas = policy.num_replicas
@@ -186,23 +188,45 @@ def _generic_norms(
             start = stop
     pieces: list[list[torch.Tensor]] = [[] for _ in levels]
     for call in segments:
-        batches = [_StateBatch(policy, *(t[start:stop] for t in levels[level])) for level, start, stop in call]
+        batches = [
+            _StateBatch(policy, ids[start:stop], x[:, start:stop], prefixes[start:stop])
+            for level, start, stop in call
+            for ids, x, prefixes in [levels[level]]
+        ]
         for (level, _, _), norms in zip(call, norms_of(policy, batches), strict=True):
             pieces[level].append(norms.reshape(replicas, -1))
     return [torch.cat(piece, dim=1) for piece in pieces]
 
 
 def _flat_states(
-    ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
+    ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor, replicas: int, per_replica: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``ids (N,)``, ``x (N, ...)``, ``prefixes (N, M, l)`` -> one row per state: ``(N·M,)``, ``(N·M, ...)``,
-    ``(N·M, l)`` (input-major)."""
+    """``ids (N,)``, ``x`` ``(N, ...)`` shared or ``(R, N, ...)`` ``per_replica``, ``prefixes (N, M, l)`` -> one
+    row per state: ``(N·M,)``, ``(R, N·M, ...)`` (shared inputs expanded, not copied), ``(N·M, l)`` (input-major)."""
     num_inputs, num_prefixes, level = prefixes.shape
+    x = x if per_replica else x[None].expand(replicas, *x.shape)  # (R, N, ...)
     return (
         ids.repeat_interleave(num_prefixes),
-        x.repeat_interleave(num_prefixes, dim=0),
+        x.repeat_interleave(num_prefixes, dim=1),
         prefixes.reshape(num_inputs * num_prefixes, level),
     )
+
+
+def _closed_form_norms(
+    policy: SoftmaxPolicy, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor, per_replica: bool
+) -> torch.Tensor | None:
+    """:meth:`SoftmaxPolicy.closed_form_jacobian_norms` ``(R, N, M)`` (or ``None``) for shared inputs ``x (N, ...)``
+    or per-replica inputs ``x (R, N, ...)``. Per replica: the closed form of all ``R·N`` inputs at once (a state's
+    norm depends on its own input only), ``(R, R·N, M)``, of which replica ``r`` keeps its own block of ``N``."""
+    if not per_replica:
+        return policy.closed_form_jacobian_norms(ids, x, prefixes)
+    replicas, num_inputs = x.shape[:2]
+    all_inputs = torch.arange(replicas * num_inputs, device=ids.device)
+    norms = policy.closed_form_jacobian_norms(all_inputs, x.flatten(0, 1), prefixes.repeat(replicas, 1, 1))
+    if norms is None:
+        return None
+    blocks = norms.reshape(replicas, replicas, num_inputs, -1)  # (R, R', N, M): replica r on replica r''s inputs
+    return blocks.diagonal(dim1=0, dim2=1).permute(2, 0, 1)  # (R, N, M)
 
 
 def jacobian_spectral_norms(
@@ -224,13 +248,13 @@ def jacobian_spectral_norms(
     if closed is not None:
         return closed
     num_inputs, num_prefixes, _ = prefixes.shape
-    (norms,) = _generic_norms(policy, [_flat_states(ids, x, prefixes)], method, budget)
+    (norms,) = _generic_norms(policy, [_flat_states(ids, x, prefixes, policy.num_replicas, False)], method, budget)
     return norms.reshape(policy.num_replicas, num_inputs, num_prefixes)
 
 
 def gamma(
     policy: SoftmaxPolicy,
-    env: RewardEnv,
+    env: RewardEnv | ReplicaEnvs,
     max_outputs: int = DEFAULT_MAX_OUTPUTS,
     method: str = "jacobian",
     budget: int = JACOBIAN_BUDGET,
@@ -243,8 +267,9 @@ def gamma(
         J_l(x, u) = \frac{\partial\, f_\theta(x, u) / T}{\partial \theta} \in \mathbb{R}^{V \times P},
 
     the Jacobian factor of Theorem 1 (Razin et al., ICLR 2024, Theorem 1; docs/paper.md §2); the
-    maximum runs over *all* prefixes :math:`u`, likely or not. Enumerates all ``Σ_{l<L} V^l``
-    prefixes, so it refuses output spaces past ``max_outputs``. Policies without a closed form run
+    maximum runs over *all* prefixes :math:`u`, likely or not. ``env`` may be one environment per replica
+    (:class:`~rftgrad.theory.batched.ReplicaEnvs`: replica ``r`` on environment ``r``'s inputs). Enumerates
+    all ``Σ_{l<L} V^l`` prefixes, so it refuses output spaces past ``max_outputs``. Policies without a closed form run
     every prefix of every level in one batched call (``budget`` permitting: numbers, states · V · P,
     per call). ``method`` (:data:`GAMMA_METHODS`): ``"jacobian"`` (the full Jacobian, reference and
     default: the faster one for the tiny MLPs and transformers of ``rftgrad check``, V <= 6, measured
@@ -254,14 +279,14 @@ def gamma(
     _check_method(method)
     space = env.output_space
     space.check_enumerable(max_outputs)
-    x = policy.inputs_from(env)
-    num_inputs = env.num_inputs
+    x, per_replica = engine_inputs(policy, env)  # (N, ...), or (R, N, ...) per replica
+    num_inputs, replicas = env.num_inputs, policy.num_replicas
     ids = torch.arange(num_inputs, device=policy.device)
     prefixes = [space.prefixes(level, policy.device)[None].expand(num_inputs, -1, -1) for level in range(space.length)]
-    closed = [policy.closed_form_jacobian_norms(ids, x, p) for p in prefixes]  # each (R, N, V^l) or None
+    closed = [_closed_form_norms(policy, ids, x, p, per_replica) for p in prefixes]  # each (R, N, V^l) or None
     if all(c is not None for c in closed):
         return torch.stack([c.amax(-1) for c in closed]).amax(0)
-    states = [_flat_states(ids, x, p) for p in prefixes]  # per level: ids (N·V^l,), x, prefixes (N·V^l, l)
+    states = [_flat_states(ids, x, p, replicas, per_replica) for p in prefixes]  # per level: (N·V^l,), x, (N·V^l, l)
     norms = _generic_norms(policy, states, method, budget)  # per level (R, N·V^l)
-    per_level = [n.reshape(policy.num_replicas, num_inputs, -1).amax(-1) for n in norms]  # each (R, N)
+    per_level = [n.reshape(replicas, num_inputs, -1).amax(-1) for n in norms]  # each (R, N)
     return torch.stack(per_level).amax(0)
