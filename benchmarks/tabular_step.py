@@ -13,7 +13,9 @@ Tasks: ``tabular`` (``random_sequence_env(num_prompts=100, vocab_size=4, length=
 reward="exact_match", seed=0)``, ``TabularPolicy.for_env``), and the linear policy on the same env
 (its features; ``linear-input_last_token``, ``linear-input``). float32 by default, one torch thread
 (``--threads``). Old and new steps alternate (old, new, old, new, ...) after a warm-up; the table
-shows medians and ratios. The floor (tabular only): (a) ``torch.add(p, d, out=q)`` on tensors of
+shows medians and ratios. With ``--block K`` each turn runs ``K`` consecutive steps of one path (its caches
+warm, as in a training run) and counts their mean; the default ``1`` alternates single steps, so each step
+starts after the other path has run (colder caches). The floor (tabular only): (a) ``torch.add(p, d, out=q)`` on tensors of
 the parameters' size (read and write the parameters once) plus (b) one ``torch.exp`` over a
 tensor of the logits' size (``R·N·S·V``), timed in the same interleaved loop.
 
@@ -86,14 +88,18 @@ def make_floor(env: RewardEnv, replicas: int, dtype: str) -> Callable[[], None]:
     return floor
 
 
-def interleaved(steps: dict[str, Callable[[], None]], repeats: int, warmup: int) -> dict[str, float]:
-    """Median seconds of each step, timed in turn (a, b, a, b, ...) after ``warmup`` rounds."""
+def interleaved(
+    steps: dict[str, Callable[[], None]], repeats: int, warmup: int, block: int = 1
+) -> dict[str, float]:
+    """Median seconds per step of each step function, timed in turn (a, b, a, b, ...) after ``warmup``
+    rounds; each turn runs ``block`` consecutive steps (as a training run does) and counts its mean."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for index in range(warmup + repeats):
         for name, step in steps.items():
             start = time.perf_counter()
-            step()
-            elapsed = time.perf_counter() - start
+            for _ in range(block):
+                step()
+            elapsed = (time.perf_counter() - start) / block
             if index >= warmup:
                 times[name].append(elapsed)
     return {name: statistics.median(values) for name, values in times.items()}
@@ -107,6 +113,13 @@ def main() -> None:
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="R = 8, 64 and few repeats")
+    parser.add_argument(
+        "--block",
+        type=int,
+        default=1,
+        help="consecutive steps per turn (1: old, new, old, new step by step; 10: ten steps of one path, "
+        "then ten of the next, so each path runs from its own warm caches as in a training run)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     replica_list = args.replicas or ([8, 64] if args.quick else [1, 8, 64, 512])
@@ -122,7 +135,7 @@ def main() -> None:
             }
             if task == "tabular":
                 steps["floor"] = make_floor(env, replicas, args.dtype)
-            medians = interleaved(steps, repeats, warmup=3)
+            medians = interleaved(steps, repeats, warmup=3, block=args.block)
             row = {
                 "task": task,
                 "R": replicas,
@@ -132,6 +145,7 @@ def main() -> None:
                 "floor_ms": 1e3 * medians["floor"] if "floor" in medians else float("nan"),
                 "new/floor": medians["new"] / medians["floor"] if "floor" in medians else float("nan"),
                 "repeats": repeats,
+                "block": args.block,
                 "loadavg_1m": os.getloadavg()[0],
             }
             rows.append(row)
