@@ -771,26 +771,30 @@ def _per_input_grads(
     keep_grads: bool,
     input_chunk: int,
 ) -> tuple[torch.Tensor, Params | None]:
-    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by vmapped VJPs."""
+    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by one VJP per chunk of inputs.
 
-    def one_input(
-        params: Params,
-        temperature: torch.Tensor,
-        input_id: torch.Tensor,
-        x_n: torch.Tensor,
-        cots_n: tuple[torch.Tensor, ...],
-    ) -> Params:
-        _, pullback = vjp(lambda p: program(p, temperature, input_id[None], x_n[None]), params)
-        return pullback(tuple(c[None] for c in cots_n))[0]
+    The per-sample-gradient trick: every (replica, input) pair of a chunk gets its own copy of the
+    replica's parameters (``R·n`` rows), the program runs once ``vmap``-ped over the pairs, and a
+    single pullback of the cotangents ``g_n`` gives each copy's gradient, i.e. ``J_n^T g_n``
+    (Razin et al., ICLR 2024, Section 3: ``∇_θ V = Σ_u J_u^T g_u``). The reverse pass runs outside
+    ``vmap``, on the batched forward's own graph.
+    """
 
-    over_inputs = vmap(one_input, in_dims=(None, None, 0, 0, 0))
-    over_replicas = vmap(over_inputs, in_dims=(0, 0, None, None, 0))
+    def one_pair(params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor):
+        return program(params, temperature, input_id[None], x_n[None])  # per level (1, ...)
+
+    over_pairs = vmap(one_pair)
+    replicas = policy.num_replicas
     norms, kept = [], []
     for start in range(0, ids.shape[0], input_chunk):
         chunk = slice(start, start + input_chunk)
-        grads = over_replicas(
-            policy.params, policy.temperature, ids[chunk], x[chunk], tuple(c[:, chunk] for c in cotangents)
-        )
+        count = ids[chunk].shape[0]
+        copies = {key: p.repeat_interleave(count, dim=0) for key, p in policy.params.items()}  # (R·n, ...)
+        temperature = policy.temperature.repeat_interleave(count)  # (R·n,)
+        ids_pairs, x_pairs = ids[chunk].repeat(replicas), x[chunk].repeat(replicas, *[1] * (x.ndim - 1))
+        _, pullback = vjp(lambda p: over_pairs(p, temperature, ids_pairs, x_pairs), copies)  # noqa: B023
+        (flat,) = pullback(tuple(c[:, chunk].reshape(replicas * count, 1, *c.shape[2:]) for c in cotangents))
+        grads = {key: g.unflatten(0, (replicas, count)) for key, g in flat.items()}  # (R, n, *shape)
         norms.append(params_norm(grads, 2))  # (R, n)
         if keep_grads:
             kept.append(grads)
