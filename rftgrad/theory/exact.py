@@ -775,26 +775,33 @@ def _per_input_grads(
 
     The per-sample-gradient trick: every (replica, input) pair of a chunk gets its own copy of the
     replica's parameters (``R·n`` rows), the program runs once ``vmap``-ped over the pairs, and a
-    single pullback of the cotangents ``g_n`` gives each copy's gradient, i.e. ``J_n^T g_n``
+    single reverse pass of the cotangents ``g_n`` gives each copy's gradient, i.e. ``J_n^T g_n``
     (Razin et al., ICLR 2024, Section 3: ``∇_θ V = Σ_u J_u^T g_u``). The reverse pass runs outside
-    ``vmap``, on the batched forward's own graph.
+    ``vmap``, on the batched forward's own graph (plain ``torch.autograd.grad``).
     """
 
     def one_pair(params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor):
         return program(params, temperature, input_id[None], x_n[None])  # per level (1, ...)
 
     over_pairs = vmap(one_pair)
-    replicas = policy.num_replicas
+    replicas, params = policy.num_replicas, policy.params  # params: (R, *shape) each
     norms, kept = [], []
     for start in range(0, ids.shape[0], input_chunk):
         chunk = slice(start, start + input_chunk)
         count = ids[chunk].shape[0]
-        copies = {key: p.repeat_interleave(count, dim=0) for key, p in policy.params.items()}  # (R·n, ...)
         temperature = policy.temperature.repeat_interleave(count)  # (R·n,)
         ids_pairs, x_pairs = ids[chunk].repeat(replicas), x[chunk].repeat(replicas, *[1] * (x.ndim - 1))
-        _, pullback = vjp(lambda p: over_pairs(p, temperature, ids_pairs, x_pairs), copies)  # noqa: B023
-        (flat,) = pullback(tuple(c[:, chunk].reshape(replicas * count, 1, *c.shape[2:]) for c in cotangents))
-        grads = {key: g.unflatten(0, (replicas, count)) for key, g in flat.items()}  # (R, n, *shape)
+        with torch.enable_grad():  # plain autograd: its reverse pass skips torch.func's wrapping, same numbers
+            copies = {key: p.detach().repeat_interleave(count, dim=0).requires_grad_() for key, p in params.items()}
+            outputs = over_pairs(copies, temperature, ids_pairs, x_pairs)  # per level (R·n, 1, ...)
+            flat = torch.autograd.grad(
+                outputs,
+                list(copies.values()),
+                [c[:, chunk].reshape(replicas * count, 1, *c.shape[2:]) for c in cotangents],
+                allow_unused=True,
+                materialize_grads=True,
+            )
+        grads = {key: g.unflatten(0, (replicas, count)) for key, g in zip(copies, flat, strict=True)}  # (R, n, *shape)
         norms.append(params_norm(grads, 2))  # (R, n)
         if keep_grads:
             kept.append(grads)

@@ -143,15 +143,22 @@ def _jacobian_norms(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> list[t
     ``J J^T = Σ_k J_k J_k^T`` summed over the parameter tensors ``k`` (``J`` itself is never
     concatenated)."""
     vocab = policy.vocab_size
-    if _scores_positions_at_once(policy) and len(batches) > 1:  # one joined copy: one Jacobian per tensor
-        primals = [{key: torch.cat([b.params[key] for b in batches]) for key in batches[0].params}]
-    else:
-        primals = [b.params for b in batches]
-    outputs, pullback = vjp(_batched_forward(policy, batches), *primals)
-    eye = torch.eye(vocab, dtype=outputs[0].dtype, device=outputs[0].device)  # basis cotangent per token
-    basis = tuple(eye[:, None, :].expand(vocab, out.shape[0], vocab) for out in outputs)  # (V, R·S_b, V)
-    jacobians = vmap(pullback)(basis)  # per primal: name -> (V, rows, *shape), row a = ∂f_a/∂θ
-    gram = 0  # J J^T: (Σ_b R·S_b, V, V)
+    with torch.enable_grad():  # plain autograd: its batched reverse pass skips torch.func's vjp wrapping
+        if _scores_positions_at_once(policy) and len(batches) > 1:  # one joined copy: one Jacobian per tensor
+            primals = [{key: torch.cat([b.params[key] for b in batches]) for key in batches[0].params}]
+        else:
+            primals = [b.params for b in batches]
+        primals = [{key: p.detach().requires_grad_() for key, p in copy.items()} for copy in primals]
+        outputs = _batched_forward(policy, batches)(*primals)
+        eye = torch.eye(vocab, dtype=outputs[0].dtype, device=outputs[0].device)  # basis cotangent per token
+        basis = [eye[:, None, :].expand(vocab, out.shape[0], vocab) for out in outputs]  # (V, R·S_b, V)
+        leaves = [p for copy in primals for p in copy.values()]
+        flat = torch.autograd.grad(
+            outputs, leaves, basis, is_grads_batched=True, allow_unused=True, materialize_grads=True
+        )
+    names = list(primals[0])
+    jacobians = [dict(zip(names, flat[i : i + len(names)], strict=True)) for i in range(0, len(flat), len(names))]
+    gram = 0  # J J^T: (Σ_b R·S_b, V, V); jacobians: per copy, name -> (V, rows, *shape), row a = ∂f_a/∂θ
     for key in policy.params:
         pieces = [jac[key].flatten(2) for jac in jacobians]
         block = (torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]).transpose(0, 1)  # J_k: (Σ_b R·S_b, V, p_k)
