@@ -82,7 +82,6 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         self.prompt_length = int(prompt_length)
         self.d_model, self.num_heads, self.num_layers = int(d_model), int(num_heads), int(num_layers)
         self.init_scale = float(init_scale)
-        self._masks: dict[tuple[object, ...], torch.Tensor] = {}  # attention masks by shape (constants)
         super().__init__(vocab_size, max_length, **kwargs)
 
     @classmethod
@@ -160,10 +159,14 @@ class TinyTransformerPolicy(SoftmaxPolicy):
 
     def _causal_mask(self, queries: int, keys: int, device: torch.device) -> torch.Tensor:
         """``(T_q, T)`` bool: query ``i`` (position ``T - T_q + i``) sees keys ``<=`` its position (cached)."""
-        key = ("causal", queries, keys, str(device))
-        if key not in self._masks:
-            self._masks[key] = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
-        return self._masks[key]
+        key, masks = ("causal", queries, keys, str(device)), self._mask_cache()
+        if key not in masks:
+            masks[key] = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+        return masks[key]
+
+    def _mask_cache(self) -> dict[tuple[object, ...], torch.Tensor]:
+        """The policy's attention masks by shape (constants; created on first use, also on an unpickled policy)."""
+        return self.__dict__.setdefault("_masks", {})
 
     def _hidden(
         self, params: Params, prompts: torch.Tensor, prefixes: torch.Tensor, read_from: int = 0
@@ -258,8 +261,8 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         last ``T_q`` as queries): the prompt block ``[prompt, BOS]`` (``block = P + 1``) is causal, and
         node ``i`` of level ``l`` sees the prompt block, its ancestor ``i // V^(l-j)`` of each level
         ``1 <= j < l`` and itself: the keys of :func:`_tree_attention` (cached)."""
-        cache = ("tree", block, length, str(device))
-        if cache not in self._masks:
+        cache, masks = ("tree", block, length, str(device)), self._mask_cache()
+        if cache not in masks:
             vocab = self.vocab_size
             offsets = [block]
             for level in range(1, length):
@@ -271,8 +274,8 @@ class TinyTransformerPolicy(SoftmaxPolicy):
                 local = torch.arange(vocab**level)
                 for above in range(1, level + 1):
                     mask[offsets[level - 1] + local, offsets[above - 1] + local // vocab ** (level - above)] = True
-            self._masks[cache] = mask.to(device)
-        return self._masks[cache][keys - queries :]
+            masks[cache] = mask.to(device)
+        return masks[cache][keys - queries :]
 
 
 #: the per-block tensors (leading axis: the block).
