@@ -51,7 +51,7 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     readout_keys = ("unembed_w", "unembed_b")
     #: the largest packed tree (``S = P + 1 + Σ_{1<=l<L} V^l`` positions) whose attention runs as one masked
     #: ``S x S`` attention (few, larger operations: the small trees of the property tests and ``rftgrad
-    #: check``); larger trees run :func:`_tree_attention` (work and memory ``O(S (P + L))``, not ``O(S²)``).
+    #: check``); larger trees attend segment by segment (work and memory ``O(S (P + L))``, not ``O(S²)``).
     dense_tree_positions = 128
 
     def __init__(
