@@ -15,9 +15,9 @@ reward="exact_match", seed=0)``, ``TabularPolicy.for_env``), and the linear poli
 (``--threads``). Old and new steps alternate (old, new, old, new, ...) after a warm-up; the table
 shows medians and ratios. With ``--block K`` each turn runs ``K`` consecutive steps of one path (its caches
 warm, as in a training run) and counts their mean; the default ``1`` alternates single steps, so each step
-starts after the other path has run (colder caches). The floor (tabular only): (a) ``torch.add(p, d, out=q)`` on tensors of
-the parameters' size (read and write the parameters once) plus (b) one ``torch.exp`` over a
-tensor of the logits' size (``R·N·S·V``), timed in the same interleaved loop.
+starts after the other path has run (colder caches). The floor (tabular only): (a)
+``torch.add(p, d, out=q)`` on tensors of the parameters' size (read and write the parameters once) plus
+(b) one ``torch.exp`` over a tensor of the logits' size (``R·N·S·V``), timed in the same interleaved loop.
 
 Usage: ``python benchmarks/tabular_step.py`` (R = 1, 8, 64, 512), ``--quick`` (fewer repeats,
 R = 8, 64), ``--replicas 64 --repeats 200``; results go to ``benchmarks/results/tabular_step.csv``.
@@ -88,9 +88,7 @@ def make_floor(env: RewardEnv, replicas: int, dtype: str) -> Callable[[], None]:
     return floor
 
 
-def interleaved(
-    steps: dict[str, Callable[[], None]], repeats: int, warmup: int, block: int = 1
-) -> dict[str, float]:
+def interleaved(steps: dict[str, Callable[[], None]], repeats: int, warmup: int, block: int = 1) -> dict[str, float]:
     """Median seconds per step of each step function, timed in turn (a, b, a, b, ...) after ``warmup``
     rounds; each turn runs ``block`` consecutive steps (as a training run does) and counts its mean."""
     times: dict[str, list[float]] = {name: [] for name in steps}

@@ -81,6 +81,12 @@ TREE_CACHE_ATOL = 1e-12
 #: worst 9.6e-16 on 40 random MLPs and transformers, so three orders of margin.
 GAMMA_RTOL = 1e-12
 
+#: Absolute tolerance, float64, for the exact engine's per-input gradients ``∇_θ V(x_n;θ)`` (one
+#: reverse pass over per-(replica, input) parameter copies) against the mean gradient with the
+#: one-hot input weights ``w = e_n`` (one VJP of the shared-parameter program): the same sum
+#: ``J_n^T g_n`` accumulated in a different order, O(1) gradients; measured worst ~1e-16.
+PER_INPUT_GRAD_ATOL = 1e-12
+
 #: Relative tolerance, float64, for the matrix-free γ (``gamma(..., method="lanczos")``: V Lanczos steps
 #: with full reorthogonalisation on ``v -> J Jᵀ v``) against the full-Jacobian γ. In exact arithmetic
 #: the V steps span R^V and give λ_max exactly; in float64 the projected matrix ``Qᵀ A Q`` carries

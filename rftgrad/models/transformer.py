@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch.nn.functional import gelu, layer_norm
+from torch.nn.functional import gelu, layer_norm, linear
 
 from rftgrad.envs.base import RewardEnv
 from rftgrad.errors import ConfigError, ShapeMismatchError
@@ -49,6 +49,10 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     name = "transformer"
     input_kind = "prompts"
     readout_keys = ("unembed_w", "unembed_b")
+    #: the largest packed tree (``S = P + 1 + Σ_{1<=l<L} V^l`` positions) whose attention runs as one masked
+    #: ``S x S`` attention (few, larger operations: the small trees of the property tests and ``rftgrad
+    #: check``); larger trees attend segment by segment (work and memory ``O(S (P + L))``, not ``O(S²)``).
+    dense_tree_positions = 128
 
     def __init__(
         self,
@@ -121,31 +125,54 @@ class TinyTransformerPolicy(SoftmaxPolicy):
                 "use TinyTransformerPolicy.for_env(env)"
             )
 
-    def _split_heads(self, t: torch.Tensor) -> torch.Tensor:
-        """``(..., T, d) -> (..., H, T, d/H)``: queries, keys or values per head."""
-        heads = self.num_heads
-        return t.unflatten(-1, (heads, self.d_model // heads)).transpose(-2, -3)
+    def _layer(self, params: Params, i: int) -> Params:
+        """Block ``i``'s tensors (a view; with one block a squeeze, whose reverse pass is a view too)."""
+        if self.num_layers == 1:
+            return {key: params[key].squeeze(0) for key in LAYER_KEYS}
+        return {key: params[key][i] for key in LAYER_KEYS}
 
-    def _blocks(self, params: Params, h: torch.Tensor, attend: Attend) -> torch.Tensor:
-        """Every block, then the final LayerNorm: ``(..., T, d) -> (..., T, d)``.
+    def _blocks(self, params: Params, h: torch.Tensor, attend: Attend, read_from: int = 0) -> torch.Tensor:
+        """Every block, then the final LayerNorm: ``(..., T, d) -> (..., T - read_from, d)``.
 
         Block ``i``: ``h += W_O Attn(LN_1(h)); h += W_2 GELU(W_1 LN_2(h) + b_1) + b_2``. The one
         definition of the block maths, for the causal pass over whole sequences (``attend`` =
-        :func:`_causal_attention`) and the packed prefix tree (``attend`` = :func:`_tree_attention`).
+        :func:`_masked_attention` with a causal mask) and the packed prefix tree (``attend`` =
+        :func:`_tree_attention`, or :func:`_masked_attention` with the tree's mask).
         ``h``: ``(..., T, d)`` embedded tokens of ``T`` positions (or tree nodes); ``attend(q, k, v)``
-        mixes the values, ``(..., H, T, d/H)`` each, into ``(..., H, T, d/H)``.
+        mixes the values ``(..., H, T, d/H)`` for the queries of the last ``T_q`` positions, ``(..., H,
+        T_q, d/H)``, into ``(..., H, T_q, d/H)``. Only positions ``read_from..T-1`` are returned, so the
+        last block runs its queries, residual and MLP on those only (their keys and values still come
+        from every position): the other positions' last-block states are never read.
         """
-        d = self.d_model
+        d, heads = self.d_model, self.num_heads
         for i in range(self.num_layers):
-            a = layer_norm(h, (d,), params["ln1_w"][i], params["ln1_b"][i])
-            q, k, v = (self._split_heads(t) for t in (a @ params["qkv_w"][i].T).split(d, dim=-1))  # (..., H, T, d/H)
-            h = h + attend(q, k, v).transpose(-2, -3).flatten(-2) @ params["proj_w"][i].T
-            m = layer_norm(h, (d,), params["ln2_w"][i], params["ln2_b"][i])
-            h = h + gelu(m @ params["fc_w"][i].T + params["fc_b"][i]) @ params["out_w"][i].T + params["out_b"][i]
+            w = self._layer(params, i)
+            a = layer_norm(h, (d,), w["ln1_w"], w["ln1_b"])
+            qkv = (a @ w["qkv_w"].T).unflatten(-1, (3, heads, d // heads)).movedim(-3, 0).transpose(-2, -3)
+            q, k, v = qkv.unbind(0)  # (..., H, T, d/H) each
+            if i == self.num_layers - 1 and read_from:
+                h, q = h[..., read_from:, :], q[..., read_from:, :]  # (..., T_q, d), (..., H, T_q, d/H)
+            h = h + attend(q, k, v).transpose(-2, -3).flatten(-2) @ w["proj_w"].T
+            m = layer_norm(h, (d,), w["ln2_w"], w["ln2_b"])
+            h = h + linear(gelu(linear(m, w["fc_w"], w["fc_b"])), w["out_w"], w["out_b"])
         return layer_norm(h, (d,), params["lnf_w"], params["lnf_b"])
 
-    def _hidden(self, params: Params, prompts: torch.Tensor, prefixes: torch.Tensor) -> torch.Tensor:
-        """Final-LayerNorm states of ``[prompt, BOS, prefix]``: ``(N, M, P + 1 + l, d)``."""
+    def _causal_mask(self, queries: int, keys: int, device: torch.device) -> torch.Tensor:
+        """``(T_q, T)`` bool: query ``i`` (position ``T - T_q + i``) sees keys ``<=`` its position (cached)."""
+        key, masks = ("causal", queries, keys, str(device)), self._mask_cache()
+        if key not in masks:
+            masks[key] = torch.ones(queries, keys, dtype=torch.bool, device=device).tril(keys - queries)
+        return masks[key]
+
+    def _mask_cache(self) -> dict[tuple[object, ...], torch.Tensor]:
+        """The policy's attention masks by shape (constants; created on first use, also on an unpickled policy)."""
+        return self.__dict__.setdefault("_masks", {})
+
+    def _hidden(
+        self, params: Params, prompts: torch.Tensor, prefixes: torch.Tensor, read_from: int = 0
+    ) -> torch.Tensor:
+        """Final-LayerNorm states of ``[prompt, BOS, prefix]`` at positions ``read_from..``: ``(N, M, P + 1 + l
+        - read_from, d)``."""
         num_inputs, num_prefixes, level = prefixes.shape
         bos = torch.full(
             (num_inputs, num_prefixes, 1), self.prompt_vocab_size, dtype=torch.long, device=prefixes.device
@@ -155,13 +182,15 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         ).reshape(num_inputs * num_prefixes, -1)  # (B, T) with B = N·M, T = P + 1 + l
         seq = tokens.shape[1]
         h = params["tok_emb"][tokens] + params["pos_emb"][:seq]  # (B, T, d)
-        attend = functools.partial(_causal_attention, scale=math.sqrt(self.d_model // self.num_heads))
-        return self._blocks(params, h, attend).reshape(num_inputs, num_prefixes, seq, self.d_model)
+        masks = functools.partial(self._causal_mask, device=tokens.device)
+        attend = functools.partial(_masked_attention, scale=math.sqrt(self.d_model // self.num_heads), masks=masks)
+        return self._blocks(params, h, attend, read_from).reshape(num_inputs, num_prefixes, seq - read_from, -1)
 
     def _readout_features(
         self, params: Params, ids: torch.Tensor, x: torch.Tensor, prefixes: torch.Tensor
     ) -> torch.Tensor:
-        return self._hidden(params, x, prefixes)[:, :, -1, :]  # (N, M, d)
+        last = x.shape[1] + prefixes.shape[-1]  # P + l: the position that predicts the next token
+        return self._hidden(params, x, prefixes, read_from=last)[:, :, 0, :]  # (N, M, d)
 
     def _unembed(self, params: Params, h: torch.Tensor) -> torch.Tensor:
         """Logits ``W_U h + b_U``: ``(..., d) -> (..., V)``."""
@@ -177,7 +206,7 @@ class TinyTransformerPolicy(SoftmaxPolicy):
     ) -> torch.Tensor:
         """All ``L`` positions in one causal pass over ``[prompt, BOS, y_1..y_{L-1}]``."""
         length = outputs.shape[-1]
-        h = self._hidden(params, x, outputs[..., : length - 1])[:, :, self.prompt_length :, :]  # (N, M, L, d)
+        h = self._hidden(params, x, outputs[..., : length - 1], read_from=x.shape[1])  # (N, M, L, d)
         return self._unembed(params, h)  # (N, M, L, V)
 
     def replica_tree_logits(
@@ -217,25 +246,61 @@ class TinyTransformerPolicy(SoftmaxPolicy):
         )  # (Σ V^l,): level l at position P + l
         node_h = params["tok_emb"][node_tokens + self.prompt_vocab_size + 1] + params["pos_emb"][node_positions]
         h = torch.cat([prompt_h, node_h.expand(num_inputs, -1, -1)], dim=1)  # (N, S, d)
-        attend = functools.partial(
-            _tree_attention, segments=[prompt_length + 1, *widths], scale=math.sqrt(self.d_model // self.num_heads)
-        )
-        logits = self._unembed(params, self._blocks(params, h, attend)[:, prompt_length:])  # (N, 1 + Σ V^l, V)
+        scale = math.sqrt(self.d_model // self.num_heads)
+        if h.shape[1] <= self.dense_tree_positions:  # small tree: one masked attention over all S positions
+            masks = functools.partial(self._tree_mask, prompt_length + 1, length, device=device)
+            attend = functools.partial(_masked_attention, scale=scale, masks=masks)
+        else:
+            masks = functools.partial(self._causal_mask, device=device)
+            attend = functools.partial(_tree_attention, segments=[prompt_length + 1, *widths], scale=scale, masks=masks)
+        logits = self._unembed(params, self._blocks(params, h, attend, read_from=prompt_length))  # (N, 1 + Σ V^l, V)
         return logits.split([1, *widths], dim=1)
 
+    def _tree_mask(self, block: int, length: int, queries: int, keys: int, device: torch.device) -> torch.Tensor:
+        """``(T_q, S)`` bool over the packed tree of ``S = block + Σ_{1<=l<length} V^l`` positions (the
+        last ``T_q`` as queries): the prompt block ``[prompt, BOS]`` (``block = P + 1``) is causal, and
+        node ``i`` of level ``l`` sees the prompt block, its ancestor ``i // V^(l-j)`` of each level
+        ``1 <= j < l`` and itself: the keys of :func:`_tree_attention` (cached)."""
+        cache, masks = ("tree", block, length, str(device)), self._mask_cache()
+        if cache not in masks:
+            vocab = self.vocab_size
+            offsets = [block]
+            for level in range(1, length):
+                offsets.append(offsets[-1] + vocab**level)
+            mask = torch.zeros(offsets[-1], offsets[-1], dtype=torch.bool)
+            mask[:block, :block] = torch.ones(block, block, dtype=torch.bool).tril()
+            mask[block:, :block] = True
+            for level in range(1, length):
+                local = torch.arange(vocab**level)
+                for above in range(1, level + 1):
+                    mask[offsets[level - 1] + local, offsets[above - 1] + local // vocab ** (level - above)] = True
+            masks[cache] = mask.to(device)
+        return masks[cache][keys - queries :]
 
-def _causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """``softmax(q k^T / scale + causal mask) v`` over the ``T`` positions: ``(..., H, T, d/H)``."""
-    seq = q.shape[-2]
-    causal = torch.ones(seq, seq, dtype=torch.bool, device=q.device).tril()  # (T, T)
-    scores = ((q @ k.transpose(-1, -2)) / scale).masked_fill(~causal, float("-inf"))  # (..., H, T, T)
-    return torch.softmax(scores, dim=-1) @ v
+
+#: the per-block tensors (leading axis: the block).
+LAYER_KEYS = ("ln1_w", "ln1_b", "qkv_w", "proj_w", "ln2_w", "ln2_b", "fc_w", "fc_b", "out_w", "out_b")
+
+
+def _masked_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, masks: Callable[[int, int], torch.Tensor]
+) -> torch.Tensor:
+    """``softmax(q k^T / scale, masked) v``: queries of the last ``T_q`` positions ``(..., H, T_q, d/H)``,
+    keys and values ``(..., H, T, d/H)``; ``masks(T_q, T)`` ``(T_q, T)`` bool says which keys a query sees."""
+    scores = ((q @ k.transpose(-1, -2)) / scale).masked_fill(~masks(q.shape[-2], k.shape[-2]), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v  # (..., H, T_q, d/H)
 
 
 def _tree_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, segments: list[int], scale: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    segments: list[int],
+    scale: float,
+    masks: Callable[[int, int], torch.Tensor],
 ) -> torch.Tensor:
-    """Attention over a packed prefix tree: ``(N, H, S, d/H)`` queries, keys, values -> mixed values.
+    """Attention over a packed prefix tree: ``(N, H, S, d/H)`` keys and values, queries of the last
+    ``S_q`` positions ``(N, H, S_q, d/H)`` (``S_q >= S - P``: BOS and every node) -> mixed values, same shape.
 
     The ``S`` positions are ``segments``: the prompt block ``[prompt, BOS]`` (``P + 1``, causal
     attention within it), then level ``l = 1, 2, ...`` with ``V^l`` nodes. Node ``i`` of level
@@ -247,9 +312,11 @@ def _tree_attention(
     Level ``j``'s keys ``K_j`` ``(N, H, V^j, d/H)`` meet level ``l``'s queries grouped as
     ``(V^j, V^(l-j))`` by broadcasting: no copy of any path per node.
     """
-    (prompt_q, *level_qs), (prompt_k, *level_ks), (prompt_v, *level_vs) = (t.split(segments, dim=-2) for t in (q, k, v))
     block = segments[0]  # P + 1
-    mixed = [_causal_attention(prompt_q, prompt_k, prompt_v, scale)]  # (N, H, P+1, d/H)
+    query_segments = [block - (k.shape[-2] - q.shape[-2]), *segments[1:]]  # the prompt block's last queries
+    prompt_q, *level_qs = q.split(query_segments, dim=-2)
+    (prompt_k, *level_ks), (prompt_v, *level_vs) = (t.split(segments, dim=-2) for t in (k, v))
+    mixed = [_masked_attention(prompt_q, prompt_k, prompt_v, scale, masks)]  # causal: (N, H, S_q - Σ V^l, d/H)
     for level, query in enumerate(level_qs):
         scores = [(query @ prompt_k.transpose(-1, -2)) / scale]  # (N, H, V^l, P+1)
         for key in level_ks[:level]:  # the ancestors' levels j = 1..l-1
@@ -262,4 +329,4 @@ def _tree_attention(
             grouped = weights[..., block + j].unflatten(-1, (value.shape[-2], -1))  # (N, H, V^j, V^(l-j))
             out = out + (grouped[..., None] * value[..., :, None, :]).flatten(-3, -2)  # (N, H, V^l, d/H)
         mixed.append(out + weights[..., -1:] * level_vs[level])
-    return torch.cat(mixed, dim=-2)  # (N, H, S, d/H)
+    return torch.cat(mixed, dim=-2)  # (N, H, S_q, d/H)

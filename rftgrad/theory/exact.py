@@ -875,7 +875,7 @@ class _Enumeration:
         return {"mean_grad": mean_grad, "mean_grad_norm": params_norm(mean_grad, 1)}
 
     def per_input_grads(self, keep_grads: bool, input_chunk: int) -> tuple[torch.Tensor, Params | None]:
-        """``(R, N)`` ``||∇_θ V(x_n;θ)||`` and (``keep_grads``) the gradients: closed form or vmapped VJPs."""
+        """``(R, N)`` ``||∇_θ V(x_n;θ)||`` and (``keep_grads``) the gradients: closed form or one VJP per chunk."""
         if self.tree is not None:
             value = self.fields["value"]
             scale = (1.0 / self.policy.temperature)[:, None].expand(value.shape)  # (R, N)
@@ -1125,31 +1125,42 @@ def _per_input_grads(
     input_chunk: int,
     replica_inputs: bool = False,
 ) -> tuple[torch.Tensor, Params | None]:
-    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by vmapped VJPs (``x``: ``(N, ...)``, or
-    ``(R, N, ...)`` with ``replica_inputs``)."""
+    """``∇_θ V(x_n;θ) = J_n^T g_n`` for each replica and input, by one VJP per chunk of inputs (``x``:
+    ``(N, ...)``, or ``(R, N, ...)`` with ``replica_inputs``).
 
-    def one_input(
-        params: Params,
-        temperature: torch.Tensor,
-        input_id: torch.Tensor,
-        x_n: torch.Tensor,
-        cots_n: tuple[torch.Tensor, ...],
-    ) -> Params:
-        _, pullback = vjp(lambda p: program(p, temperature, input_id[None], x_n[None]), params)
-        return pullback(tuple(c[None] for c in cots_n))[0]
+    The per-sample-gradient trick: every (replica, input) pair of a chunk gets its own copy of the
+    replica's parameters (``R·n`` rows), the program runs once ``vmap``-ped over the pairs, and a
+    single reverse pass of the cotangents ``g_n`` gives each copy's gradient, i.e. ``J_n^T g_n``
+    (Razin et al., ICLR 2024, Section 3: ``∇_θ V = Σ_u J_u^T g_u``). The reverse pass runs outside
+    ``vmap``, on the batched forward's own graph (plain ``torch.autograd.grad``).
+    """
 
-    over_inputs = vmap(one_input, in_dims=(None, None, 0, 0, 0))
-    over_replicas = vmap(over_inputs, in_dims=(0, 0, None, 0 if replica_inputs else None, 0))
+    def one_pair(params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor):
+        return program(params, temperature, input_id[None], x_n[None])  # per level (1, ...)
+
+    over_pairs = vmap(one_pair)
+    replicas, params = policy.num_replicas, policy.params  # params: (R, *shape) each
     norms, kept = [], []
     for start in range(0, ids.shape[0], input_chunk):
         chunk = slice(start, start + input_chunk)
-        grads = over_replicas(
-            policy.params,
-            policy.temperature,
-            ids[chunk],
-            x[:, chunk] if replica_inputs else x[chunk],
-            tuple(c[:, chunk] for c in cotangents),
-        )
+        count = ids[chunk].shape[0]
+        temperature = policy.temperature.repeat_interleave(count)  # (R·n,)
+        ids_pairs = ids[chunk].repeat(replicas)  # (R·n,), replica-major like the copies
+        if replica_inputs:  # x (R, N, ...): each replica's own inputs
+            x_pairs = x[:, chunk].flatten(0, 1)  # (R·n, ...)
+        else:
+            x_pairs = x[chunk].repeat(replicas, *[1] * (x.ndim - 1))  # (R·n, ...)
+        with torch.enable_grad():  # plain autograd: its reverse pass skips torch.func's wrapping, same numbers
+            copies = {key: p.detach().repeat_interleave(count, dim=0).requires_grad_() for key, p in params.items()}
+            outputs = over_pairs(copies, temperature, ids_pairs, x_pairs)  # per level (R·n, 1, ...)
+            flat = torch.autograd.grad(
+                outputs,
+                list(copies.values()),
+                [c[:, chunk].reshape(replicas * count, 1, *c.shape[2:]) for c in cotangents],
+                allow_unused=True,
+                materialize_grads=True,
+            )
+        grads = {key: g.unflatten(0, (replicas, count)) for key, g in zip(copies, flat, strict=True)}  # (R, n, *shape)
         norms.append(params_norm(grads, 2))  # (R, n)
         if keep_grads:
             kept.append(grads)

@@ -54,6 +54,12 @@ def _check_method(method: str) -> None:
         raise ConfigError(f"unknown gamma method {method!r}; choose one of {', '.join(GAMMA_METHODS)}")
 
 
+def _scores_positions_at_once(policy: SoftmaxPolicy) -> bool:
+    """Whether ``policy`` scores every position of a sequence in one pass (its own
+    :meth:`~rftgrad.models.SoftmaxPolicy.replica_sequence_logits`, not the base class's per-position loop)."""
+    return type(policy).replica_sequence_logits is not SoftmaxPolicy.replica_sequence_logits
+
+
 def _state_logits(policy: SoftmaxPolicy) -> Callable[..., torch.Tensor]:
     """``(params, T, input_id, x_n, prefix (l,)) -> f_θ(x_n, prefix) / T`` ``(V,)`` for one state,
     vmapped over states that each carry their own copy of one replica's parameters."""
@@ -63,6 +69,20 @@ def _state_logits(policy: SoftmaxPolicy) -> Callable[..., torch.Tensor]:
     ) -> torch.Tensor:
         logit = policy.replica_prefix_logits(params, input_id[None], x_n[None], prefix[None, None])  # (1, 1, V)
         return logit[0, 0] / temperature  # (V,)
+
+    return vmap(one_state)
+
+
+def _state_position_logits(policy: SoftmaxPolicy) -> Callable[..., torch.Tensor]:
+    """``(params, T, input_id, x_n, outputs (m+1,)) -> f_θ(x_n, outputs_<l) / T`` at every position
+    ``l = 0..m``, ``(m+1, V)``, for one state (teacher forcing, one causal pass); vmapped over states
+    that each carry their own copy of one replica's parameters."""
+
+    def one_state(
+        params: Params, temperature: torch.Tensor, input_id: torch.Tensor, x_n: torch.Tensor, outputs: torch.Tensor
+    ) -> torch.Tensor:
+        logits = policy.replica_sequence_logits(params, input_id[None], x_n[None], outputs[None, None])  # (1,1,m+1,V)
+        return logits[0, 0] / temperature  # (m+1, V)
 
     return vmap(one_state)
 
@@ -82,29 +102,71 @@ class _StateBatch:
 
 
 def _batched_forward(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> Callable[..., tuple[torch.Tensor, ...]]:
-    """``tuple of per-batch parameter copies -> tuple of (R·S_b, V) tempered logits``."""
-    logits = _state_logits(policy)
+    """``tuple of per-batch parameter copies -> tuple of (R·S_b, V) tempered logits``.
 
-    def forward(*params: Params) -> tuple[torch.Tensor, ...]:
-        return tuple(logits(p, b.temperature, b.ids, b.x, b.prefixes) for p, b in zip(params, batches, strict=True))
+    A policy that scores all positions in one pass (:func:`_scores_positions_at_once`: the
+    transformer, HF models) runs every batch, whatever its prefix length ``l_b``, in ONE causal
+    forward: each prefix ``u`` is padded with token 0 to the longest length ``m + 1`` (``m = max_b
+    l_b``) and its state's logits are read at position ``l_b``, which attends over ``[x, u]`` only
+    (causal attention: the padding after it is invisible), so they are ``f_θ(x, u)`` up to
+    rounding. One forward (and one reverse pass) instead of one per prefix length. Other policies
+    run one forward per batch.
+    """
+    if not _scores_positions_at_once(policy):
+        logits = _state_logits(policy)
 
-    return forward
+        def per_batch(*params: Params) -> tuple[torch.Tensor, ...]:
+            return tuple(logits(p, b.temperature, b.ids, b.x, b.prefixes) for p, b in zip(params, batches, strict=True))
+
+        return per_batch
+
+    position_logits = _state_position_logits(policy)
+    levels = [b.prefixes.shape[1] for b in batches]
+    width = max(levels) + 1  # m + 1 output tokens: position l reads the first l
+    rows = [b.ids.shape[0] for b in batches]
+    outputs = torch.cat(
+        [torch.nn.functional.pad(b.prefixes, (0, width - level)) for b, level in zip(batches, levels, strict=True)]
+    )  # (Σ_b R·S_b, m+1), zero-padded
+    temperature = torch.cat([b.temperature for b in batches])  # (Σ_b R·S_b,)
+    ids = torch.cat([b.ids for b in batches])
+    x = torch.cat([b.x for b in batches])
+
+    def joined(*params: Params) -> tuple[torch.Tensor, ...]:
+        copies = {key: torch.cat([p[key] for p in params]) for key in params[0]} if len(params) > 1 else params[0]
+        logits = position_logits(copies, temperature, ids, x, outputs)  # (Σ_b R·S_b, m+1, V)
+        return tuple(part[:, level] for part, level in zip(logits.split(rows), levels, strict=True))
+
+    return joined
 
 
 def _jacobian_norms(policy: SoftmaxPolicy, batches: list[_StateBatch]) -> list[torch.Tensor]:
     """``||J||_2`` of every row of every batch, ``(R·S_b,)``: all Jacobians by one reverse pass
-    vmapped over the ``V`` token basis vectors, then ``sqrt(λ_max(J J^T))``."""
+    vmapped over the ``V`` token basis vectors, then ``sqrt(λ_max(J J^T))`` with
+    ``J J^T = Σ_k J_k J_k^T`` summed over the parameter tensors ``k`` (``J`` itself is never
+    concatenated)."""
     vocab = policy.vocab_size
-    outputs, pullback = vjp(_batched_forward(policy, batches), *[b.params for b in batches])
-    eye = torch.eye(vocab, dtype=outputs[0].dtype, device=outputs[0].device)  # basis cotangent per token
-    basis = tuple(eye[:, None, :].expand(vocab, out.shape[0], vocab) for out in outputs)  # (V, R·S_b, V)
-    jacobians = vmap(pullback)(basis)  # per batch: name -> (V, R·S_b, *shape), row a = ∂f_a/∂θ
-    norms = []
-    for jac in jacobians:
-        flat = torch.cat([j.flatten(2) for j in jac.values()], dim=-1).transpose(0, 1)  # J: (R·S_b, V, P)
-        gram = flat @ flat.transpose(1, 2)  # J J^T: (R·S_b, V, V)
-        norms.append(torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0).sqrt())
-    return norms
+    with torch.enable_grad():  # plain autograd: its batched reverse pass skips torch.func's vjp wrapping
+        if _scores_positions_at_once(policy) and len(batches) > 1:  # one joined copy: one Jacobian per tensor
+            primals = [{key: torch.cat([b.params[key] for b in batches]) for key in batches[0].params}]
+        else:
+            primals = [b.params for b in batches]
+        primals = [{key: p.detach().requires_grad_() for key, p in copy.items()} for copy in primals]
+        outputs = _batched_forward(policy, batches)(*primals)
+        eye = torch.eye(vocab, dtype=outputs[0].dtype, device=outputs[0].device)  # basis cotangent per token
+        basis = [eye[:, None, :].expand(vocab, out.shape[0], vocab) for out in outputs]  # (V, R·S_b, V)
+        leaves = [p for copy in primals for p in copy.values()]
+        flat = torch.autograd.grad(
+            outputs, leaves, basis, is_grads_batched=True, allow_unused=True, materialize_grads=True
+        )
+    names = list(primals[0])
+    jacobians = [dict(zip(names, flat[i : i + len(names)], strict=True)) for i in range(0, len(flat), len(names))]
+    gram = 0  # J J^T: (Σ_b R·S_b, V, V); jacobians: per copy, name -> (V, rows, *shape), row a = ∂f_a/∂θ
+    for key in policy.params:
+        pieces = [jac[key].flatten(2) for jac in jacobians]
+        block = (torch.cat(pieces, dim=1) if len(pieces) > 1 else pieces[0]).transpose(0, 1)  # J_k: (Σ_b R·S_b, V, p_k)
+        gram = gram + block @ block.transpose(1, 2)
+    norms = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0).sqrt()
+    return list(norms.split([out.shape[0] for out in outputs]))
 
 
 def _orthogonalize(vector: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
