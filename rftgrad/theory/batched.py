@@ -89,7 +89,8 @@ class ReplicaEnvs:
             )
 
     def inputs_for(self, policy: SoftmaxPolicy) -> torch.Tensor:
-        """Every replica's inputs as ``policy`` reads them (:meth:`SoftmaxPolicy.inputs_from`): ``(R, N, ...)``."""
+        """Every replica's inputs as ``policy`` reads them (:meth:`~rftgrad.models.SoftmaxPolicy.inputs_from`):
+        ``(R, N, ...)``."""
         self.check_policy(policy)
         return torch.stack([self._padded(policy.inputs_from(env)) for env in self.envs])
 

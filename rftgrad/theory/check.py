@@ -40,7 +40,7 @@ SAME_N_KINDS = ("tabular", "transformer")
 
 def batch_key(spec: InstanceSpec) -> tuple[object, ...] | None:
     """What instances must share to be evaluated as the replicas of one evaluation: the policy class, ``V``,
-    ``L``, the feature map (linear) and, for :data:`SAME_N_KINDS`, ``N`` (the MLP and linear policies pad
+    ``L``, the feature map (linear) and, for ``SAME_N_KINDS``, ``N`` (the MLP and linear policies pad
     fewer inputs, :class:`~rftgrad.theory.batched.ReplicaEnvs`). ``None``: evaluated alone (HF kinds)."""
     if spec.kind in HF_POLICY_KINDS:
         return None

@@ -322,7 +322,7 @@ class ExactWorkspace:
     def __init__(self) -> None:
         self._buffers: dict[str, torch.Tensor] = {}
         self._tree: tuple[SoftmaxPolicy, RewardEnv, torch.Tensor, ClosedFormTree | None] | None = None
-        self._plan: _StepPlan | None = None
+        self._derived: dict[str, tuple[object, object]] = {}  # name -> (key, object built for it)
 
     def take(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """The buffer ``name`` of ``shape`` with ``like``'s dtype and device (contents: whatever the last
@@ -340,7 +340,7 @@ class ExactWorkspace:
             buffer = self._buffers[name] = torch.zeros_like(like)
         return buffer
 
-    def _closed_form_tree(self, policy: SoftmaxPolicy, env: RewardEnv) -> ClosedFormTree | None:
+    def closed_form_tree(self, policy: SoftmaxPolicy, env: RewardEnv) -> ClosedFormTree | None:
         """``policy.closed_form_tree`` for ``env``'s inputs, built once and reused while the policy, the
         environment and its inputs stay the same (a linear tree holds the features of every prefix)."""
         cached = self._tree
@@ -353,12 +353,13 @@ class ExactWorkspace:
         self._tree = (policy, env, x, tree)
         return tree
 
-    def _step_plan(self, shape: tuple[int, ...], like: torch.Tensor) -> _StepPlan:
-        """The closed-form step's buffers and their per-level views for logits of ``shape`` ``(S, V, R, N)``."""
-        plan = self._plan
-        if plan is None or plan.key != (shape, like.dtype, like.device):
-            plan = self._plan = _StepPlan(self, shape, like)
-        return plan
+    def derived(self, name: str, key: object, build: Callable[[], object]) -> object:
+        """The object ``build()`` made for ``key`` under ``name``, kept while ``key`` stays equal (e.g. the
+        closed-form step's buffers and their views for one shape, dtype and device)."""
+        kept = self._derived.get(name)
+        if kept is None or kept[0] != key:
+            kept = self._derived[name] = (key, build())
+        return kept[1]
 
 
 def _tree_sweep(
@@ -548,9 +549,8 @@ class _StepPlan:
         self._bound: tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]]] = ([], [])
         self._leaf_source: RewardEnv | None = None
         self._leaf: tuple[torch.Tensor, list[torch.Tensor]] = (like, [])
-        self._factor_key: tuple[object, ...] | None = None
-        self._weights_key: tuple[object, ...] | None = None
-        self._factor_sources: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
+        self._temperature: torch.Tensor | None = None  # a copy of the temperatures the factors were made for
+        self._input_weights: torch.Tensor | None = None  # a copy of the input weights ``_weights`` was made for
         self._weights = like
         self._scale, self._default_weights = like, like
 
@@ -590,24 +590,23 @@ class _StepPlan:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``1 / (T ln 2)`` (0-dim when every replica has one temperature: a scalar operand keeps an op one loop
         over contiguous memory, else ``(R,)``) and the input weights over the temperature ``w_n / T`` ``(R, N)``;
-        kept while the temperatures (and the default weights ``1/N``) stay the same."""
-        key = (id(temperature), temperature._version)  # with a reference held: an id is not reused
-        if key != self._factor_key or self._factor_sources[0] is not temperature:
+        kept while the temperatures and the input weights hold the same numbers (compared by value: a few
+        microseconds for ``R·N`` numbers, against a step of milliseconds)."""
+        if self._temperature is None or not _same_tensor(self._temperature, temperature):
             scale = _LOG2_E / temperature
             first = scale[0]
             self._scale = first.clone() if bool((scale == first).all()) else scale
             self._default_weights = torch.full(self.batch, 1.0 / self.batch[1], dtype=self.like.dtype,
                                                device=self.like.device) / temperature[:, None]  # fmt: skip
-            self._factor_key, self._factor_sources = key, (temperature, None)
+            self._temperature, self._input_weights = temperature.clone(), None
         if input_weights is None:
             return self._scale, self._default_weights
         if not isinstance(input_weights, torch.Tensor):
             return self._scale, _input_weights(input_weights, self._default_weights) / temperature[:, None]
-        weights_key = (key, id(input_weights), input_weights._version)
-        if weights_key != self._weights_key or self._factor_sources[1] is not input_weights:
+        if self._input_weights is None or not _same_tensor(self._input_weights, input_weights):
             # e.g. a full-batch run passes the same weights at every step
             self._weights = _input_weights(input_weights, self._default_weights) / temperature[:, None]
-            self._weights_key, self._factor_sources = weights_key, (temperature, input_weights)
+            self._input_weights = input_weights.clone()
         return self._scale, self._weights
 
 
@@ -666,7 +665,9 @@ def _closed_form_step(
     temperature, space = policy.temperature, env.output_space  # (R,)
     space.check_enumerable(max_outputs)  # before any buffer is sized
     shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, env.num_inputs)  # (S, V, R, N)
-    plan = workspace._step_plan(shape, temperature)
+    plan = workspace.derived("closed-form step", (shape, temperature.dtype, temperature.device),
+                             lambda: _StepPlan(workspace, shape, temperature))  # fmt: skip
+    assert isinstance(plan, _StepPlan)
     normalisers, levels = plan.normalisers, plan.levels
     with torch.no_grad():
         out = {key: workspace.take_like(f"mean_grad.{key}", value) for key, value in policy.params.items()}
@@ -1033,7 +1034,7 @@ def step_gradient(
     """
     if closed_form and method == "tree" and reward_fn is None:
         workspace = ExactWorkspace() if workspace is None else workspace
-        tree = workspace._closed_form_tree(policy, env)
+        tree = workspace.closed_form_tree(policy, env)
         if tree is not None:
             return _closed_form_step(policy, env, tree, max_outputs, input_weights, workspace)
     run = _Enumeration(
