@@ -67,7 +67,7 @@ LOGIT_SCALES = st.one_of(
 
 #: Share of a large profile's examples for each class in property 1 (sums to 1): under thorough,
 #: 25 000 / 35 000 / 15 000 / 25 000. Linear covers four feature maps, the MLP only L = 1; the
-#: transformer (3-5x the cost of the others per example) takes about 17 of the ~30 minutes.
+#: transformer (3-5x the cost of the others per example) takes about 11 of the 21 minutes.
 KIND_SHARE = {"tabular": 0.25, "linear": 0.35, "mlp": 0.15, "transformer": 0.25}
 #: Everyday profiles (default, ci: 25 examples) give every test at least this many.
 EVERYDAY_EXAMPLES = 25
