@@ -1067,10 +1067,10 @@ def exact(
 
     with :math:`J_{x,u}` the Jacobian of the tempered logits at prefix :math:`u`, :math:`\pi_u` the
     next-token distribution there, :math:`P(u)` the prefix's probability and :math:`Q(u)` the expected
-    reward given :math:`u` (vmapped VJPs, ``input_chunk`` inputs at a time): their norms always
-    (``grad_norm``, ``(R, N)``), the gradients themselves with ``grads="full"`` (``grads``, name ->
-    ``(R, N, *shape)``; ``R·N·params`` numbers). Theorem 1 (Razin et al., ICLR 2024; docs/paper.md §2)
-    bounds ``grad_norm``:
+    reward given :math:`u` (one VJP over a parameter copy per replica and input, ``input_chunk`` inputs at a
+    time): their norms always (``grad_norm``, ``(R, N)``), the gradients themselves with ``grads="full"``
+    (``grads``, name -> ``(R, N, *shape)``; ``R·N·params`` numbers). Theorem 1 (Razin et al., ICLR 2024;
+    docs/paper.md §2) bounds ``grad_norm``:
 
     .. math::
 
@@ -1084,7 +1084,7 @@ def exact(
         * ``grads``: ``"norm"`` (per-input gradient norms only) or ``"full"`` (keep the gradients).
         * ``method``: ``"tree"`` (each prefix once) or ``"flat"`` (each output scored whole).
         * ``max_outputs``: refuse output spaces with more than this many outputs.
-        * ``input_chunk``: inputs per vmapped VJP batch (bounds memory).
+        * ``input_chunk``: inputs per batched VJP (bounds memory: a parameter copy per replica and input).
         * ``input_weights``: ``(R, N)`` weights ``w_n`` of the inputs in ``mean_grad``; default ``1/N``.
         * ``reward_fn``: ``log_probs (R, N, Y) -> f (R, N, Y)``, the function whose expectation
           ``mean_grad`` and the per-input gradients differentiate (default: the reward).
