@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 
 from rftgrad.models.base import Params
-from rftgrad.theory.exact import ExactWorkspace
 
 
 def _per_replica(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -19,72 +18,41 @@ def _per_replica(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, *[1] * (like.ndim - 1))
 
 
-#: bytes of ``lr · d`` an SGD step with one learning rate for every replica forms at a time (a cache-sized
-#: scratch instead of one the size of the parameters)
-SGD_CHUNK_BYTES = 2**18
-
-
-def _memory_order(tensor: torch.Tensor) -> torch.Tensor | None:
-    """``tensor`` viewed 1-D in memory order when it is dense (any axis order), else ``None``."""
-    order = sorted(range(tensor.ndim), key=lambda dim: tensor.stride(dim), reverse=True)
-    memory = tensor.permute(order)
-    return memory.view(-1) if memory.is_contiguous() else None
-
-
 class SGD:
-    """Plain gradient ascent: ``θ ← θ + lr · d``."""
+    """Plain gradient ascent: ``θ ← θ + lr · d``, each number rounded once (a fused multiply-add, as
+    ``torch.optim.SGD`` computes it)."""
 
     def __init__(self, lr: torch.Tensor) -> None:
         self.lr = lr  # (R,)
-        self.scratch = ExactWorkspace()  # a buffer per key for lr · d, reused every step (not state)
-        self._uniform: tuple[torch.Tensor, int, torch.Tensor | None] | None = None  # (lr, version, lr[0] or None)
-        self._flats: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
+        self._uniform: tuple[torch.Tensor, int, float | None] | None = None  # (lr, version, lr[0] or None)
 
-    def _flat(
-        self, key: str, param: torch.Tensor, direction: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``param`` and ``direction`` viewed 1-D in their common memory order, or ``None`` where their layouts
-        differ or are not dense (kept per key while both tensors stay the same objects)."""
-        cached = self._flats.get(key)
-        if cached is not None and cached[0] is param and cached[1] is direction:
-            return cached[2], cached[3]
-        same = param.shape == direction.shape and param.stride() == direction.stride()
-        flat = (_memory_order(param), _memory_order(direction)) if same else (None, None)
-        self._flats[key] = (param, direction, *flat)
-        return flat
-
-    def _uniform_lr(self) -> torch.Tensor | None:
-        """``lr[0]`` (0-dim) when every replica has that learning rate, else ``None`` (checked once per ``lr``)."""
+    def _uniform_lr(self) -> float | None:
+        """``lr[0]`` when every replica has that learning rate, else ``None`` (checked once per ``lr`` and
+        version: the check reads the tensor, a device sync on a GPU)."""
         seen = self._uniform
         if seen is None or seen[0] is not self.lr or seen[1] != self.lr._version:
-            first = self.lr.reshape(-1)[0].clone()
-            seen = self._uniform = (self.lr, self.lr._version, first if bool((self.lr == first).all()) else None)
+            first = self.lr.reshape(-1)[0]
+            same = bool((self.lr == first).all())
+            seen = self._uniform = (self.lr, self.lr._version, float(first) if same else None)
         return seen[2]
 
     def step(self, params: Params, ascent: Params) -> None:
         """Update ``params`` in place with ascent directions ``ascent`` (same keys and shapes).
 
-        ``lr · d`` is rounded before the addition (a product, then a sum, as written; a fused
-        multiply-add would round once and change the numbers). With one learning rate for every
-        replica and a parameter and direction of the same memory layout, the product is formed
-        ``SGD_CHUNK_BYTES`` at a time in memory order (the same numbers, no parameter-sized scratch).
+        One pass per parameter, no scratch: ``param.add_(d, alpha=lr)`` when every replica has one learning rate
+        (a Python number in the parameter's dtype: the same rounding as a per-replica rate), else
+        ``param.addcmul_(d, lr[r])``; both compute ``θ + lr · d`` with one rounding, so replica ``r`` of a batched
+        step equals an SGD step with its learning rate alone, bit for bit. (Forming ``lr · d`` first and adding it
+        rounds twice and reads and writes a scratch the size of ``d``: about twice the time of the whole update
+        on the tabular benchmark, benchmarks/README.md.)
         """
         uniform = self._uniform_lr()
         for key, direction in ascent.items():
             param = params[key]
-            flat_param, flat_direction = self._flat(key, param, direction) if uniform is not None else (None, None)
-            if flat_param is None or flat_direction is None:
-                scaled = self.scratch.take_like(key, direction)
-                torch.mul(direction, _per_replica(self.lr, direction), out=scaled)
-                param.add_(scaled)
-                continue
-            size = flat_param.numel()
-            chunk = max(1, SGD_CHUNK_BYTES // direction.element_size())
-            scaled = self.scratch.take(f"{key}.chunk", (min(chunk, size),), direction)
-            for start in range(0, size, chunk):
-                part = scaled[: min(chunk, size - start)]
-                torch.mul(flat_direction[start : start + chunk], uniform, out=part)
-                flat_param[start : start + chunk].add_(part)
+            if uniform is not None:
+                param.add_(direction, alpha=uniform)
+            else:
+                param.addcmul_(direction, _per_replica(self.lr.to(direction.dtype), direction))
 
     def state_dict(self) -> dict[str, object]:
         """Optimiser state (SGD has none beyond its learning rates)."""

@@ -542,6 +542,10 @@ class _StepPlan:
         self.spread = take("spread", max(narrow * vocab, widest if any(wide) else 0), *self.batch)
         self.terms = take("terms", widest, 1, *self.batch)
         self.variance = take("variance", length, *self.batch)  # (L, R, N) Var_l
+        # Σ_{|u|=l, a} c_u(a)², summed per level while each level's cotangents are in cache (the gradient's squared
+        # norm when the cotangents are the gradient: a tabular tree), and one level's per-prefix partial sums
+        self.squares = take("squares", length, *self.batch)  # (L, R, N)
+        self.square_terms = take("square_terms", widest, 1, *self.batch)  # (M, 1, R, N)
         self.levels = [
             _StepLevel(self, rows[lvl], rows[lvl + 1] if lvl + 1 < length else None, wide[lvl]) for lvl in range(length)
         ]
@@ -610,6 +614,32 @@ class _StepPlan:
         return self._scale, self._weights
 
 
+def _within(values: torch.Tensor, low: float, high: float) -> bool:
+    """Whether every number of ``values`` (non-negative floats, such as sums of exponentials) lies in
+    ``[low, high]`` (``0 < low <= high``); NaN and negative numbers do not.
+
+    float32 and float64 are read as int32 / int64: the bit pattern of a non-negative float orders as its value,
+    a negative float (sign bit set) reads as a negative integer and a NaN as more than ``+inf``, and an integer
+    ``aminmax`` takes under half the time of a float one (no NaN propagation: 10 against 22 us on the
+    ``(21, 1, 64, 100)`` normalisers of the tabular benchmark)."""
+    bits = _SAME_SIZE_INTEGER.get(values.dtype)
+    if bits is None or not values.is_contiguous():
+        smallest, largest = torch.aminmax(values)
+        return float(smallest) >= low and float(largest) <= high
+    bounds = _bit_bounds(low, high, values.dtype)
+    smallest, largest = torch.aminmax(values.view(bits))
+    return int(smallest) >= bounds[0] and int(largest) <= bounds[1]
+
+
+_SAME_SIZE_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+@functools.lru_cache(maxsize=16)
+def _bit_bounds(low: float, high: float, dtype: torch.dtype) -> list[int]:
+    """``low`` and ``high`` rounded to ``dtype`` and read as its same-size integers (:func:`_within`)."""
+    return torch.tensor([low, high], dtype=dtype).view(_SAME_SIZE_INTEGER[dtype]).tolist()
+
+
 def _vocab_dot(
     first: torch.Tensor,
     second: torch.Tensor,
@@ -641,7 +671,7 @@ def _closed_form_step(
     :func:`_tree_sweep` and the tree's pullback, in fewer passes over memory.
 
     With ``e_u(a) = exp(z_u(a))`` (``z = f/T``, computed as ``2^(z log2 e)``, and shifted by ``m_u = max_a z_u(a)``
-    only when some ``s_u = Σ_a e_u(a)`` leaves ``[2^-k, 2^k]``, ``k = 32`` in float32 and 255 in float64),
+    only when some ``s_u = Σ_a e_u(a)`` leaves ``[2^-k, 2^k]``, ``k = 31`` in float32 and 255 in float64),
     ``k_u = P(u)/s_u`` (so ``P(u·a) = k_u e_u(a)``), leaves ``Q(y) = r(x, y)`` and, level by level up,
     ``Q(u) = Σ_a e_u(a) Q(u·a) / s_u`` and ``Δ_u(a) = Q(u·a) - Q(u)``:
 
@@ -652,7 +682,8 @@ def _closed_form_step(
     the policy gradient of Razin et al. (ICLR 2024), Section 3, with the weights ``w_n`` and ``1/T`` folded into
     one coefficient per prefix. ``e`` lives in the cotangent buffer (each level is overwritten with its
     cotangents right after its last read), sums over a small vocabulary are fused multiply-adds on token slices,
-    and a wide level is swept token by token.
+    and a wide level is swept token by token. When the cotangents are the gradient (a tabular tree), its norm
+    ``||∇θ||_r = sqrt(Σ_{l,u,a,n} c_u(a)²)`` is summed level by level while each level is in cache.
 
     Args:
         * ``policy``: the policy (``R`` replicas), whose ``closed_form_tree`` is ``tree``.
@@ -673,13 +704,13 @@ def _closed_form_step(
         out = {key: workspace.take_like(f"mean_grad.{key}", value) for key, value in policy.params.items()}
         gradient = tree.gradient_view(out)
         cotangents = plan.cotangents() if gradient is None else gradient  # (S, V, R, N), e_u(a) first
+        norm_from_squares = gradient is not None  # the cotangents are the gradient (zero elsewhere)
         exp_tokens, per_level = plan.bind(cotangents)
         scale, weights = plan.factors(temperature, input_weights)  # 1 / (T ln 2), w_n / T
         tree.scaled_logits(policy.params, scale, cotangents).exp2_()  # e^{f/T}, one pass
         _sum_tokens(cotangents, exp_tokens, normalisers)
-        low, high = torch.aminmax(normalisers)
         limit = 2.0 ** (int(math.log2(torch.finfo(cotangents.dtype).max)) // 4)  # 2^31 (float32), 2^255 (float64)
-        if not (float(low) >= 1.0 / limit and float(high) <= limit):  # shifted by m_u: s_u in [1, V] (NaN too)
+        if not _within(normalisers, 1.0 / limit, limit):  # shifted by m_u: s_u in [1, V] (NaN too)
             tree.scaled_logits(policy.params, scale, cotangents)
             cotangents.sub_(torch.amax(cotangents, 1, keepdim=True, out=normalisers)).exp2_()
             _sum_tokens(cotangents, exp_tokens, normalisers)
@@ -695,7 +726,7 @@ def _closed_form_step(
             q.div_(level.normalisers)  # Q(u)
             torch.mul(level.coefs, weights, out=level.weighted)  # w_n k_u / T, over s_u
             if wide:
-                terms = level.terms
+                terms, squares = level.terms, plan.square_terms[: level.terms.shape[0]]
                 for token, (exp, child) in enumerate(zip(tokens, child_tokens, strict=True)):
                     spread = torch.sub(child, q, out=level.token_spread)  # Δ_u(a)
                     exp.mul_(spread)  # e_u(a) Δ_u(a)
@@ -704,34 +735,35 @@ def _closed_form_step(
                     else:
                         torch.mul(exp, spread, out=terms)
                     exp.mul_(level.weighted)  # c_u(a)
+                    if norm_from_squares:
+                        if token:
+                            squares.addcmul_(exp, exp)
+                        else:
+                            torch.mul(exp, exp, out=squares)
+                if norm_from_squares:
+                    torch.sum(squares, (0, 1), out=plan.squares[index])
             else:
                 assert level.spread is not None
                 spread = torch.sub(children, q, out=level.spread)  # Δ_u(a)
                 exps.mul_(spread)  # e_u(a) Δ_u(a)
                 terms = _vocab_dot(exps, spread, [], [], level.terms, level.spread)
                 exps.mul_(level.weighted)  # c_u(a)
+                if norm_from_squares:
+                    torch.sum(torch.mul(exps, exps, out=level.spread), (0, 1), out=plan.squares[index])
             torch.sum(terms.mul_(level.coefs), (0, 1), out=plan.variance[index])
             if index:
                 parent = levels[index - 1]
                 children, child_tokens = parent.child_q, parent.child_q_tokens
         mean_grad = tree.pullback(cotangents, None, out)
-    variance = plan.variance  # (L, R, N)
+    variance = plan.variance  # (L, R, N), its own buffer: a fresh one for each result
     return StepGradient(
         value=plan.q[0, 0].clone(),
         std=variance.sum(0).sqrt(),
-        position_variance=variance.permute(1, 2, 0).contiguous(),
+        position_variance=variance.clone().permute(1, 2, 0),  # (R, N, L), a view of an (L, R, N) copy
         mean_grad=mean_grad,
-        mean_grad_norm=params_norm(mean_grad, 1) if gradient is None else _lane_norm(cotangents),
+        # ||∇θ|| = sqrt(Σ_{l,n} Σ_{|u|=l,a} c_u(a)²) from the per-level sums (no second pass over the gradient)
+        mean_grad_norm=params_norm(mean_grad, 1) if not norm_from_squares else plan.squares.sum((0, 2)).sqrt(),
     )
-
-
-def _lane_norm(gradient: torch.Tensor) -> torch.Tensor:
-    """``(R,)`` Euclidean norm of a gradient that *is* its ``(S, V, R, N)`` cotangents (tabular: the rest of
-    its table is zero), read in memory order: over ``N`` then over the ``S·V`` rows."""
-    if not gradient.is_contiguous():
-        return _trailing_norm(gradient.permute(2, 3, 0, 1), 1)
-    rows = gradient.view(-1, *gradient.shape[2:])  # (S·V, R, N)
-    return torch.linalg.vector_norm(torch.linalg.vector_norm(rows, dim=2), dim=0)
 
 
 def _sum_tokens(exps: torch.Tensor, tokens: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:

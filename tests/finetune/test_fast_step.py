@@ -1,9 +1,10 @@
 """The closed-form exact-RFT step (``step_gradient`` on a tabular or linear policy, no shaping) against the
 generic ``torch.func`` path (``closed_form=False``, the reference), float64 to CLOSED_FORM_ATOL, on the
 instances that reach each of its branches: a level wide enough to be swept token by token, logits large
-enough to need the max shift, a vocabulary too large for token slices, one temperature for every replica
-(a scalar factor) or one each, minibatch weights with zeros; a workspace reused across parameter,
-environment and layout changes; the SGD step's chunked update, bit for bit ``θ + lr·d``; and the trainer's
+enough to need the max shift (and logits moved out of the safe range, against the unmoved step), a vocabulary
+too large for token slices, one temperature for every replica (a scalar factor) or one each, minibatch weights
+with zeros; a workspace reused across parameter, environment and layout changes; the SGD step, ``θ + lr·d``
+rounded once and each replica bit for bit its own run; and the trainer's
 evaluation metrics (the most likely output found without torch's argmax)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 
 from rftgrad.envs import random_sequence_env
 from rftgrad.finetune import per_input_metrics
-from rftgrad.finetune.optim import SGD, SGD_CHUNK_BYTES
+from rftgrad.finetune.optim import SGD
 from rftgrad.models import LinearSoftmaxPolicy, TabularPolicy
 from rftgrad.theory import ExactWorkspace, evaluate, step_gradient
 from tests.tolerances import ATOL, CLOSED_FORM_ATOL
@@ -65,6 +66,26 @@ def test_logits_past_the_safe_range_take_the_max_shift():
     assert torch.isfinite(fast.std).all()
 
 
+@pytest.mark.parametrize(
+    ("dtype", "offset", "atol"),
+    [("float64", -200.0, 1e-12), ("float64", 200.0, 1e-12), ("float32", -30.0, 2e-6), ("float32", 30.0, 2e-6),
+     ("float32", -100.0, 2e-6)],
+)  # fmt: skip
+def test_logits_moved_out_of_the_safe_range_give_the_same_step(dtype, offset, atol):
+    """A softmax is unchanged when every logit of a state moves by the same amount: logits moved by ``offset``
+    put the normalisers past 2^±31 (float32) or 2^±255 (float64), where the step shifts by the max (at -100 in
+    float32 e^z is 0 and only the shift gives numbers), and give the unmoved step's V, STD and gradient
+    (float32: a few ulps of numbers of order 1)."""
+    env = random_sequence_env(num_prompts=6, vocab_size=4, length=3, reward="random_network", seed=4)
+    policy = TabularPolicy.for_env(env, num_replicas=3, seed=2, dtype=dtype, init_scale=1.0)
+    inside = step_gradient(policy, env)
+    inside = {"value": inside.value.clone(), "std": inside.std.clone(), "grad": inside.mean_grad["logits"].clone()}
+    policy.params["logits"].add_(offset)
+    moved = step_gradient(policy, env)
+    for name, value in (("value", moved.value), ("std", moved.std), ("grad", moved.mean_grad["logits"])):
+        assert torch.allclose(value, inside[name], atol=atol, rtol=0), name
+
+
 def test_a_vocabulary_too_large_for_token_slices_matches_the_generic_path():
     env = random_sequence_env(num_prompts=4, vocab_size=9, length=2, reward="random_network", seed=3)
     policy = TabularPolicy.for_env(env, num_replicas=2, seed=1, dtype="float64", init_scale=2.0)
@@ -109,24 +130,41 @@ def test_a_reused_workspace_follows_parameter_environment_and_layout_changes():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("uniform", [True, False])
-def test_sgd_step_is_the_update_rule_bit_for_bit(dtype, uniform):
-    """Chunked in memory order (one learning rate, a state-major table larger than a chunk) or not: θ + lr·d."""
-    shape = (8, 100, 85, 4)  # (R, N, S, V): 272,000 numbers, more than one chunk in float32 and float64
+def test_sgd_step_rounds_once_and_each_replica_equals_its_own_run(dtype):
+    """θ + lr·d rounded once (to half an ulp of the exact value), on a state-major table; replica r of a step with
+    per-replica rates equals, bit for bit, a step with one rate on that replica alone (and on all replicas)."""
+    shape = (8, 100, 85, 4)  # (R, N, S, V): 272,000 numbers
     gen = torch.Generator().manual_seed(0)
     table = torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype).permute(2, 3, 0, 1).contiguous()
-    params = {"logits": table.permute(2, 3, 0, 1)}  # state-major, as TabularPolicy stores it
-    direction = {"logits": torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)}
-    direction["logits"] = direction["logits"].permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
-    lr = torch.full((8,), 0.1, dtype=dtype) if uniform else torch.linspace(0.05, 0.4, 8, dtype=dtype)
-    assert direction["logits"].numel() * direction["logits"].element_size() > SGD_CHUNK_BYTES
-    expected = params["logits"] + lr[:, None, None, None] * direction["logits"]
-    optimizer = SGD(lr)
-    optimizer.step(params, direction)
-    assert torch.equal(params["logits"], expected)
-    second = params["logits"] + lr[:, None, None, None] * direction["logits"]
-    optimizer.step(params, direction)  # the scratch is reused
-    assert torch.equal(params["logits"], second)
+    start = table.permute(2, 3, 0, 1)  # state-major, as TabularPolicy stores it
+    direction = torch.randn(*shape, generator=gen, dtype=torch.float64).to(dtype)
+    direction = direction.permute(2, 3, 0, 1).contiguous().permute(2, 3, 0, 1)
+    rates = torch.linspace(0.05, 0.4, 8, dtype=dtype)
+    params = {"logits": start.clone(memory_format=torch.preserve_format)}
+    SGD(rates).step(params, {"logits": direction})
+    # the exact θ + lr·d: in float64, the product of two float32 numbers is exact and the sum within 2^-53
+    # relative, so a float32 result rounded once lies within half an ulp (<= eps·|x| / 2); float64 numbers have
+    # no wider type here, so their bound adds the reference's own rounding (eps·(|x| + |lr·d|) covers both)
+    step = rates.double()[:, None, None, None] * direction.double()
+    exact = start.double() + step
+    eps = torch.finfo(dtype).eps
+    if dtype == torch.float32:
+        bound = 0.5 * eps * exact.abs() * (1 + 2**-20) + torch.finfo(dtype).tiny
+    else:
+        bound = eps * (exact.abs() + step.abs()) + torch.finfo(dtype).tiny
+    assert bool(((params["logits"].double() - exact).abs() <= bound).all())
+    for replica in (0, 5):
+        alone = {"logits": start[replica : replica + 1].clone()}
+        SGD(rates[replica : replica + 1]).step(alone, {"logits": direction[replica : replica + 1]})
+        assert torch.equal(alone["logits"][0], params["logits"][replica])
+    uniform = {"logits": start.clone(memory_format=torch.preserve_format)}
+    optimizer = SGD(torch.full((8,), float(rates[5]), dtype=dtype))
+    optimizer.step(uniform, {"logits": direction})
+    assert torch.equal(uniform["logits"][5], params["logits"][5])
+    first = uniform["logits"][5:6].clone()
+    optimizer.step(uniform, {"logits": direction})  # the rate's check is kept from the first step
+    SGD(rates[5:6]).step({"logits": first}, {"logits": direction[5:6]})
+    assert torch.equal(uniform["logits"][5], first[0])
 
 
 @pytest.mark.parametrize("init_scale", [0.0, 2.0])  # 0: a uniform policy, every output tied for most likely
