@@ -502,6 +502,7 @@ class _StepLevel:
         self.weighted = self.normalisers
         self.q = plan.q[rows]  # (M, 1, R, N) Q(u)
         self.terms = plan.terms[:count]  # (M, 1, R, N) Σ_a e_u(a) Δ_u(a)², then times k_u
+        self.square_terms = plan.square_terms[:count]  # (M, 1, R, N) Σ_a c_u(a)² of a wide level
         # a wide level is swept token by token (Δ_u(a) for one a at a time, never the whole level)
         lanes = plan.spread[: count * (1 if wide else plan.vocab)]  # (M or M·V, R, N): one buffer for both
         self.token_spread = lanes.view(count, 1, *plan.batch) if wide else None  # (M, 1, R, N)
@@ -614,6 +615,10 @@ class _StepPlan:
         return self._scale, self._weights
 
 
+#: the integer type of each float type's size, for reading non-negative floats by their bit patterns (:func:`_within`)
+_SAME_SIZE_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
 def _within(values: torch.Tensor, low: float, high: float) -> bool:
     """Whether every number of ``values`` (non-negative floats, such as sums of exponentials) lies in
     ``[low, high]`` (``0 < low <= high``); NaN and negative numbers do not.
@@ -629,9 +634,6 @@ def _within(values: torch.Tensor, low: float, high: float) -> bool:
     bounds = _bit_bounds(low, high, values.dtype)
     smallest, largest = torch.aminmax(values.view(bits))
     return int(smallest) >= bounds[0] and int(largest) <= bounds[1]
-
-
-_SAME_SIZE_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
 @functools.lru_cache(maxsize=16)
@@ -726,22 +728,16 @@ def _closed_form_step(
             q.div_(level.normalisers)  # Q(u)
             torch.mul(level.coefs, weights, out=level.weighted)  # w_n k_u / T, over s_u
             if wide:
-                terms, squares = level.terms, plan.square_terms[: level.terms.shape[0]]
+                terms = level.terms
                 for token, (exp, child) in enumerate(zip(tokens, child_tokens, strict=True)):
                     spread = torch.sub(child, q, out=level.token_spread)  # Δ_u(a)
                     exp.mul_(spread)  # e_u(a) Δ_u(a)
-                    if token:
-                        terms.addcmul_(exp, spread)
-                    else:
-                        torch.mul(exp, spread, out=terms)
+                    _accumulate_product(terms, exp, spread, start=token == 0)
                     exp.mul_(level.weighted)  # c_u(a)
                     if norm_from_squares:
-                        if token:
-                            squares.addcmul_(exp, exp)
-                        else:
-                            torch.mul(exp, exp, out=squares)
+                        _accumulate_product(level.square_terms, exp, exp, start=token == 0)
                 if norm_from_squares:
-                    torch.sum(squares, (0, 1), out=plan.squares[index])
+                    torch.sum(level.square_terms, (0, 1), out=plan.squares[index])
             else:
                 assert level.spread is not None
                 spread = torch.sub(children, q, out=level.spread)  # Δ_u(a)
@@ -755,7 +751,7 @@ def _closed_form_step(
                 parent = levels[index - 1]
                 children, child_tokens = parent.child_q, parent.child_q_tokens
         mean_grad = tree.pullback(cotangents, None, out)
-    variance = plan.variance  # (L, R, N), its own buffer: a fresh one for each result
+    variance = plan.variance  # (L, R, N), the plan's buffer, overwritten by the next step: copied below
     return StepGradient(
         value=plan.q[0, 0].clone(),
         std=variance.sum(0).sqrt(),
@@ -764,6 +760,15 @@ def _closed_form_step(
         # ||∇θ|| = sqrt(Σ_{l,n} Σ_{|u|=l,a} c_u(a)²) from the per-level sums (no second pass over the gradient)
         mean_grad_norm=params_norm(mean_grad, 1) if not norm_from_squares else plan.squares.sum((0, 2)).sqrt(),
     )
+
+
+def _accumulate_product(out: torch.Tensor, left: torch.Tensor, right: torch.Tensor, *, start: bool) -> None:
+    """``out = left · right`` when ``start``, else ``out += left · right`` (one fused multiply-add): a sum over
+    the tokens of a wide level, one token at a time."""
+    if start:
+        torch.mul(left, right, out=out)
+    else:
+        out.addcmul_(left, right)
 
 
 def _sum_tokens(exps: torch.Tensor, tokens: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
