@@ -474,16 +474,54 @@ def _tree_sweep(
 
 def _same_tensor(first: torch.Tensor, second: torch.Tensor) -> bool:
     """Whether two tensors hold the same numbers with the same shape, dtype and device."""
-    return _layout(first)[::2] == _layout(second)[::2] and bool(torch.equal(first, second))
+    return (
+        first.shape == second.shape
+        and first.dtype == second.dtype
+        and first.device == second.device
+        and bool(torch.equal(first, second))
+    )
 
 
-#: vocabularies up to this size sum over the vocabulary in the closed-form step by one fused
-#: multiply-add per token on slices of the state-major tensors (no full-size product written and
-#: read back); larger ones by a product then a reduction.
+#: the integer type of each float type's size, for reading non-negative floats by their bit patterns (:func:`_within`)
+_SAME_SIZE_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _within(values: torch.Tensor, low: float, high: float) -> bool:
+    """Whether every number of ``values`` (non-negative floats, such as sums of exponentials) lies in
+    ``[low, high]`` (``0 < low <= high``); NaN and negative numbers do not.
+
+    float32 and float64 are read as int32 / int64: the bit pattern of a non-negative float orders as its value,
+    a negative float (sign bit set) reads as a negative integer and a NaN as more than ``+inf``, and an integer
+    ``aminmax`` takes under half the time of a float one (no NaN propagation: 10 against 22 us on the
+    ``(21, 1, 64, 100)`` normalisers of the tabular benchmark)."""
+    bits = _SAME_SIZE_INTEGER.get(values.dtype)
+    if bits is None or not values.is_contiguous():
+        smallest, largest = torch.aminmax(values)
+        return float(smallest) >= low and float(largest) <= high
+    return _bits_within(values.view(bits), _bit_bounds(low, high, values.dtype))
+
+
+def _bits_within(bits: torch.Tensor, bounds: list[int]) -> bool:
+    """Whether every number of ``bits`` (floats read as same-size integers, :func:`_within`) lies in ``bounds``."""
+    smallest, largest = torch.aminmax(bits)
+    return int(smallest) >= bounds[0] and int(largest) <= bounds[1]
+
+
+@functools.lru_cache(maxsize=16)
+def _bit_bounds(low: float, high: float, dtype: torch.dtype) -> list[int]:
+    """``low`` and ``high`` rounded to ``dtype`` and read as its same-size integers (:func:`_within`)."""
+    return torch.tensor([low, high], dtype=dtype).view(_SAME_SIZE_INTEGER[dtype]).tolist()
+
+
+#: vocabularies up to this size take the closed-form step's token sweep: sums over the vocabulary as one fused
+#: multiply-add per token on slices of the state-major tensors, and the cotangents, variance terms and squares
+#: formed for one token of every prefix of the tree at a time (no full-size product written and read back);
+#: larger ones a product then a reduction, level by level.
 _SLICED_VOCAB = 8
 
-#: a prefix level whose ``e_u(a)`` take more bytes than this is swept token by token in the closed-form step
-_TOKEN_LOOP_BYTES = 2**20
+#: the token sweep forms levels together while one token's slice of them takes at most this many bytes (each op's
+#: fixed cost counts in a small tree; a large one's ops stream from memory, and fewer levels per op do better)
+_SWEEP_GROUP_BYTES = 2**21
 
 _LOG2_E = 1.0 / math.log(2.0)  # e^z = 2^(z log2 e); torch's exp2 takes about half the time of exp
 
@@ -492,25 +530,40 @@ class _StepLevel:
     """The views of one prefix level ``l`` (``M = V^l`` prefixes) of a :class:`_StepPlan` (all but ``e_u(a)``,
     which lives in the cotangent buffer: :meth:`_StepPlan.bind`)."""
 
-    def __init__(self, plan: _StepPlan, rows: slice, next_rows: slice | None, wide: bool) -> None:
+    def __init__(self, plan: _StepPlan, rows: slice, next_rows: slice | None) -> None:
         count = rows.stop - rows.start  # M
         shape = (count, plan.vocab, *plan.batch)
         self.rows = rows
         self.normalisers = plan.normalisers[rows]  # (M, 1, R, N) s_u
         self.coefs = plan.coefs[rows]  # (M, 1, R, N) k_u = P(u) / s_u
-        # w_n k_u / T, written over s_u once Q(u) is formed (s_u's last read): one buffer fewer to bring in
-        self.weighted = self.normalisers
         self.q = plan.q[rows]  # (M, 1, R, N) Q(u)
-        self.terms = plan.terms[:count]  # (M, 1, R, N) Σ_a e_u(a) Δ_u(a)², then times k_u
-        self.square_terms = plan.square_terms[:count]  # (M, 1, R, N) Σ_a c_u(a)² of a wide level
-        # a wide level is swept token by token (Δ_u(a) for one a at a time, never the whole level)
-        lanes = plan.spread[: count * (1 if wide else plan.vocab)]  # (M or M·V, R, N): one buffer for both
-        self.token_spread = lanes.view(count, 1, *plan.batch) if wide else None  # (M, 1, R, N)
-        self.spread = None if wide else lanes.view(shape)  # (M, V, R, N) Δ_u(a) = Q(u·a) - Q(u)
+        self.terms = plan.terms[rows]  # (M, 1, R, N) Σ_a e_u(a) Δ_u(a)², then times k_u
+        # level by level (a large vocabulary): Δ_u(a) = Q(u·a) - Q(u) of the whole level, (M, V, R, N)
+        self.spread = None if plan.sliced else plan.spread[: count * plan.vocab].view(shape)
         # the next level's k and Q read (M, V, R, N): P(u·a) / s_{u·a} = k_u e_u(a) / s_{u·a} and Q(u·a)
         self.child_coefs = None if next_rows is None else plan.coefs[next_rows].view(shape)
         self.child_q = None if next_rows is None else plan.q[next_rows].view(shape)
         self.child_q_tokens = [] if self.child_q is None else plan.tokens(self.child_q)
+
+
+class _SweepGroup:
+    """A run of consecutive levels, the states ``start:stop``, that the token sweep (:func:`_token_sweep`) forms
+    together: for one token ``a``, ``Δ_u(a)``, ``c_u(a)``, the variance terms and ``Σ c²`` of all its prefixes,
+    one op each. States before ``inner`` have their children in the tree, the others (the last level's) the
+    reward leaves."""
+
+    def __init__(self, plan: _StepPlan, start: int, stop: int, inner: int) -> None:
+        split = min(max(inner, start), stop)  # states start:split read their children's Q, split:stop the rewards
+        self.rows = slice(start, stop)
+        self.spread, self.terms = plan.spread[self.rows], plan.terms[self.rows]  # (G, 1, R, N)
+        self.weighted = plan.normalisers[self.rows]  # w_n k_u / T, over s_u once every Q(u) is formed
+        assert plan.square_terms is not None
+        self.square_terms = plan.square_terms[self.rows]
+        children = plan.q[plan.vocab * start + 1 : plan.vocab * split + 1]  # the Q(u·a) of states start:split
+        self.inner_child_q = plan.tokens(children.view(split - start, plan.vocab, *plan.batch)) if split > start else []
+        self.q_inner, self.spread_inner = plan.q[start:split], plan.spread[start:split]
+        self.q_last = plan.q[split:stop] if stop > split else None
+        self.spread_last = plan.spread[split:stop]
 
 
 class _StepPlan:
@@ -528,30 +581,45 @@ class _StepPlan:
         while total < num_states:
             total, length = total + vocab**length, length + 1
         rows = _level_rows(vocab, length)
-        level_bytes = [vocab ** (lvl + 1) * num_replicas * num_inputs * like.element_size() for lvl in range(length)]
-        wide = [self.sliced and size > _TOKEN_LOOP_BYTES for size in level_bytes]
+
+        def take(name: str, *size: int) -> torch.Tensor:  # (..., R, N)
+            return workspace.take(f"step.{name}", (*size, *self.batch), like)
+
+        self.normalisers = take("normalisers", num_states, 1)  # (S, 1, R, N) s_u, then w_n k_u / T
+        self.coefs = take("coefs", num_states, 1)
+        self.q = take("q", num_states, 1)
+        self.terms = take("terms", num_states, 1)
+        self.variance = take("variance", length)  # (L, R, N) Var_l
+        # Σ c_u(a)² (the gradient's squared norm when the cotangents are the gradient: a tabular tree) per level
+        # (L, R, N), summed while each level's cotangents are in cache; the token sweep's total in row 0
+        self.squares = take("squares", length)
+        # Δ: of one token of every prefix (S, 1, R, N) in the token sweep, else of one level (M·V, 1, R, N) in turn
         widest = vocab ** (length - 1)
-        narrow = max([vocab**lvl for lvl in range(length) if not wide[lvl]], default=1)
-
-        def take(name: str, *size: int) -> torch.Tensor:
-            return workspace.take(f"step.{name}", size, like)
-
-        self.normalisers = take("normalisers", num_states, 1, *self.batch)
-        self.coefs = take("coefs", num_states, 1, *self.batch)
-        self.q = take("q", num_states, 1, *self.batch)
-        # Δ of a narrow level (M·V rows of R·N lanes) or of one token of a wide one (M rows), in turn
-        self.spread = take("spread", max(narrow * vocab, widest if any(wide) else 0), *self.batch)
-        self.terms = take("terms", widest, 1, *self.batch)
-        self.variance = take("variance", length, *self.batch)  # (L, R, N) Var_l
-        # Σ_{|u|=l, a} c_u(a)², summed per level while each level's cotangents are in cache (the gradient's squared
-        # norm when the cotangents are the gradient: a tabular tree), and one level's per-prefix partial sums
-        self.squares = take("squares", length, *self.batch)  # (L, R, N)
-        self.square_terms = take("square_terms", widest, 1, *self.batch)  # (M, 1, R, N)
+        self.spread = take("spread", num_states if self.sliced else widest * vocab, 1)
         self.levels = [
-            _StepLevel(self, rows[lvl], rows[lvl + 1] if lvl + 1 < length else None, wide[lvl]) for lvl in range(length)
+            _StepLevel(self, rows[lvl], rows[lvl + 1] if lvl + 1 < length else None) for lvl in range(length)
         ]
-        self._bound_key: tuple[object, ...] | None = None
-        self._bound: tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]]] = ([], [])
+        self.square_terms = take("square_terms", num_states, 1) if self.sliced else None
+        # the token sweep's runs of consecutive levels: the whole tree while one token's slice of it, (S, 1, R, N),
+        # takes at most _SWEEP_GROUP_BYTES, else as many levels per run as fit (one level at least)
+        state_bytes = num_replicas * num_inputs * like.element_size()
+        runs: list[list[slice]] = []
+        for level_rows in rows:
+            if runs and (level_rows.stop - runs[-1][0].start) * state_bytes <= _SWEEP_GROUP_BYTES:
+                runs[-1].append(level_rows)
+            else:
+                runs.append([level_rows])
+        inner = rows[-1].start  # K = S - V^(L-1): the states whose children are in the tree
+        self.groups = [_SweepGroup(self, run[0].start, run[-1].stop, inner) for run in runs] if self.sliced else []
+        self.square_total = self.squares[0]  # (R, N) the token sweep's Σ_{u,a} c_u(a)²
+        self.value = self.q[0, 0]  # (R, N) Q(∅) = V
+        limit = 2.0 ** (int(math.log2(torch.finfo(like.dtype).max)) // 4)  # 2^31 (float32), 2^255 (float64)
+        self.safe_range = (1.0 / limit, limit)  # the normalisers s_u that need no shift
+        integer = _SAME_SIZE_INTEGER.get(like.dtype)  # the normalisers read as integers (_within), when they can be
+        self._normaliser_bits = (
+            None if integer is None else (self.normalisers.view(integer), _bit_bounds(*self.safe_range, like.dtype))
+        )
+        self.level_variance = list(self.variance)  # (R, N) views, one per level
         self._leaf_source: RewardEnv | None = None
         self._leaf: tuple[torch.Tensor, list[torch.Tensor]] = (like, [])
         self._temperature: torch.Tensor | None = None  # a copy of the temperatures the factors were made for
@@ -563,21 +631,25 @@ class _StepPlan:
         """``tensor[:, a:a+1]`` for each token ``a`` (the slices a sliced sum over the vocabulary reads)."""
         return [tensor[:, token : token + 1] for token in range(self.vocab)] if self.sliced else []
 
+    def normalisers_in_range(self) -> bool:
+        """Whether every ``s_u`` lies in :attr:`safe_range` (none NaN): :func:`_within` on views made once."""
+        if self._normaliser_bits is None:
+            return _within(self.normalisers, *self.safe_range)
+        return _bits_within(*self._normaliser_bits)
+
     def cotangents(self) -> torch.Tensor:
         """A ``(S, V, R, N)`` cotangent buffer, for trees without a :meth:`~ClosedFormTree.gradient_view`."""
         return self.workspace.take("step.cotangents", (self.normalisers.shape[0], self.vocab, *self.batch), self.like)
 
     def bind(
         self, cotangents: torch.Tensor
-    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]]]:
+    ) -> tuple[list[torch.Tensor], list[tuple[torch.Tensor, list[torch.Tensor]]], list[list[torch.Tensor]]]:
         """Views of ``cotangents`` ``(S, V, R, N)``, which holds ``e_u(a)`` until the backward sweep overwrites
-        each level with its cotangents (``e`` is read last just before): its token slices, and per level
-        ``(M, V, R, N)`` with its token slices (kept while the buffer stays the same)."""
-        key = (cotangents.data_ptr(), *_layout(cotangents))
-        if key != self._bound_key:
-            per_level = [(cotangents[level.rows], self.tokens(cotangents[level.rows])) for level in self.levels]
-            self._bound, self._bound_key = (self.tokens(cotangents), per_level), key
-        return self._bound
+        it with the cotangents (``e`` is read last just before): its token slices, per level ``(M, V, R, N)``
+        with its token slices, and the token slices of each of the token sweep's groups."""
+        per_level = [(cotangents[level.rows], self.tokens(cotangents[level.rows])) for level in self.levels]
+        per_group = [self.tokens(cotangents[group.rows]) for group in self.groups]
+        return self.tokens(cotangents), per_level, per_group
 
     def leaf(self, env: RewardEnv, max_outputs: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The leaves' ``Q(y) = r(x, y)`` as ``(V^(L-1), V, 1, N)`` in the buffers' dtype and device, and its
@@ -615,50 +687,40 @@ class _StepPlan:
         return self._scale, self._weights
 
 
-#: the integer type of each float type's size, for reading non-negative floats by their bit patterns (:func:`_within`)
-_SAME_SIZE_INTEGER = {torch.float32: torch.int32, torch.float64: torch.int64}
+class _StepBinding:
+    """What the closed-form step reads of its workspace for one policy, environment, tree and parameter layout:
+    the :class:`_StepPlan`, the ``mean_grad`` buffers, the cotangent buffer and its views, found once rather than
+    at every step (a training step's own Python work is a good part of its time once the arithmetic is fused)."""
+
+    def __init__(self, workspace: ExactWorkspace, policy: SoftmaxPolicy, env: RewardEnv, tree: ClosedFormTree) -> None:
+        space, temperature = env.output_space, policy.temperature
+        shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, env.num_inputs)  # (S, V, R, N)
+        plan = workspace.derived("closed-form step", (shape, temperature.dtype, temperature.device),
+                                 lambda: _StepPlan(workspace, shape, temperature))  # fmt: skip
+        assert isinstance(plan, _StepPlan)
+        self.sources = (policy, env, tree)  # kept alive while the binding's key holds their ids
+        self.plan = plan
+        self.out = {key: workspace.take_like(f"mean_grad.{key}", value) for key, value in policy.params.items()}
+        gradient = tree.gradient_view(self.out)
+        self.cotangents = plan.cotangents() if gradient is None else gradient  # (S, V, R, N), e_u(a) first
+        self.norm_from_squares = gradient is not None  # the cotangents are the gradient (zero elsewhere)
+        self.exp_tokens, self.per_level, self.group_tokens = plan.bind(self.cotangents)
+
+    @staticmethod
+    def key(policy: SoftmaxPolicy, env: RewardEnv, tree: ClosedFormTree) -> tuple[object, ...]:
+        """What a binding is kept for: the policy, environment and tree (by identity) and the parameters'
+        names and layouts (which fix the ``mean_grad`` buffers)."""
+        layouts = tuple((name, _layout(value)) for name, value in policy.params.items())
+        return id(policy), id(env), id(tree), layouts
 
 
-def _within(values: torch.Tensor, low: float, high: float) -> bool:
-    """Whether every number of ``values`` (non-negative floats, such as sums of exponentials) lies in
-    ``[low, high]`` (``0 < low <= high``); NaN and negative numbers do not.
-
-    float32 and float64 are read as int32 / int64: the bit pattern of a non-negative float orders as its value,
-    a negative float (sign bit set) reads as a negative integer and a NaN as more than ``+inf``, and an integer
-    ``aminmax`` takes under half the time of a float one (no NaN propagation: 10 against 22 us on the
-    ``(21, 1, 64, 100)`` normalisers of the tabular benchmark)."""
-    bits = _SAME_SIZE_INTEGER.get(values.dtype)
-    if bits is None or not values.is_contiguous():
-        smallest, largest = torch.aminmax(values)
-        return float(smallest) >= low and float(largest) <= high
-    bounds = _bit_bounds(low, high, values.dtype)
-    smallest, largest = torch.aminmax(values.view(bits))
-    return int(smallest) >= bounds[0] and int(largest) <= bounds[1]
-
-
-@functools.lru_cache(maxsize=16)
-def _bit_bounds(low: float, high: float, dtype: torch.dtype) -> list[int]:
-    """``low`` and ``high`` rounded to ``dtype`` and read as its same-size integers (:func:`_within`)."""
-    return torch.tensor([low, high], dtype=dtype).view(_SAME_SIZE_INTEGER[dtype]).tolist()
-
-
-def _vocab_dot(
-    first: torch.Tensor,
-    second: torch.Tensor,
-    first_tokens: list[torch.Tensor],
-    second_tokens: list[torch.Tensor],
-    out: torch.Tensor,
-    scratch: torch.Tensor | None,
-) -> torch.Tensor:
-    """``Σ_a first[:, a] second[:, a]`` into ``out`` ``(M, 1, R, N)``: fused multiply-adds over token slices
-    (small vocabularies), else a product into ``scratch`` (which may be ``second``) and a sum."""
-    if first_tokens:
-        torch.mul(first_tokens[0], second_tokens[0], out=out)
-        for first_token, second_token in zip(first_tokens[1:], second_tokens[1:], strict=True):
-            out.addcmul_(first_token, second_token)
-        return out
-    assert scratch is not None
-    return torch.sum(torch.mul(first, second, out=scratch), 1, keepdim=True, out=out)
+def _vocab_dot(first_tokens: list[torch.Tensor], second_tokens: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
+    """``Σ_a first[:, a] second[:, a]`` into ``out`` ``(M, 1, R, N)`` from the token slices of ``first`` and
+    ``second``: one product, then one fused multiply-add per token (no full-size product written and read back)."""
+    torch.mul(first_tokens[0], second_tokens[0], out=out)
+    for first_token, second_token in zip(first_tokens[1:], second_tokens[1:], strict=True):
+        out.addcmul_(first_token, second_token)
+    return out
 
 
 def _closed_form_step(
@@ -682,10 +744,14 @@ def _closed_form_step(
         ``V = Q(∅)``, ``STD = sqrt(Σ_l Var_l)``,
 
     the policy gradient of Razin et al. (ICLR 2024), Section 3, with the weights ``w_n`` and ``1/T`` folded into
-    one coefficient per prefix. ``e`` lives in the cotangent buffer (each level is overwritten with its
-    cotangents right after its last read), sums over a small vocabulary are fused multiply-adds on token slices,
-    and a wide level is swept token by token. When the cotangents are the gradient (a tabular tree), its norm
-    ``||∇θ||_r = sqrt(Σ_{l,u,a,n} c_u(a)²)`` is summed level by level while each level is in cache.
+    one coefficient per prefix. ``e`` lives in the cotangent buffer (overwritten with the cotangents right after
+    its last read). A small vocabulary (:data:`_SLICED_VOCAB`) takes :func:`_token_sweep`: sums over the
+    vocabulary as fused multiply-adds on token slices, then ``Δ``, ``c``, the variance terms and ``Σ c²`` for one
+    token of every prefix of the tree (or of a group of levels, :class:`_SweepGroup`) at a time; a large one
+    :func:`_level_sweep`, level by level. When the cotangents are the gradient (a tabular tree), its norm
+    ``||∇θ||_r = sqrt(Σ_{u,a,n} c_u(a)²)`` is summed from the squares formed while each token's slice is in cache.
+    The buffers and views come from a :class:`_StepBinding`, found once per policy, environment and parameter
+    layout rather than at every step.
 
     Args:
         * ``policy``: the policy (``R`` replicas), whose ``closed_form_tree`` is ``tree``.
@@ -697,78 +763,120 @@ def _closed_form_step(
     """
     temperature, space = policy.temperature, env.output_space  # (R,)
     space.check_enumerable(max_outputs)  # before any buffer is sized
-    shape = (space.num_prefix_states, space.vocab_size, policy.num_replicas, env.num_inputs)  # (S, V, R, N)
-    plan = workspace.derived("closed-form step", (shape, temperature.dtype, temperature.device),
-                             lambda: _StepPlan(workspace, shape, temperature))  # fmt: skip
-    assert isinstance(plan, _StepPlan)
-    normalisers, levels = plan.normalisers, plan.levels
+    binding = workspace.derived("closed-form binding", _StepBinding.key(policy, env, tree),
+                                lambda: _StepBinding(workspace, policy, env, tree))  # fmt: skip
+    assert isinstance(binding, _StepBinding)
+    plan, cotangents, norm_from_squares = binding.plan, binding.cotangents, binding.norm_from_squares
+    exp_tokens, per_level = binding.exp_tokens, binding.per_level
+    normalisers = plan.normalisers
     with torch.no_grad():
-        out = {key: workspace.take_like(f"mean_grad.{key}", value) for key, value in policy.params.items()}
-        gradient = tree.gradient_view(out)
-        cotangents = plan.cotangents() if gradient is None else gradient  # (S, V, R, N), e_u(a) first
-        norm_from_squares = gradient is not None  # the cotangents are the gradient (zero elsewhere)
-        exp_tokens, per_level = plan.bind(cotangents)
         scale, weights = plan.factors(temperature, input_weights)  # 1 / (T ln 2), w_n / T
         tree.scaled_logits(policy.params, scale, cotangents).exp2_()  # e^{f/T}, one pass
         _sum_tokens(cotangents, exp_tokens, normalisers)
-        limit = 2.0 ** (int(math.log2(torch.finfo(cotangents.dtype).max)) // 4)  # 2^31 (float32), 2^255 (float64)
-        if not _within(normalisers, 1.0 / limit, limit):  # shifted by m_u: s_u in [1, V] (NaN too)
+        if not plan.normalisers_in_range():  # shifted by m_u: s_u in [1, V] (NaN too)
             tree.scaled_logits(policy.params, scale, cotangents)
             cotangents.sub_(torch.amax(cotangents, 1, keepdim=True, out=normalisers)).exp2_()
             _sum_tokens(cotangents, exp_tokens, normalisers)
+        leaves, leaf_tokens = plan.leaf(env, max_outputs)  # Q(u·a) of the last level: the rewards (V^(L-1), V, 1, N)
+        levels = plan.levels
         torch.reciprocal(levels[0].normalisers, out=levels[0].coefs)  # k_∅ = P(∅) / s_∅
         for level, child, (exps, _) in zip(levels[:-1], levels[1:], per_level[:-1], strict=True):
             torch.mul(exps, level.coefs, out=level.child_coefs)  # P(u·a) = k_u e_u(a)
             child.coefs.div_(child.normalisers)
-        children, child_tokens = plan.leaf(env, max_outputs)  # Q(u·a) of the widest level: the rewards
-        for index in reversed(range(len(levels))):
-            level, (exps, tokens) = levels[index], per_level[index]  # e_u(a), then c_u(a) in place
-            wide = level.token_spread is not None  # narrow levels: whole-level ops (fewer ops, all in cache)
-            q = _vocab_dot(exps, children, tokens if wide else [], child_tokens if wide else [], level.q, level.spread)
-            q.div_(level.normalisers)  # Q(u)
-            torch.mul(level.coefs, weights, out=level.weighted)  # w_n k_u / T, over s_u
-            if wide:
-                terms = level.terms
-                for token, (exp, child) in enumerate(zip(tokens, child_tokens, strict=True)):
-                    spread = torch.sub(child, q, out=level.token_spread)  # Δ_u(a)
-                    exp.mul_(spread)  # e_u(a) Δ_u(a)
-                    _accumulate_product(terms, exp, spread, start=token == 0)
-                    exp.mul_(level.weighted)  # c_u(a)
-                    if norm_from_squares:
-                        _accumulate_product(level.square_terms, exp, exp, start=token == 0)
-                if norm_from_squares:
-                    torch.sum(level.square_terms, (0, 1), out=plan.squares[index])
-            else:
-                assert level.spread is not None
-                spread = torch.sub(children, q, out=level.spread)  # Δ_u(a)
-                exps.mul_(spread)  # e_u(a) Δ_u(a)
-                terms = _vocab_dot(exps, spread, [], [], level.terms, level.spread)
-                exps.mul_(level.weighted)  # c_u(a)
-                if norm_from_squares:
-                    torch.sum(torch.mul(exps, exps, out=level.spread), (0, 1), out=plan.squares[index])
-            torch.sum(terms.mul_(level.coefs), (0, 1), out=plan.variance[index])
-            if index:
-                parent = levels[index - 1]
-                children, child_tokens = parent.child_q, parent.child_q_tokens
-        mean_grad = tree.pullback(cotangents, None, out)
+        if plan.sliced:
+            _token_sweep(plan, binding.group_tokens, per_level, leaf_tokens, weights, norm_from_squares)
+        else:
+            _level_sweep(plan, per_level, leaves, weights, norm_from_squares)
+        mean_grad = tree.pullback(cotangents, None, binding.out)
     variance = plan.variance  # (L, R, N), the plan's buffer, overwritten by the next step: copied below
+    if not norm_from_squares:
+        norm = params_norm(mean_grad, 1)
+    elif plan.sliced:  # the token sweep's sum of c² over prefixes and tokens, in row 0
+        norm = plan.square_total.sum(1).sqrt_()
+    else:
+        norm = plan.squares.sum((0, 2)).sqrt_()
     return StepGradient(
-        value=plan.q[0, 0].clone(),
-        std=variance.sum(0).sqrt(),
+        value=plan.value.clone(),
+        std=variance.sum(0).sqrt_(),
         position_variance=variance.clone().permute(1, 2, 0),  # (R, N, L), a view of an (L, R, N) copy
         mean_grad=mean_grad,
-        # ||∇θ|| = sqrt(Σ_{l,n} Σ_{|u|=l,a} c_u(a)²) from the per-level sums (no second pass over the gradient)
-        mean_grad_norm=params_norm(mean_grad, 1) if not norm_from_squares else plan.squares.sum((0, 2)).sqrt(),
+        # ||∇θ|| = sqrt(Σ_{u,a,n} c_u(a)²) from sums formed while the cotangents were in cache
+        mean_grad_norm=norm,
     )
 
 
-def _accumulate_product(out: torch.Tensor, left: torch.Tensor, right: torch.Tensor, *, start: bool) -> None:
-    """``out = left · right`` when ``start``, else ``out += left · right`` (one fused multiply-add): a sum over
-    the tokens of a wide level, one token at a time."""
-    if start:
-        torch.mul(left, right, out=out)
-    else:
-        out.addcmul_(left, right)
+def _token_sweep(
+    plan: _StepPlan,
+    group_tokens: list[list[torch.Tensor]],
+    per_level: list[tuple[torch.Tensor, list[torch.Tensor]]],
+    leaf_tokens: list[torch.Tensor],
+    weights: torch.Tensor,
+    norm_from_squares: bool,
+) -> None:
+    """The closed-form step's backward sweep for a small vocabulary (:data:`_SLICED_VOCAB`): ``Q(u)`` level by
+    level up, then ``c_u(a)`` (over ``e_u(a)`` in the cotangent buffer), the variance terms and ``Σ c²`` for one
+    token ``a`` of every prefix of a group of levels at a time (:class:`_SweepGroup`; the whole tree when it is
+    small: five ops per token for the tree rather than per level, each op's fixed cost being a good part of a
+    small level's time).
+
+    ``Q(u) = Σ_a e_u(a) Q(u·a) / s_u``, ``Δ_u(a) = Q(u·a) - Q(u)``, ``c_u(a) = (w_n k_u / T) e_u(a) Δ_u(a)``,
+    ``Var_l = Σ_{|u|=l} k_u Σ_a e_u(a) Δ_u(a)²``; fills ``plan.variance`` and, when ``norm_from_squares``,
+    ``plan.square_total`` with ``Σ_{u,a} c_u(a)²`` per ``(r, n)``."""
+    levels, child_tokens = plan.levels, leaf_tokens
+    for index in reversed(range(len(levels))):
+        level, (_, tokens) = levels[index], per_level[index]
+        _vocab_dot(tokens, child_tokens, level.q).div_(level.normalisers)  # Q(u)
+        child_tokens = levels[index - 1].child_q_tokens if index else []
+    torch.mul(plan.coefs, weights, out=plan.normalisers)  # w_n k_u / T over s_u (read last for Q)
+    for group, exps in zip(plan.groups, group_tokens, strict=True):
+        spread, terms, square_terms, weighted = group.spread, group.terms, group.square_terms, group.weighted
+        for token, exp in enumerate(exps):
+            if group.inner_child_q:  # Δ_u(a), Q(u·a) a prefix's
+                torch.sub(group.inner_child_q[token], group.q_inner, out=group.spread_inner)
+            if group.q_last is not None:  # Δ_u(a) of the last level, Q(u·a) = r(x, u·a)
+                torch.sub(leaf_tokens[token], group.q_last, out=group.spread_last)
+            exp.mul_(spread)  # e_u(a) Δ_u(a)
+            if token:  # Σ_a e_u(a) Δ_u(a)², one fused multiply-add per token after the first
+                terms.addcmul_(exp, spread)
+            else:
+                torch.mul(exp, spread, out=terms)
+            exp.mul_(weighted)  # c_u(a)
+            if norm_from_squares and token:  # Σ_a c_u(a)²
+                square_terms.addcmul_(exp, exp)
+            elif norm_from_squares:
+                torch.mul(exp, exp, out=square_terms)
+    plan.terms.mul_(plan.coefs)
+    for level, variance in zip(levels, plan.level_variance, strict=True):
+        torch.sum(level.terms, (0, 1), out=variance)
+    if norm_from_squares:
+        assert plan.square_terms is not None
+        torch.sum(plan.square_terms, (0, 1), out=plan.square_total)
+
+
+def _level_sweep(
+    plan: _StepPlan,
+    per_level: list[tuple[torch.Tensor, list[torch.Tensor]]],
+    leaves: torch.Tensor,
+    weights: torch.Tensor,
+    norm_from_squares: bool,
+) -> None:
+    """The closed-form step's backward sweep for a large vocabulary, level by level up, whole-level ops (the same
+    quantities as :func:`_token_sweep`; ``Σ c²`` of level ``l`` in ``plan.squares[l]``)."""
+    children = leaves
+    for index in reversed(range(len(plan.levels))):
+        level, (exps, _) = plan.levels[index], per_level[index]  # e_u(a), then c_u(a) in place
+        assert level.spread is not None
+        torch.sum(torch.mul(exps, children, out=level.spread), 1, keepdim=True, out=level.q).div_(level.normalisers)
+        weighted = torch.mul(level.coefs, weights, out=level.normalisers)  # w_n k_u / T, over s_u
+        spread = torch.sub(children, level.q, out=level.spread)  # Δ_u(a)
+        exps.mul_(spread)  # e_u(a) Δ_u(a)
+        terms = torch.sum(torch.mul(exps, spread, out=level.spread), 1, keepdim=True, out=level.terms)
+        exps.mul_(weighted)  # c_u(a)
+        if norm_from_squares:
+            torch.sum(torch.mul(exps, exps, out=level.spread), (0, 1), out=plan.squares[index])
+        torch.sum(terms.mul_(level.coefs), (0, 1), out=plan.level_variance[index])
+        if index:
+            children = plan.levels[index - 1].child_q
 
 
 def _sum_tokens(exps: torch.Tensor, tokens: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """The closed-form exact-RFT step (``step_gradient`` on a tabular or linear policy, no shaping) against the
 generic ``torch.func`` path (``closed_form=False``, the reference), float64 to CLOSED_FORM_ATOL, on the
-instances that reach each of its branches: a level wide enough to be swept token by token, logits large
+instances that reach each of its branches: the token sweep over the whole tree and over groups of levels,
+vocabularies and lengths from one to eight tokens and one to three positions, logits large
 enough to need the max shift (and logits moved out of the safe range, against the unmoved step), a vocabulary
 too large for token slices, one temperature for every replica (a scalar factor) or one each, minibatch weights
 with zeros; a workspace reused across parameter, environment and layout changes; the SGD step, ``θ + lr·d``
@@ -39,9 +40,9 @@ def weights_with_zeros(replicas: int, inputs: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("temperature", [1.0, [0.6, 1.0, 1.7, 2.5] * 6])
 @pytest.mark.parametrize("kind", ["tabular", "linear"])
-def test_a_level_swept_token_by_token_matches_the_generic_path(kind, temperature):
-    """V = 4, L = 3, R·N = 2400 lanes: the widest level's e_u(a) take 1.2 MiB in float64, past the token-loop
-    threshold (the other levels take whole-level ops)."""
+def test_the_token_sweep_over_the_whole_tree_matches_the_generic_path(kind, temperature):
+    """V = 4, L = 3, R·N = 2400 lanes: one token's slice of the tree takes 21 · 2400 · 8 B = 403 KB in float64,
+    under the 2 MiB of a sweep group, so every level is formed together."""
     env = random_sequence_env(num_prompts=100, vocab_size=4, length=3, reward="random_network", seed=1)
     common = dict(num_replicas=24, seed=2, dtype="float64", temperature=temperature, init_scale=2.0)
     if kind == "tabular":
@@ -54,6 +55,49 @@ def test_a_level_swept_token_by_token_matches_the_generic_path(kind, temperature
     assert_step_close(fast, reference)
     assert float(reference.mean_grad_norm.min()) > 1e-4  # gradients worth comparing
     assert float(reference.position_variance.min()) >= 0.0
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize(
+    ("vocab", "length", "replicas", "inputs"),
+    [
+        (4, 4, 8, 500),  # 32 KB per state: levels 0-2 (21 states, 672 KB) together, level 3 (64 states) alone
+        (3, 4, 5, 2000),  # 80 KB per state: levels 0-2 (13 states, 1.04 MB) together, level 3 (27 states) alone
+    ],
+)
+def test_the_token_sweep_in_groups_of_levels_matches_the_generic_path(kind, vocab, length, replicas, inputs):
+    """Trees whose token slices pass the 2 MiB of a sweep group (float64): a group of the levels with children
+    in the tree, and the last level, whose children are the reward leaves, on its own."""
+    env = random_sequence_env(num_prompts=inputs, vocab_size=vocab, length=length, reward="random_network", seed=3)
+    common = dict(num_replicas=replicas, seed=1, dtype="float64", temperature=[0.7 + 0.2 * r for r in range(replicas)])
+    if kind == "tabular":
+        policy = TabularPolicy.for_env(env, init_scale=2.0, **common)
+    else:
+        policy = LinearSoftmaxPolicy.for_env(env, features="input_last_token", init_scale=2.0, **common)
+    weights = weights_with_zeros(replicas, env.num_inputs)
+    fast = step_gradient(policy, env, input_weights=weights)
+    reference = step_gradient(policy, env, input_weights=weights, closed_form=False)
+    assert_step_close(fast, reference)
+    assert float(reference.mean_grad_norm.min()) > 1e-4
+
+
+@pytest.mark.parametrize("kind", ["tabular", "linear"])
+@pytest.mark.parametrize(("vocab", "length"), [(2, 1), (2, 3), (3, 2), (8, 1), (8, 2), (9, 2), (12, 1)])
+def test_every_vocabulary_and_length_matches_the_generic_path(kind, vocab, length):
+    """The token sweep (2 <= V <= 8; L = 1: the root is the last level, no prefix has children in the tree) and
+    the level-by-level sweep (V > 8), tabular and linear, one temperature per replica."""
+    env = random_sequence_env(
+        num_prompts=7, vocab_size=vocab, length=length, reward="random_network", seed=vocab + length
+    )
+    common = dict(num_replicas=3, seed=1, dtype="float64", temperature=[0.7, 1.0, 1.9], init_scale=2.0)
+    if kind == "tabular":
+        policy = TabularPolicy.for_env(env, **common)
+    else:
+        policy = LinearSoftmaxPolicy.for_env(env, features="input_last_token", **common)
+    weights = weights_with_zeros(3, env.num_inputs)
+    for input_weights in (None, weights):
+        fast = step_gradient(policy, env, input_weights=input_weights)
+        assert_step_close(fast, step_gradient(policy, env, input_weights=input_weights, closed_form=False))
 
 
 def test_logits_past_the_safe_range_take_the_max_shift():
