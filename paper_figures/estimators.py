@@ -76,7 +76,9 @@ FIGURE = PaperFigure(
     claim="every group estimator's expected update vanishes linearly in p at fixed G (GRPO's STD normalisation "
     "included); only DAPO with unlimited resampling is O(1) per kept group, at about 1/p samples per kept group",
     draw=draw,
-    quick=("seeds=1",),  # the default's 3 seeds take ~215 s on the 2-core CPU, 2 seeds 200 s (2026-12-01); 1 seed keeps the gallery under 10 minutes
+    # the default's 3 seeds take ~215 s on the 2-core CPU, 2 seeds 200 s (2026-12-01); 1 seed keeps the gallery
+    # under 10 minutes
+    quick=("seeds=1",),
     tiny=as_sets(TESTING),
     order=8,
 )
