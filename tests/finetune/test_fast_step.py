@@ -62,7 +62,7 @@ def test_the_token_sweep_over_the_whole_tree_matches_the_generic_path(kind, temp
     ("vocab", "length", "replicas", "inputs"),
     [
         (4, 4, 8, 500),  # 32 KB per state: levels 0-2 (21 states, 672 KB) together, level 3 (64 states) alone
-        (3, 4, 5, 2000),  # 80 KB per state: levels 0-2 (13 states, 1.04 MB) together, level 3 (27 states) alone
+        (3, 4, 20, 500),  # 80 KB per state: levels 0-2 (13 states, 1.04 MB) together, level 3 (27 states) alone
     ],
 )
 def test_the_token_sweep_in_groups_of_levels_matches_the_generic_path(kind, vocab, length, replicas, inputs):
